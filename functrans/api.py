@@ -1,0 +1,699 @@
+"""User-facing transforms: pytree flattening, argnums and has_aux around the flat interpreters."""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from . import core
+from .core import ShapedArray, as_array, get_aval, is_float
+from .interpreters import ad, batching
+from .interpreters.ad import Zero
+from .tree_util import tree_flatten, tree_map, tree_paths, tree_structure, tree_unflatten
+from .util import safe_map, safe_zip
+
+map, zip = safe_map, safe_zip
+
+
+def _check_callable(fun, name):
+    if not callable(fun):
+        raise TypeError(f"{name} expects a callable as its first argument, got {fun!r}")
+
+
+def _flat_leaves(tree, what):
+    leaves, treedef = tree_flatten(tree)
+    try:
+        leaves = [as_array(x) for x in leaves]
+    except TypeError as e:
+        raise TypeError(f"{what}: {e}") from None
+    return leaves, treedef
+
+
+class _Store:
+    """A write-once box for facts learned while tracing (output tree, aux data)."""
+    __slots__ = ("val",)
+
+    def __init__(self):
+        self.val = None
+
+
+def _flatten_fun(fun, in_tree, out_store, has_aux=False, aux_store=None):
+    """fun on pytrees -> a function of flat leaves returning flat leaves (aux leaves appended)."""
+    def flat(*leaves):
+        out = fun(*tree_unflatten(in_tree, leaves))
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError("has_aux=True requires the function to return a pair "
+                                f"(output, aux), got {type(out).__name__}")
+            out, aux = out
+            aux_leaves, aux_tree = tree_flatten(aux)
+            aux_store.val = (aux_tree, len(aux_leaves))
+        else:
+            aux_leaves = []
+        out_leaves, out_tree = tree_flatten(out)
+        out_store.val = out_tree
+        return [_as_output(x) for x in out_leaves] + [_as_output(x) for x in aux_leaves]
+    return flat
+
+
+def _as_output(x):
+    try:
+        return as_array(x)
+    except TypeError:
+        raise TypeError(f"transformed functions must return arrays (or pytrees of arrays), got "
+                        f"a value of type {type(x).__name__}: {x!r}") from None
+
+
+def _split_aux(flat_outs, out_tree, aux_store, has_aux):
+    n = out_tree.num_leaves
+    out = tree_unflatten(out_tree, flat_outs[:n])
+    if not has_aux:
+        return out, None
+    aux_tree, _ = aux_store.val
+    return out, tree_unflatten(aux_tree, flat_outs[n:])
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode and linearize
+
+def jvp(fun, primals, tangents, has_aux=False):
+    """Returns (fun(*primals), the directional derivative of fun at primals along tangents)
+    (plus aux with has_aux=True: (out, tangent_out, aux))."""
+    _check_callable(fun, "jvp")
+    if not isinstance(primals, (tuple, list)) or not isinstance(tangents, (tuple, list)):
+        raise TypeError("primal and tangent arguments to jvp must be tuples or lists; found "
+                        f"{type(primals).__name__} and {type(tangents).__name__}")
+    p_flat, p_tree = _flat_leaves(tuple(primals), "jvp primals")
+    t_flat, t_tree = _flat_leaves(tuple(tangents), "jvp tangents")
+    if p_tree != t_tree:
+        raise TypeError(f"primal and tangent arguments to jvp must have the same tree structure; "
+                        f"primals have tree structure {p_tree} whereas tangents have {t_tree}")
+    for p, t in zip(p_flat, t_flat):
+        pa, ta = get_aval(p), get_aval(t)
+        if pa.shape != ta.shape:
+            raise ValueError(f"jvp called with different primal and tangent shapes; got primal "
+                             f"shape {pa.shape} and tangent shape {ta.shape}")
+        if is_float(pa.dtype) and pa.dtype != ta.dtype:
+            raise TypeError(f"primal and tangent arguments to jvp do not match; dtypes must be "
+                            f"equal, got primal dtype {pa.dtype} and tangent dtype {ta.dtype}")
+    t_flat = [t if is_float(get_aval(p).dtype) else Zero(get_aval(p)) for p, t in zip(p_flat, t_flat)]
+    out_store, aux_store = _Store(), _Store()
+    flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
+    outs_p, outs_t = ad.jvp_flat(flat, p_flat, t_flat)
+    outs_t = [_instantiate_tangent(t) for t in outs_t]
+    out_p, aux = _split_aux(outs_p, out_store.val, aux_store, has_aux)
+    out_t, _ = _split_aux(outs_t, out_store.val, aux_store, has_aux)
+    return (out_p, out_t, aux) if has_aux else (out_p, out_t)
+
+
+def _instantiate_tangent(t):
+    if type(t) is Zero:
+        if is_float(t.aval.dtype):
+            return ad.zeros_like_aval(t.aval)
+        return np.zeros(t.aval.shape, core.float0)
+    return t
+
+
+def linearize(fun, *primals):
+    """Returns (fun(*primals), f_jvp) where f_jvp(*tangents) evaluates the linear map without
+    re-running the primal computation."""
+    _check_callable(fun, "linearize")
+    p_flat, p_tree = _flat_leaves(primals, "linearize primals")
+    out_store = _Store()
+    outs_p, jaxpr, consts = ad.linearize_flat(_flatten_fun(fun, p_tree, out_store), p_flat)
+    out_tree = out_store.val
+    float_mask = [is_float(get_aval(p).dtype) for p in p_flat]
+
+    def f_jvp(*tangents):
+        t_flat, t_tree = _flat_leaves(tangents, "linearize tangents")
+        if t_tree != p_tree:
+            raise TypeError(f"linearized function called on tangents of structure {t_tree}, "
+                            f"expected {p_tree}")
+        t_flat = [t for t, f in zip(t_flat, float_mask) if f]
+        return tree_unflatten(out_tree, core.eval_jaxpr(jaxpr, consts, *t_flat))
+
+    return tree_unflatten(out_tree, outs_p), f_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# Reverse mode
+
+def vjp(fun, *primals, has_aux=False):
+    """Returns (fun(*primals), vjp_fn) (and aux with has_aux=True); vjp_fn(cotangent) returns a
+    tuple with one cotangent per primal."""
+    _check_callable(fun, "vjp")
+    p_flat, p_tree = _flat_leaves(primals, "vjp primals")
+    out_store, aux_store = _Store(), _Store()
+    flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
+    outs_p, vjp_flat_fn = ad.vjp_flat(flat, p_flat)
+    out_tree = out_store.val
+    out, aux = _split_aux(outs_p, out_tree, aux_store, has_aux)
+    n_out = out_tree.num_leaves
+    out_avals = [get_aval(o) for o in outs_p[:n_out]]
+
+    def vjp_fn(ct):
+        ct_flat, ct_tree = tree_flatten(ct)
+        if ct_tree != out_tree:
+            raise ValueError(f"vjp: the cotangent has tree structure {ct_tree}, but the primal "
+                             f"output has {out_tree}")
+        ct_flat = [as_array(c) for c in ct_flat]
+        for c, a in zip(ct_flat, out_avals):
+            if get_aval(c).shape != a.shape:
+                raise ValueError(f"vjp: cotangent of shape {get_aval(c).shape} does not match the "
+                                 f"primal output shape {a.shape}")
+        cts = ct_flat + [Zero(get_aval(o)) for o in outs_p[n_out:]]
+        return tuple(tree_unflatten(p_tree, vjp_flat_fn(cts)))
+
+    return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
+
+
+def _argnums_tuple(argnums, nargs, name):
+    single = isinstance(argnums, int)
+    nums = (argnums,) if single else tuple(argnums)
+    for i in nums:
+        if not -nargs <= i < nargs:
+            raise ValueError(f"{name}: argnums {argnums} out of range for a function called "
+                             f"with {nargs} positional arguments")
+    return tuple(i % nargs for i in nums), single
+
+
+def _check_grad_inputs(leaves, paths, name):
+    for path, x in zip(paths, leaves):
+        dt = get_aval(x).dtype
+        if not is_float(dt):
+            kind = "complex" if dt.kind == "c" else dt.name
+            raise TypeError(f"{name} requires real-valued floating-point inputs, but argument "
+                            f"{path} has dtype {kind}. Convert it with .astype(float), or leave "
+                            "it out of argnums.")
+
+
+def _check_scalar_output(out, name):
+    aval = get_aval(out)
+    if aval.shape != ():
+        raise TypeError(f"{name} requires a scalar output: gradient only defined for "
+                        f"scalar-output functions, but the output had shape {aval.shape}. Use "
+                        "jacrev or vjp for non-scalar outputs.")
+    if aval.dtype.kind == "c":
+        raise TypeError(f"{name} requires a real-valued output, but the output has complex dtype "
+                        f"{aval.dtype}. Take the real part or abs first, or use vjp.")
+    if not is_float(aval.dtype):
+        raise TypeError(f"{name} requires a real floating-point output, got dtype {aval.dtype}.")
+
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """Returns a function computing (fun(*args), gradient of fun w.r.t. args[argnums]) — or
+    ((value, aux), gradient) with has_aux=True."""
+    _check_callable(fun, "value_and_grad")
+
+    @functools.wraps(fun)
+    def value_and_grad_f(*args, **kwargs):
+        nums, single = _argnums_tuple(argnums, len(args), "grad")
+        leaves, treedef = _flat_leaves(tuple(args[i] for i in nums), "grad arguments")
+        _check_grad_inputs(leaves, _arg_paths(treedef, nums), "grad")
+
+        out_store, aux_store = _Store(), _Store()
+
+        def f_of_diff(*diff):
+            full = list(args)
+            for i, a in zip(nums, diff):
+                full[i] = a
+            out = fun(*full, **kwargs)
+            if has_aux:
+                if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                    raise TypeError("has_aux=True requires the function to return a pair "
+                                    "(output, aux)")
+                _check_scalar_output(out[0], "grad")
+            else:
+                _check_scalar_output(out, "grad")
+            return out
+
+        flat = _flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store)
+        outs_p, vjp_fn = ad.vjp_flat(flat, leaves)
+        value = outs_p[0]
+        cts = [np.ones((), get_aval(value).dtype)] + [Zero(get_aval(o)) for o in outs_p[1:]]
+        grads = tree_unflatten(treedef, vjp_fn(cts))
+        g = grads[0] if single else grads
+        if has_aux:
+            _, aux = _split_aux(outs_p, out_store.val, aux_store, True)
+            return (value, aux), g
+        return value, g
+
+    return value_and_grad_f
+
+
+def _arg_paths(treedef, nums):
+    """Readable paths of the leaves of the differentiated-arguments tuple, named by argnum."""
+    out = []
+    for i, child in zip(nums, treedef.children):
+        out.extend(tree_paths(child, f"args[{i}]"))
+    return out
+
+
+def grad(fun, argnums=0, has_aux=False):
+    """Returns a function computing the gradient of scalar-valued fun w.r.t. args[argnums]
+    (and aux with has_aux=True: (grad, aux))."""
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def grad_f(*args, **kwargs):
+        if has_aux:
+            (_, aux), g = vg(*args, **kwargs)
+            return g, aux
+        return vg(*args, **kwargs)[1]
+
+    return grad_f
+
+
+# ---------------------------------------------------------------------------------------------
+# vmap
+
+def _broadcast_prefix(prefix, tree, name, what):
+    """One entry of ``prefix`` (a pytree prefix of ``tree`` with int/None leaves) per leaf."""
+    out = []
+
+    def rec(p, t):
+        if p is None or isinstance(p, (int, np.integer)):
+            out.extend([None if p is None else int(p)] * tree_structure(t).num_leaves)
+            return
+        p_leaves, p_def = tree_flatten(p, is_leaf=lambda x: x is None)
+        t_def = tree_structure(t)
+        if type(p) is not type(t) and not (isinstance(p, (tuple, list)) and isinstance(t, (tuple, list))
+                                           and type(p) is tuple and type(t) is tuple):
+            raise ValueError(f"{name} {what} specification must be a tree prefix of the "
+                             f"corresponding value, got specification {p!r} for value tree "
+                             f"{t_def}.")
+        if isinstance(p, dict):
+            if sorted(p) != sorted(t):
+                raise ValueError(f"{name} {what} specification must be a tree prefix of the "
+                                 f"corresponding value, got specification {p!r} for value tree "
+                                 f"{t_def}.")
+            for k in sorted(t):
+                rec(p[k], t[k])
+            return
+        if isinstance(p, (tuple, list)):
+            if len(p) != len(t):
+                raise ValueError(f"{name} {what} specification must be a tree prefix of the "
+                                 f"corresponding value, got specification {p!r} (length {len(p)}) "
+                                 f"for value tree {t_def} (length {len(t)}).")
+            for a, b in zip(p, t):
+                rec(a, b)
+            return
+        raise ValueError(f"{name} {what} must be an int, None, or a (nested) container with "
+                         f"those types as leaves, got {p!r}")
+
+    rec(prefix, tree)
+    return out
+
+
+def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
+    """Vectorise fun over the axes in_axes of its arguments; results are stacked on out_axes."""
+    _check_callable(fun, "vmap")
+    if isinstance(in_axes, list):
+        in_axes = tuple(in_axes)
+
+    @functools.wraps(fun)
+    def vmapped(*args, **kwargs):
+        if not isinstance(in_axes, (tuple, int, type(None))) and not isinstance(in_axes, np.integer):
+            if isinstance(in_axes, dict) or not isinstance(in_axes, tuple):
+                raise ValueError("vmap in_axes must be an int, None, or a tuple of entries "
+                                 f"corresponding to the positional arguments, got {in_axes!r}")
+        axes_args = in_axes
+        if isinstance(in_axes, tuple) and len(in_axes) != len(args):
+            raise ValueError(f"vmap in_axes must be an int, None, or a tuple of entries "
+                             f"corresponding to the positional arguments passed to the function, "
+                             f"but got len(in_axes)={len(in_axes)}, len(args)={len(args)}")
+        all_args = (tuple(args), kwargs)
+        leaves, treedef = _flat_leaves(all_args, "vmap arguments")
+        dims = _broadcast_prefix(axes_args, tuple(args), "vmap", "in_axes") + \
+            [0] * tree_structure(kwargs).num_leaves
+        paths = tree_paths(tree_structure(tuple(args)), "args") + \
+            [f"kwargs[{p[6:]}" if p.startswith("kwargs[") else p
+             for p in tree_paths(tree_structure(kwargs), "kwargs")]
+        sizes = {}
+        canon = []
+        for x, d, path in zip(leaves, dims, paths):
+            if d is None:
+                canon.append(None)
+                continue
+            nd = get_aval(x).ndim
+            if not -nd <= d < nd:
+                raise ValueError(f"vmap was requested to map its argument along axis {d}, which "
+                                 f"implies that its rank should be at least {d + 1 if d >= 0 else -d}, "
+                                 f"but is only {nd} (its shape is {get_aval(x).shape}) for "
+                                 f"argument {path}")
+            canon.append(d % nd)
+            sizes[path] = get_aval(x).shape[d % nd]
+        if sizes:
+            distinct = set(sizes.values())
+            if len(distinct) > 1:
+                detail = "\n".join(f"  {p} has size {s} along its mapped axis" for p, s in sizes.items())
+                raise ValueError(f"vmap got inconsistent sizes for the array axes to be mapped:\n"
+                                 f"{detail}")
+            size = distinct.pop()
+            if axis_size is not None and axis_size != size:
+                raise ValueError(f"vmap got axis_size={axis_size} but the mapped arguments have "
+                                 f"size {size}")
+        elif axis_size is None:
+            raise ValueError("vmap must have at least one non-None value in in_axes, or be "
+                             "given axis_size")
+        else:
+            size = int(axis_size)
+        out_store = _Store()
+
+        def flat(*xs):
+            a, k = tree_unflatten(treedef, xs)
+            out = fun(*a, **k)
+            out_leaves, out_tree = tree_flatten(out)
+            out_store.val = (out_tree, out)
+            return [_as_output(o) for o in out_leaves]
+
+        def out_dims():
+            out_tree, out = out_store.val
+            ods = _broadcast_prefix(out_axes, out, "vmap", "out_axes")
+            return ods
+
+        outs = batching.vmap_flat(flat, size, canon, out_dims, leaves)
+        return tree_unflatten(out_store.val[0], outs)
+
+    return vmapped
+
+
+# ---------------------------------------------------------------------------------------------
+# Jacobians
+
+def _std_basis(leaves):
+    """An identity matrix splitting into per-leaf pieces: shape (N, *leaf.shape) each."""
+    sizes = [get_aval(x).size for x in leaves]
+    n = sum(sizes)
+    eye = np.eye(n)
+    out, start = [], 0
+    for x, s in zip(leaves, sizes):
+        a = get_aval(x)
+        out.append(eye[:, start:start + s].reshape((n,) + a.shape).astype(a.dtype))
+        start += s
+    return out
+
+
+def _jac_args(fun, argnums, args, name):
+    nums, single = _argnums_tuple(argnums, len(args), name)
+    diff = tuple(args[i] for i in nums)
+    leaves, treedef = _flat_leaves(diff, name)
+    _check_grad_inputs(leaves, _arg_paths(treedef, nums), name)
+
+    def f_diff(*d):
+        full = list(args)
+        for i, a in zip(nums, d):
+            full[i] = a
+        return fun(*full)
+
+    return f_diff, leaves, treedef, nums, single
+
+
+def jacfwd(fun, argnums=0, has_aux=False):
+    """The Jacobian of fun by forward mode: vmap of jvp over the standard basis of the inputs.
+    The result nests the input structure inside the output structure."""
+    _check_callable(fun, "jacfwd")
+
+    def jac(*args):
+        f_diff, leaves, in_tree, nums, single = _jac_args(fun, argnums, args, "jacfwd")
+        out_store, aux_store, primal_outs = _Store(), _Store(), _Store()
+        flat = _flatten_fun(f_diff, in_tree, out_store, has_aux, aux_store)
+
+        def push(*ts):
+            po, to = ad.jvp_flat(flat, leaves, list(ts))
+            primal_outs.val = po
+            return [_instantiate_tangent(t) for t in to]
+
+        n = sum(get_aval(x).size for x in leaves)
+        tangents = batching.vmap_flat(push, n, [0] * len(leaves),
+                                      lambda: [0] * len(primal_outs.val), _std_basis(leaves))
+        out_tree = out_store.val
+        result_leaves = []
+        for y in tangents[:out_tree.num_leaves]:
+            out_shape = get_aval(y).shape[1:]
+            pieces, start = [], 0
+            for x in leaves:
+                xa = get_aval(x)
+                blk = _reshape(_take_rows(y, start, xa.size), xa.shape + out_shape)
+                perm = tuple(range(xa.ndim, xa.ndim + len(out_shape))) + tuple(range(xa.ndim))
+                pieces.append(_transpose(blk, perm))
+                start += xa.size
+            tree = tree_unflatten(in_tree, pieces)
+            result_leaves.append(tree[0] if single else tree)
+        result = tree_unflatten(out_tree, result_leaves)
+        if has_aux:
+            return result, _split_aux(primal_outs.val, out_tree, aux_store, True)[1]
+        return result
+
+    return jac
+
+
+def _take_rows(y, start, n):
+    from .lax import slicing
+    a = get_aval(y)
+    return slicing.slice(y, (start,) + (0,) * (a.ndim - 1), (start + n,) + a.shape[1:])
+
+
+def _transpose(x, perm):
+    from .lax import lax
+    return lax.transpose(x, perm)
+
+
+def _reshape(x, shape):
+    from .lax import lax
+    return lax.reshape(x, shape)
+
+
+def jacrev(fun, argnums=0, has_aux=False):
+    """The Jacobian of fun by reverse mode: vmap of vjp over the standard basis of the outputs.
+    The result nests the input structure inside the output structure."""
+    _check_callable(fun, "jacrev")
+
+    def jac(*args):
+        f_diff, leaves, in_tree, nums, single = _jac_args(fun, argnums, args, "jacrev")
+        out_store, aux_store = _Store(), _Store()
+        flat = _flatten_fun(f_diff, in_tree, out_store, has_aux, aux_store)
+        outs_p, vjp_fn = ad.vjp_flat(flat, leaves)
+        out_tree = out_store.val
+        n_out = out_tree.num_leaves
+        ys = outs_p[:n_out]
+        basis = _std_basis(ys)
+        m = sum(get_aval(y).size for y in ys)
+
+        def pull(*cts):
+            return vjp_fn(list(cts) + [Zero(get_aval(o)) for o in outs_p[n_out:]])
+
+        cts_in = batching.vmap_flat(pull, m, [0] * n_out, lambda: [0] * len(leaves), basis)
+        # cts_in[j]: (m, *in_shape_j); split m into output leaves
+        result_leaves, start = [], 0
+        for y in ys:
+            ya = get_aval(y)
+            pieces = [_reshape(_take_rows(c, start, ya.size), ya.shape + get_aval(x).shape)
+                      for c, x in zip(cts_in, leaves)]
+            tree = tree_unflatten(in_tree, pieces)
+            result_leaves.append(tree[0] if single else tree)
+            start += ya.size
+        result = tree_unflatten(out_tree, result_leaves)
+        if has_aux:
+            return result, _split_aux(outs_p, out_tree, aux_store, True)[1]
+        return result
+
+    return jac
+
+
+def hessian(fun, argnums=0):
+    """The Hessian of scalar fun: jacfwd(jacrev(fun))."""
+    return jacfwd(jacrev(fun, argnums), argnums)
+
+
+def hvp(fun, primals, tangents):
+    """Forward-over-reverse Hessian-vector product: jvp of grad(fun) (a convenience beyond JAX).
+    primals and tangents are tuples; returns the HVP with the structure of the primals (a single
+    array for one primal)."""
+    primals, tangents = tuple(primals), tuple(tangents)
+    argnums = tuple(range(len(primals)))
+    g = grad(fun, argnums=argnums)
+    out = jvp(g, primals, tangents)[1]
+    return out[0] if len(primals) == 1 else out
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging
+
+class ShapeDtypeStruct:
+    """A shape and dtype standing in for an array (eval_shape's results)."""
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+
+    def __eq__(self, other):
+        return isinstance(other, ShapeDtypeStruct) and (self.shape, self.dtype) == (other.shape, other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def __repr__(self):
+        return f"ShapeDtypeStruct(shape={self.shape}, dtype={self.dtype.name})"
+
+
+def _aval_of_arg(x):
+    if isinstance(x, (ShapeDtypeStruct, ShapedArray)):
+        return ShapedArray(x.shape, x.dtype)
+    return get_aval(as_array(x))
+
+
+def _static_split(fun, args, kwargs, static_argnums, static_argnames=()):
+    """(function of the dynamic positional args, dynamic args, static key)."""
+    static_argnums = tuple(i % len(args) if args else i for i in static_argnums
+                           if -len(args) <= i < len(args))
+    static = tuple((i, args[i]) for i in static_argnums)
+    dyn_args = tuple(a for i, a in enumerate(args) if i not in static_argnums)
+    static_kw = tuple(sorted((k, v) for k, v in kwargs.items() if k in static_argnames))
+    dyn_kw = {k: v for k, v in kwargs.items() if k not in static_argnames}
+
+    def f_dyn(*dargs, **dkw):
+        it = iter(dargs)
+        full = [args[i] if i in static_argnums else next(it) for i in range(len(args))]
+        return fun(*full, **dict(static_kw), **dkw)
+
+    return f_dyn, dyn_args, dyn_kw, (static, static_kw)
+
+
+def make_jaxpr(fun, static_argnums=()):
+    """Returns a function that traces fun on example arguments and returns its ClosedJaxpr
+    (str() of it is the readable listing)."""
+    _check_callable(fun, "make_jaxpr")
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+
+    @functools.wraps(fun)
+    def make(*args, **kwargs):
+        f_dyn, dyn_args, dyn_kw, _ = _static_split(fun, args, kwargs, static_argnums)
+        leaves, treedef = tree_flatten((dyn_args, dyn_kw))
+        avals = [_aval_of_arg(x) for x in leaves]
+        out_store = _Store()
+        flat = _flatten_fun(lambda a, k: f_dyn(*a, **k), treedef, out_store)
+        jaxpr, consts = core.trace_to_jaxpr(flat, avals)
+        return core.ClosedJaxpr(jaxpr, consts)
+
+    return make
+
+
+def eval_shape(fun, *args, **kwargs):
+    """The shapes and dtypes of fun's outputs (ShapeDtypeStruct leaves), computed without
+    evaluating it."""
+    _check_callable(fun, "eval_shape")
+    leaves, treedef = tree_flatten((args, kwargs))
+    avals = [_aval_of_arg(x) for x in leaves]
+    out_store = _Store()
+    flat = _flatten_fun(lambda a, k: fun(*a, **k), treedef, out_store)
+    jaxpr, _ = core.trace_to_jaxpr(flat, avals)
+    return tree_unflatten(out_store.val, [ShapeDtypeStruct(a.shape, a.dtype) for a in jaxpr.out_avals])
+
+
+def device_put(x, device=None):
+    """x as NumPy arrays (the CPU backend keeps arrays in host memory)."""
+    return tree_map(lambda v: np.asarray(v) if not isinstance(v, core.Tracer) else v, x)
+
+
+def block_until_ready(x):
+    """x itself: CPU computations are synchronous."""
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# jit
+
+def _check_static_hashable(static_key, fun):
+    try:
+        hash(static_key)
+    except TypeError:
+        (pos, kw) = static_key
+        for i, v in list(pos) + list(kw):
+            try:
+                hash(v)
+            except TypeError:
+                raise ValueError(
+                    f"Non-hashable static argument {i!r} of {getattr(fun, '__name__', fun)}: "
+                    f"{type(v).__name__} {v!r}. Static arguments must be hashable (use a tuple "
+                    "instead of a list, or pass arrays as dynamic arguments).") from None
+        raise
+
+
+class Jitted:
+    """A jit-compiled function: call it like the original; ``lower(*args)`` shows the generated
+    code; ``trace_count`` and ``cache_size()`` show how often it retraced."""
+
+    def __init__(self, fun, static_argnums, static_argnames, backend):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+        self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
+        if self.static_argnames:
+            try:
+                params = list(inspect.signature(fun).parameters)
+                self.static_argnums += tuple(params.index(n) for n in self.static_argnames
+                                             if n in params and params.index(n) not in self.static_argnums)
+            except (TypeError, ValueError):
+                pass
+        if backend not in (None, "cpu", "cuda"):
+            raise ValueError(f"jit backend must be 'cpu' or 'cuda', got {backend!r}")
+        self.backend = backend or "cpu"
+        self._cache = {}
+        self.trace_count = 0
+
+    def _trace(self, args, kwargs):
+        """(ClosedJaxpr, flat dynamic args incl. lifted tracer consts, out tree)."""
+        kwargs = dict(kwargs)
+        pos_static = [i for i in self.static_argnums if -len(args) <= i < len(args)]
+        f_dyn, dyn_args, dyn_kw, static_key = _static_split(self.fun, args, kwargs, pos_static,
+                                                            self.static_argnames)
+        _check_static_hashable(static_key, self.fun)
+        leaves, in_tree = _flat_leaves((dyn_args, dyn_kw), "jit arguments")
+        avals = tuple(get_aval(x) for x in leaves)
+        key = (in_tree, avals, static_key)
+        entry = self._cache.get(key)
+        if entry is None:
+            self.trace_count += 1
+            out_store = _Store()
+            flat = _flatten_fun(lambda a, k: f_dyn(*a, **k), in_tree, out_store)
+            jaxpr, consts = core.trace_to_jaxpr(flat, list(avals))
+            tracer_consts = [isinstance(c, core.Tracer) for c in consts]
+            if any(tracer_consts):  # closes over an enclosing transform's values: pass them in
+                jaxpr = core.Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.eqns, jaxpr.outvars)
+                return core.ClosedJaxpr(jaxpr, []), list(consts) + leaves, out_store.val
+            entry = self._cache[key] = (core.ClosedJaxpr(jaxpr, consts), out_store.val)
+        closed, out_tree = entry
+        return closed, leaves, out_tree
+
+    def __call__(self, *args, **kwargs):
+        from .jit_primitive import jit_p
+        closed, flat_args, out_tree = self._trace(args, kwargs)
+        outs = jit_p.bind(*flat_args, jaxpr=closed, name=getattr(self.fun, "__name__", "fun"),
+                          backend=self.backend)
+        return tree_unflatten(out_tree, outs)
+
+    def lower(self, *args, **kwargs):
+        """The lowered form of this function for these arguments (its jaxpr and generated
+        source; see ``.as_text()``)."""
+        from .backends import lower_for_backend
+        closed, flat_args, _ = self._trace(args, kwargs)
+        return lower_for_backend(closed, flat_args, self.backend)
+
+    def cache_size(self):
+        """Number of traced signatures held."""
+        return len(self._cache)
+
+
+def jit(fun=None, static_argnums=(), static_argnames=(), backend=None, **unused):
+    """Compile fun: traced once per input signature (shapes, dtypes, static values) and run
+    as generated numba code on the CPU (backend="cpu", default) or GPU (backend="cuda")."""
+    if fun is None:
+        return lambda f: jit(f, static_argnums, static_argnames, backend)
+    _check_callable(fun, "jit")
+    return Jitted(fun, static_argnums, static_argnames, backend)

@@ -1,0 +1,711 @@
+"""The core of functrans: abstract values, primitives and trace dispatch, and the jaxpr IR.
+
+Dispatch is context based (as in current JAX and autodidax2): one *current trace*; ``bind``
+hands the operation to it, and each transform's rule runs with the trace's parent current.
+A value that is not a tracer of the trace handling it is a constant to that trace. Every
+transform application makes a new trace object, so perturbation confusion cannot happen.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+
+import numpy as np
+
+from .errors import (ConcretizationTypeError, TracerArrayConversionError,
+                     TracerBoolConversionError, TracerIntegerConversionError,
+                     UnexpectedTracerError)
+from .util import safe_map, safe_zip
+
+map, zip = safe_map, safe_zip
+
+
+class config:
+    """Global switches. ``check_jaxprs`` type-checks every jaxpr built (on in the tests)."""
+    check_jaxprs = os.environ.get("FUNCTRANS_CHECK_JAXPRS", "") == "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# Abstract values
+
+_DTYPE_SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i8", "int16": "i16",
+                "int32": "i32", "int64": "i64", "uint8": "u8", "uint16": "u16", "uint32": "u32",
+                "uint64": "u64", "bool": "bool", "complex64": "c64", "complex128": "c128"}
+
+float0 = np.dtype([("float0", np.void, 0)])  # the tangent dtype of integer and bool values
+
+
+class ShapedArray:
+    """The abstract value of an array: its shape and dtype."""
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+
+    ndim = property(lambda self: len(self.shape))
+    size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
+
+    def __eq__(self, other):
+        return (type(other) is ShapedArray and self.shape == other.shape
+                and self.dtype == other.dtype)
+
+    def __hash__(self):
+        return hash((self.shape, self.dtype))
+
+    def str_short(self):
+        """E.g. 'f32[3,4]'."""
+        return f"{_DTYPE_SHORT.get(self.dtype.name, self.dtype.name)}[{','.join(map(str, self.shape))}]"
+
+    __repr__ = __str__ = str_short
+
+    def update(self, shape=None, dtype=None):
+        """A copy with the given fields replaced."""
+        return ShapedArray(self.shape if shape is None else shape,
+                           self.dtype if dtype is None else dtype)
+
+
+def is_float(dtype):
+    """True for real floating dtypes (the ones that carry tangents)."""
+    return np.dtype(dtype).kind == "f"
+
+
+def get_aval(x):
+    """The ShapedArray of a tracer, NumPy array or Python/NumPy scalar."""
+    if isinstance(x, Tracer):
+        return x.aval
+    if isinstance(x, (np.ndarray, np.generic)):
+        return ShapedArray(x.shape, x.dtype)
+    if isinstance(x, (bool, int, float, complex)):
+        return ShapedArray((), np.asarray(x).dtype)
+    raise TypeError(f"Value {x!r} of type {type(x).__name__} is not a valid functrans array type")
+
+
+def as_array(x):
+    """x as a NumPy array (scalars become 0-d arrays); tracers pass through."""
+    if isinstance(x, (Tracer, np.ndarray)):
+        return x
+    if isinstance(x, (bool, int, float, complex, np.generic)):
+        return np.asarray(x)
+    raise TypeError(f"Value {x!r} of type {type(x).__name__} is not a valid functrans array type")
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the user's code is
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_STDLIB = sysconfig.get_paths()["stdlib"]
+
+
+def user_frame():
+    """(filename, lineno, function) of the innermost frame outside functrans and the stdlib."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not (fn.startswith(_PKG_DIR) or fn.startswith(_STDLIB) or fn.startswith("<frozen")):
+            return (fn, f.f_lineno, f.f_code.co_name)
+        f = f.f_back
+    return None
+
+
+def format_source(src):
+    """'file.py:12 (fn)' for a user_frame() triple, or '<unknown>'."""
+    if src is None:
+        return "<unknown location>"
+    return f"{src[0]}:{src[1]} ({src[2]})"
+
+
+def where():
+    """' at file.py:12 (fn)' for the current user frame."""
+    return " at " + format_source(user_frame())
+
+
+# ---------------------------------------------------------------------------------------------
+# Primitives and their rule tables
+
+impl_rules = {}            # prim -> f(*arrays, **params) -> array(s)         (EvalTrace)
+abstract_eval_rules = {}   # prim -> f(*avals, **params) -> aval(s)           (staging)
+partial_eval_rules = {}    # prim -> f(trace, tracers, **params)              (higher-order prims)
+
+
+class Primitive:
+    """A named operation. ``bind(*arrays, **static_params)`` hands it to the current trace."""
+    __slots__ = ("name", "multiple_results")
+
+    def __init__(self, name, multiple_results=False):
+        self.name = name
+        self.multiple_results = multiple_results
+
+    def bind(self, *args, **params):
+        """Apply the primitive under the current trace; returns an array (or a list)."""
+        return _state.trace.process_primitive(self, args, params)
+
+    def __repr__(self):
+        return self.name
+
+
+def abstract_eval(prim, avals, params):
+    """Output avals (always a list) of prim applied to avals."""
+    rule = abstract_eval_rules.get(prim)
+    if rule is None:
+        raise NotImplementedError(f"abstract evaluation rule for '{prim.name}' not implemented")
+    out = rule(*avals, **params)
+    return list(out) if prim.multiple_results else [out]
+
+
+# ---------------------------------------------------------------------------------------------
+# Traces and dispatch
+
+class Trace:
+    """One application of a transform. Tracers of this trace carry ``_trace is self``."""
+    __slots__ = ("parent", "valid")
+
+    def __init__(self, parent):
+        self.parent = parent
+        self.valid = True
+
+    def process_primitive(self, prim, args, params):
+        raise NotImplementedError
+
+    def check_foreign(self, x):
+        """x is not ours: it is a constant, unless its trace has already finished."""
+        if isinstance(x, Tracer) and not x._trace.valid:
+            raise escaped_tracer_error(x)
+
+
+def escaped_tracer_error(x):
+    return UnexpectedTracerError(
+        f"Encountered an unexpected tracer: a {x.aval.str_short()} value created inside a "
+        f"transformed function ({type(x._trace).__name__}) escaped it, e.g. by being stored in a "
+        f"global or returned through a side channel, and was used{where()}. Return values "
+        "from transformed functions instead of leaking them.")
+
+
+class EvalTrace(Trace):
+    """The bottom of every stack: runs impl rules on NumPy arrays."""
+    __slots__ = ()
+
+    def process_primitive(self, prim, args, params):
+        for x in args:
+            if isinstance(x, Tracer):
+                raise escaped_tracer_error(x)
+        rule = impl_rules.get(prim)
+        if rule is None:
+            raise NotImplementedError(f"evaluation rule (impl) for '{prim.name}' not implemented")
+        try:
+            return rule(*args, **params)
+        except (ValueError, TypeError, IndexError) as e:
+            if getattr(e, "_functrans_located", False):
+                raise
+            err = type(e)(f"{prim.name}: {e}{where()}")
+            err._functrans_located = True
+            raise err from e
+
+
+class _State:
+    __slots__ = ("trace",)
+
+
+_state = _State()
+eval_trace = EvalTrace(None)
+_state.trace = eval_trace
+
+
+def current_trace():
+    """The trace that ``bind`` currently dispatches to."""
+    return _state.trace
+
+
+class set_current_trace:
+    """Context manager: make ``trace`` current for the duration of the block."""
+    __slots__ = ("trace", "prev")
+
+    def __init__(self, trace):
+        self.trace = trace
+
+    def __enter__(self):
+        self.prev = _state.trace
+        _state.trace = self.trace
+
+    def __exit__(self, *exc):
+        _state.trace = self.prev
+
+
+class transform_trace:
+    """Context manager: make ``trace`` current, and invalidate it on exit (escape detection)."""
+    __slots__ = ("trace", "prev")
+
+    def __init__(self, trace):
+        self.trace = trace
+
+    def __enter__(self):
+        self.prev = _state.trace
+        _state.trace = self.trace
+        return self.trace
+
+    def __exit__(self, *exc):
+        _state.trace = self.prev
+        self.trace.valid = False
+
+
+def call_in_parent(trace, f, *args):
+    """Run f(*args) with trace.parent current (what every transform rule does)."""
+    prev = _state.trace
+    _state.trace = trace.parent
+    try:
+        return f(*args)
+    finally:
+        _state.trace = prev
+
+
+# ---------------------------------------------------------------------------------------------
+# Tracers
+
+_tracer_methods = {}  # filled by functrans.numpy: operators and array methods
+
+
+class Tracer:
+    """A value flowing through user code while a transform runs."""
+    __slots__ = ("_trace",)
+    __array_priority__ = 1000
+    __array_ufunc__ = None
+
+    @property
+    def aval(self):
+        raise NotImplementedError
+
+    shape = property(lambda self: self.aval.shape)
+    dtype = property(lambda self: self.aval.dtype)
+    ndim = property(lambda self: self.aval.ndim)
+    size = property(lambda self: self.aval.size)
+
+    def to_concrete_value(self):
+        """The concrete NumPy value behind this tracer, or None if it is abstract."""
+        return None
+
+    def _concrete(self, what, err=ConcretizationTypeError):
+        v = self.to_concrete_value()
+        if v is None:
+            raise err(
+                f"Abstract tracer value encountered where a concrete value is expected: {what} "
+                f"of a traced {self.aval.str_short()} value{where()}. Under jit (and inside lax "
+                "control-flow bodies) values are abstract: use functrans.lax.cond / "
+                "functrans.numpy.where for value-dependent branches, or mark the argument "
+                "static with static_argnums / static_argnames.")
+        return v
+
+    def __bool__(self):
+        return bool(self._concrete("bool()", TracerBoolConversionError))
+
+    def __int__(self):
+        return int(self._concrete("int()", TracerIntegerConversionError))
+
+    def __float__(self):
+        return float(self._concrete("float()"))
+
+    def __complex__(self):
+        return complex(self._concrete("complex()"))
+
+    def __index__(self):
+        if self.dtype.kind not in "iub":
+            raise TypeError(f"only integer tracers can be used as an index, got {self.aval}")
+        return int(self._concrete("an index conversion", TracerIntegerConversionError))
+
+    def __array__(self, *args, **kwargs):
+        raise TracerArrayConversionError(
+            f"The numpy.ndarray conversion method __array__() was called on a traced "
+            f"{self.aval.str_short()} value{where()}. NumPy functions cannot be traced: use "
+            "functrans.numpy instead of numpy inside transformed functions.")
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __hash__(self):
+        raise TypeError(f"unhashable type: traced array ({self.aval.str_short()})")
+
+    def __repr__(self):
+        return f"Traced<{self.aval.str_short()}>with<{type(self._trace).__name__}>"
+
+    def __getattr__(self, name):
+        method = _tracer_methods.get(name)
+        if method is None:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        return method.__get__(self)
+
+
+def _install_operator(name):
+    def op(self, *args):
+        return _tracer_methods[name](self, *args)
+    op.__name__ = name
+    setattr(Tracer, name, op)
+
+
+for _name in ["__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+              "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__",
+              "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "__eq__",
+              "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__and__", "__rand__", "__or__",
+              "__ror__", "__xor__", "__rxor__", "__invert__", "__getitem__", "__lshift__",
+              "__rshift__", "__divmod__"]:
+    _install_operator(_name)
+for _name in ["T", "at", "real", "imag", "mT"]:
+    setattr(Tracer, _name, property(lambda self, _n=_name: _tracer_methods[_n](self)))
+
+
+def concrete_or_none(x):
+    """The concrete value of x if it has one (NumPy arrays do), else None."""
+    if isinstance(x, Tracer):
+        return x.to_concrete_value()
+    return x
+
+
+# ---------------------------------------------------------------------------------------------
+# The IR
+
+class Var:
+    """A jaxpr variable; names are assigned when printing."""
+    __slots__ = ("aval",)
+
+    def __init__(self, aval):
+        self.aval = aval
+
+    def __repr__(self):
+        return f"Var({self.aval})"
+
+
+class Literal:
+    """A scalar constant inlined into an equation."""
+    __slots__ = ("val", "aval")
+
+    def __init__(self, val):
+        self.val = np.asarray(val)
+        self.aval = ShapedArray((), self.val.dtype)
+
+    def __repr__(self):
+        return f"{self.val.item()!r}:{self.aval.str_short()}"
+
+
+class JaxprEqn:
+    """out_binders = primitive[params](*inputs), recorded at the user's source line."""
+    __slots__ = ("primitive", "inputs", "params", "out_binders", "source_info")
+
+    def __init__(self, primitive, inputs, params, out_binders, source_info=None):
+        self.primitive, self.inputs, self.params = primitive, inputs, params
+        self.out_binders, self.source_info = out_binders, source_info
+
+
+class Jaxpr:
+    """A typed program in A-normal form: constvars, invars, equations and outvars."""
+    __slots__ = ("constvars", "invars", "eqns", "outvars", "__weakref__")
+
+    def __init__(self, constvars, invars, eqns, outvars):
+        self.constvars, self.invars = list(constvars), list(invars)
+        self.eqns, self.outvars = list(eqns), list(outvars)
+
+    in_avals = property(lambda self: [v.aval for v in self.invars])
+    out_avals = property(lambda self: [v.aval for v in self.outvars])
+
+    def __str__(self):
+        return pp_jaxpr(self)
+
+    __repr__ = __str__
+
+
+class ClosedJaxpr:
+    """A jaxpr together with the values of its constvars."""
+    __slots__ = ("jaxpr", "consts", "__weakref__")
+
+    def __init__(self, jaxpr, consts):
+        assert len(jaxpr.constvars) == len(consts)
+        self.jaxpr, self.consts = jaxpr, list(consts)
+
+    in_avals = property(lambda self: self.jaxpr.in_avals)
+    out_avals = property(lambda self: self.jaxpr.out_avals)
+    eqns = property(lambda self: self.jaxpr.eqns)
+
+    def __call__(self, *args):
+        return eval_jaxpr(self.jaxpr, self.consts, *args)
+
+    def __str__(self):
+        return pp_jaxpr(self.jaxpr)
+
+    __repr__ = __str__
+
+
+def eval_jaxpr(jaxpr, consts, *args):
+    """Evaluate a jaxpr by binding each equation under the current trace; returns a list."""
+    env = {}
+
+    def read(v):
+        return v.val if type(v) is Literal else env[v]
+
+    for v, x in zip(jaxpr.constvars, consts):
+        env[v] = x
+    for v, x in zip(jaxpr.invars, args):
+        env[v] = x
+    for eqn in jaxpr.eqns:
+        outs = eqn.primitive.bind(*[read(v) for v in eqn.inputs], **eqn.params)
+        if eqn.primitive.multiple_results:
+            for v, x in zip(eqn.out_binders, outs):
+                env[v] = x
+        else:
+            env[eqn.out_binders[0]] = outs
+    return [read(v) for v in jaxpr.outvars]
+
+
+def jaxpr_as_fun(closed):
+    """A Python function evaluating a ClosedJaxpr (binds, so it can be transformed)."""
+    return lambda *args: eval_jaxpr(closed.jaxpr, closed.consts, *args)
+
+
+class JaxprTypeError(TypeError):
+    pass
+
+
+def check_jaxpr(jaxpr):
+    """Type-check a jaxpr: single assignment, defined inputs, and output types that agree with
+    abstract evaluation of every equation. Raises JaxprTypeError."""
+    defined = set()
+
+    def bind_var(v):
+        if v in defined:
+            raise JaxprTypeError(f"variable {v} defined twice")
+        defined.add(v)
+
+    def check_use(v):
+        if type(v) is not Literal and v not in defined:
+            raise JaxprTypeError(f"variable {v} used before definition")
+
+    for v in jaxpr.constvars + jaxpr.invars:
+        bind_var(v)
+    for eqn in jaxpr.eqns:
+        for v in eqn.inputs:
+            check_use(v)
+        outs = abstract_eval(eqn.primitive, [v.aval for v in eqn.inputs], eqn.params)
+        got = [v.aval for v in eqn.out_binders]
+        if outs != got:
+            raise JaxprTypeError(f"{eqn.primitive.name}: abstract eval gives {outs}, "
+                                 f"equation binds {got}")
+        for v in eqn.out_binders:
+            bind_var(v)
+    for v in jaxpr.outvars:
+        check_use(v)
+
+
+def dce_jaxpr(jaxpr):
+    """Drop equations whose outputs are unused, and unused constvars (all primitives are pure)."""
+    live = {v for v in jaxpr.outvars if type(v) is Var}
+    kept = []
+    for eqn in reversed(jaxpr.eqns):
+        if any(v in live for v in eqn.out_binders):
+            kept.append(eqn)
+            live.update(v for v in eqn.inputs if type(v) is Var)
+    kept.reverse()
+    return Jaxpr(jaxpr.constvars, jaxpr.invars, kept, jaxpr.outvars), live
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+
+pp_rules = {}  # prim -> f(eqn, names) -> list of lines, for params that are jaxprs
+
+
+def _var_names():
+    n = 0
+    while True:
+        s, k = "", n
+        while True:
+            s = chr(ord("a") + k % 26) + s
+            k = k // 26 - 1
+            if k < 0:
+                break
+        yield s
+        n += 1
+
+
+class _Namer:
+    def __init__(self):
+        self.names, self.gen = {}, _var_names()
+
+    def __call__(self, v):
+        if type(v) is Literal:
+            return repr(v)
+        if v not in self.names:
+            self.names[v] = next(self.gen)
+        return self.names[v]
+
+    def binder(self, v):
+        return f"{self(v)}:{v.aval.str_short()}"
+
+
+def _pp_param(v):
+    if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, np.generic)):
+        return np.dtype(v).name
+    if callable(v) and hasattr(v, "__name__"):
+        return v.__name__
+    return repr(v)
+
+
+def pp_jaxpr(jaxpr, indent=0, namer=None):
+    """The readable listing of a jaxpr (JAX's format)."""
+    namer = namer or _Namer()
+    pad = " " * indent
+    head = " ".join(map(namer.binder, jaxpr.constvars))
+    args = " ".join(map(namer.binder, jaxpr.invars))
+    lines = [f"{pad}{{ lambda {head}; {args}. let"]
+    for eqn in jaxpr.eqns:
+        lhs = " ".join(map(namer.binder, eqn.out_binders)) or "_"
+        sub = [(k, p) for k, p in eqn.params.items() if isinstance(p, (Jaxpr, ClosedJaxpr))]
+        subs = [(k, p) for k, p in eqn.params.items()
+                if isinstance(p, tuple) and p and all(isinstance(q, (Jaxpr, ClosedJaxpr)) for q in p)]
+        plain = {k: p for k, p in eqn.params.items()
+                 if k not in dict(sub) and k not in dict(subs)}
+        ps = ", ".join(f"{k}={_pp_param(p)}" for k, p in plain.items())
+        args_s = " ".join(map(namer, eqn.inputs))
+        lines.append(f"{pad}    {lhs} = {eqn.primitive.name}{'[' + ps + ']' if ps else ''} {args_s}")
+        for k, p in sub + [(f"{k}[{i}]", q) for k, ps_ in subs for i, q in enumerate(ps_)]:
+            inner = p.jaxpr if isinstance(p, ClosedJaxpr) else p
+            lines.append(f"{pad}      {k}=")
+            lines.append(pp_jaxpr(inner, indent + 8, _Namer()))
+    outs = " ".join(map(namer, jaxpr.outvars))
+    lines.append(f"{pad}  in ({outs}{',' if len(jaxpr.outvars) == 1 else ''}) }}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Staging and partial evaluation: one trace for both
+#
+# A StagingTrace records the primitives applied to its tracers as equations. Values that are
+# not its tracers are constants of the jaxpr it builds (with ``forward=False``: make_jaxpr,
+# jit, control-flow bodies) or, with ``forward=True`` (partial evaluation: linearize and
+# jaxpr-level partial eval), *known* values: operations on known values only are forwarded to
+# the parent trace, and known values used by recorded equations become the residuals.
+
+class StagedTracer(Tracer):
+    """An abstract value being staged into a jaxpr (or an unknown under partial eval)."""
+    __slots__ = ("_aval",)
+
+    def __init__(self, trace, aval):
+        self._trace, self._aval = trace, aval
+
+    aval = property(lambda self: self._aval)
+
+
+class _Recipe:
+    __slots__ = ("prim", "inputs", "params", "outs", "src")
+
+    def __init__(self, prim, inputs, params, outs, src):
+        self.prim, self.inputs, self.params, self.outs, self.src = prim, inputs, params, outs, src
+
+
+class StagingTrace(Trace):
+    """Builds jaxprs. See the section comment above for ``forward``."""
+    __slots__ = ("forward", "recipes")
+
+    def __init__(self, parent, forward=False):
+        super().__init__(parent)
+        self.forward = forward
+        self.recipes = []
+
+    def new_arg(self, aval):
+        """A fresh input tracer of this trace."""
+        return StagedTracer(self, aval)
+
+    def is_ours(self, x):
+        return isinstance(x, Tracer) and x._trace is self
+
+    def process_primitive(self, prim, args, params):
+        ours = False
+        for x in args:
+            if isinstance(x, Tracer) and x._trace is self:
+                ours = True
+            else:
+                self.check_foreign(x)
+        if self.forward:
+            if not ours:
+                return _bind_in_parent(self, prim, args, params)
+            rule = partial_eval_rules.get(prim)
+            if rule is not None:
+                return rule(self, list(args), **params)
+        return self.stage(prim, args, params)
+
+    def stage(self, prim, args, params, out_avals=None):
+        """Record prim(*args) as an equation; returns its output tracer(s)."""
+        if out_avals is None:
+            avals = [get_aval(x) for x in args]
+            try:
+                out_avals = abstract_eval(prim, avals, params)
+            except (TypeError, ValueError) as e:
+                if getattr(e, "_functrans_located", False):
+                    raise
+                err = type(e)(f"{prim.name}: {e}{where()}")
+                err._functrans_located = True
+                raise err from e
+        outs = [StagedTracer(self, a) for a in out_avals]
+        self.recipes.append(_Recipe(prim, list(args), params, outs, user_frame()))
+        return outs if prim.multiple_results else outs[0]
+
+    def build(self, in_tracers, outs, dce=True):
+        """The jaxpr from in_tracers to outs, and the constants it closes over (in order)."""
+        var_of = {}
+        constvars, consts, const_var_of = [], [], {}
+
+        def read(x):
+            if isinstance(x, Tracer) and x._trace is self:
+                return var_of[id(x)]
+            if not isinstance(x, Tracer) and np.ndim(x) == 0:
+                return Literal(x)
+            v = const_var_of.get(id(x))
+            if v is None:
+                v = const_var_of[id(x)] = Var(get_aval(x))
+                constvars.append(v)
+                consts.append(x)
+            return v
+
+        def new(t):
+            v = var_of[id(t)] = Var(t.aval)
+            return v
+
+        invars = [new(t) for t in in_tracers]
+        eqns = []
+        for r in self.recipes:
+            ins = [read(x) for x in r.inputs]
+            eqns.append(JaxprEqn(r.prim, ins, r.params, [new(t) for t in r.outs], r.src))
+        outvars = [read(x) for x in outs]
+        jaxpr = Jaxpr(constvars, invars, eqns, outvars)
+        if dce:
+            jaxpr, live = dce_jaxpr(jaxpr)
+            keep = [v in live or v in jaxpr.outvars for v in constvars]
+            jaxpr.constvars = [v for v, k in zip(constvars, keep) if k]
+            consts = [c for c, k in zip(consts, keep) if k]
+        if config.check_jaxprs:
+            check_jaxpr(jaxpr)
+        return jaxpr, consts
+
+
+def _bind_in_parent(trace, prim, args, params):
+    prev = _state.trace
+    _state.trace = trace.parent
+    try:
+        return prim.bind(*args, **params)
+    finally:
+        _state.trace = prev
+
+
+def trace_to_jaxpr(f, in_avals):
+    """Stage f (a function of flat arrays returning a flat list) into a jaxpr.
+    Returns (jaxpr, consts); consts may be tracers of enclosing transforms."""
+    trace = StagingTrace(_state.trace)
+    args = [trace.new_arg(a) for a in in_avals]
+    with transform_trace(trace):
+        outs = f(*args)
+    outs = [as_array(o) for o in outs]
+    return trace.build(args, outs)
+

@@ -1,0 +1,360 @@
+"""Automatic differentiation: forward mode (JVPTrace), linearize (jvp under partial evaluation)
+and reverse mode (transposition of the linear jaxpr), plus the rule tables and def-helpers."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import core
+from ..core import (ClosedJaxpr, Literal, Tracer, Trace, as_array, get_aval, is_float,
+                    jaxpr_as_fun, trace_to_jaxpr, transform_trace)
+from ..util import merge_lists, safe_map, safe_zip, split_list, unzip2
+
+map, zip = safe_map, safe_zip
+
+jvp_rules = {}        # prim -> f(primals, tangents, **params) -> (out, tangent_out)
+transpose_rules = {}  # prim -> f(ct, *invals, **params) -> [ct_in or None, ...]
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic zeros
+
+class Zero:
+    """A symbolic zero tangent or cotangent of the given aval: costs nothing until instantiated."""
+    __slots__ = ("aval",)
+
+    def __init__(self, aval):
+        self.aval = aval
+
+    def __repr__(self):
+        return f"Zero({self.aval})"
+
+
+def zeros_like_aval(aval):
+    """A materialised zero array of aval's shape and dtype (a traceable op)."""
+    from ..lax import lax
+    return lax.full(aval.shape, 0, aval.dtype)
+
+
+def instantiate_zeros(t):
+    """Materialise a symbolic zero; other values pass through."""
+    return zeros_like_aval(t.aval) if type(t) is Zero else t
+
+
+def add_tangents(x, y):
+    """Sum of two tangents, skipping symbolic zeros."""
+    if type(x) is Zero:
+        return y
+    if type(y) is Zero:
+        return x
+    from ..lax import lax
+    return lax.add(x, y)
+
+
+def tangent_aval(aval):
+    """Tangents of float values have the value's aval; others are always symbolic zeros."""
+    return aval
+
+
+# ---------------------------------------------------------------------------------------------
+# Forward mode
+
+class JVPTracer(Tracer):
+    """A primal value paired with its (possibly symbolically zero) tangent."""
+    __slots__ = ("primal", "tangent")
+
+    def __init__(self, trace, primal, tangent):
+        self._trace, self.primal, self.tangent = trace, primal, tangent
+
+    @property
+    def aval(self):
+        return get_aval(self.primal)
+
+    def to_concrete_value(self):
+        return core.concrete_or_none(self.primal)
+
+
+class JVPTrace(Trace):
+    """Runs jvp rules; primal and tangent computations go to the parent trace."""
+    __slots__ = ()
+
+    def lift(self, x):
+        """(primal, tangent) of x as seen by this trace."""
+        if isinstance(x, Tracer) and x._trace is self:
+            return x.primal, x.tangent
+        self.check_foreign(x)
+        return x, Zero(get_aval(x))
+
+    def process_primitive(self, prim, args, params):
+        primals, tangents, nonzero = [], [], False
+        for x in args:
+            if isinstance(x, Tracer) and x._trace is self:
+                primals.append(x.primal)
+                tangents.append(x.tangent)
+                nonzero = True
+            else:
+                self.check_foreign(x)
+                primals.append(x)
+                tangents.append(None)
+        prev = core._state.trace
+        core._state.trace = self.parent
+        try:
+            if not nonzero:
+                return prim.bind(*primals, **params)
+            rule = jvp_rules.get(prim)
+            if rule is None:
+                raise NotImplementedError(
+                    f"Differentiation rule for '{prim.name}' not implemented (jvp){core.where()}")
+            tangents = [Zero(get_aval(p)) if t is None else t for p, t in zip(primals, tangents)]
+            out, t_out = rule(primals, tangents, **params)
+        finally:
+            core._state.trace = prev
+        if prim.multiple_results:
+            return [self.pure(p, t) for p, t in zip(out, t_out)]
+        return self.pure(out, t_out)
+
+    def pure(self, primal, tangent):
+        return primal if type(tangent) is Zero else JVPTracer(self, primal, tangent)
+
+
+def jvp_flat(f, primals, tangents):
+    """Push tangents through f (flat lists in and out). A tangent may be a Zero."""
+    trace = JVPTrace(core.current_trace())
+    with transform_trace(trace):
+        ins = [p if type(t) is Zero else JVPTracer(trace, p, t) for p, t in zip(primals, tangents)]
+        outs = f(*ins)
+        return unzip2(trace.lift(as_array(o)) for o in outs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rule helpers
+
+def _bind(prim, primals, params):
+    return prim.bind(*primals, **params)
+
+
+def defjvp(prim, *rules):
+    """jvp from one rule per argument: rule(g, *primals, **params) is that argument's tangent
+    contribution (None: the argument has no derivative)."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        t_out = Zero(get_aval(out))
+        for rule, g in zip(rules, tangents):
+            if rule is not None and type(g) is not Zero:
+                t_out = add_tangents(t_out, rule(g, *primals, **params))
+        return out, t_out
+    jvp_rules[prim] = jvp
+
+
+def defjvp2(prim, *rules):
+    """Like defjvp, but each rule also sees the output: rule(g, ans, *primals, **params)."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        t_out = Zero(get_aval(out))
+        for rule, g in zip(rules, tangents):
+            if rule is not None and type(g) is not Zero:
+                t_out = add_tangents(t_out, rule(g, out, *primals, **params))
+        return out, t_out
+    jvp_rules[prim] = jvp
+
+
+def defjvp_zero(prim):
+    """prim is piecewise constant (or integer valued): its tangent is zero."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        if prim.multiple_results:
+            return out, [Zero(get_aval(o)) for o in out]
+        return out, Zero(get_aval(out))
+    jvp_rules[prim] = jvp
+
+
+def deflinear(prim, transpose_rule):
+    """prim is linear in all its arguments: its jvp applies prim to the tangents."""
+    def jvp(primals, tangents, **params):
+        out = prim.bind(*primals, **params)
+        if all(type(t) is Zero for t in tangents):
+            return out, Zero(get_aval(out))
+        return out, prim.bind(*map(instantiate_zeros, tangents), **params)
+    jvp_rules[prim] = jvp
+    transpose_rules[prim] = transpose_rule
+
+
+def defbilinear(prim, lhs_transpose, rhs_transpose):
+    """prim(x, y) is linear in each argument separately (mul, dot_general)."""
+    defjvp(prim, lambda g, x, y, **p: prim.bind(g, y, **p), lambda g, x, y, **p: prim.bind(x, g, **p))
+
+    def transpose(ct, x, y, **params):
+        if isinstance(x, UndefPrimal):
+            assert not isinstance(y, UndefPrimal), f"{prim.name} is not linear in both arguments"
+            return [lhs_transpose(ct, x, y, **params), None]
+        return [None, rhs_transpose(ct, x, y, **params)]
+    transpose_rules[prim] = transpose
+
+
+# ---------------------------------------------------------------------------------------------
+# Linearize: jvp with the tangents staged by a partial-evaluation trace
+
+def linearize_flat(f, primals):
+    """Returns (primal outs, linear jaxpr, residuals). The jaxpr maps the tangents of the float
+    primals to the output tangents; its constvars are the residuals."""
+    pe = core.StagingTrace(core.current_trace(), forward=True)
+    try:
+        t_in = [pe.new_arg(get_aval(p)) if is_float(get_aval(p).dtype) else None for p in primals]
+        jt = JVPTrace(pe)
+        with transform_trace(jt):
+            ins = [p if t is None else JVPTracer(jt, p, t) for p, t in zip(primals, t_in)]
+            outs = f(*ins)
+            outs_p, outs_t = unzip2(jt.lift(as_array(o)) for o in outs)
+        with core.set_current_trace(pe):
+            outs_t = [instantiate_zeros(t) for t in outs_t]
+        jaxpr, consts = pe.build([t for t in t_in if t is not None], outs_t)
+    finally:
+        pe.valid = False
+    return list(outs_p), jaxpr, consts
+
+
+# ---------------------------------------------------------------------------------------------
+# Transposition
+
+class UndefPrimal:
+    """Marks a linear input of a transposed equation (its value is not known)."""
+    __slots__ = ("aval",)
+
+    def __init__(self, aval):
+        self.aval = aval
+
+    def __repr__(self):
+        return f"UndefPrimal({self.aval})"
+
+
+def is_undefined_primal(x):
+    return type(x) is UndefPrimal
+
+
+def backward_pass(jaxpr, consts, args, cts_out):
+    """Transpose jaxpr with respect to the inputs given as UndefPrimal. Non-linear equations
+    (on known inputs only) are evaluated forward first. Returns the cotangents of the
+    UndefPrimal inputs (Zero where nothing flowed)."""
+    env = {}
+
+    def read(v):
+        if type(v) is Literal:
+            return v.val
+        x = env.get(v)
+        return UndefPrimal(v.aval) if x is None else x
+
+    for v, x in zip(jaxpr.constvars, consts):
+        env[v] = x
+    for v, x in zip(jaxpr.invars, args):
+        if type(x) is not UndefPrimal:
+            env[v] = x
+    linear_eqns = []
+    for eqn in jaxpr.eqns:
+        ins = [read(v) for v in eqn.inputs]
+        if any(type(x) is UndefPrimal for x in ins):
+            linear_eqns.append(eqn)
+            continue
+        outs = eqn.primitive.bind(*ins, **eqn.params)
+        outs = outs if eqn.primitive.multiple_results else [outs]
+        for v, x in zip(eqn.out_binders, outs):
+            env[v] = x
+
+    ct_env = {}
+
+    def write_ct(v, ct):
+        if type(v) is Literal or ct is None or type(ct) is Zero:
+            return
+        ct_env[v] = add_tangents(ct_env[v], ct) if v in ct_env else ct
+
+    for v, ct in zip(jaxpr.outvars, cts_out):
+        write_ct(v, ct)
+    for eqn in reversed(linear_eqns):
+        cts = [ct_env.pop(v, None) for v in eqn.out_binders]
+        if all(c is None for c in cts):
+            continue
+        prim = eqn.primitive
+        rule = transpose_rules.get(prim)
+        if rule is None:
+            raise NotImplementedError(
+                f"Transpose rule (for reverse-mode differentiation) for '{prim.name}' not "
+                f"implemented (equation at {core.format_source(eqn.source_info)})")
+        ins = [read(v) for v in eqn.inputs]
+        if prim.multiple_results:
+            cts = [Zero(v.aval) if c is None else c for v, c in zip(eqn.out_binders, cts)]
+            cts_in = rule(cts, *ins, **eqn.params)
+        else:
+            cts_in = rule(cts[0], *ins, **eqn.params)
+        for v, x, ct in zip(eqn.inputs, ins, cts_in):
+            if type(x) is UndefPrimal:
+                write_ct(v, ct)
+    return [ct_env.get(v, Zero(v.aval)) if type(x) is UndefPrimal else None
+            for v, x in zip(jaxpr.invars, args) if type(x) is UndefPrimal]
+
+
+def vjp_flat(f, primals):
+    """Returns (primal outs, vjp_fn) where vjp_fn(cts) gives one cotangent per primal
+    (float0 zeros for integer and bool primals)."""
+    outs_p, jaxpr, consts = linearize_flat(f, primals)
+    avals = [get_aval(p) for p in primals]
+    out_avals = [get_aval(o) for o in outs_p]
+
+    def vjp_fn(cts):
+        cts = [as_array(c) for c in cts]
+        for i, (c, a) in enumerate(zip(cts, out_avals)):
+            ca = get_aval(c)
+            if ca.shape != a.shape:
+                raise ValueError(f"vjp: cotangent {i} has shape {ca.shape}, but the primal "
+                                 f"output has shape {a.shape}")
+        args = [UndefPrimal(v.aval) for v in jaxpr.invars]
+        cts_lin = iter(backward_pass(jaxpr, consts, args, cts))
+        out = []
+        for a in avals:
+            if is_float(a.dtype):
+                out.append(instantiate_zeros(next(cts_lin)))
+            else:
+                out.append(np.zeros(a.shape, core.float0))
+        return out
+
+    return outs_p, vjp_fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Jaxpr-to-jaxpr transforms used by higher-order primitives
+
+def _as_flags(x, n):
+    return list(x) if isinstance(x, (list, tuple)) else [bool(x)] * n
+
+
+def jvp_jaxpr(closed, nonzeros, instantiate=False):
+    """The jvp of a ClosedJaxpr. Returns (ClosedJaxpr of (*primals, *nonzero tangents) ->
+    (*outs, *nonzero out tangents), out_nonzeros). ``instantiate`` forces output tangents."""
+    n = len(closed.in_avals)
+    instantiate = _as_flags(instantiate, len(closed.out_avals))
+    out_nz = []
+
+    def fun(*args):
+        primals, tangents = args[:n], iter(args[n:])
+        tangents = [next(tangents) if nz else Zero(a) for nz, a in zip(nonzeros, closed.in_avals)]
+        outs_p, outs_t = jvp_flat(jaxpr_as_fun(closed), primals, tangents)
+        outs_t = [instantiate_zeros(t) if inst else t for t, inst in zip(outs_t, instantiate)]
+        out_nz[:] = [type(t) is not Zero for t in outs_t]
+        return list(outs_p) + [t for t in outs_t if type(t) is not Zero]
+
+    in_avals = list(closed.in_avals) + [a for a, nz in zip(closed.in_avals, nonzeros) if nz]
+    jaxpr, consts = trace_to_jaxpr(fun, in_avals)
+    return ClosedJaxpr(jaxpr, consts), list(out_nz)
+
+
+def transpose_jaxpr(closed, linear):
+    """Transpose a ClosedJaxpr that is linear in the inputs flagged by ``linear``. Returns a
+    ClosedJaxpr of (*non-linear inputs, *output cotangents) -> cotangents of the linear inputs."""
+    in_avals = closed.in_avals
+    res_avals = [a for a, lin in zip(in_avals, linear) if not lin]
+    lin_avals = [a for a, lin in zip(in_avals, linear) if lin]
+
+    def fun(*args):
+        res, cts = split_list(args, [len(res_avals)])
+        ins = merge_lists(linear, res, [UndefPrimal(a) for a in lin_avals])
+        return [instantiate_zeros(c) for c in backward_pass(closed.jaxpr, closed.consts, ins, cts)]
+
+    jaxpr, consts = trace_to_jaxpr(fun, res_avals + list(closed.out_avals))
+    return ClosedJaxpr(jaxpr, consts)

@@ -1,0 +1,7 @@
+"""functrans.lax: the primitives (and thin wrappers) everything else is written in."""
+from .lax import *  # noqa: F401,F403
+from .lax import (abs, add, argmax, argmin, broadcast_in_dim, broadcasted_iota, convert_element_type,  # noqa: F401
+                  cumsum, cumprod, cummax, cummin, div, dot_general, exp, full, integer_pow, iota, max,
+                  min, pow, reduce_max, reduce_min, reduce_prod, reduce_sum, reshape, rev, round,
+                  select, select_n, squeeze, stop_gradient, transpose, expand_dims)
+from .slicing import slice, pad, concatenate  # noqa: F401

@@ -1,0 +1,1000 @@
+"""lax primitives: elementwise math, comparisons, select, reductions, cumulative ops, shape ops,
+dot_general and conversions. Each primitive is defined once, with its impl, abstract eval,
+jvp, transpose (if linear) and batching rules right beside it. lax ops take equal shapes and
+equal dtypes; functrans.numpy does broadcasting and promotion on top."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import core
+from ..core import Primitive, ShapedArray, abstract_eval_rules, get_aval, impl_rules
+from ..interpreters import ad, batching
+from ..interpreters.ad import (UndefPrimal, Zero, defbilinear, defjvp, defjvp2, defjvp_zero,
+                               deflinear, instantiate_zeros, jvp_rules, transpose_rules)
+from ..interpreters.batching import (batch_rules, defbroadcasting, defreducer, defvectorized,
+                                     moveaxis, not_mapped)
+from ..util import canonicalize_axes, safe_map, safe_zip
+
+map, zip = safe_map, safe_zip
+
+_float, _int, _bool = "f", "iu", "b"
+_num = _float + _int
+_any = _num + _bool + "c"
+
+
+def primitive(name, impl, abstract_eval, multiple_results=False):
+    """A Primitive with its impl and abstract-eval rules registered."""
+    p = Primitive(name, multiple_results)
+    impl_rules[p] = impl
+    abstract_eval_rules[p] = abstract_eval
+    return p
+
+
+def _const(x, v):
+    """A 0-d array of value v with x's dtype, broadcast to x's shape (a traceable op)."""
+    a = get_aval(x)
+    return full(a.shape, v, a.dtype)
+
+
+def _check_kind(name, aval, kinds):
+    if aval.dtype.kind not in kinds:
+        raise TypeError(f"{name} does not accept dtype {aval.dtype.name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise unary
+
+def unop(name, impl, kinds=_float, out_dtype=None):
+    """An elementwise one-operand primitive (vectorised batching)."""
+    def aval_rule(x):
+        _check_kind(name, x, kinds)
+        return x if out_dtype is None else x.update(dtype=out_dtype)
+    p = primitive(name, impl, aval_rule)
+    defvectorized(p)
+    return p
+
+
+def _logistic_impl(x):
+    e = np.exp(-np.abs(x))
+    one = x.dtype.type(1)
+    return np.where(x >= 0, one / (one + e), e / (one + e)).astype(x.dtype)
+
+
+def _erf_impl(x):
+    from scipy.special import erf as _erf
+    return np.asarray(_erf(x)).astype(x.dtype)
+
+
+def _rsqrt_impl(x):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (1 / np.sqrt(x)).astype(x.dtype)
+
+
+neg_p = unop("neg", np.negative, _num)
+sign_p = unop("sign", np.sign, _num)
+floor_p = unop("floor", np.floor)
+ceil_p = unop("ceil", np.ceil)
+round_p = unop("round", np.round)
+is_finite_p = unop("is_finite", np.isfinite, _float, out_dtype=np.bool_)
+abs_p = unop("abs", np.abs, _num)
+exp_p = unop("exp", np.exp)
+exp2_p = unop("exp2", np.exp2)
+log_p = unop("log", np.log)
+log1p_p = unop("log1p", np.log1p)
+expm1_p = unop("expm1", np.expm1)
+tanh_p = unop("tanh", np.tanh)
+logistic_p = unop("logistic", _logistic_impl)
+sin_p = unop("sin", np.sin)
+cos_p = unop("cos", np.cos)
+tan_p = unop("tan", np.tan)
+asin_p = unop("asin", np.arcsin)
+acos_p = unop("acos", np.arccos)
+atan_p = unop("atan", np.arctan)
+sinh_p = unop("sinh", np.sinh)
+cosh_p = unop("cosh", np.cosh)
+asinh_p = unop("asinh", np.arcsinh)
+acosh_p = unop("acosh", np.arccosh)
+atanh_p = unop("atanh", np.arctanh)
+sqrt_p = unop("sqrt", np.sqrt)
+rsqrt_p = unop("rsqrt", _rsqrt_impl)
+cbrt_p = unop("cbrt", np.cbrt)
+erf_p = unop("erf", _erf_impl)
+not_p = unop("not", np.invert, _int + _bool)
+stop_gradient_p = unop("stop_gradient", lambda x: x, _any)
+
+
+def neg(x): return neg_p.bind(x)
+def sign(x): return sign_p.bind(x)
+def floor(x): return floor_p.bind(x)
+def ceil(x): return ceil_p.bind(x)
+def round(x): return round_p.bind(x)  # noqa: A001  (half to even, like numpy)
+def is_finite(x): return is_finite_p.bind(x)
+def abs(x): return abs_p.bind(x)  # noqa: A001
+def exp(x): return exp_p.bind(x)
+def exp2(x): return exp2_p.bind(x)
+def log(x): return log_p.bind(x)
+def log1p(x): return log1p_p.bind(x)
+def expm1(x): return expm1_p.bind(x)
+def tanh(x): return tanh_p.bind(x)
+def logistic(x): return logistic_p.bind(x)
+def sin(x): return sin_p.bind(x)
+def cos(x): return cos_p.bind(x)
+def tan(x): return tan_p.bind(x)
+def asin(x): return asin_p.bind(x)
+def acos(x): return acos_p.bind(x)
+def atan(x): return atan_p.bind(x)
+def sinh(x): return sinh_p.bind(x)
+def cosh(x): return cosh_p.bind(x)
+def asinh(x): return asinh_p.bind(x)
+def acosh(x): return acosh_p.bind(x)
+def atanh(x): return atanh_p.bind(x)
+def sqrt(x): return sqrt_p.bind(x)
+def rsqrt(x): return rsqrt_p.bind(x)
+def cbrt(x): return cbrt_p.bind(x)
+def erf(x): return erf_p.bind(x)
+def bitwise_not(x): return not_p.bind(x)
+
+
+def stop_gradient(x):
+    """x, with a zero derivative (applied leafwise to pytrees)."""
+    from ..tree_util import tree_map
+    return tree_map(lambda v: stop_gradient_p.bind(core.as_array(v)), x)
+
+
+def square(x): return integer_pow(x, 2)
+def reciprocal(x): return integer_pow(x, -1)
+
+
+deflinear(neg_p, lambda ct, x: [neg(ct)])
+defjvp_zero(sign_p)
+defjvp_zero(floor_p)
+defjvp_zero(ceil_p)
+defjvp_zero(round_p)
+defjvp_zero(is_finite_p)
+defjvp_zero(not_p)
+defjvp_zero(stop_gradient_p)
+defjvp(abs_p, lambda g, x: select(ge(x, _const(x, 0)), g, neg(g)))  # abs'(0) = 1, as JAX
+defjvp2(exp_p, lambda g, ans, x: mul(g, ans))
+defjvp2(exp2_p, lambda g, ans, x: mul(g, mul(ans, _const(x, math.log(2)))))
+defjvp(log_p, lambda g, x: div(g, x))
+defjvp(log1p_p, lambda g, x: div(g, add(x, _const(x, 1))))
+defjvp2(expm1_p, lambda g, ans, x: mul(g, add(ans, _const(x, 1))))
+defjvp2(tanh_p, lambda g, ans, x: mul(g, sub(_const(x, 1), mul(ans, ans))))
+defjvp2(logistic_p, lambda g, ans, x: mul(g, mul(ans, sub(_const(x, 1), ans))))
+defjvp(sin_p, lambda g, x: mul(g, cos(x)))
+defjvp(cos_p, lambda g, x: neg(mul(g, sin(x))))
+defjvp2(tan_p, lambda g, ans, x: mul(g, add(_const(x, 1), mul(ans, ans))))
+defjvp(asin_p, lambda g, x: mul(g, rsqrt(sub(_const(x, 1), mul(x, x)))))
+defjvp(acos_p, lambda g, x: neg(mul(g, rsqrt(sub(_const(x, 1), mul(x, x))))))
+defjvp(atan_p, lambda g, x: div(g, add(_const(x, 1), mul(x, x))))
+defjvp(sinh_p, lambda g, x: mul(g, cosh(x)))
+defjvp(cosh_p, lambda g, x: mul(g, sinh(x)))
+defjvp(asinh_p, lambda g, x: mul(g, rsqrt(add(mul(x, x), _const(x, 1)))))
+defjvp(acosh_p, lambda g, x: mul(g, rsqrt(mul(sub(x, _const(x, 1)), add(x, _const(x, 1))))))
+defjvp(atanh_p, lambda g, x: div(g, sub(_const(x, 1), mul(x, x))))
+defjvp2(sqrt_p, lambda g, ans, x: div(g, mul(_const(x, 2), ans)))  # sqrt'(0) = inf
+defjvp2(rsqrt_p, lambda g, ans, x: mul(g, mul(_const(x, -0.5), div(ans, x))))
+defjvp2(cbrt_p, lambda g, ans, x: mul(g, div(_const(x, 1 / 3), mul(ans, ans))))
+defjvp(erf_p, lambda g, x: mul(g, mul(_const(x, 2 / math.sqrt(math.pi)), exp(neg(mul(x, x))))))
+
+
+def _integer_pow_impl(x, *, y):
+    if y == 0:
+        return np.ones_like(x)
+    if y < 0:
+        with np.errstate(divide="ignore"):
+            return (1 / np.power(x, -y)).astype(x.dtype)
+    return np.power(x, y).astype(x.dtype)
+
+
+def _integer_pow_aval(x, *, y):
+    if y < 0 and x.dtype.kind != "f":
+        raise TypeError(f"integer_pow with negative exponent {y} needs a float operand, got "
+                        f"{x.dtype.name}")
+    _check_kind("integer_pow", x, _num)
+    return x
+
+
+integer_pow_p = primitive("integer_pow", _integer_pow_impl, _integer_pow_aval)
+defvectorized(integer_pow_p)
+defjvp(integer_pow_p, lambda g, x, *, y: _zeros(g) if y == 0 else
+       mul(g, mul(_const(x, y), x if y == 2 else integer_pow(x, y - 1))))
+
+
+def integer_pow(x, y):
+    """x ** y for a static Python integer y."""
+    return integer_pow_p.bind(x, y=int(y))
+
+
+def _zeros(x):
+    return _const(x, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise binary
+
+def _nary_aval(name, kinds, out_dtype=None):
+    def rule(*avals):
+        x = avals[0]
+        for a in avals[1:]:
+            if a.shape != x.shape:
+                raise TypeError(f"{name} requires arguments of equal shapes, got "
+                                f"{' and '.join(str(b.shape) for b in avals)}")
+            if a.dtype != x.dtype:
+                raise TypeError(f"{name} requires arguments of equal dtypes, got "
+                                f"{' and '.join(b.dtype.name for b in avals)}")
+        _check_kind(name, x, kinds)
+        return x if out_dtype is None else x.update(dtype=out_dtype)
+    return rule
+
+
+def binop(name, impl, kinds=_any, out_dtype=None):
+    """An elementwise two-operand primitive on equal shapes and dtypes (broadcasting batching)."""
+    p = primitive(name, impl, _nary_aval(name, kinds, out_dtype))
+    defbroadcasting(p)
+    return p
+
+
+def _div_impl(x, y):
+    if x.dtype.kind in "iu":  # lax.div rounds towards zero for integers
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(y == 0, 0, np.floor_divide(x, np.where(y == 0, 1, y)))
+            r = np.where(y == 0, 0, x - q * y)
+            return (q + ((r != 0) & ((r < 0) != (y < 0)))).astype(x.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.true_divide(x, y).astype(x.dtype)
+
+
+def _rem_impl(x, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if x.dtype.kind in "iu":
+            return np.where(y == 0, 0, np.fmod(x, np.where(y == 0, 1, y))).astype(x.dtype)
+        return np.fmod(x, y)
+
+
+def _pow_impl(x, y):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.power(x, y)
+
+
+def _shift_right_logical_impl(x, y):
+    u = x.view(np.dtype(f"u{x.dtype.itemsize}"))
+    bits = 8 * x.dtype.itemsize
+    out = np.where(y.astype(np.int64) >= bits, 0, u >> np.minimum(y, bits - 1).astype(u.dtype))
+    return out.astype(u.dtype).view(x.dtype)
+
+
+def _shift_left_impl(x, y):
+    bits = 8 * x.dtype.itemsize
+    return np.where(y.astype(np.int64) >= bits, 0, x << np.minimum(y, bits - 1).astype(x.dtype)).astype(x.dtype)
+
+
+add_p = binop("add", np.add, _num + "c")
+sub_p = binop("sub", np.subtract, _num + "c")
+mul_p = binop("mul", np.multiply, _num + "c" + _bool)
+div_p = binop("div", _div_impl, _num + "c")
+rem_p = binop("rem", _rem_impl, _num)
+pow_p = binop("pow", _pow_impl, _float + "c")
+max_p = binop("max", np.maximum, _num + _bool)
+min_p = binop("min", np.minimum, _num + _bool)
+atan2_p = binop("atan2", np.arctan2, _float)
+and_p = binop("and", np.bitwise_and, _int + _bool)
+or_p = binop("or", np.bitwise_or, _int + _bool)
+xor_p = binop("xor", np.bitwise_xor, _int + _bool)
+shift_left_p = binop("shift_left", _shift_left_impl, _int)
+shift_right_logical_p = binop("shift_right_logical", _shift_right_logical_impl, _int)
+eq_p = binop("eq", np.equal, _any, np.bool_)
+ne_p = binop("ne", np.not_equal, _any, np.bool_)
+lt_p = binop("lt", np.less, _num + _bool, np.bool_)
+le_p = binop("le", np.less_equal, _num + _bool, np.bool_)
+gt_p = binop("gt", np.greater, _num + _bool, np.bool_)
+ge_p = binop("ge", np.greater_equal, _num + _bool, np.bool_)
+
+
+def add(x, y): return add_p.bind(x, y)
+def sub(x, y): return sub_p.bind(x, y)
+def mul(x, y): return mul_p.bind(x, y)
+def div(x, y): return div_p.bind(x, y)
+def rem(x, y): return rem_p.bind(x, y)
+def pow(x, y): return pow_p.bind(x, y)  # noqa: A001
+def max(x, y): return max_p.bind(x, y)  # noqa: A001
+def min(x, y): return min_p.bind(x, y)  # noqa: A001
+def atan2(x, y): return atan2_p.bind(x, y)
+def bitwise_and(x, y): return and_p.bind(x, y)
+def bitwise_or(x, y): return or_p.bind(x, y)
+def bitwise_xor(x, y): return xor_p.bind(x, y)
+def shift_left(x, y): return shift_left_p.bind(x, y)
+def shift_right_logical(x, y): return shift_right_logical_p.bind(x, y)
+def eq(x, y): return eq_p.bind(x, y)
+def ne(x, y): return ne_p.bind(x, y)
+def lt(x, y): return lt_p.bind(x, y)
+def le(x, y): return le_p.bind(x, y)
+def gt(x, y): return gt_p.bind(x, y)
+def ge(x, y): return ge_p.bind(x, y)
+
+
+def _add_jvp(primals, tangents):
+    tx, ty = tangents
+    return add(*primals), ad.add_tangents(tx, ty)
+
+
+def _sub_jvp(primals, tangents):
+    tx, ty = tangents
+    out = sub(*primals)
+    if type(ty) is Zero:
+        return out, tx
+    return out, neg(ty) if type(tx) is Zero else sub(tx, ty)
+
+
+jvp_rules[add_p] = _add_jvp
+transpose_rules[add_p] = lambda ct, x, y: [ct, ct]
+jvp_rules[sub_p] = _sub_jvp
+transpose_rules[sub_p] = lambda ct, x, y: [ct, neg(ct)]
+defbilinear(mul_p, lambda ct, x, y: mul(ct, y), lambda ct, x, y: mul(x, ct))
+defjvp(div_p, lambda g, x, y: div(g, y), lambda g, x, y: neg(div(mul(g, x), mul(y, y))))
+transpose_rules[div_p] = lambda ct, x, y: [div(ct, y), None]  # linear in the numerator only
+defjvp(rem_p, lambda g, x, y: g,
+       lambda g, x, y: mul(neg(g), mul(sign(div(x, y)), floor(abs(div(x, y))))))
+
+
+def _replace_zero(x):
+    return select(eq(x, _zeros(x)), _const(x, 1), x)
+
+
+def _pow_jvp_lhs(g, ans, x, y):
+    jac = select(eq(y, _zeros(y)), _zeros(y), mul(_replace_zero(y), pow(x, sub(y, _const(y, 1)))))
+    return mul(g, jac)
+
+
+defjvp2(pow_p, _pow_jvp_lhs, lambda g, ans, x, y: mul(g, mul(log(_replace_zero(x)), ans)))
+
+
+def _balanced_eq(x, z, y):
+    """1 where x == z != y, 0.5 where x == z == y, else 0: ties split the derivative."""
+    return select(eq(x, z), select(eq(y, z), _const(x, 0.5), _const(x, 1)), _zeros(x))
+
+
+defjvp2(max_p, lambda g, ans, x, y: mul(g, _balanced_eq(x, ans, y)),
+        lambda g, ans, x, y: mul(g, _balanced_eq(y, ans, x)))
+defjvp2(min_p, lambda g, ans, x, y: mul(g, _balanced_eq(x, ans, y)),
+        lambda g, ans, x, y: mul(g, _balanced_eq(y, ans, x)))
+defjvp(atan2_p, lambda g, x, y: mul(g, div(y, add(mul(x, x), mul(y, y)))),
+       lambda g, x, y: mul(g, div(neg(x), add(mul(x, x), mul(y, y)))))
+for _p in [and_p, or_p, xor_p, shift_left_p, shift_right_logical_p, eq_p, ne_p, lt_p, le_p,
+           gt_p, ge_p]:
+    defjvp_zero(_p)
+
+
+# ---------------------------------------------------------------------------------------------
+# select_n
+
+def _select_n_impl(which, *cases):
+    if len(cases) == 1:
+        return cases[0]
+    if len(cases) == 2:
+        return np.where(which, cases[1], cases[0])
+    return np.choose(which, cases)
+
+
+def _select_n_aval(which, *cases):
+    if not cases:
+        raise TypeError("select_n needs at least one case")
+    if which.dtype.kind not in "bi" or (which.dtype.kind == "b" and len(cases) > 2):
+        raise TypeError(f"select_n predicate must be bool (two cases) or int32, got {which.dtype}")
+    _nary_aval("select_n", _any)(*cases)
+    if which.shape != cases[0].shape:
+        raise TypeError(f"select_n predicate shape {which.shape} must equal the case shape "
+                        f"{cases[0].shape}")
+    return cases[0]
+
+
+select_n_p = primitive("select_n", _select_n_impl, _select_n_aval)
+defbroadcasting(select_n_p)
+
+
+def select_n(which, *cases):
+    """cases[which] elementwise (which is bool for two cases, else int32)."""
+    return select_n_p.bind(which, *cases)
+
+
+def select(pred, on_true, on_false):
+    """on_true where pred else on_false (lax.select)."""
+    return select_n_p.bind(pred, on_false, on_true)
+
+
+def _select_n_jvp(primals, tangents):
+    which, *cases = primals
+    out = select_n(which, *cases)
+    ts = tangents[1:]
+    if all(type(t) is Zero for t in ts):
+        return out, Zero(get_aval(out))
+    return out, select_n(which, *map(instantiate_zeros, ts))
+
+
+def _select_n_transpose(ct, which, *cases):
+    assert not isinstance(which, UndefPrimal)
+    zeros = _zeros(ct)
+    return [None] + [select_n(which, *[ct if j == i else zeros for j in range(len(cases))])
+                     if isinstance(c, UndefPrimal) else None for i, c in enumerate(cases)]
+
+
+jvp_rules[select_n_p] = _select_n_jvp
+transpose_rules[select_n_p] = _select_n_transpose
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion
+
+def _convert_aval(x, *, new_dtype):
+    return x.update(dtype=new_dtype)
+
+
+def _convert_impl(x, *, new_dtype):
+    return np.asarray(x).astype(new_dtype)
+
+
+convert_element_type_p = primitive("convert_element_type", _convert_impl, _convert_aval)
+defvectorized(convert_element_type_p)
+
+
+def convert_element_type(x, new_dtype):
+    """x cast to new_dtype (no-op if it already has it)."""
+    new_dtype = np.dtype(new_dtype)
+    if get_aval(x).dtype == new_dtype:
+        return x
+    return convert_element_type_p.bind(x, new_dtype=new_dtype)
+
+
+def _convert_jvp(primals, tangents, *, new_dtype):
+    (x,), (g,) = primals, tangents
+    out = convert_element_type_p.bind(x, new_dtype=new_dtype)
+    if type(g) is Zero or not core.is_float(new_dtype) or not core.is_float(get_aval(x).dtype):
+        return out, Zero(get_aval(out))
+    return out, convert_element_type_p.bind(g, new_dtype=new_dtype)
+
+
+jvp_rules[convert_element_type_p] = _convert_jvp
+transpose_rules[convert_element_type_p] = lambda ct, x, *, new_dtype: [
+    convert_element_type(ct, x.aval.dtype)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Creation
+
+def _iota_impl(*, dtype, shape, dimension):
+    r = np.arange(shape[dimension], dtype=dtype)
+    r = r.reshape([shape[dimension] if i == dimension else 1 for i in range(len(shape))])
+    return np.array(np.broadcast_to(r, shape))
+
+
+iota_p = primitive("iota", _iota_impl, lambda *, dtype, shape, dimension: ShapedArray(shape, dtype))
+
+
+def iota(dtype, size):
+    """[0, 1, ..., size-1] of the given dtype."""
+    return iota_p.bind(dtype=np.dtype(dtype), shape=(int(size),), dimension=0)
+
+
+def broadcasted_iota(dtype, shape, dimension):
+    """An array of the given shape whose values count along ``dimension``."""
+    return iota_p.bind(dtype=np.dtype(dtype), shape=tuple(shape), dimension=int(dimension))
+
+
+def full(shape, fill_value, dtype):
+    """An array of the given shape filled with fill_value (a broadcast of a scalar)."""
+    dtype = np.dtype(dtype)
+    if isinstance(fill_value, core.Tracer) or (isinstance(fill_value, np.ndarray) and fill_value.ndim):
+        fill_value = convert_element_type(fill_value, dtype)
+    else:
+        fill_value = np.asarray(fill_value, dtype)
+    return broadcast_in_dim(fill_value, tuple(shape), ())
+
+
+def full_like(x, fill_value):
+    """An array like x filled with fill_value."""
+    a = get_aval(x)
+    return full(a.shape, fill_value, a.dtype)
+
+
+def zeros_like(x):
+    """Zeros like x."""
+    return full_like(x, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reductions
+
+def _reduce_aval(name, kinds=_any, out_dtype=None):
+    def rule(x, *, axes):
+        _check_kind(name, x, kinds)
+        for a in axes:
+            if not 0 <= a < x.ndim:
+                raise ValueError(f"{name}: axis {a} out of range for shape {x.shape}")
+        shape = tuple(d for i, d in enumerate(x.shape) if i not in axes)
+        return ShapedArray(shape, out_dtype or x.dtype)
+    return rule
+
+
+def _np_reducer(f, empty_ok=True):
+    def impl(x, *, axes):
+        if not empty_ok and any(x.shape[a] == 0 for a in axes):
+            raise ValueError(f"zero-size array to reduction operation {f.__name__} which has no "
+                             "identity")
+        return np.asarray(f(x, axis=axes)).astype(x.dtype, copy=False)
+    return impl
+
+
+def reducer(name, impl, kinds=_any):
+    p = primitive(name, impl, _reduce_aval(name, kinds))
+    defreducer(p)
+    return p
+
+
+reduce_sum_p = reducer("reduce_sum", _np_reducer(np.sum), _num + "c")
+reduce_prod_p = reducer("reduce_prod", _np_reducer(np.prod), _num + "c")
+reduce_max_p = reducer("reduce_max", _np_reducer(np.max, False), _num + _bool)
+reduce_min_p = reducer("reduce_min", _np_reducer(np.min, False), _num + _bool)
+
+
+def reduce_sum(x, axes): return reduce_sum_p.bind(x, axes=tuple(axes))
+def reduce_prod(x, axes): return reduce_prod_p.bind(x, axes=tuple(axes))
+def reduce_max(x, axes): return reduce_max_p.bind(x, axes=tuple(axes))
+def reduce_min(x, axes): return reduce_min_p.bind(x, axes=tuple(axes))
+
+
+def _reduce_sum_transpose(ct, x, *, axes):
+    shape = x.aval.shape
+    kept = tuple(i for i in range(len(shape)) if i not in axes)
+    return [broadcast_in_dim(ct, shape, kept)]
+
+
+deflinear(reduce_sum_p, _reduce_sum_transpose)
+
+
+def _reduce_chooser_jvp(g, ans, x, *, axes):
+    """max/min: the cotangent is split equally among the tied locations."""
+    kept = tuple(i for i in range(get_aval(x).ndim) if i not in axes)
+    loc = convert_element_type(eq(x, broadcast_in_dim(ans, get_aval(x).shape, kept)), get_aval(g).dtype)
+    return div(reduce_sum(mul(g, loc), axes), reduce_sum(loc, axes))
+
+
+defjvp2(reduce_max_p, _reduce_chooser_jvp)
+defjvp2(reduce_min_p, _reduce_chooser_jvp)
+
+
+def _reduce_prod_jvp(primals, tangents, *, axes):
+    """d prod = sum_j g_j prod_{i != j} x_i, with exclusive prefix/suffix products (no division,
+    so zeros are fine)."""
+    (x,), (g,) = primals, tangents
+    ans = reduce_prod(x, axes)
+    a = get_aval(x)
+    n = int(np.prod([a.shape[i] for i in axes], dtype=np.int64))
+    if n == 0:
+        return ans, Zero(get_aval(ans))
+    kept = [i for i in range(a.ndim) if i not in axes]
+    out_shape = tuple(a.shape[i] for i in kept)
+
+    def flat(v):
+        return reshape(transpose(v, tuple(kept) + tuple(axes)), out_shape + (n,))
+
+    xf, gf = flat(x), flat(g)
+    last = len(out_shape)
+    before = cumprod(_shift_in_ones(xf, last, front=True), last)
+    after = cumprod(_shift_in_ones(xf, last, front=False), last, reverse=True)
+    return ans, reduce_sum(mul(gf, mul(before, after)), (last,))
+
+
+def _shift_in_ones(x, axis, front):
+    """x shifted by one along axis, with a one shifted in (front) or at the back."""
+    from . import slicing
+    a = get_aval(x)
+    n = a.shape[axis]
+    lo = [0] * a.ndim
+    hi = list(a.shape)
+    if front:
+        hi[axis] = n - 1
+    else:
+        lo[axis] = 1
+    cfg = [(0, 0, 0)] * a.ndim
+    cfg[axis] = (1, 0, 0) if front else (0, 1, 0)
+    return slicing.pad(slicing.slice(x, lo, hi), np.asarray(1, a.dtype), cfg)
+
+
+jvp_rules[reduce_prod_p] = _reduce_prod_jvp
+
+
+def _argminmax(name, f):
+    def impl(x, *, axes, index_dtype):
+        (axis,) = axes
+        if x.shape[axis] == 0:
+            raise ValueError(f"attempt to get {name} of an empty sequence")
+        return np.asarray(f(x, axis=axis)).astype(index_dtype)
+
+    def aval(x, *, axes, index_dtype):
+        return _reduce_aval(name)(x, axes=axes).update(dtype=index_dtype)
+
+    p = primitive(name, impl, aval)
+    defjvp_zero(p)
+    defreducer(p)
+    return p
+
+
+argmax_p = _argminmax("argmax", np.argmax)
+argmin_p = _argminmax("argmin", np.argmin)
+
+
+def argmax(x, axis, index_dtype=np.int64):
+    """Index of the first maximum along axis (NaN counts as the maximum, as numpy)."""
+    return argmax_p.bind(x, axes=(int(axis),), index_dtype=np.dtype(index_dtype))
+
+
+def argmin(x, axis, index_dtype=np.int64):
+    """Index of the first minimum along axis."""
+    return argmin_p.bind(x, axes=(int(axis),), index_dtype=np.dtype(index_dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cumulative ops
+
+def _cumulative(name, accumulate):
+    def impl(x, *, axis, reverse):
+        if reverse:
+            x = np.flip(x, axis)
+        out = accumulate(x, axis=axis, dtype=x.dtype) if accumulate in (np.cumsum, np.cumprod) \
+            else accumulate(x, axis=axis)
+        return np.flip(out, axis) if reverse else out
+
+    def aval(x, *, axis, reverse):
+        if not 0 <= axis < max(x.ndim, 1):
+            raise ValueError(f"{name}: axis {axis} out of range for shape {x.shape}")
+        return x
+
+    p = primitive(name, impl, aval)
+
+    def batch(vals, dims, *, axis, reverse):
+        (x,), (d,) = vals, dims
+        return p.bind(x, axis=axis + (axis >= d), reverse=reverse), d
+
+    batch_rules[p] = batch
+    return p
+
+
+cumsum_p = _cumulative("cumsum", np.cumsum)
+cumprod_p = _cumulative("cumprod", np.cumprod)
+cummax_p = _cumulative("cummax", np.maximum.accumulate)
+cummin_p = _cumulative("cummin", np.minimum.accumulate)
+
+
+def cumsum(x, axis=0, reverse=False): return cumsum_p.bind(x, axis=int(axis), reverse=bool(reverse))
+def cumprod(x, axis=0, reverse=False): return cumprod_p.bind(x, axis=int(axis), reverse=bool(reverse))
+def cummax(x, axis=0, reverse=False): return cummax_p.bind(x, axis=int(axis), reverse=bool(reverse))
+def cummin(x, axis=0, reverse=False): return cummin_p.bind(x, axis=int(axis), reverse=bool(reverse))
+
+
+deflinear(cumsum_p, lambda ct, x, *, axis, reverse: [cumsum(ct, axis, not reverse)])
+
+
+def _prefix_scan(op, x, axis, reverse):
+    """Inclusive prefix scan by log2(n) doubling steps of slice/pad/op (Hillis-Steele). Used
+    only for differentiation: its jvp is the jvp of cumprod/cummax/cummin."""
+    from . import slicing
+    a = get_aval(x)
+    n = a.shape[axis]
+    ident = {mul: 1, max: -np.inf, min: np.inf}[op]
+    if a.dtype.kind != "f":
+        ident = {mul: 1, max: np.iinfo(a.dtype).min if a.dtype.kind in "iu" else False,
+                 min: np.iinfo(a.dtype).max if a.dtype.kind in "iu" else True}[op]
+    shift = 1
+    while shift < n:
+        lo, hi = [0] * a.ndim, list(a.shape)
+        cfg = [(0, 0, 0)] * a.ndim
+        if reverse:
+            lo[axis] = shift
+            cfg[axis] = (0, shift, 0)
+        else:
+            hi[axis] = n - shift
+            cfg[axis] = (shift, 0, 0)
+        shifted = slicing.pad(slicing.slice(x, lo, hi), np.asarray(ident, a.dtype), cfg)
+        x = op(x, shifted)
+        shift *= 2
+    return x
+
+
+def _cumulative_jvp(op):
+    def jvp(primals, tangents, *, axis, reverse):
+        return ad.jvp_flat(lambda x: [_prefix_scan(op, x, axis, reverse)], primals, tangents)
+    return jvp
+
+
+def _cumulative_jvp_rule(op, p):
+    def rule(primals, tangents, *, axis, reverse):
+        out = p.bind(*primals, axis=axis, reverse=reverse)
+        _, (t,) = _cumulative_jvp(op)(primals, tangents, axis=axis, reverse=reverse)
+        return out, t
+    jvp_rules[p] = rule
+
+
+_cumulative_jvp_rule(mul, cumprod_p)
+_cumulative_jvp_rule(max, cummax_p)
+_cumulative_jvp_rule(min, cummin_p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shape ops
+
+def _broadcast_in_dim_impl(x, *, shape, broadcast_dimensions):
+    x = np.asarray(x)
+    expanded = [1] * len(shape)
+    for i, d in enumerate(broadcast_dimensions):
+        expanded[d] = x.shape[i]
+    return np.array(np.broadcast_to(x.reshape(expanded), shape))
+
+
+def _broadcast_in_dim_aval(x, *, shape, broadcast_dimensions):
+    bd = broadcast_dimensions
+    if len(bd) != x.ndim or any(not 0 <= d < len(shape) for d in bd) or \
+            any(a >= b for a, b in zip(bd[:-1], bd[1:])):
+        raise TypeError(f"broadcast_in_dim: broadcast_dimensions {bd} do not map operand shape "
+                        f"{x.shape} into {shape}")
+    for i, d in enumerate(bd):
+        if x.shape[i] not in (1, shape[d]):
+            raise TypeError(f"broadcast_in_dim: operand shape {x.shape} is incompatible with "
+                            f"target shape {shape} (dimension {i} -> {d})")
+    return ShapedArray(shape, x.dtype)
+
+
+broadcast_in_dim_p = primitive("broadcast_in_dim", _broadcast_in_dim_impl, _broadcast_in_dim_aval)
+
+
+def broadcast_in_dim(x, shape, broadcast_dimensions):
+    """x placed in an array of ``shape``: operand dim i goes to dimension broadcast_dimensions[i]."""
+    shape, bd = tuple(int(d) for d in shape), tuple(int(d) for d in broadcast_dimensions)
+    if get_aval(x).shape == shape and bd == tuple(range(len(shape))):
+        return x
+    return broadcast_in_dim_p.bind(x, shape=shape, broadcast_dimensions=bd)
+
+
+def _broadcast_in_dim_transpose(ct, x, *, shape, broadcast_dimensions):
+    in_shape = x.aval.shape
+    bd = broadcast_dimensions
+    new_dims = tuple(i for i in range(len(shape)) if i not in bd)
+    expanded = tuple(d for i, d in enumerate(bd) if in_shape[i] == 1 and shape[d] != 1)
+    summed = reduce_sum(ct, new_dims + expanded) if new_dims + expanded else ct
+    return [reshape(summed, in_shape)]
+
+
+def _broadcast_in_dim_batch(vals, dims, *, shape, broadcast_dimensions):
+    (x,), (d,) = vals, dims
+    x = moveaxis(x, d, 0)
+    size = get_aval(x).shape[0]
+    return broadcast_in_dim(x, (size,) + shape, (0,) + tuple(b + 1 for b in broadcast_dimensions)), 0
+
+
+deflinear(broadcast_in_dim_p, _broadcast_in_dim_transpose)
+batch_rules[broadcast_in_dim_p] = _broadcast_in_dim_batch
+
+
+def _reshape_aval(x, *, new_sizes):
+    if int(np.prod(new_sizes, dtype=np.int64)) != x.size:
+        raise TypeError(f"reshape: cannot reshape array of shape {x.shape} (size {x.size}) into "
+                        f"shape {new_sizes}")
+    return ShapedArray(new_sizes, x.dtype)
+
+
+reshape_p = primitive("reshape", lambda x, *, new_sizes: np.reshape(x, new_sizes), _reshape_aval)
+
+
+def reshape(x, new_sizes):
+    """x with a new shape of the same size (row-major order)."""
+    new_sizes = tuple(int(d) for d in new_sizes)
+    if get_aval(x).shape == new_sizes:
+        return x
+    return reshape_p.bind(x, new_sizes=new_sizes)
+
+
+def _reshape_batch(vals, dims, *, new_sizes):
+    (x,), (d,) = vals, dims
+    x = moveaxis(x, d, 0)
+    return reshape(x, (get_aval(x).shape[0],) + new_sizes), 0
+
+
+deflinear(reshape_p, lambda ct, x, *, new_sizes: [reshape(ct, x.aval.shape)])
+batch_rules[reshape_p] = _reshape_batch
+
+
+def _transpose_aval(x, *, permutation):
+    if sorted(permutation) != list(range(x.ndim)):
+        raise TypeError(f"transpose permutation {permutation} is not a permutation of the "
+                        f"{x.ndim} axes of shape {x.shape}")
+    return ShapedArray(tuple(x.shape[p] for p in permutation), x.dtype)
+
+
+transpose_p = primitive("transpose", lambda x, *, permutation: np.transpose(x, permutation),
+                        _transpose_aval)
+
+
+def transpose(x, permutation):
+    """x with its axes permuted."""
+    permutation = tuple(int(p) for p in permutation)
+    if permutation == tuple(range(len(permutation))):
+        return x
+    return transpose_p.bind(x, permutation=permutation)
+
+
+def _transpose_batch(vals, dims, *, permutation):
+    (x,), (d,) = vals, dims
+    perm = (d,) + tuple(p + (p >= d) for p in permutation)
+    return transpose(x, perm), 0
+
+
+deflinear(transpose_p, lambda ct, x, *, permutation: [transpose(ct, tuple(np.argsort(permutation)))])
+batch_rules[transpose_p] = _transpose_batch
+
+
+def _squeeze_aval(x, *, dimensions):
+    for d in dimensions:
+        if not 0 <= d < x.ndim or x.shape[d] != 1:
+            raise ValueError(f"squeeze: cannot select axis {d} of shape {x.shape}: its size is "
+                             "not one")
+    return ShapedArray(tuple(s for i, s in enumerate(x.shape) if i not in dimensions), x.dtype)
+
+
+squeeze_p = primitive("squeeze", lambda x, *, dimensions: np.squeeze(x, dimensions), _squeeze_aval)
+
+
+def squeeze(x, dimensions):
+    """x with the given size-1 dimensions removed."""
+    dimensions = tuple(sorted(int(d) for d in dimensions))
+    return squeeze_p.bind(x, dimensions=dimensions) if dimensions else x
+
+
+def expand_dims(x, dimensions):
+    """x with size-1 dimensions inserted at the given output positions."""
+    a = get_aval(x)
+    nd = a.ndim + len(dimensions)
+    dims = sorted(d % nd for d in dimensions)
+    shape = list(a.shape)
+    for d in dims:
+        shape.insert(d, 1)
+    return reshape(x, shape)
+
+
+deflinear(squeeze_p, lambda ct, x, *, dimensions: [reshape(ct, x.aval.shape)])
+defreducer(squeeze_p, "dimensions")
+
+
+rev_p = primitive("rev", lambda x, *, dimensions: np.flip(x, dimensions) if dimensions else x,
+                  lambda x, *, dimensions: x)
+
+
+def rev(x, dimensions):
+    """x reversed along the given dimensions."""
+    return rev_p.bind(x, dimensions=tuple(int(d) for d in dimensions))
+
+
+deflinear(rev_p, lambda ct, x, *, dimensions: [rev(ct, dimensions)])
+
+
+def _rev_batch(vals, dims, *, dimensions):
+    (x,), (d,) = vals, dims
+    return rev(x, tuple(a + (a >= d) for a in dimensions)), d
+
+
+batch_rules[rev_p] = _rev_batch
+
+
+# ---------------------------------------------------------------------------------------------
+# dot_general
+
+def _dot_dims(dimension_numbers):
+    (lc, rc), (lb, rb) = dimension_numbers
+    return tuple(lc), tuple(rc), tuple(lb), tuple(rb)
+
+
+def _free(ndim, *used):
+    return [i for i in range(ndim) if not any(i in u for u in used)]
+
+
+def _dot_general_aval(x, y, *, dimension_numbers, preferred_element_type):
+    lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    if x.dtype != y.dtype:
+        raise TypeError(f"dot_general requires operands of equal dtypes, got {x.dtype.name} and "
+                        f"{y.dtype.name}")
+    if len(lc) != len(rc) or len(lb) != len(rb):
+        raise TypeError(f"dot_general: bad dimension numbers {dimension_numbers}")
+    for a, b, kind in [(lc, rc, "contracting"), (lb, rb, "batch")]:
+        for i, j in zip(a, b):
+            if not (0 <= i < x.ndim and 0 <= j < y.ndim) or x.shape[i] != y.shape[j]:
+                raise TypeError(f"dot_general: {kind} dimensions do not match for shapes "
+                                f"{x.shape} and {y.shape} (dimension numbers {dimension_numbers})")
+    shape = tuple(x.shape[i] for i in lb) + tuple(x.shape[i] for i in _free(x.ndim, lc, lb)) + \
+        tuple(y.shape[i] for i in _free(y.ndim, rc, rb))
+    return ShapedArray(shape, preferred_element_type or x.dtype)
+
+
+def _dot_general_impl(x, y, *, dimension_numbers, preferred_element_type):
+    lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    lf, rf = _free(x.ndim, lc, lb), _free(y.ndim, rc, rb)
+    xs, ys = x.shape, y.shape
+    b = int(np.prod([xs[i] for i in lb], dtype=np.int64))
+    m = int(np.prod([xs[i] for i in lf], dtype=np.int64))
+    k = int(np.prod([xs[i] for i in lc], dtype=np.int64))
+    n = int(np.prod([ys[i] for i in rf], dtype=np.int64))
+    x3 = np.transpose(x, list(lb) + lf + list(lc)).reshape(b, m, k)
+    y3 = np.transpose(y, list(rb) + list(rc) + rf).reshape(b, k, n)
+    out = (x3[0] @ y3[0])[None] if b == 1 else np.matmul(x3, y3)
+    shape = tuple(xs[i] for i in lb) + tuple(xs[i] for i in lf) + tuple(ys[i] for i in rf)
+    out = out.reshape(shape)
+    dtype = preferred_element_type or x.dtype
+    return out.astype(dtype, copy=False)
+
+
+dot_general_p = primitive("dot_general", _dot_general_impl, _dot_general_aval)
+
+
+def dot_general(x, y, dimension_numbers, preferred_element_type=None):
+    """Generalised tensor contraction: dimension_numbers = ((lhs_contract, rhs_contract),
+    (lhs_batch, rhs_batch)); output dims are batch, lhs free, rhs free."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    dn = ((tuple(int(i) for i in lc), tuple(int(i) for i in rc)),
+          (tuple(int(i) for i in lb), tuple(int(i) for i in rb)))
+    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    return dot_general_p.bind(x, y, dimension_numbers=dn, preferred_element_type=pet)
+
+
+def _ranges_like(*xs):
+    start = 0
+    for x in xs:
+        yield list(range(start, start + len(x)))
+        start += len(x)
+
+
+def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, swap_ans=False):
+    lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    x_nd, y_nd = x.aval.ndim, get_aval(y).ndim
+    x_kept, y_kept = _free(x_nd, lc, lb), _free(y_nd, rc, rb)
+    if swap_ans:
+        ans_batch, ans_y, _ = _ranges_like(lb, y_kept, x_kept)
+    else:
+        ans_batch, _, ans_y = _ranges_like(lb, x_kept, y_kept)
+    dims = ((tuple(ans_y), tuple(y_kept)), (tuple(ans_batch), tuple(rb)))
+    x_contract_sorted_by_y = [lc[i] for i in np.argsort(rc)]
+    out_axes = np.argsort(list(lb) + x_kept + x_contract_sorted_by_y)
+    r = dot_general(ct, y, dims, preferred_element_type)
+    return convert_element_type(transpose(r, tuple(int(a) for a in out_axes)), x.aval.dtype)
+
+
+def _dot_transpose_rhs(ct, x, y, *, dimension_numbers, preferred_element_type):
+    lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    return _dot_transpose_lhs(ct, y, x, dimension_numbers=((rc, lc), (rb, lb)),
+                              preferred_element_type=preferred_element_type, swap_ans=True)
+
+
+defbilinear(dot_general_p, _dot_transpose_lhs, _dot_transpose_rhs)
+
+
+def _dot_general_batch(vals, dims, *, dimension_numbers, preferred_element_type):
+    (x, y), (dx, dy) = vals, dims
+    lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    params = dict(preferred_element_type=preferred_element_type)
+    if dx is not not_mapped and dy is not not_mapped:
+        x, y = moveaxis(x, dx, 0), moveaxis(y, dy, 0)
+        sh = lambda t: tuple(i + 1 for i in t)  # noqa: E731
+        dn = ((sh(lc), sh(rc)), ((0,) + sh(lb), (0,) + sh(rb)))
+        return dot_general_p.bind(x, y, dimension_numbers=dn, **params), 0
+    if dx is not not_mapped:
+        sh = lambda t: tuple(i + (i >= dx) for i in t)  # noqa: E731
+        lc2, lb2 = sh(lc), sh(lb)
+        nd = get_aval(x).ndim
+        out_d = len(lb) + _free(nd, lc2, lb2).index(dx)
+        return dot_general_p.bind(x, y, dimension_numbers=((lc2, rc), (lb2, rb)), **params), out_d
+    sh = lambda t: tuple(i + (i >= dy) for i in t)  # noqa: E731
+    rc2, rb2 = sh(rc), sh(rb)
+    nd = get_aval(y).ndim
+    out_d = len(lb) + len(_free(get_aval(x).ndim, lc, lb)) + _free(nd, rc2, rb2).index(dy)
+    return dot_general_p.bind(x, y, dimension_numbers=((lc, rc2), (lb, rb2)), **params), out_d
+
+
+batch_rules[dot_general_p] = _dot_general_batch

@@ -1,0 +1,76 @@
+"""Small list utilities. Most tracer bugs are list-alignment bugs; these assert."""
+import builtins
+
+
+def safe_map(f, *xs):
+    """map that insists all sequences have the same length; returns a list."""
+    xs = [list(x) for x in xs]
+    n = len(xs[0])
+    for x in xs[1:]:
+        assert len(x) == n, (n, len(x))
+    return list(builtins.map(f, *xs))
+
+
+def safe_zip(*xs):
+    """zip that insists all sequences have the same length; returns a list."""
+    xs = [list(x) for x in xs]
+    n = len(xs[0])
+    for x in xs[1:]:
+        assert len(x) == n, (n, len(x))
+    return list(builtins.zip(*xs))
+
+
+def unzip2(pairs):
+    """[(a, b), ...] -> ([a, ...], [b, ...])."""
+    a, b = [], []
+    for x, y in pairs:
+        a.append(x)
+        b.append(y)
+    return a, b
+
+
+def split_list(xs, sizes):
+    """Split xs into consecutive pieces of the given sizes plus the rest."""
+    xs = list(xs)
+    out = []
+    for n in sizes:
+        out.append(xs[:n])
+        xs = xs[n:]
+    out.append(xs)
+    return out
+
+
+def partition_list(flags, xs):
+    """Split xs by boolean flags: returns (xs where not flag, xs where flag)."""
+    no, yes = [], []
+    for f, x in safe_zip(flags, xs):
+        (yes if f else no).append(x)
+    return no, yes
+
+
+def merge_lists(flags, nos, yeses):
+    """Inverse of partition_list."""
+    nos, yeses = iter(nos), iter(yeses)
+    out = [next(yeses) if f else next(nos) for f in flags]
+    assert next(nos, None) is None and next(yeses, None) is None
+    return out
+
+
+def canonicalize_axis(axis, ndim):
+    """A non-negative axis in range(ndim); raises ValueError naming both otherwise."""
+    axis = int(axis)
+    if not -ndim <= axis < max(ndim, 1) or (ndim == 0 and axis not in (0, -1)):
+        raise ValueError(f"axis {axis} is out of bounds for an array of rank {ndim}")
+    return axis % ndim if ndim else 0
+
+
+def canonicalize_axes(axes, ndim):
+    """A tuple of distinct non-negative axes; None means all axes."""
+    if axes is None:
+        return tuple(range(ndim))
+    if isinstance(axes, int) or hasattr(axes, "__index__"):
+        axes = (axes,)
+    out = tuple(canonicalize_axis(a, ndim) for a in axes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"repeated axis in {tuple(axes)}")
+    return out

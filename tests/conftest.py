@@ -1,0 +1,20 @@
+"""Test configuration: type-check every jaxpr built, share compiled kernels through an
+on-disk cache, and keep hypothesis runs small (numba compiles are slow on 2 cores)."""
+import os
+import pathlib
+
+os.environ.setdefault("FUNCTRANS_CHECK_JAXPRS", "1")
+os.environ.setdefault("FUNCTRANS_CACHE_DIR",
+                      str(pathlib.Path(__file__).resolve().parent.parent / ".functrans_cache"))
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("default", max_examples=25, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=15, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+import functrans.core  # noqa: E402
+
+functrans.core.config.check_jaxprs = True
