@@ -1,0 +1,357 @@
+"""custom_jvp and custom_vjp: user-defined derivative rules that compose with every transform.
+
+Each decorated call binds a higher-order primitive carrying the function's jaxpr and the user's
+rule (as a flat Python callable). The JVP trace applies the rule; every other trace treats the
+call like any call: EvalTrace evaluates the jaxpr, staging records it, vmap batches both the jaxpr
+and the rule. custom_vjp's jvp emits ``custom_lin``: a linear primitive whose transpose is the
+user's bwd and which refuses to run in forward mode (as JAX: no jvp of a custom_vjp function).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+
+import numpy as np
+
+from . import core
+from .core import ClosedJaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
+from .interpreters import ad, batching
+from .interpreters.ad import UndefPrimal, Zero, instantiate_zeros
+from .tree_util import tree_flatten, tree_unflatten
+from .util import safe_map, safe_zip, split_list
+
+map, zip = safe_map, safe_zip
+
+
+class _Store:
+    __slots__ = ("val",)
+
+    def __init__(self):
+        self.val = None
+
+
+def _resolve_args(fun, args, kwargs):
+    """Keyword arguments bound to positions (custom rules take positional arguments)."""
+    if not kwargs:
+        return tuple(args)
+    sig = inspect.signature(fun)
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    return tuple(bound.args) + tuple(bound.kwargs.values())
+
+
+def _split_nondiff(args, nondiff_argnums):
+    nondiff = tuple(args[i] for i in nondiff_argnums)
+    diff = tuple(a for i, a in enumerate(args) if i not in nondiff_argnums)
+    return nondiff, diff
+
+
+def _merge_nondiff(nondiff_argnums, nondiff, diff, n):
+    nd, d = iter(nondiff), iter(diff)
+    return [next(nd) if i in nondiff_argnums else next(d) for i in range(n)]
+
+
+def _trace_call(fun, diff_args):
+    """(ClosedJaxpr over (tracer consts, *leaves), tracer consts, leaves, in_tree, out_tree)."""
+    leaves, in_tree = tree_flatten(diff_args)
+    leaves = [core.as_array(x) for x in leaves]
+    out_store = _Store()
+
+    def flat(*xs):
+        out = fun(*tree_unflatten(in_tree, xs))
+        out_leaves, out_store.val = tree_flatten(out)
+        return [core.as_array(o) for o in out_leaves]
+
+    jaxpr, consts = core.trace_to_jaxpr(flat, [get_aval(x) for x in leaves])
+    closed, lifted = lift_tracer_consts(jaxpr, consts)
+    return closed, lifted, leaves, in_tree, out_store.val
+
+
+def lift_tracer_consts(jaxpr, consts):
+    """Constants that are tracers of enclosing transforms become leading inputs. Returns
+    (ClosedJaxpr, lifted tracer consts)."""
+    is_tracer = [isinstance(c, core.Tracer) for c in consts]
+    if not any(is_tracer):
+        return ClosedJaxpr(jaxpr, consts), []
+    lifted_vars = [v for v, t in zip(jaxpr.constvars, is_tracer) if t]
+    kept_vars = [v for v, t in zip(jaxpr.constvars, is_tracer) if not t]
+    new = core.Jaxpr(kept_vars, lifted_vars + jaxpr.invars, jaxpr.eqns, jaxpr.outvars)
+    return (ClosedJaxpr(new, [c for c, t in zip(consts, is_tracer) if not t]),
+            [c for c, t in zip(consts, is_tracer) if t])
+
+
+def _call_impl(*args, call_jaxpr, **_):
+    return core.eval_jaxpr(call_jaxpr.jaxpr, call_jaxpr.consts, *args)
+
+
+def _call_aval(*avals, call_jaxpr, **_):
+    return list(call_jaxpr.out_avals)
+
+
+def _closure_tangent_error(kind):
+    return TypeError(
+        f"Detected differentiation of a {kind} function with respect to a closed-over value. "
+        f"That isn't supported because the custom rule only specifies how to differentiate the "
+        f"function with respect to its explicit inputs: pass the value as an argument{core.where()}.")
+
+
+def _broadcast_all(vals, dims, size):
+    return [batching.bdim_at_front(v, d, size) for v, d in zip(vals, dims)]
+
+
+# ---------------------------------------------------------------------------------------------
+# custom_jvp
+
+custom_jvp_call_p = Primitive("custom_jvp_call", multiple_results=True)
+impl_rules[custom_jvp_call_p] = _call_impl
+abstract_eval_rules[custom_jvp_call_p] = _call_aval
+
+
+class custom_jvp:
+    """Decorator: a function with a custom JVP rule set by ``.defjvp(rule)``, where
+    ``rule(primals, tangents) -> (primal_out, tangent_out)`` (nondiff arguments come first)."""
+
+    def __init__(self, fun, nondiff_argnums=()):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.nondiff_argnums = tuple(nondiff_argnums)
+        self.jvp = None
+
+    def defjvp(self, jvp, symbolic_zeros=False):
+        """Set the JVP rule; returns it (so it can be used as a decorator)."""
+        self.jvp = jvp
+        return jvp
+
+    def defjvps(self, *tangent_fns):
+        """Set the JVP from one function per argument: fn(tangent, primal_out, *primals)."""
+        def jvp(primals, tangents):
+            out = self(*primals)
+            t_out = None
+            for fn, t in zip(tangent_fns, tangents):
+                if fn is not None:
+                    c = fn(t, out, *primals)
+                    t_out = c if t_out is None else _tree_add(t_out, c)
+            if t_out is None:
+                from .tree_util import tree_map
+                t_out = tree_map(lambda o: np.zeros(get_aval(o).shape, get_aval(o).dtype), out)
+            return out, t_out
+        self.jvp = jvp
+
+    def __call__(self, *args, **kwargs):
+        if self.jvp is None:
+            raise AttributeError(f"No JVP defined for custom_jvp function {self.__name__} "
+                                 "using defjvp.")
+        args = _resolve_args(self.fun, args, kwargs)
+        nondiff, diff = _split_nondiff(args, self.nondiff_argnums)
+        n = len(args)
+        f = lambda *d: self.fun(*_merge_nondiff(self.nondiff_argnums, nondiff, d, n))  # noqa: E731
+        closed, lifted, leaves, in_tree, out_tree = _trace_call(f, diff)
+        rule = self.jvp
+
+        def jvp_fn(primals, tangents):
+            """Flat rule: (closure consts + leaves, tangents) -> primal outs + tangent outs."""
+            primals, tangents = primals[len(lifted):], tangents[len(lifted):]
+            p = tree_unflatten(in_tree, primals)
+            t = tree_unflatten(in_tree, tangents)
+            out = rule(*nondiff, tuple(p), tuple(t))
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"Custom JVP rule of {self.__name__} must return a pair "
+                                f"(primal_out, tangent_out), got {out!r}")
+            po, pt = tree_flatten(out[0])
+            to, tt = tree_flatten(out[1])
+            if pt != out_tree or tt != out_tree:
+                raise TypeError(f"Custom JVP rule of {self.__name__} must produce primal and "
+                                f"tangent outputs with the function's output structure "
+                                f"{out_tree}, got {pt} and {tt}")
+            return [core.as_array(o) for o in po] + [core.as_array(o) for o in to]
+
+        outs = custom_jvp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, jvp_fn=jvp_fn,
+                                      num_consts=len(lifted))
+        return tree_unflatten(out_tree, outs)
+
+
+def _tree_add(a, b):
+    from .tree_util import tree_map
+    from .lax import lax
+    return tree_map(lambda x, y: lax.add(x, y), a, b)
+
+
+def _custom_jvp_jvp(primals, tangents, *, call_jaxpr, jvp_fn, num_consts):
+    if any(type(t) is not Zero for t in tangents[:num_consts]):
+        raise _closure_tangent_error("custom_jvp")
+    tangents = [instantiate_zeros(t) for t in tangents]
+    outs = jvp_fn(list(primals), tangents)
+    n = len(call_jaxpr.out_avals)
+    outs_p, outs_t = split_list(outs, [n])
+    for o, a in zip(outs_p, call_jaxpr.out_avals):
+        if get_aval(o).shape != a.shape:
+            raise TypeError(f"Custom JVP rule returned a primal output of shape "
+                            f"{get_aval(o).shape}, but the function returns shape {a.shape}")
+    for t, a in zip(outs_t, call_jaxpr.out_avals):
+        if get_aval(t).shape != a.shape:
+            raise TypeError(f"Custom JVP rule returned a tangent of shape {get_aval(t).shape} for "
+                            f"a primal output of shape {a.shape}")
+    return outs_p, outs_t
+
+
+def _custom_jvp_batch(vals, dims, *, call_jaxpr, jvp_fn, num_consts):
+    size = batching.axis_size_of(vals, dims)
+    vals = _broadcast_all(vals, dims, size)
+    b_closed, _ = batching.vmap_jaxpr(call_jaxpr, size, [0] * len(vals), force_batched=True)
+    n_out = len(call_jaxpr.out_avals)
+
+    def b_jvp_fn(primals, tangents):
+        k = len(primals)
+        f = lambda *pt: jvp_fn(list(pt[:k]), list(pt[k:]))  # noqa: E731
+        return batching.vmap_flat(f, size, [0] * (2 * k), [0] * (2 * n_out),
+                                  list(primals) + list(tangents))
+
+    outs = custom_jvp_call_p.bind(*vals, call_jaxpr=b_closed, jvp_fn=b_jvp_fn, num_consts=num_consts)
+    return outs, [0] * n_out
+
+
+ad.jvp_rules[custom_jvp_call_p] = _custom_jvp_jvp
+batching.batch_rules[custom_jvp_call_p] = _custom_jvp_batch
+
+
+# ---------------------------------------------------------------------------------------------
+# custom_vjp
+
+custom_vjp_call_p = Primitive("custom_vjp_call", multiple_results=True)
+impl_rules[custom_vjp_call_p] = _call_impl
+abstract_eval_rules[custom_vjp_call_p] = _call_aval
+
+custom_lin_p = Primitive("custom_lin", multiple_results=True)
+
+
+def _custom_lin_impl(*args, num_res, bwd_fn, out_avals):
+    raise TypeError("can't apply forward-mode autodiff (jvp) to a custom_vjp function: define a "
+                    "custom_jvp rule instead, or use reverse mode (grad, vjp)")
+
+
+impl_rules[custom_lin_p] = _custom_lin_impl
+abstract_eval_rules[custom_lin_p] = lambda *avals, num_res, bwd_fn, out_avals: list(out_avals)
+
+
+class custom_vjp:
+    """Decorator: a function with a custom VJP set by ``.defvjp(fwd, bwd)``: fwd(*args) ->
+    (output, residuals); bwd(*nondiff_args, residuals, cotangent) -> a tuple with one cotangent
+    per differentiable argument."""
+
+    def __init__(self, fun, nondiff_argnums=()):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.nondiff_argnums = tuple(nondiff_argnums)
+        self.fwd = self.bwd = None
+
+    def defvjp(self, fwd, bwd, symbolic_zeros=False):
+        """Set the forward and backward rules."""
+        self.fwd, self.bwd = fwd, bwd
+
+    def __call__(self, *args, **kwargs):
+        if self.fwd is None:
+            raise AttributeError(f"No VJP defined for custom_vjp function {self.__name__} "
+                                 "using defvjp.")
+        args = _resolve_args(self.fun, args, kwargs)
+        nondiff, diff = _split_nondiff(args, self.nondiff_argnums)
+        n = len(args)
+        merge = lambda d: _merge_nondiff(self.nondiff_argnums, nondiff, d, n)  # noqa: E731
+        closed, lifted, leaves, in_tree, out_tree = _trace_call(lambda *d: self.fun(*merge(d)), diff)
+        name, fwd, bwd = self.__name__, self.fwd, self.bwd
+        res_store = _Store()
+        k = len(lifted)
+
+        def fwd_fn(primals):
+            """Flat fwd: closure consts + leaves -> outputs + residual leaves."""
+            d = tree_unflatten(in_tree, primals[k:])
+            out = fwd(*merge(d))
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError(f"Custom VJP fwd rule of {name} must return a pair (output, "
+                                f"residuals), got {type(out).__name__}")
+            o, r = tree_flatten(out[0])
+            if r != out_tree:
+                raise TypeError(f"Custom VJP fwd rule of {name} must produce an output with the "
+                                f"structure of the function's output {out_tree}, got {r}")
+            res, res_store.val = tree_flatten(out[1])
+            return [core.as_array(x) for x in o], [core.as_array(x) for x in res]
+
+        def bwd_fn(res, cts):
+            """Flat bwd: residual leaves, output cotangents -> cotangents of consts + leaves."""
+            ct = tree_unflatten(out_tree, cts)
+            out = bwd(*nondiff, tree_unflatten(res_store.val, res), ct)
+            if not isinstance(out, (tuple, list)) or len(out) != len(diff):
+                raise TypeError(f"Custom VJP bwd rule of {name} must return a tuple of length "
+                                f"equal to the number of differentiable arguments ({len(diff)}), "
+                                f"got {out!r}")
+            flat = []
+            for arg, c in zip(diff, out):
+                a_leaves, a_tree = tree_flatten(arg)
+                if c is None:
+                    flat.extend(np.zeros(get_aval(core.as_array(x)).shape, get_aval(core.as_array(x)).dtype)
+                                for x in a_leaves)
+                    continue
+                c_leaves, c_tree = tree_flatten(c)
+                if c_tree != a_tree:
+                    raise TypeError(f"Custom VJP bwd rule of {name} returned a cotangent of "
+                                    f"structure {c_tree} for an argument of structure {a_tree}")
+                flat.extend(core.as_array(x) for x in c_leaves)
+            return [None] * k + flat
+
+        outs = custom_vjp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, fwd_fn=fwd_fn,
+                                      bwd_fn=bwd_fn, num_consts=k)
+        return tree_unflatten(out_tree, outs)
+
+
+def _custom_vjp_jvp(primals, tangents, *, call_jaxpr, fwd_fn, bwd_fn, num_consts):
+    if any(type(t) is not Zero for t in tangents[:num_consts]):
+        raise _closure_tangent_error("custom_vjp")
+    outs, res = fwd_fn(list(primals))
+    out_avals = tuple(get_aval(o) for o in outs)
+    lin_in = [instantiate_zeros(t) for t in tangents]
+    t_out = custom_lin_p.bind(*res, *lin_in, num_res=len(res), bwd_fn=bwd_fn, out_avals=out_avals)
+    return outs, t_out
+
+
+def _custom_lin_transpose(cts, *args, num_res, bwd_fn, out_avals):
+    res, lin = split_list(args, [num_res])
+    cts_in = bwd_fn(list(res), [instantiate_zeros(c) for c in cts])
+    return [None] * num_res + [None if c is None else c for c in cts_in]
+
+
+def _custom_vjp_batch(vals, dims, *, call_jaxpr, fwd_fn, bwd_fn, num_consts):
+    size = batching.axis_size_of(vals, dims)
+    vals = _broadcast_all(vals, dims, size)
+    b_closed, _ = batching.vmap_jaxpr(call_jaxpr, size, [0] * len(vals), force_batched=True)
+    n_in, n_out = len(vals), len(call_jaxpr.out_avals)
+    n_res = _Store()
+
+    def b_fwd_fn(primals):
+        def f(*ps):
+            outs, res = fwd_fn(list(ps))
+            n_res.val = len(res)
+            return list(outs) + list(res)
+        flat = batching.vmap_flat(f, size, [0] * n_in, lambda: [0] * (n_out + n_res.val), list(primals))
+        return flat[:n_out], flat[n_out:]
+
+    def b_bwd_fn(res, cts):
+        r = len(res)
+
+        def g(*rc):
+            return bwd_fn(list(rc[:r]), list(rc[r:]))[num_consts:]
+        outs = batching.vmap_flat(g, size, [0] * (r + n_out), [0] * (n_in - num_consts),
+                                  list(res) + list(cts))
+        return [None] * num_consts + outs
+
+    outs = custom_vjp_call_p.bind(*vals, call_jaxpr=b_closed, fwd_fn=b_fwd_fn, bwd_fn=b_bwd_fn,
+                                  num_consts=num_consts)
+    return outs, [0] * n_out
+
+
+def _custom_lin_batch(vals, dims, *, num_res, bwd_fn, out_avals):
+    raise TypeError("can't apply forward-mode autodiff (jvp) to a custom_vjp function")
+
+
+ad.jvp_rules[custom_vjp_call_p] = _custom_vjp_jvp
+ad.transpose_rules[custom_lin_p] = _custom_lin_transpose
+batching.batch_rules[custom_vjp_call_p] = _custom_vjp_batch
+batching.batch_rules[custom_lin_p] = _custom_lin_batch
