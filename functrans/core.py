@@ -16,9 +16,6 @@ import numpy as np
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError)
-from .util import safe_map, safe_zip
-
-map, zip = safe_map, safe_zip
 
 
 class config:
@@ -41,8 +38,8 @@ class ShapedArray:
     __slots__ = ("shape", "dtype")
 
     def __init__(self, shape, dtype):
-        self.shape = tuple(shape)
-        self.dtype = np.dtype(dtype)
+        self.shape = shape if type(shape) is tuple else tuple(shape)
+        self.dtype = dtype if isinstance(dtype, np.dtype) else np.dtype(dtype)
 
     ndim = property(lambda self: len(self.shape))
     size = property(lambda self: int(np.prod(self.shape, dtype=np.int64)))
@@ -73,9 +70,11 @@ def is_float(dtype):
 
 def get_aval(x):
     """The ShapedArray of a tracer, NumPy array or Python/NumPy scalar."""
+    if type(x) is np.ndarray or isinstance(x, np.generic):
+        return ShapedArray(x.shape, x.dtype)
     if isinstance(x, Tracer):
         return x.aval
-    if isinstance(x, (np.ndarray, np.generic)):
+    if isinstance(x, np.ndarray):
         return ShapedArray(x.shape, x.dtype)
     if isinstance(x, (bool, int, float, complex)):
         return ShapedArray((), np.asarray(x).dtype)
@@ -649,7 +648,10 @@ class StagingTrace(Trace):
                 err._functrans_located = True
                 raise err from e
         outs = [StagedTracer(self, a) for a in out_avals]
-        self.recipes.append(_Recipe(prim, list(args), params, outs, user_frame()))
+        # source lines matter for staged programs; partial evaluation (linearize) skips the
+        # stack walk, which would otherwise dominate eager grad's cost
+        src = None if self.forward else user_frame()
+        self.recipes.append(_Recipe(prim, list(args), params, outs, src))
         return outs if prim.multiple_results else outs[0]
 
     def build(self, in_tracers, outs, dce=True):

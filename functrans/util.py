@@ -12,12 +12,8 @@ def safe_map(f, *xs):
 
 
 def safe_zip(*xs):
-    """zip that insists all sequences have the same length; returns a list."""
-    xs = [list(x) for x in xs]
-    n = len(xs[0])
-    for x in xs[1:]:
-        assert len(x) == n, (n, len(x))
-    return list(builtins.zip(*xs))
+    """zip that insists all sequences have the same length (ValueError otherwise)."""
+    return builtins.zip(*xs, strict=True)
 
 
 def unzip2(pairs):

@@ -29,9 +29,22 @@ class Zero:
         return f"Zero({self.aval})"
 
 
+class _Lazy:
+    """functrans.lax, imported on first use (it imports this module)."""
+    mod = None
+
+    def __getattr__(self, name):
+        if _Lazy.mod is None:
+            from ..lax import lax
+            _Lazy.mod = lax
+        return getattr(_Lazy.mod, name)
+
+
+lax = _Lazy()
+
+
 def zeros_like_aval(aval):
     """A materialised zero array of aval's shape and dtype (a traceable op)."""
-    from ..lax import lax
     return lax.full(aval.shape, 0, aval.dtype)
 
 
@@ -46,7 +59,6 @@ def add_tangents(x, y):
         return y
     if type(y) is Zero:
         return x
-    from ..lax import lax
     return lax.add(x, y)
 
 
@@ -193,9 +205,10 @@ def defbilinear(prim, lhs_transpose, rhs_transpose):
 # ---------------------------------------------------------------------------------------------
 # Linearize: jvp with the tangents staged by a partial-evaluation trace
 
-def linearize_flat(f, primals):
+def linearize_flat(f, primals, dce=True):
     """Returns (primal outs, linear jaxpr, residuals). The jaxpr maps the tangents of the float
-    primals to the output tangents; its constvars are the residuals."""
+    primals to the output tangents; its constvars are the residuals. (vjp skips dead-code
+    elimination: transposition never reaches equations whose outputs are unused.)"""
     pe = core.StagingTrace(core.current_trace(), forward=True)
     try:
         t_in = [pe.new_arg(get_aval(p)) if is_float(get_aval(p).dtype) else None for p in primals]
@@ -206,7 +219,7 @@ def linearize_flat(f, primals):
             outs_p, outs_t = unzip2(jt.lift(as_array(o)) for o in outs)
         with core.set_current_trace(pe):
             outs_t = [instantiate_zeros(t) for t in outs_t]
-        jaxpr, consts = pe.build([t for t in t_in if t is not None], outs_t)
+        jaxpr, consts = pe.build([t for t in t_in if t is not None], outs_t, dce=dce)
     finally:
         pe.valid = False
     return list(outs_p), jaxpr, consts
@@ -234,41 +247,44 @@ def backward_pass(jaxpr, consts, args, cts_out):
     """Transpose jaxpr with respect to the inputs given as UndefPrimal. Non-linear equations
     (on known inputs only) are evaluated forward first. Returns the cotangents of the
     UndefPrimal inputs (Zero where nothing flowed)."""
-    env = {}
+    env = dict(zip(jaxpr.constvars, consts))
+    linear_vars = set()
+    for v, x in zip(jaxpr.invars, args):
+        if type(x) is UndefPrimal:
+            linear_vars.add(v)
+        else:
+            env[v] = x
 
     def read(v):
         if type(v) is Literal:
             return v.val
-        x = env.get(v)
-        return UndefPrimal(v.aval) if x is None else x
+        return UndefPrimal(v.aval) if v in linear_vars else env[v]
 
-    for v, x in zip(jaxpr.constvars, consts):
-        env[v] = x
-    for v, x in zip(jaxpr.invars, args):
-        if type(x) is not UndefPrimal:
-            env[v] = x
     linear_eqns = []
     for eqn in jaxpr.eqns:
-        ins = [read(v) for v in eqn.inputs]
-        if any(type(x) is UndefPrimal for x in ins):
+        if any(v in linear_vars for v in eqn.inputs if type(v) is not Literal):
             linear_eqns.append(eqn)
+            linear_vars.update(eqn.out_binders)
             continue
-        outs = eqn.primitive.bind(*ins, **eqn.params)
-        outs = outs if eqn.primitive.multiple_results else [outs]
-        for v, x in zip(eqn.out_binders, outs):
-            env[v] = x
+        outs = eqn.primitive.bind(*[read(v) for v in eqn.inputs], **eqn.params)
+        if eqn.primitive.multiple_results:
+            env.update(zip(eqn.out_binders, outs))
+        else:
+            env[eqn.out_binders[0]] = outs
 
     ct_env = {}
 
     def write_ct(v, ct):
         if type(v) is Literal or ct is None or type(ct) is Zero:
             return
-        ct_env[v] = add_tangents(ct_env[v], ct) if v in ct_env else ct
+        prev = ct_env.get(v)
+        ct_env[v] = ct if prev is None else add_tangents(prev, ct)
 
     for v, ct in zip(jaxpr.outvars, cts_out):
         write_ct(v, ct)
     for eqn in reversed(linear_eqns):
-        cts = [ct_env.pop(v, None) for v in eqn.out_binders]
+        pop = ct_env.pop
+        cts = [pop(v, None) for v in eqn.out_binders]
         if all(c is None for c in cts):
             continue
         prim = eqn.primitive
@@ -286,14 +302,14 @@ def backward_pass(jaxpr, consts, args, cts_out):
         for v, x, ct in zip(eqn.inputs, ins, cts_in):
             if type(x) is UndefPrimal:
                 write_ct(v, ct)
-    return [ct_env.get(v, Zero(v.aval)) if type(x) is UndefPrimal else None
-            for v, x in zip(jaxpr.invars, args) if type(x) is UndefPrimal]
+    return [ct_env.get(v, Zero(v.aval)) for v, x in zip(jaxpr.invars, args)
+            if type(x) is UndefPrimal]
 
 
 def vjp_flat(f, primals):
     """Returns (primal outs, vjp_fn) where vjp_fn(cts) gives one cotangent per primal
     (float0 zeros for integer and bool primals)."""
-    outs_p, jaxpr, consts = linearize_flat(f, primals)
+    outs_p, jaxpr, consts = linearize_flat(f, primals, dce=False)
     avals = [get_aval(p) for p in primals]
     out_avals = [get_aval(o) for o in outs_p]
 
