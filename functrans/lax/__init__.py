@@ -4,4 +4,6 @@ from .lax import (abs, add, argmax, argmin, broadcast_in_dim, broadcasted_iota, 
                   cumsum, cumprod, cummax, cummin, div, dot_general, exp, full, integer_pow, iota, max,
                   min, pow, reduce_max, reduce_min, reduce_prod, reduce_sum, reshape, rev, round,
                   select, select_n, squeeze, stop_gradient, transpose, expand_dims)
-from .slicing import slice, pad, concatenate  # noqa: F401
+from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_slice,  # noqa: F401
+                      gather, scatter_add, scatter, scatter_mul, sort, argsort)
+from .control_flow import cond, switch, while_loop, fori_loop, scan, map, cond_p, while_p, scan_p  # noqa: F401,A004
