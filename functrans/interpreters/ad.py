@@ -314,9 +314,9 @@ def vjp_flat(f, primals):
     out_avals = [get_aval(o) for o in outs_p]
 
     def vjp_fn(cts):
-        cts = [as_array(c) for c in cts]
+        cts = [c if type(c) is Zero else as_array(c) for c in cts]
         for i, (c, a) in enumerate(zip(cts, out_avals)):
-            ca = get_aval(c)
+            ca = c.aval if type(c) is Zero else get_aval(c)
             if ca.shape != a.shape:
                 raise ValueError(f"vjp: cotangent {i} has shape {ca.shape}, but the primal "
                                  f"output has shape {a.shape}")

@@ -242,7 +242,7 @@ def _div_impl(x, y):
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.where(y == 0, 0, np.floor_divide(x, np.where(y == 0, 1, y)))
             r = np.where(y == 0, 0, x - q * y)
-            return (q + ((r != 0) & ((r < 0) != (y < 0)))).astype(x.dtype)
+            return (q + ((r != 0) & ((x < 0) != (y < 0)))).astype(x.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.true_divide(x, y).astype(x.dtype)
 
@@ -647,7 +647,7 @@ def _cumulative(name, accumulate):
         return np.flip(out, axis) if reverse else out
 
     def aval(x, *, axis, reverse):
-        if not 0 <= axis < max(x.ndim, 1):
+        if not 0 <= axis < (x.ndim or 1):  # (max is lax.max in this module)
             raise ValueError(f"{name}: axis {axis} out of range for shape {x.shape}")
         return x
 
