@@ -328,8 +328,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
         dims = _broadcast_prefix(axes_args, tuple(args), "vmap", "in_axes") + \
             [0] * tree_structure(kwargs).num_leaves
         paths = tree_paths(tree_structure(tuple(args)), "args") + \
-            [f"kwargs[{p[6:]}" if p.startswith("kwargs[") else p
-             for p in tree_paths(tree_structure(kwargs), "kwargs")]
+            tree_paths(tree_structure(kwargs), "kwargs")
         sizes = {}
         canon = []
         for x, d, path in zip(leaves, dims, paths):
@@ -646,6 +645,9 @@ class Jitted:
         self.backend = backend or "cpu"
         self._cache = {}
         self.trace_count = 0
+        # (shapes, dtypes) of plain-array calls -> (compiled executable, out tree); only for
+        # functions without static arguments (their key also holds the static values)
+        self._fast = None if self.static_argnums or self.static_argnames else {}
 
     def _trace(self, args, kwargs):
         """(ClosedJaxpr, flat dynamic args incl. lifted tracer consts, out tree)."""
@@ -672,10 +674,31 @@ class Jitted:
         return closed, leaves, out_tree
 
     def __call__(self, *args, **kwargs):
-        from .jit_primitive import jit_p
+        # fast path: plain arrays at the top level, no transform active -> straight to the kernel
+        if not kwargs and core._state.trace is core.eval_trace and self._fast is not None:
+            try:
+                key = tuple([(a.shape, a.strides, a.dtype) for a in args if type(a) is np.ndarray])
+            except AttributeError:
+                key = None
+            hit = self._fast.get(key) if key is not None and len(key) == len(args) else None
+            if hit is not None:
+                kernel, prefix, suffix, out_tree = hit
+                outs = kernel(*prefix, *args, *suffix)
+                return outs[0] if out_tree is None else tree_unflatten(out_tree, list(outs))
+        from .jit_primitive import jit_p, backend_executors
         closed, flat_args, out_tree = self._trace(args, kwargs)
         outs = jit_p.bind(*flat_args, jaxpr=closed, name=getattr(self.fun, "__name__", "fun"),
                           backend=self.backend)
+        if (self._fast is not None and not kwargs and core._state.trace is core.eval_trace
+                and len(flat_args) == len(args) and all(type(a) is np.ndarray for a in args)
+                and backend_executors.get(self.backend) is not None):
+            from . import backends
+            ex = backends._executables.get(closed)
+            if getattr(ex, "checked", False) and len(self._fast) < 64 and \
+                    all(a.flags.c_contiguous and a.flags.writeable for a in args):
+                single = getattr(out_tree, "nodetype", False) is None
+                key = tuple((a.shape, a.strides, a.dtype) for a in args)
+                self._fast[key] = (ex.kernel, ex.prefix, ex.suffix, None if single else out_tree)
         return tree_unflatten(out_tree, outs)
 
     def lower(self, *args, **kwargs):

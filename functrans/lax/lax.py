@@ -726,6 +726,8 @@ _cumulative_jvp_rule(min, cummin_p)
 
 def _broadcast_in_dim_impl(x, *, shape, broadcast_dimensions):
     x = np.asarray(x)
+    if x.ndim == 0 and not x:  # zeros come from calloc'd pages: much cheaper than a fill
+        return np.zeros(shape, x.dtype)
     expanded = [1] * len(shape)
     for i, d in enumerate(broadcast_dimensions):
         expanded[d] = x.shape[i]
@@ -916,6 +918,12 @@ def _dot_general_aval(x, y, *, dimension_numbers, preferred_element_type):
 
 def _dot_general_impl(x, y, *, dimension_numbers, preferred_element_type):
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    dtype = preferred_element_type or x.dtype
+    if not lb and len(lc) == 1 and x.ndim <= 2 and y.ndim <= 2:
+        # the common matrix cases: transposed views go to BLAS as flags, never copied
+        xm = x.T if (x.ndim == 2 and lc[0] == 0) else x
+        ym = y.T if (y.ndim == 2 and rc[0] == 1) else y
+        return np.asarray(np.dot(xm, ym)).astype(dtype, copy=False)
     lf, rf = _free(x.ndim, lc, lb), _free(y.ndim, rc, rb)
     xs, ys = x.shape, y.shape
     b = int(np.prod([xs[i] for i in lb], dtype=np.int64))
@@ -924,11 +932,9 @@ def _dot_general_impl(x, y, *, dimension_numbers, preferred_element_type):
     n = int(np.prod([ys[i] for i in rf], dtype=np.int64))
     x3 = np.transpose(x, list(lb) + lf + list(lc)).reshape(b, m, k)
     y3 = np.transpose(y, list(rb) + list(rc) + rf).reshape(b, k, n)
-    out = (x3[0] @ y3[0])[None] if b == 1 else np.matmul(x3, y3)
+    out = np.matmul(x3, y3)
     shape = tuple(xs[i] for i in lb) + tuple(xs[i] for i in lf) + tuple(ys[i] for i in rf)
-    out = out.reshape(shape)
-    dtype = preferred_element_type or x.dtype
-    return out.astype(dtype, copy=False)
+    return out.reshape(shape).astype(dtype, copy=False)
 
 
 dot_general_p = primitive("dot_general", _dot_general_impl, _dot_general_aval)
