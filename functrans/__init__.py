@@ -4,6 +4,12 @@ from .lax import lax as _lax  # noqa: F401  (registers the primitives)
 from .api import (ShapeDtypeStruct, block_until_ready, device_put, eval_shape, grad, hessian, hvp,  # noqa: F401
                   jacfwd, jacrev, jit, jvp, linearize, make_jaxpr, value_and_grad, vjp, vmap)
 from . import jit_primitive as _jit_primitive  # noqa: F401
+from . import backends as _backends  # noqa: F401  (registers the jit CPU executor; numba loads lazily)
+from .custom_derivatives import custom_jvp, custom_vjp  # noqa: F401
+from .checkpoint import checkpoint, remat, saved_residuals  # noqa: F401
 from . import lax  # noqa: F401
+from . import random  # noqa: F401
+from . import nn  # noqa: F401
 
 __version__ = "0.1.0"
+from . import numpy  # noqa: F401,E402

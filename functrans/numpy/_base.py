@@ -1,0 +1,158 @@
+"""Shared helpers of functrans.numpy: argument conversion, NumPy 2 (NEP 50) dtype promotion with
+weak Python scalars, and broadcasting. NumPy itself is the dtype oracle: the result dtype of an
+operation is what NumPy's ufunc gives on empty arrays of the operand dtypes."""
+from __future__ import annotations
+
+import functools
+import warnings
+
+import numpy as np
+
+from .. import core
+from ..core import Tracer, get_aval
+from ..lax import lax
+
+PY_SCALARS = (bool, int, float, complex)
+
+
+def is_weak(x):
+    """True for Python scalars (they adapt to the other operand's dtype, as NumPy 2 does)."""
+    return type(x) in PY_SCALARS
+
+
+def is_arraylike(x):
+    """True for values functrans.numpy accepts as array operands."""
+    return isinstance(x, (Tracer, np.ndarray, np.generic)) or type(x) in PY_SCALARS
+
+
+def as_operand(x, what="argument"):
+    """x as a tracer or NumPy array (Python scalars and sequences become NumPy arrays)."""
+    if isinstance(x, (Tracer, np.ndarray)):
+        return x
+    if isinstance(x, (np.generic,) + PY_SCALARS):
+        return np.asarray(x)
+    if isinstance(x, (list, tuple)):
+        from ._creation import array
+        return array(x)
+    raise TypeError(f"{what}: {x!r} of type {type(x).__name__} is not a valid functrans.numpy "
+                    f"array{core.where()}")
+
+
+def dtype_of(x):
+    """The dtype of an operand (Python scalars: NumPy's default for their type)."""
+    return get_aval(as_operand(x)).dtype
+
+
+def shape_of(x):
+    return get_aval(as_operand(x)).shape
+
+
+def _probe_key(x):
+    if is_weak(x):
+        return type(x)
+    return dtype_of(x)
+
+
+def _probe(key):
+    if isinstance(key, type):
+        return key(0)
+    return np.empty((0,), key)
+
+
+@functools.lru_cache(maxsize=None)
+def _oracle(fn, keys, kwargs):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(fn(*map(_probe, keys), **dict(kwargs))).dtype
+
+
+def oracle_dtype(fn, *args, **kwargs):
+    """The dtype NumPy's ``fn`` returns for operands like args (weak Python scalars kept weak).
+    Raises TypeError (with the user's location) where NumPy rejects the dtypes."""
+    keys = tuple(_probe_key(a) for a in args)
+    kw = tuple(sorted((k, np.dtype(v) if k == "dtype" and v is not None else v)
+                      for k, v in kwargs.items()))
+    try:
+        return _oracle(fn, keys, kw)
+    except (TypeError, ValueError) as e:
+        names = ", ".join(k.__name__ if isinstance(k, type) else k.name for k in keys)
+        raise TypeError(f"{getattr(fn, '__name__', fn)} does not support operand dtypes "
+                        f"({names}): {e}{core.where()}") from None
+
+
+def result_type(*args):
+    """NumPy 2's promotion of the operands' dtypes (Python scalars weak)."""
+    try:
+        return np.result_type(*[x if is_weak(x) else dtype_of(x) for x in args])
+    except TypeError as e:
+        raise TypeError(f"{e}{core.where()}") from None
+
+
+def broadcast_shapes(*shapes):
+    """The broadcast shape; ValueError naming all shapes (and the user's line) if none."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise ValueError("operands could not be broadcast together with shapes "
+                         f"{' '.join(str(tuple(s)) for s in shapes)}{core.where()}") from None
+
+
+def cast(x, dtype):
+    """x (operand or Python scalar) converted to dtype."""
+    dtype = np.dtype(dtype)
+    if is_weak(x) or isinstance(x, np.generic):
+        return np.asarray(x, dtype)
+    x = as_operand(x)
+    return lax.convert_element_type(x, dtype)
+
+
+def broadcast_to_shape(x, shape):
+    """x broadcast (NumPy rules, leading dims added) to shape."""
+    shape = tuple(shape)
+    a = get_aval(x)
+    if a.shape == shape:
+        return x
+    if len(a.shape) > len(shape) or any(d not in (1, s) for d, s in
+                                        zip(a.shape[::-1], shape[::-1])):
+        raise ValueError(f"cannot broadcast an array of shape {a.shape} to shape {shape}"
+                         f"{core.where()}")
+    nd = len(shape)
+    return lax.broadcast_in_dim(x, shape, tuple(range(nd - a.ndim, nd)))
+
+
+def promote(dtype, *args):
+    """args converted to dtype and broadcast together."""
+    ops = [cast(x, dtype) for x in args]
+    shape = broadcast_shapes(*[get_aval(o).shape for o in ops])
+    return [broadcast_to_shape(o, shape) for o in ops]
+
+
+def canonical_axis(axis, ndim):
+    """A non-negative axis; numpy.exceptions.AxisError (a ValueError/IndexError) otherwise."""
+    try:
+        axis = int(axis)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {axis!r}{core.where()}") from None
+    if not -ndim <= axis < ndim:
+        raise np.exceptions.AxisError(f"axis {axis} is out of bounds for array of dimension "
+                                      f"{ndim}{core.where()}")
+    return axis % ndim
+
+
+def canonical_axes(axis, ndim):
+    """A tuple of distinct non-negative axes; None means all."""
+    if axis is None:
+        return tuple(range(ndim))
+    if not isinstance(axis, (tuple, list)):
+        axis = (axis,)
+    out = tuple(canonical_axis(a, ndim) for a in axis)
+    if len(set(out)) != len(out):
+        raise ValueError(f"duplicate value in 'axis': {tuple(axis)}{core.where()}")
+    return out
+
+
+def concrete(x, what):
+    """The concrete NumPy value of x, or ConcretizationTypeError naming ``what``."""
+    if isinstance(x, Tracer):
+        return np.asarray(x._concrete(what))
+    return np.asarray(x)

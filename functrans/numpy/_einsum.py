@@ -1,0 +1,126 @@
+"""einsum: subscripts parsed once, lowered to diagonal slices, reduce_sum, dot_general and a
+final transpose (pairwise contraction, left to right)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import core
+from ..core import get_aval
+from ..lax import lax
+from ._base import as_operand, broadcast_to_shape, cast, result_type
+
+
+def _error(msg):
+    return ValueError(f"einsum: {msg}{core.where()}")
+
+
+def _parse(subscripts, shapes):
+    """Per-operand label lists and the output labels ('...' expanded to upper-case labels)."""
+    s = subscripts.replace(" ", "")
+    if "->" in s:
+        ins, out = s.split("->")
+    else:
+        ins, out = s, None
+    ins = ins.split(",")
+    if len(ins) != len(shapes):
+        raise _error(f"{len(ins)} operand subscripts for {len(shapes)} operands in "
+                     f"{subscripts!r}")
+    ell_nd = 0
+    for term, shape in zip(ins, shapes):
+        if "..." in term:
+            ell_nd = max(ell_nd, len(shape) - (len(term) - 3))
+    ell = [chr(ord("A") + i) for i in range(ell_nd)]
+    labels = []
+    for term, shape in zip(ins, shapes):
+        if "..." in term:
+            k = len(shape) - (len(term) - 3)
+            if k < 0:
+                raise _error(f"subscripts {term!r} do not match operand of shape {shape}")
+            a, b = term.split("...")
+            term_l = list(a) + ell[ell_nd - k:] + list(b)
+        else:
+            term_l = list(term)
+        if len(term_l) != len(shape) or any(not c.isalpha() for c in term_l):
+            raise _error(f"subscripts {term!r} do not match operand of shape {shape}")
+        labels.append(term_l)
+    if out is None:
+        counts = {}
+        for ls in labels:
+            for c in ls:
+                counts[c] = counts.get(c, 0) + 1
+        out_l = ell + sorted(c for c, n in counts.items() if n == 1 and c.islower())
+    else:
+        a, _, b = out.partition("...")
+        out_l = list(a) + (ell if "..." in out else []) + list(b)
+    if len(set(out_l)) != len(out_l):
+        raise _error(f"output subscript {out!r} repeats a label")
+    known = {c for ls in labels for c in ls}
+    if any(c not in known for c in out_l):
+        raise _error(f"output subscript {out!r} has a label not in the inputs")
+    return labels, out_l, ell
+
+
+def _take_diagonals(x, ls):
+    """x with repeated labels collapsed to their diagonal."""
+    from ._linalg import diagonal
+    while len(set(ls)) != len(ls):
+        c = next(c for c in ls if ls.count(c) > 1)
+        i = ls.index(c)
+        j = ls.index(c, i + 1)
+        x = diagonal(x, 0, i, j)
+        ls = [l for k, l in enumerate(ls) if k not in (i, j)] + [c]
+    return x, ls
+
+
+def _sum_out(x, ls, keep):
+    axes = tuple(i for i, c in enumerate(ls) if c not in keep)
+    if not axes:
+        return x, ls
+    return lax.reduce_sum(x, axes), [c for c in ls if c in keep]
+
+
+def einsum(subscripts, *operands, optimize=None, dtype=None):
+    """Einstein summation over the operands as given by subscripts (NumPy's notation)."""
+    if not isinstance(subscripts, str):
+        raise TypeError(f"einsum: only the string subscripts form is supported{core.where()}")
+    ops = [as_operand(o) for o in operands]
+    dt = np.dtype(dtype) if dtype is not None else result_type(*ops)
+    if dt.kind == "b":
+        dt = np.dtype(np.bool_)
+    ops = [cast(o, dt) for o in ops]
+    shapes = [get_aval(o).shape for o in ops]
+    labels, out_l, ell = _parse(subscripts, shapes)
+    # sizes per label must agree; ellipsis dims broadcast
+    sizes = {}
+    for ls, shape in zip(labels, shapes):
+        for c, n in zip(ls, shape):
+            if c in ell:
+                if sizes.get(c, 1) not in (1, n) and n != 1:
+                    raise _error(f"operands could not be broadcast together with shapes "
+                                 f"{' '.join(map(str, shapes))}")
+                sizes[c] = max(sizes.get(c, 1), n)
+            elif sizes.setdefault(c, n) != n:
+                raise _error(f"size of label '{c}' differs between operands: shapes "
+                             f"{' '.join(map(str, shapes))}")
+    if ell:
+        ops = [broadcast_to_shape(o, tuple(sizes[c] if c in ell else n for c, n in zip(ls, s)))
+               for o, ls, s in zip(ops, labels, shapes)]
+    terms = []
+    for k, (x, ls) in enumerate(zip(ops, labels)):
+        x, ls = _take_diagonals(x, list(ls))
+        others = {c for j, l2 in enumerate(labels) if j != k for c in l2}
+        x, ls = _sum_out(x, ls, set(out_l) | others)
+        terms.append((x, ls))
+    x, ls = terms[0]
+    for k in range(1, len(terms)):
+        y, ly = terms[k]
+        later = {c for _, l2 in terms[k + 1:] for c in l2} | set(out_l)
+        shared = [c for c in ls if c in ly]
+        batch = [c for c in shared if c in later]
+        contract = [c for c in shared if c not in later]
+        dn = ((tuple(ls.index(c) for c in contract), tuple(ly.index(c) for c in contract)),
+              (tuple(ls.index(c) for c in batch), tuple(ly.index(c) for c in batch)))
+        x = lax.dot_general(x, y, dn)
+        ls = batch + [c for c in ls if c not in shared] + [c for c in ly if c not in shared]
+    x, ls = _sum_out(x, ls, set(out_l))
+    return lax.transpose(x, tuple(ls.index(c) for c in out_l))

@@ -1,0 +1,410 @@
+"""NumPy indexing on traced arrays: basic slicing (slice/rev/squeeze/reshape), integer-array and
+constant boolean-mask indexing (gather, with NumPy's placement of the advanced-index dims),
+x.at[idx].set/add/mul/get (scatter), take and take_along_axis."""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .. import core
+from ..core import Tracer, get_aval
+from ..lax import lax
+from ..lax import slicing
+from ._base import as_operand, broadcast_to_shape, canonical_axis, cast
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing an index into entries
+
+class _Adv:
+    """An advanced (integer-array or integer-scalar) index on one input dimension."""
+    __slots__ = ("value", "mask_size")
+
+    def __init__(self, value, mask_size=None):
+        self.value, self.mask_size = value, mask_size
+
+
+def _is_int_scalar(i):
+    return isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_))
+
+
+def _index_error(msg):
+    return IndexError(f"{msg}{core.where()}")
+
+
+def _as_index_array(i):
+    """A list/array/tracer index as a NumPy array or tracer (bool masks kept as bool)."""
+    if isinstance(i, Tracer):
+        return i
+    arr = np.asarray(i)
+    if arr.size == 0 and arr.dtype.kind == "f":
+        arr = arr.astype(np.int64)
+    return arr
+
+
+def _expand(x_shape, idx):
+    """The index as a list of entries: None, slice, int, or _Adv, with Ellipsis expanded and
+    boolean masks replaced by their nonzero() integer arrays."""
+    x_ndim = len(x_shape)
+    if not isinstance(idx, tuple):
+        idx = (idx,)
+    entries = []
+    for i in idx:
+        if i is None or i is Ellipsis or isinstance(i, slice):
+            entries.append(i)
+        elif _is_int_scalar(i):
+            entries.append(int(i))
+        elif isinstance(i, (bool, np.bool_)):
+            raise _index_error("functrans.numpy does not support a Python bool as an index")
+        elif isinstance(i, (list, tuple, np.ndarray, Tracer)):
+            arr = _as_index_array(i)
+            kind = get_aval(arr).dtype.kind
+            if kind == "b":
+                if isinstance(arr, Tracer):
+                    arr = np.asarray(arr._concrete("a boolean mask index (its true count sets "
+                                                   "the result shape)"))
+                if arr.ndim == 0:
+                    raise _index_error("functrans.numpy does not support a 0-d boolean index")
+                entries.extend(_Adv(n, s) for n, s in zip(np.nonzero(arr), arr.shape))
+            elif kind in "iu":
+                entries.append(_Adv(arr))
+            else:
+                raise _index_error(f"arrays used as indices must be of integer (or boolean) "
+                                   f"type, got {get_aval(arr).dtype}")
+        else:
+            raise _index_error(f"only integers, slices (`:`), ellipsis (`...`), None and "
+                               f"integer or boolean arrays are valid indices, got {i!r}")
+    entries = [e for e in entries if not isinstance(e, tuple)]
+    n_used = builtins.sum(1 for e in entries if e is not None and e is not Ellipsis)
+    n_ell = builtins.sum(1 for e in entries if e is Ellipsis)
+    if n_ell > 1:
+        raise _index_error("an index can only have a single ellipsis ('...')")
+    if n_used > x_ndim:
+        raise _index_error(f"too many indices for array: array is {x_ndim}-dimensional, but "
+                           f"{n_used} were indexed")
+    fill = [slice(None)] * (x_ndim - n_used)
+    if n_ell:
+        k = entries.index(Ellipsis)
+        entries = entries[:k] + fill + entries[k + 1:]
+    else:
+        entries = entries + fill
+    _check_mask_sizes(entries, x_shape)
+    return entries
+
+
+def _check_mask_sizes(entries, x_shape):
+    d = 0
+    for e in entries:
+        if e is None:
+            continue
+        if isinstance(e, _Adv) and e.mask_size is not None and e.mask_size != x_shape[d]:
+            raise _index_error(f"boolean index did not match indexed array along axis {d}; size "
+                               f"of axis is {x_shape[d]} but size of corresponding boolean axis "
+                               f"is {e.mask_size}")
+        d += 1
+
+
+def _slice_params(s, n):
+    """(start, stop, step, count) of slice s on a dimension of size n."""
+    start, stop, step = s.indices(n)
+    return start, stop, step, len(range(start, stop, step))
+
+
+def _normalize_int_array(a, n, axis):
+    """Concrete or traced integer index array with negative entries wrapped (concrete ones are
+    bounds-checked as NumPy does)."""
+    if isinstance(a, Tracer):
+        a = cast(a, np.int64)
+        zero = lax.full(get_aval(a).shape, 0, np.int64)
+        return lax.select(lax.lt(a, zero), lax.add(a, lax.full(get_aval(a).shape, n, np.int64)), a)
+    a = np.asarray(a, np.int64)
+    if a.size and (a.max() >= n or a.min() < -n):
+        bad = a[(a >= n) | (a < -n)].flat[0]
+        raise _index_error(f"index {bad} is out of bounds for axis {axis} with size {n}")
+    return np.where(a < 0, a + n, a)
+
+
+# ---------------------------------------------------------------------------------------------
+# Basic indexing + gather
+
+def _apply_slices(x, entries):
+    """x with every slice entry applied (static slice + rev for negative steps)."""
+    aval = get_aval(x)
+    lo, hi, st, flip = [0] * aval.ndim, list(aval.shape), [1] * aval.ndim, []
+    d = 0
+    for e in entries:
+        if e is None:
+            continue
+        if isinstance(e, slice):
+            start, stop, step, count = _slice_params(e, aval.shape[d])
+            if count == 0:
+                lo[d] = hi[d] = 0
+            elif step > 0:
+                lo[d], hi[d], st[d] = start, start + (count - 1) * step + 1, step
+            else:
+                last = start + (count - 1) * step
+                lo[d], hi[d], st[d] = last, start + 1, -step
+                flip.append(d)
+        d += 1
+    x = slicing.slice(x, lo, hi, st)
+    return lax.rev(x, flip) if flip else x
+
+
+def _has_advanced(entries):
+    return builtins.any(isinstance(e, _Adv) for e in entries)
+
+
+def _int_to_adv(entries, shape):
+    """Entries where Python ints count as advanced 0-d indices (when any advanced index is
+    present, NumPy treats integer scalars as advanced) with bounds checks."""
+    out, d = [], 0
+    for e in entries:
+        if e is None:
+            out.append(e)
+            continue
+        if isinstance(e, int):
+            if not -shape[d] <= e < shape[d]:
+                raise _index_error(f"index {e} is out of bounds for axis {d} with size {shape[d]}")
+            e = e % shape[d] if shape[d] else e
+        out.append(e)
+        d += 1
+    return out
+
+
+def _broadcast_index_shapes(arrays):
+    shapes = [get_aval(as_operand(a)).shape for a in arrays]
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise _index_error("shape mismatch: indexing arrays could not be broadcast together "
+                           f"with shapes {' '.join(map(str, shapes))}") from None
+
+
+def _index_plan(x_shape, entries):
+    """Analyse entries with advanced indices. Returns (adv_dims, adv_arrays (normalised),
+    B shape, out layout) where the layout lists, in NumPy's output order, 'B' for the block of
+    broadcast advanced dims, ('s', input dim) for sliced dims and 'n' for None."""
+    adv_dims, arrays, d = [], [], 0
+    positions = []
+    for k, e in enumerate(entries):
+        if e is None:
+            continue
+        if isinstance(e, _Adv) or isinstance(e, int):
+            val = e.value if isinstance(e, _Adv) else np.asarray(e, np.int64)
+            arrays.append(_normalize_int_array(val, x_shape[d], d))
+            adv_dims.append(d)
+            positions.append(k)
+        d += 1
+    B = _broadcast_index_shapes(arrays)
+    adjacent = positions == list(range(positions[0], positions[-1] + 1))
+    layout, placed = [], False
+    if not adjacent:
+        layout.append("B")
+        placed = True
+    d = 0
+    for k, e in enumerate(entries):
+        if e is None:
+            layout.append("n")
+            continue
+        if k in positions:
+            if not placed:
+                layout.append("B")
+                placed = True
+        else:
+            layout.append(("s", d))
+        d += 1
+    return adv_dims, arrays, B, layout
+
+
+def _stack_indices(arrays, B):
+    """The index arrays broadcast to B and stacked on a new last axis (int64)."""
+    cols = [lax.reshape(broadcast_to_shape(cast(a, np.int64), B), B + (1,)) for a in arrays]
+    return cols[0] if len(cols) == 1 else slicing.concatenate(cols, len(B))
+
+
+def getitem(x, idx):
+    """x[idx] with NumPy semantics (traced integer indices are clamped into range)."""
+    x = as_operand(x)
+    return _getitem_entries(x, _expand(get_aval(x).shape, idx))
+
+
+def _getitem_entries(x, entries):
+    if not _has_advanced(entries):
+        return _basic_getitem(x, entries)
+    entries = _int_to_adv(entries, get_aval(x).shape)
+    x = _apply_slices(x, entries)
+    aval = get_aval(x)
+    adv_dims, arrays, B, layout = _index_plan(aval.shape, entries)
+    rest = [d for d in range(aval.ndim) if d not in adv_dims]
+    xt = lax.transpose(x, tuple(adv_dims) + tuple(rest))
+    idx_arr = _stack_indices(arrays, B)
+    g = slicing.gather(xt, idx_arr, tuple(range(len(adv_dims))))
+    # g has shape B + rest; insert None dims and move the B block into place
+    nb = len(B)
+    rest_shape = [aval.shape[d] for d in rest]
+    with_none, it, pos_b = [], iter(rest_shape), None
+    for item in layout:
+        if item == "B":
+            pos_b = len(with_none)
+        elif item == "n":
+            with_none.append(1)
+        else:
+            with_none.append(next(it))
+    g = lax.reshape(g, B + tuple(with_none))
+    perm = list(range(nb, nb + pos_b)) + list(range(nb)) + list(range(nb + pos_b, nb + len(with_none)))
+    return lax.transpose(g, perm)
+
+
+def _basic_getitem(x, entries):
+    aval = get_aval(x)
+    ints, d = [], 0
+    for e in entries:
+        if e is None:
+            continue
+        if isinstance(e, int):
+            n = aval.shape[d]
+            if not -n <= e < n:
+                raise _index_error(f"index {e} is out of bounds for axis {d} with size {n}")
+            ints.append(d)
+        d += 1
+    sl = [slice(e % aval.shape[k], e % aval.shape[k] + 1) if isinstance(e, int) else e
+          for k, e in enumerate(e for e in entries if e is not None)]
+    it = iter(sl)
+    x = _apply_slices(x, [None if e is None else next(it) for e in entries])
+    shape, d = [], 0
+    sliced = get_aval(x).shape
+    for e in entries:
+        if e is None:
+            shape.append(1)
+            continue
+        if d not in ints:
+            shape.append(sliced[d])
+        d += 1
+    return lax.reshape(x, tuple(shape))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scatter-based updates: x.at[idx]
+
+def _scatter_indices(x_shape, idx):
+    """(coordinates (*G, k), k): every element selected by idx as coordinates into the first k
+    dims of x, where x[idx].shape == G + x_shape[k:] (trailing unindexed dims stay whole). The
+    coordinates are x[idx] applied to iota grids, so they follow getitem's semantics exactly."""
+    entries = _expand(tuple(x_shape), idx)
+    k = len(x_shape)
+    while (entries and isinstance(entries[-1], slice) and entries[-1] == slice(None)
+           and builtins.any(e is not None for e in entries[:-1])):
+        entries = entries[:-1]
+        k -= 1
+    lead = tuple(x_shape[:k])
+    cols = [_getitem_entries(lax.broadcasted_iota(np.int64, lead, d), list(entries))
+            for d in range(k)]
+    if not cols:
+        return None, 0
+    G = get_aval(cols[0]).shape
+    cols = [lax.reshape(c, G + (1,)) for c in cols]
+    return (cols[0] if k == 1 else slicing.concatenate(cols, len(G))), k
+
+
+def _scatter_update(x, idx, values, kind):
+    x = as_operand(x)
+    shape = get_aval(x).shape
+    ind, k = _scatter_indices(shape, idx)
+    upd_shape = (get_aval(ind).shape[:-1] if k else ()) + shape[k:]
+    vals = as_operand(values)
+    target = upd_shape
+    try:
+        vals = broadcast_to_shape(cast(vals, get_aval(x).dtype), target)
+    except ValueError:
+        raise ValueError(f"at[].{kind}: cannot broadcast update of shape {get_aval(vals).shape} "
+                         f"to the indexed shape {target}{core.where()}") from None
+    vals = lax.reshape(vals, upd_shape)
+    if k == 0:  # the whole array
+        return {"set": lambda: vals, "add": lambda: lax.add(x, vals),
+                "mul": lambda: lax.mul(x, vals)}[kind]()
+    fn = {"set": slicing.scatter, "add": slicing.scatter_add, "mul": slicing.scatter_mul}[kind]
+    return fn(x, ind, vals, tuple(range(k)))
+
+
+class _IndexRef:
+    """x.at[idx]: functional updates of the elements x[idx]."""
+    __slots__ = ("x", "idx")
+
+    def __init__(self, x, idx):
+        self.x, self.idx = x, idx
+
+    def get(self, **kwargs):
+        """x[idx]."""
+        return getitem(self.x, self.idx)
+
+    def set(self, values, **kwargs):
+        """A copy of x with x[idx] = values."""
+        return _scatter_update(self.x, self.idx, values, "set")
+
+    def add(self, values, **kwargs):
+        """A copy of x with values added at idx (repeated indices accumulate)."""
+        return _scatter_update(self.x, self.idx, values, "add")
+
+    def mul(self, values, **kwargs):
+        """A copy of x with x[idx] multiplied by values (repeated indices accumulate)."""
+        return _scatter_update(self.x, self.idx, values, "mul")
+
+    multiply = mul
+
+
+class _IndexHelper:
+    __slots__ = ("x",)
+
+    def __init__(self, x):
+        self.x = x
+
+    def __getitem__(self, idx):
+        return _IndexRef(self.x, idx)
+
+
+def at(x):
+    """The x.at property."""
+    return _IndexHelper(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# take / take_along_axis
+
+def take(a, indices, axis=None, mode=None, fill_value=None):
+    """Elements of a at indices along axis (None: of the flattened a)."""
+    a = as_operand(a)
+    if axis is None:
+        from ._shape import ravel
+        a, axis = ravel(a), 0
+    ax = canonical_axis(axis, get_aval(a).ndim)
+    ind = _as_index_array(indices)
+    if get_aval(ind).dtype.kind not in "iu":
+        raise TypeError(f"take: indices must be integers, got {get_aval(ind).dtype}{core.where()}")
+    return getitem(a, (slice(None),) * ax + (ind,))
+
+
+def take_along_axis(arr, indices, axis):
+    """Elements of arr at indices along axis, the other dims matched (broadcast) with indices."""
+    a = as_operand(arr)
+    ind = _as_index_array(indices)
+    if axis is None:
+        from ._shape import ravel
+        a, axis = ravel(a), 0
+        if get_aval(ind).ndim != 1:
+            raise ValueError(f"take_along_axis: indices must be 1-d when axis=None{core.where()}")
+    nd = get_aval(a).ndim
+    if get_aval(ind).ndim != nd:
+        raise ValueError(f"take_along_axis: indices (shape {get_aval(ind).shape}) and arr "
+                         f"(shape {get_aval(a).shape}) must have the same number of dimensions"
+                         f"{core.where()}")
+    ax = canonical_axis(axis, nd)
+    full_idx = []
+    for d in range(nd):
+        if d == ax:
+            full_idx.append(ind)
+        else:
+            shape = [1] * nd
+            shape[d] = get_aval(a).shape[d]
+            full_idx.append(np.arange(get_aval(a).shape[d]).reshape(shape))
+    return getitem(a, tuple(full_idx))

@@ -1,0 +1,186 @@
+"""Reductions (sum mean var std prod max min argmax argmin all any) and cumulative ops."""
+from __future__ import annotations
+
+import builtins
+
+import numpy as np
+
+from .. import core
+from ..core import get_aval
+from ..lax import lax
+from ._base import as_operand, canonical_axes, canonical_axis, cast, oracle_dtype
+
+
+def _keep(x, out, axes, keepdims):
+    """out with the reduced axes reinserted as size-1 dims when keepdims."""
+    if not keepdims:
+        return out
+    shape = tuple(1 if i in axes else d for i, d in enumerate(get_aval(x).shape))
+    return lax.reshape(out, shape)
+
+
+def _check_no_where(where, name):
+    if where is not None and where is not True:
+        raise NotImplementedError(f"{name}: the where= argument is not supported{core.where()}")
+
+
+_NONEMPTY = {}
+
+
+def _nonempty(np_fn):
+    """np_fn applied to a one-element array like its argument (for reductions with no
+    identity, whose dtype cannot be probed on an empty array)."""
+    if np_fn not in _NONEMPTY:
+        _NONEMPTY[np_fn] = lambda x, **kw: np_fn(np.zeros((1,), x.dtype), **kw)
+    return _NONEMPTY[np_fn]
+
+
+def _reduction(name, np_fn, lax_reduce, empty_ok=True, identity=None):
+    def f(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+        if out is not None:
+            raise NotImplementedError(f"{name}: out= is not supported (arrays are immutable)")
+        _check_no_where(where, name)
+        a = as_operand(a)
+        kw = {"dtype": dtype} if dtype is not None else {}
+        dt = oracle_dtype(np_fn if empty_ok else _nonempty(np_fn), a, **kw)
+        aval = get_aval(a)
+        axes = canonical_axes(axis, aval.ndim)
+        if not empty_ok and initial is None and builtins.any(aval.shape[i] == 0 for i in axes):
+            raise ValueError(f"zero-size array to reduction operation {name} which has no "
+                             f"identity (shape {aval.shape}){core.where()}")
+        x = cast(a, dt)
+        r = lax_reduce(x, axes)
+        if initial is not None:
+            from ._ufuncs import maximum, minimum, add, multiply
+            comb = {"sum": add, "prod": multiply, "max": maximum, "min": minimum}[name]
+            r = cast(comb(r, initial), dt)
+        return _keep(a, r, axes, keepdims)
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = (f"The {name} of a over axis (None: all axes), keepdims as NumPy; NumPy's "
+                 "result dtype.")
+    return f
+
+
+sum = _reduction("sum", np.sum, lax.reduce_sum)  # noqa: A001
+prod = _reduction("prod", np.prod, lax.reduce_prod)
+max = amax = _reduction("max", np.max, lax.reduce_max, empty_ok=False)  # noqa: A001
+min = amin = _reduction("min", np.min, lax.reduce_min, empty_ok=False)  # noqa: A001
+
+
+def _truth(a):
+    from ._ufuncs import _to_bool
+    return _to_bool(a)
+
+
+def all(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
+    """True where every element along axis is nonzero (bool)."""
+    _check_no_where(where, "all")
+    x = _truth(a)
+    axes = canonical_axes(axis, get_aval(x).ndim)
+    if builtins.any(get_aval(x).shape[i] == 0 for i in axes):
+        shape = tuple(d for i, d in enumerate(get_aval(x).shape) if i not in axes)
+        return _keep(x, lax.full(shape, True, np.bool_), axes, keepdims)
+    return _keep(x, lax.reduce_min(x, axes), axes, keepdims)
+
+
+def any(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
+    """True where some element along axis is nonzero (bool)."""
+    _check_no_where(where, "any")
+    x = _truth(a)
+    axes = canonical_axes(axis, get_aval(x).ndim)
+    if builtins.any(get_aval(x).shape[i] == 0 for i in axes):
+        shape = tuple(d for i, d in enumerate(get_aval(x).shape) if i not in axes)
+        return _keep(x, lax.full(shape, False, np.bool_), axes, keepdims)
+    return _keep(x, lax.reduce_max(x, axes), axes, keepdims)
+
+
+def _count(aval, axes):
+    return int(np.prod([aval.shape[i] for i in axes], dtype=np.int64))
+
+
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
+    """The arithmetic mean along axis (float64 for integer input, as NumPy)."""
+    _check_no_where(where, "mean")
+    a = as_operand(a)
+    kw = {"dtype": dtype} if dtype is not None else {}
+    dt = oracle_dtype(np.mean, a, **kw)
+    axes = canonical_axes(axis, get_aval(a).ndim)
+    s = lax.reduce_sum(cast(a, dt), axes)
+    n = _count(get_aval(a), axes)
+    r = lax.div(s, lax.full(get_aval(s).shape, n, dt))
+    return _keep(a, r, axes, keepdims)
+
+
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
+        correction=None):
+    """The variance along axis: mean of squared deviations, divided by n - ddof."""
+    _check_no_where(where, "var")
+    if correction is not None:
+        ddof = correction
+    a = as_operand(a)
+    kw = {"dtype": dtype} if dtype is not None else {}
+    dt = oracle_dtype(np.var, a, **kw)
+    aval = get_aval(a)
+    axes = canonical_axes(axis, aval.ndim)
+    n = _count(aval, axes)
+    x = cast(a, dt)
+    m = lax.reduce_sum(x, axes)
+    m = lax.div(m, lax.full(get_aval(m).shape, n, dt))
+    kept = tuple(i for i in range(aval.ndim) if i not in axes)
+    d = lax.sub(x, lax.broadcast_in_dim(m, aval.shape, kept))
+    s = lax.reduce_sum(lax.mul(d, d), axes)
+    r = lax.div(s, lax.full(get_aval(s).shape, builtins.max(n - ddof, 0), dt))
+    return _keep(a, r, axes, keepdims)
+
+
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
+        correction=None):
+    """The standard deviation along axis: sqrt(var)."""
+    return lax.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, correction=correction))
+
+
+def _arg(name, lax_fn):
+    def f(a, axis=None, out=None, *, keepdims=False):
+        a = as_operand(a)
+        aval = get_aval(a)
+        if axis is None:
+            x = lax.reshape(a, (aval.size,))
+            ax = 0
+        else:
+            x, ax = a, canonical_axis(axis, aval.ndim)
+        if get_aval(x).shape[ax] == 0:
+            raise ValueError(f"attempt to get {name} of an empty sequence{core.where()}")
+        if get_aval(x).dtype.kind == "b":
+            x = lax.convert_element_type(x, np.int8)
+        r = lax_fn(x, ax, np.int64)
+        if keepdims:
+            shape = (1,) * aval.ndim if axis is None else tuple(
+                1 if i == ax else d for i, d in enumerate(aval.shape))
+            r = lax.reshape(r, shape)
+        return r
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"Index (int64) of the first {name[3:]}imum along axis (None: of the flattened a)."
+    return f
+
+
+argmax = _arg("argmax", lax.argmax)
+argmin = _arg("argmin", lax.argmin)
+
+
+def _cumulative(name, np_fn, lax_fn):
+    def f(a, axis=None, dtype=None, out=None):
+        a = as_operand(a)
+        kw = {"dtype": dtype} if dtype is not None else {}
+        dt = oracle_dtype(np_fn, a, **kw)
+        if axis is None:
+            a = lax.reshape(a, (get_aval(a).size,))
+            axis = 0
+        ax = canonical_axis(axis, get_aval(a).ndim)
+        return lax_fn(cast(a, dt), ax)
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = f"The cumulative {name[3:]} along axis (None: of the flattened a)."
+    return f
+
+
+cumsum = _cumulative("cumsum", np.cumsum, lax.cumsum)
+cumprod = _cumulative("cumprod", np.cumprod, lax.cumprod)
