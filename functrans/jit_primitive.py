@@ -18,6 +18,9 @@ backend_executors = {}
 
 def _jit_impl(*args, jaxpr, name, backend):
     run = backend_executors.get(backend or "cpu")
+    if run is None and backend == "cuda":
+        from .backends import numba_cuda  # noqa: F401  (lazy: registers the "cuda" executor)
+        run = backend_executors["cuda"]
     if run is None:
         return core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
     return run(jaxpr, args, name)

@@ -13,15 +13,17 @@ not_mapped = None
 
 class BatchTracer(Tracer):
     """A value with a batch dimension ``bdim`` (an int) that the function does not see."""
-    __slots__ = ("val", "bdim")
+    __slots__ = ("val", "bdim", "_aval")
 
     def __init__(self, trace, val, bdim):
-        self._trace, self.val, self.bdim = trace, val, bdim
+        self._trace, self.val, self.bdim, self._aval = trace, val, bdim, None
 
     @property
     def aval(self):
-        a = get_aval(self.val)
-        return core.ShapedArray(a.shape[:self.bdim] + a.shape[self.bdim + 1:], a.dtype)
+        if self._aval is None:
+            a = get_aval(self.val)
+            self._aval = core.ShapedArray(a.shape[:self.bdim] + a.shape[self.bdim + 1:], a.dtype)
+        return self._aval
 
     def _concrete(self, what, err=core.ConcretizationTypeError):
         raise err(f"{what} of a value batched by vmap{core.where()}: a Python branch cannot "

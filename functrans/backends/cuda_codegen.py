@@ -1,0 +1,525 @@
+"""CUDA code generation: steps of the backend-neutral KernelPlan (plan.py) become the sources of
+``numba.cuda.jit`` kernels, each described by a ``Launch`` (source, grid, block, the vars it
+reads and the vars it writes).
+
+Conventions shared by every kernel:
+* every array is passed FLAT (1-D, C order); the generated code computes flat offsets from
+  shapes baked into the source as constants (cheap index arithmetic: nvcc turns division by a
+  constant into multiplies). A new shape therefore means new kernel source, compiled once and
+  then cached on disk by numba (cache=True) next to the content-hashed module.
+* literals are emitted as typed constants (``np.float32(0.5)``) so float32 code stays float32.
+* elementwise kernels use grid-stride loops; reductions are shared-memory tree reductions per
+  block, combined across blocks with atomics when the output is small (sum, and max/min of
+  integers); dot_general is a tiled shared-memory matmul batched over ``blockIdx.z``."""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+
+from ..core import Literal
+from . import plan as plan_mod
+from .plan import Group
+
+# Launch geometry. The simulator runs every thread as a Python thread (~0.2 ms each) while a
+# grid-stride iteration costs ~10 us, so it gets few threads; every code path (grid-stride
+# loops, multi-block atomics, tree reductions) is still exercised.
+# serial_max: reductions over at most this many elements run one thread per output (a loop);
+# longer ones are block-wide tree reductions.
+GPU_CONFIG = dict(tpb=256, max_blocks=8192, tile=16, red_items=1024, max_split=256, serial_max=32)
+SIM_CONFIG = dict(tpb=32, max_blocks=2, tile=16, red_items=64, max_split=4, serial_max=16)
+
+ATOMIC_DTYPES = {np.dtype(t) for t in ("int32", "int64", "uint32", "uint64", "float32", "float64")}
+
+
+def _salt():
+    from . import cuda_math
+    with open(cuda_math.__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+_HEADER = """import numpy as np
+from numba import cuda
+from functrans.backends.cuda_math import *  # noqa: F403  (helpers hash {salt})
+
+"""
+
+
+class Launch:
+    """One kernel launch: ``source`` defines ``kernel(*arrays)``; ``reads``/``writes`` are the
+    plan vars (or Literals) passed in order (writes after reads); ``fresh`` are the writes this
+    launch allocates; ``fill`` maps some of them to the value they hold before the launch."""
+    __slots__ = ("source", "grid", "block", "reads", "writes", "fresh", "fill", "name", "work")
+
+    def __init__(self, name, body, reads, writes, grid, block, fresh=None, fill=None, work=1):
+        self.name, self.work = name, work   # work == 0: nothing to compute, launch skipped
+        self.reads, self.writes = list(reads), list(writes)
+        self.fresh = list(writes) if fresh is None else list(fresh)
+        self.grid, self.block, self.fill = grid, block, fill
+        args = [f"a{i}" for i in range(len(self.reads))] + [f"w{i}" for i in range(len(self.writes))]
+        self.source = (_HEADER.format(salt=_salt())
+                       + f"# {name}\n@cuda.jit(cache=CACHE)\ndef kernel({', '.join(args)}):\n"
+                       + "".join("    " + ln + "\n" for ln in body))
+
+    def __repr__(self):
+        return f"Launch({self.name}, grid={self.grid}, block={self.block})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalars: dtype constructors, constants, casts
+
+def ctor(dtype):
+    """Source of the scalar constructor of a dtype ('np.float32')."""
+    dtype = np.dtype(dtype)
+    return "np.bool_" if dtype == np.bool_ else f"np.{dtype.name}"
+
+
+def const(value, dtype):
+    """A typed constant expression."""
+    dtype = np.dtype(dtype)
+    v = np.asarray(value, dtype).item()
+    if dtype == np.bool_:
+        return "True" if v else "False"
+    if dtype.kind == "f":
+        if math.isnan(v):
+            return f"{ctor(dtype)}(np.nan)"
+        if math.isinf(v):
+            return f"{ctor(dtype)}({'-' if v < 0 else ''}np.inf)"
+        return f"{ctor(dtype)}({float(v)!r})"
+    return f"{ctor(dtype)}({int(v)})"
+
+
+def cast(expr, dtype):
+    """expr converted to dtype (bool: nonzero test)."""
+    dtype = np.dtype(dtype)
+    return f"({expr} != 0)" if dtype == np.bool_ else f"{ctor(dtype)}({expr})"
+
+
+def _float_suffix(dtype):
+    return "f32" if np.dtype(dtype) == np.float32 else "f64"
+
+
+# rules: f(args, dtype_in, dtype_out, params) -> expression (args are names or constants)
+def _call(name):
+    return lambda a, din, dout, p: f"cm_{name}({', '.join(a)})"
+
+
+def _per_dtype(name):
+    return lambda a, din, dout, p: f"cm_{name}_{_float_suffix(din)}({a[0]})"
+
+
+def _op(symbol):
+    return lambda a, din, dout, p: f"({a[0]} {symbol} {a[1]})"
+
+
+def _bool_or(sym_bool, sym_int):
+    return lambda a, din, dout, p: f"({a[0]} {sym_bool if din == np.bool_ else sym_int} {a[1]})"
+
+
+def _maxmin(cmp, sym_bool):
+    """nan-propagating max/min (numpy.maximum semantics); or/and on bools."""
+    def rule(a, din, dout, p):
+        if din == np.bool_:
+            return f"({a[0]} {sym_bool} {a[1]})"
+        return f"({a[0]} if ({a[0]} {cmp} {a[1]} or {a[0]} != {a[0]}) else {a[1]})"
+    return rule
+
+
+def _idiv_expr(x, y, din):
+    if din.kind == "u":
+        return f"(0 if {y} == 0 else {x} // {y})"
+    q = f"({x} // {y})"
+    fix = f"(1 if ({q} * {y} != {x} and ({x} < 0) != ({y} < 0)) else 0)"
+    return f"(0 if {y} == 0 else (-{x} if {y} == -1 else {q} + {fix}))"
+
+
+def _div(a, din, dout, p):
+    return _idiv_expr(a[0], a[1], din) if din.kind in "iu" else f"({a[0]} / {a[1]})"
+
+
+def _rem(a, din, dout, p):
+    x, y = a
+    if din.kind == "u":
+        return f"(0 if {y} == 0 else {x} % {y})"
+    if din.kind == "i":
+        return f"(0 if ({y} == 0 or {y} == -1) else {x} - {_idiv_expr(x, y, din)} * {y})"
+    return f"cm_fmod({x}, {y})"
+
+
+def _sign(a, din, dout, p):
+    x = a[0]
+    if din.kind == "u":
+        return f"(1 if {x} > 0 else 0)"
+    if din.kind == "i":
+        return f"(1 if {x} > 0 else (-1 if {x} < 0 else 0))"
+    one, zero = const(1, din), const(0, din)
+    return f"({x} if {x} != {x} else ({one} if {x} > 0 else (-{one} if {x} < 0 else {zero})))"
+
+
+def _int_pow(a, din, dout, p):
+    y, x = p["y"], a[0]
+    if y == 0:
+        return const(1, din)
+    terms, power, n = [], x, abs(y)
+    while n:
+        if n & 1:
+            terms.append(power)
+        n >>= 1
+        if n:
+            power = f"({power} * {power})"
+    prod = " * ".join(terms)
+    return f"({const(1, din)} / ({prod}))" if y < 0 else f"({prod})"
+
+
+def _shift(kind):
+    def rule(a, din, dout, p):
+        bits = 8 * din.itemsize
+        if kind == "left":
+            shifted = f"({a[0]} << {a[1]})"
+        else:
+            u = f"np.uint{bits}"
+            shifted = f"({u}({a[0]}) >> {u}({a[1]}))"
+        return f"(0 if ({a[1]} < 0 or {a[1]} >= {bits}) else {shifted})"
+    return rule
+
+
+def _select_n(a, din, dout, p):
+    which, cases = a[0], a[1:]
+    expr = cases[-1]
+    for i in range(len(cases) - 2, -1, -1):
+        cond = f"not {which}" if len(cases) == 2 else f"{which} == {i}"
+        expr = f"({cases[i]} if {cond} else {expr})"
+    return expr
+
+
+def _logistic(a, din, dout, p):
+    one = const(1, din)
+    return f"({one} / ({one} + cm_exp(-{a[0]})))"
+
+
+SCALAR_RULES = {
+    "neg": lambda a, din, dout, p: f"(-{a[0]})",
+    "sign": _sign,
+    "floor": _per_dtype("floor"),
+    "ceil": _per_dtype("ceil"),
+    "round": _per_dtype("rint"),
+    "cbrt": _per_dtype("cbrt"),
+    "exp2": _per_dtype("exp2"),
+    "is_finite": _call("isfinite"),
+    "abs": lambda a, din, dout, p: f"abs({a[0]})",
+    "logistic": _logistic,
+    "rsqrt": lambda a, din, dout, p: f"({const(1, din)} / cm_sqrt({a[0]}))",
+    "not": lambda a, din, dout, p: f"(not {a[0]})" if din == np.bool_ else f"(~{a[0]})",
+    "stop_gradient": lambda a, din, dout, p: a[0],
+    "integer_pow": _int_pow,
+    "add": _bool_or("|", "+"),
+    "sub": _op("-"),
+    "mul": _bool_or("&", "*"),
+    "div": _div,
+    "rem": _rem,
+    "pow": _op("**"),
+    "max": _maxmin(">=", "|"),
+    "min": _maxmin("<=", "&"),
+    "and": _op("&"),
+    "or": _op("|"),
+    "xor": _bool_or("!=", "^"),
+    "shift_left": _shift("left"),
+    "shift_right_logical": _shift("right"),
+    "eq": _op("=="),
+    "ne": _op("!="),
+    "lt": _op("<"),
+    "le": _op("<="),
+    "gt": _op(">"),
+    "ge": _op(">="),
+    "select_n": _select_n,
+    "convert_element_type": lambda a, din, dout, p: a[0],
+}
+for _n in ["exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "tan", "asin", "acos", "atan",
+           "sinh", "cosh", "asinh", "acosh", "atanh", "sqrt", "erf", "atan2"]:
+    SCALAR_RULES[_n] = _call(_n)
+
+
+def _ident(name, dtype):
+    dtype = np.dtype(dtype)
+    if name == "reduce_sum":
+        return 0
+    if name == "reduce_prod":
+        return 1
+    lo = name == "reduce_max"
+    if dtype == np.bool_:
+        return not lo
+    if dtype.kind == "f":
+        return -np.inf if lo else np.inf
+    info = np.iinfo(dtype)
+    return info.min if lo else info.max
+
+
+def combine(name, dtype, a, b):
+    """The reduction combine expression of two scalars."""
+    rule = {"reduce_sum": "add", "reduce_prod": "mul", "reduce_max": "max", "reduce_min": "min"}
+    return SCALAR_RULES[rule[name]]([a, b], np.dtype(dtype), np.dtype(dtype), {})
+
+
+# ---------------------------------------------------------------------------------------------
+# Index helpers (shapes are Python ints baked into the source)
+
+def flat_index(idx, shape):
+    """Flat C-order offset expression of a multi-index."""
+    if not shape:
+        return "0"
+    expr = str(idx[0])
+    for k in range(1, len(shape)):
+        expr = f"({expr}) * {shape[k]} + {idx[k]}"
+    return expr
+
+
+def unravel(flat, names, shape):
+    """Lines assigning names[k] the multi-index of the flat offset ``flat`` in shape."""
+    if not shape:
+        return []
+    if len(shape) == 1:
+        return [f"{names[0]} = {flat}"]
+    lines = [f"rm_ = {flat}"]
+    for k in range(len(shape) - 1, 0, -1):
+        lines.append(f"{names[k]} = rm_ % {shape[k]}")
+        lines.append(f"rm_ = rm_ // {shape[k]}")
+    lines.append(f"{names[0]} = rm_")
+    return lines
+
+
+def _size(shape):
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def _indent(lines, n=1):
+    return ["    " * n + ln for ln in lines]
+
+
+class Geometry:
+    """Launch parameters (GPU or simulator)."""
+
+    def __init__(self, cfg):
+        self.tpb, self.max_blocks, self.tile = cfg["tpb"], cfg["max_blocks"], cfg["tile"]
+        self.red_items, self.max_split = cfg["red_items"], cfg["max_split"]
+        self.serial_max = cfg["serial_max"]
+
+    def stride_grid(self, n):
+        return max(1, min(-(-n // self.tpb), self.max_blocks))
+
+
+def grid_stride(geo, name, n, body, reads, writes, fresh=None, fill=None, pre=()):
+    """A Launch looping ``f`` over range(n) with a grid-stride loop around ``body``."""
+    lines = list(pre) + ["f = cuda.grid(1)", "st_ = cuda.gridsize(1)", f"while f < {n}:"]
+    lines += _indent(list(body)) + ["    f += st_"]
+    return Launch(name, lines, reads, writes, geo.stride_grid(n), geo.tpb, fresh, fill, work=n)
+
+
+class Args:
+    """Assigns kernel argument names to the vars a kernel reads and writes."""
+
+    def __init__(self):
+        self.reads, self.writes, self._names = [], [], {}
+
+    def read(self, v):
+        key = ("r", id(v))
+        if key not in self._names:
+            self._names[key] = f"a{len(self.reads)}"
+            self.reads.append(v)
+        return self._names[key]
+
+    def write(self, v):
+        key = ("w", id(v))
+        if key not in self._names:
+            self._names[key] = f"w{len(self.writes)}"
+            self.writes.append(v)
+        return self._names[key]
+
+
+def scalar_read(args, v):
+    """The scalar value of a 0-d (or literal) operand."""
+    return const(v.val, v.aval.dtype) if type(v) is Literal else f"{args.read(v)}[0]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused groups
+
+class _Body:
+    """Emits the scalar chain of a group at one iteration index."""
+
+    def __init__(self, group, args, idx, flat, shape, materialized):
+        self.g, self.args, self.idx, self.flat, self.shape = group, args, idx, flat, shape
+        self.materialized = materialized
+        self.lines, self.scal, self.n = [], {}, 0
+
+    def fresh(self):
+        self.n += 1
+        return f"s{self.n}"
+
+    def read(self, v):
+        if type(v) is Literal:
+            return const(v.val, v.aval.dtype)
+        if v not in self.scal:      # an array computed before the group, same shape
+            s = self.fresh()
+            self.lines.append(f"{s} = {self.args.read(v)}[{self.flat}]")
+            self.scal[v] = s
+        return self.scal[v]
+
+    def emit(self, write_outputs):
+        """Lines of the chain; returns {reduction eqn: scalar name of its input}."""
+        red_inputs = {}
+        for eqn in self.g.eqns:
+            name, out = eqn.primitive.name, eqn.out_binders[0]
+            if name in plan_mod.REDUCTIONS:
+                red_inputs[eqn] = self.read(eqn.inputs[0])
+                continue
+            if name in SCALAR_RULES:
+                din = (eqn.inputs[-1] if name == "select_n" else eqn.inputs[0]).aval.dtype
+                expr = SCALAR_RULES[name]([self.read(v) for v in eqn.inputs], np.dtype(din),
+                                          np.dtype(out.aval.dtype), eqn.params)
+            else:
+                expr = self._index_map(eqn)
+            s = self.fresh()
+            self.lines.append(f"{s} = {cast(expr, out.aval.dtype)}")
+            self.scal[out] = s
+            if write_outputs and out in self.materialized:
+                self.lines.append(f"{self.args.write(out)}[{self.flat}] = {s}")
+        return red_inputs
+
+    def _index_map(self, eqn):
+        name, p, idx = eqn.primitive.name, eqn.params, self.idx
+        out = eqn.out_binders[0]
+        if name == "iota":
+            return idx[p["dimension"]]
+        x = eqn.inputs[0]
+        if type(x) is Literal:
+            return const(x.val, x.aval.dtype)
+        xs = x.aval.shape
+        if name == "broadcast_in_dim":
+            ins = ["0" if xs[i] == 1 and out.aval.shape[d] != 1 else idx[d]
+                   for i, d in enumerate(p["broadcast_dimensions"])]
+        elif name == "transpose":
+            ins = [None] * len(xs)
+            for k, q in enumerate(p["permutation"]):
+                ins[q] = idx[k]
+        elif name == "rev":
+            ins = [f"({xs[d] - 1} - {idx[d]})" if d in p["dimensions"] else idx[d]
+                   for d in range(len(xs))]
+        elif name == "slice":
+            ins = [f"({s} + {idx[d]} * {st})" for d, (s, st) in
+                   enumerate(zip(p["start_indices"], p["strides"]))]
+        elif name == "squeeze":
+            it = iter(idx)
+            ins = ["0" if d in p["dimensions"] else next(it) for d in range(len(xs))]
+        else:
+            raise NotImplementedError(f"CUDA lowering: no index map for '{name}'")
+        return f"{self.args.read(x)}[{flat_index(ins, xs)}]"
+
+
+def _red_split(eqns, geo, n_out, R):
+    """Blocks along the reduced axis: >1 only when few outputs would leave the GPU idle and the
+    combine has an atomic for this dtype."""
+    if n_out >= geo.max_blocks:
+        return 1
+    for e in eqns:
+        dt = np.dtype(e.out_binders[0].aval.dtype)
+        name = e.primitive.name
+        if dt not in ATOMIC_DTYPES or name == "reduce_prod" or (
+                name in ("reduce_max", "reduce_min") and dt.kind == "f"):
+            return 1
+    return max(1, min(-(-R // geo.red_items), geo.max_split))
+
+
+def group_launches(g, materialized, geo):
+    """Launches of one fused group: one elementwise kernel, or one reduction kernel per set of
+    reduced axes (the chain is recomputed in each; elementwise outputs written by the first)."""
+    shape = tuple(g.shape_var.aval.shape)
+    reds = [e for e in g.eqns if e.primitive.name in plan_mod.REDUCTIONS and e.params["axes"]]
+    by_axes = {}
+    for e in reds:
+        by_axes.setdefault(tuple(sorted(e.params["axes"])), []).append(e)
+    if not by_axes:
+        return [_ew_launch(g, materialized, geo, shape)]
+    return [_red_launch(g, materialized, geo, shape, axes, eqns, k == 0)
+            for k, (axes, eqns) in enumerate(by_axes.items())]
+
+
+def _ew_launch(g, materialized, geo, shape):
+    args = Args()
+    idx = [f"i{k}" for k in range(len(shape))]
+    body = _Body(g, args, idx, "f", shape, materialized)
+    red_in = body.emit(True)
+    for e, s in red_in.items():      # reductions over no axes are copies
+        body.lines.append(f"{args.write(e.out_binders[0])}[f] = {cast(s, e.out_binders[0].aval.dtype)}")
+    lines = unravel("f", idx, shape) + body.lines
+    return grid_stride(geo, "fused", _size(shape), lines, args.reads, args.writes)
+
+
+def _red_launch(g, materialized, geo, shape, axes, eqns, write_outputs):
+    kept = [d for d in range(len(shape)) if d not in axes]
+    kshape, rshape = [shape[d] for d in kept], [shape[d] for d in axes]
+    n_out, R = _size(kshape), _size(rshape)
+    split = _red_split(eqns, geo, n_out, R)
+    tpb = geo.tpb
+    args = Args()
+    idx = [f"i{k}" for k in range(len(shape))]
+    body = _Body(g, args, idx, "fl_", shape, materialized)
+    red_in = body.emit(write_outputs)
+    others = [e for e in red_in if e not in eqns]
+    outs = [args.write(e.out_binders[0]) for e in eqns]
+    for e in others:                  # zero-axis reductions in a reducing group: copies
+        if write_outputs and not e.params["axes"]:
+            body.lines.append(f"{args.write(e.out_binders[0])}[fl_] = "
+                              f"{cast(red_in[e], e.out_binders[0].aval.dtype)}")
+    accumulate = []
+    for j, e in enumerate(eqns):
+        dt = e.out_binders[0].aval.dtype
+        accumulate.append(f"acc{j} = {cast(combine(e.primitive.name, dt, f'acc{j}', cast(red_in[e], dt)), dt)}")
+    init = [f"acc{j} = {const(_ident(e.primitive.name, e.out_binders[0].aval.dtype), e.out_binders[0].aval.dtype)}"
+            for j, e in enumerate(eqns)]
+    if R <= geo.serial_max:           # short reductions: one thread per output, a plain loop
+        loop = (unravel("r_", [idx[d] for d in axes], rshape)
+                + [f"fl_ = {flat_index(idx, shape)}"] + body.lines + accumulate)
+        lines = (unravel("f", [idx[d] for d in kept], kshape) + init
+                 + [f"for r_ in range({R}):"] + _indent(loop)
+                 + [f"{outs[j]}[f] = acc{j}" for j in range(len(eqns))])
+        return grid_stride(geo, "reduce_serial", n_out, lines, args.reads, args.writes)
+    sdt = [np.dtype(np.uint8) if np.dtype(e.out_binders[0].aval.dtype) == np.bool_
+           else np.dtype(e.out_binders[0].aval.dtype) for e in eqns]
+    lines = [f"sm{j} = cuda.shared.array({tpb}, {ctor(sdt[j])})" for j in range(len(eqns))]
+    lines += ["t_ = cuda.threadIdx.x", "o_ = cuda.blockIdx.x", f"while o_ < {n_out}:"]
+    inner = unravel("o_", [idx[d] for d in kept], kshape) + init
+    inner += [f"r_ = cuda.blockIdx.y * {tpb} + t_", f"while r_ < {R}:"]
+    loop = unravel("r_", [idx[d] for d in axes], rshape)
+    loop.append(f"fl_ = {flat_index(idx, shape)}")
+    loop += body.lines + accumulate
+    loop.append(f"r_ += {tpb} * cuda.gridDim.y")
+    inner += _indent(loop)
+    for j in range(len(eqns)):
+        inner.append(f"sm{j}[t_] = {cast(f'acc{j}', sdt[j])}")
+    inner += ["cuda.syncthreads()", f"h_ = {tpb // 2}", "while h_ > 0:", "    if t_ < h_:"]
+    for j, e in enumerate(eqns):
+        c = combine(e.primitive.name, sdt[j], f"x{j}_", f"y{j}_")
+        inner += [f"        x{j}_ = sm{j}[t_]", f"        y{j}_ = sm{j}[t_ + h_]",
+                  f"        sm{j}[t_] = {cast(c, sdt[j])}"]
+    inner += ["    cuda.syncthreads()", "    h_ //= 2", "if t_ == 0:"]
+    atomic = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
+    for j, e in enumerate(eqns):
+        dt = e.out_binders[0].aval.dtype
+        if split > 1:
+            inner.append(f"    cuda.atomic.{atomic[e.primitive.name]}({outs[j]}, o_, sm{j}[0])")
+        else:
+            inner.append(f"    {outs[j]}[o_] = {cast(f'sm{j}[0]', dt)}")
+    inner += ["cuda.syncthreads()", "o_ += cuda.gridDim.x"]
+    lines += _indent(inner)
+    grid = (max(1, min(n_out, geo.max_blocks)), split)
+    fresh = list(args.writes)
+    launch = Launch("reduce", lines, args.reads, args.writes, grid, tpb, fresh, work=n_out)
+    if split > 1:   # atomics combine into outputs pre-filled with the identity
+        launch.fill = {e.out_binders[0]: _ident(e.primitive.name, e.out_binders[0].aval.dtype)
+                       for e in eqns}
+    return launch
+
+
+__all__ = ["Launch", "Geometry", "GPU_CONFIG", "SIM_CONFIG", "group_launches", "grid_stride",
+           "Args", "flat_index", "unravel", "const", "cast", "ctor", "scalar_read", "Group"]

@@ -1,0 +1,921 @@
+"""Code generation: a KernelPlan becomes the source of ONE Python module whose ``kernel`` is
+compiled by ``numba.njit``.
+
+The source is shape-erased: every dimension (and every literal) is read from run-time
+arguments ``D`` (int64) and ``L_<dtype>``, so a new batch size reuses the compiled kernel.
+Lowering rules for equations that are not fused live in ``lower_rules`` (primitive name ->
+f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import Literal, Var
+from . import plan as plan_mod
+from .plan import Group, Op
+
+_HEADER = '''import math
+import numba
+import numpy as np
+from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, logistic_f64,
+                                      fsign, idiv, irem, fmax, fmin)
+
+'''
+
+SUPPORTED_KINDS = "biufc"
+
+
+def dtype_ctor(dtype):
+    """The numba-callable constructor of a dtype, as source ('np.float32')."""
+    dtype = np.dtype(dtype)
+    return "np.bool_" if dtype == np.bool_ else f"np.{dtype.name}"
+
+
+def dtype_supported(dtype):
+    """True if numba can hold arrays of this dtype (no float16, no structured float0)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in SUPPORTED_KINDS and dtype != np.float16
+
+
+# ---------------------------------------------------------------------------------------------
+# Scalar rules for fused elementwise ops: f(args, dtype_in, dtype_out, params) -> expression
+
+def _unary_float(f32=None, f64=None, generic=None):
+    def rule(a, din, dout, p):
+        if din == np.float32 and f32:
+            return f"{f32}({a[0]})"
+        if din == np.float64 and f64:
+            return f"{f64}({a[0]})"
+        return f"{generic}({a[0]})"
+    return rule
+
+
+def _binary(op):
+    return lambda a, din, dout, p: f"({a[0]} {op} {a[1]})"
+
+
+def _int_pow(a, din, dout, p):
+    y = p["y"]
+    if y == 0:
+        return f"({a[0]} - {a[0]} + 1)"
+    n, base, terms = abs(y), a[0], []
+    # binary exponentiation spelled out: x**5 = x * (x*x)*(x*x)
+    powers, k = [base], 1
+    while 2 ** k <= n:
+        powers.append(f"({powers[-1]} * {powers[-1]})")
+        k += 1
+    for bit, pw in enumerate(powers):
+        if n >> bit & 1:
+            terms.append(pw)
+    prod = " * ".join(terms)
+    return f"(1 / ({prod}))" if y < 0 else f"({prod})"
+
+
+def _div(a, din, dout, p):
+    return f"idiv({a[0]}, {a[1]})" if din.kind in "iu" else f"({a[0]} / {a[1]})"
+
+
+def _rem(a, din, dout, p):
+    return f"irem({a[0]}, {a[1]})" if din.kind in "iu" else f"np.fmod({a[0]}, {a[1]})"
+
+
+def _shift_left(a, din, dout, p):
+    bits = 8 * din.itemsize
+    return f"(({a[0]} - {a[0]}) if ({a[1]} < 0 or {a[1]} >= {bits}) else ({a[0]} << {a[1]}))"
+
+
+def _shift_right_logical(a, din, dout, p):
+    bits, u = 8 * din.itemsize, f"np.uint{8 * din.itemsize}"
+    return f"({u}(0) if ({a[1]} < 0 or {a[1]} >= {bits}) else ({u}({a[0]}) >> {u}({a[1]})))"
+
+
+def _logical(op_int, op_bool):
+    return lambda a, din, dout, p: f"({a[0]} {op_bool if din == np.bool_ else op_int} {a[1]})"
+
+
+def _select_n(a, din, dout, p):
+    which, cases = a[0], a[1:]
+    if len(cases) == 1:
+        return cases[0]
+    expr = cases[-1]
+    for i in range(len(cases) - 2, -1, -1):
+        cond = f"not {which}" if len(cases) == 2 else f"{which} == {i}"
+        expr = f"({cases[i]} if {cond} else {expr})"
+    return expr
+
+
+def _convert(a, din, dout, p):
+    if dout == np.bool_:
+        return f"({a[0]} != 0)"
+    return a[0]
+
+
+def _sign(a, din, dout, p):
+    if din.kind == "u":
+        return f"(1 if {a[0]} > 0 else 0)"
+    return f"fsign({a[0]})"
+
+
+def _not(a, din, dout, p):
+    return f"(not {a[0]})" if din == np.bool_ else f"(~{a[0]})"
+
+
+def _max_min(f, op_bool):
+    def rule(a, din, dout, p):
+        return f"({a[0]} {op_bool} {a[1]})" if din == np.bool_ else f"{f}({a[0]}, {a[1]})"
+    return rule
+
+
+def _mul(a, din, dout, p):
+    return f"({a[0]} & {a[1]})" if din == np.bool_ else f"({a[0]} * {a[1]})"
+
+
+SCALAR_RULES = {
+    "neg": lambda a, din, dout, p: f"(-{a[0]})",
+    "sign": _sign,
+    "floor": _unary_float(generic="np.floor"),
+    "ceil": _unary_float(generic="np.ceil"),
+    "round": _unary_float(generic="np.rint"),
+    "is_finite": _unary_float(generic="np.isfinite"),
+    "abs": lambda a, din, dout, p: f"abs({a[0]})",
+    "exp": _unary_float(f32="exp_f32", generic="math.exp"),
+    "exp2": _unary_float(generic="np.exp2"),
+    "log": _unary_float(f32="log_f32", generic="np.log"),
+    "log1p": _unary_float(generic="np.log1p"),
+    "expm1": _unary_float(generic="np.expm1"),
+    "tanh": _unary_float(f32="tanh_f32", generic="math.tanh"),
+    "logistic": _unary_float(f32="logistic_f32", f64="logistic_f64", generic="logistic_f64"),
+    "sin": _unary_float(generic="math.sin"),
+    "cos": _unary_float(generic="math.cos"),
+    "tan": _unary_float(generic="math.tan"),
+    "asin": _unary_float(generic="np.arcsin"),
+    "acos": _unary_float(generic="np.arccos"),
+    "atan": _unary_float(generic="math.atan"),
+    "sinh": _unary_float(generic="np.sinh"),
+    "cosh": _unary_float(generic="np.cosh"),
+    "asinh": _unary_float(generic="np.arcsinh"),
+    "acosh": _unary_float(generic="np.arccosh"),
+    "atanh": _unary_float(generic="np.arctanh"),
+    "sqrt": _unary_float(generic="np.sqrt"),
+    "rsqrt": lambda a, din, dout, p: f"(1 / np.sqrt({a[0]}))",
+    "cbrt": _unary_float(generic="np.cbrt"),
+    "erf": _unary_float(generic="math.erf"),
+    "not": _not,
+    "stop_gradient": lambda a, din, dout, p: a[0],
+    "integer_pow": _int_pow,
+    "add": _binary("+"),
+    "sub": _binary("-"),
+    "mul": _mul,
+    "div": _div,
+    "rem": _rem,
+    "pow": _binary("**"),
+    "max": _max_min("fmax", "|"),
+    "min": _max_min("fmin", "&"),
+    "atan2": lambda a, din, dout, p: f"math.atan2({a[0]}, {a[1]})",
+    "and": _logical("&", "&"),
+    "or": _logical("|", "|"),
+    "xor": _logical("^", "!="),
+    "shift_left": _shift_left,
+    "shift_right_logical": _shift_right_logical,
+    "eq": _binary("=="),
+    "ne": _binary("!="),
+    "lt": _binary("<"),
+    "le": _binary("<="),
+    "gt": _binary(">"),
+    "ge": _binary(">="),
+    "select_n": _select_n,
+    "convert_element_type": _convert,
+}
+
+
+# reductions: (combine(acc, v, dtype) -> expr, identity(dtype))
+def _ident_max(dt):
+    return -np.inf if dt.kind == "f" else (np.iinfo(dt).min if dt.kind in "iu" else False)
+
+
+def _ident_min(dt):
+    return np.inf if dt.kind == "f" else (np.iinfo(dt).max if dt.kind in "iu" else True)
+
+
+REDUCE_RULES = {
+    "reduce_sum": (lambda acc, v, dt: f"{acc} + {v}", lambda dt: 0),
+    "reduce_prod": (lambda acc, v, dt: f"{acc} * {v}", lambda dt: 1),
+    "reduce_max": (lambda acc, v, dt: f"fmax({acc}, {v})" if dt != np.bool_ else f"{acc} | {v}",
+                   _ident_max),
+    "reduce_min": (lambda acc, v, dt: f"fmin({acc}, {v})" if dt != np.bool_ else f"{acc} & {v}",
+                   _ident_min),
+}
+
+
+def _tuple(items):
+    items = list(items)
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _index(items):
+    items = list(items)
+    return ", ".join(items) if items else "()"
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Emitter:
+    """Accumulates the kernel source, the dims vector D and the literal vectors L_<dtype>."""
+
+    def __init__(self, name="kernel"):
+        self.name = name
+        self.header, self.body = [], []
+        self.dims = []                 # the run-time values of D
+        self.lits = {}                 # dtype name -> list of values
+        self.names, self.shapes = {}, {}
+        self.counter = 0
+        self.ind = 1
+        self.const_args, self.const_vals = [], []   # constants of nested control-flow jaxprs
+
+    def const_arg(self, value):
+        """A kernel argument holding a constant array of a nested jaxpr."""
+        name = f"k{len(self.const_args)}"
+        self.const_args.append(name)
+        self.const_vals.append(np.ascontiguousarray(value))
+        return name
+
+    # -- names, dims, literals
+    def fresh(self, prefix):
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def dim(self, value):
+        """A local holding the integer ``value`` read from D (shape erasure)."""
+        k = len(self.dims)
+        self.dims.append(int(value))
+        name = f"d{k}"
+        self.header.append(f"{name} = D[{k}]")
+        return name
+
+    def lit(self, value, dtype):
+        """A typed local holding a literal read from L_<dtype>."""
+        dtype = np.dtype(dtype)
+        vals = self.lits.setdefault(dtype.name, [])
+        name = self.fresh("c")
+        self.header.append(f"{name} = L_{dtype.name}[{len(vals)}]")
+        vals.append(np.asarray(value, dtype).item() if dtype.kind != "c" else complex(value))
+        return name
+
+    def new_shape(self, aval):
+        return tuple(self.dim(d) for d in aval.shape)
+
+    def line(self, text):
+        self.body.append("    " * self.ind + text)
+
+    def alloc(self, var):
+        """Allocate the buffer of var; returns its name."""
+        name = self.names[var] = self.fresh("v")
+        self.line(f"{name} = np.empty({_tuple(self.shapes[var])}, dtype={dtype_ctor(var.aval.dtype)})")
+        return name
+
+    def array(self, v):
+        """The array name of an input var (a Literal is put in a 0-d array)."""
+        if type(v) is Literal:
+            name = self.fresh("v")
+            self.line(f"{name} = np.empty((), dtype={dtype_ctor(v.aval.dtype)})")
+            self.line(f"{name}[()] = {self.lit(v.val, v.aval.dtype)}")
+            return name
+        return self.names[v]
+
+    def shape_of(self, v):
+        return () if type(v) is Literal else self.shapes[v]
+
+    def cast(self, expr, dtype):
+        return f"{dtype_ctor(dtype)}({expr})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes of new vars (structural where the primitive fixes them, else fresh D slots)
+
+def _assign_shapes(em, eqn):
+    name = eqn.primitive.name
+    outs = eqn.out_binders
+    arrays = [v for v in eqn.inputs if type(v) is Var]
+    if name in plan_mod.ELEMENTWISE:
+        src = next((v for v in arrays if v.aval.shape == outs[0].aval.shape), None)
+        em.shapes[outs[0]] = em.shapes[src] if src is not None else em.new_shape(outs[0].aval)
+    elif name in plan_mod.REDUCTIONS:
+        axes = eqn.params["axes"]
+        sh = em.shape_of(eqn.inputs[0])
+        em.shapes[outs[0]] = tuple(d for i, d in enumerate(sh) if i not in axes)
+    elif name == "transpose":
+        sh = em.shape_of(eqn.inputs[0])
+        em.shapes[outs[0]] = tuple(sh[p] for p in eqn.params["permutation"])
+    elif name == "rev":
+        em.shapes[outs[0]] = em.shape_of(eqn.inputs[0])
+    else:
+        for o in outs:
+            em.shapes[o] = em.new_shape(o.aval)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused groups
+
+def _emit_group(em, g, materialized):
+    shape = em.shapes[g.shape_var]
+    r = len(shape)
+    idx = [f"i{k}" for k in range(r)]
+    pre = [[] for _ in range(r + 1)]     # lines before loop k opens (at depth k)
+    post = [[] for _ in range(r + 1)]    # lines after loop k closes
+    body = []
+    scal = {}                            # var -> scalar local inside the loop body
+    loaded = {}
+
+    def read(v):
+        if type(v) is Literal:
+            return em.lit(v.val, v.aval.dtype)
+        if v in scal:
+            return scal[v]
+        if v not in loaded:
+            s = em.fresh("s")
+            body.append(f"{s} = {em.names[v]}[{_index(idx)}]")
+            loaded[v] = s
+        return loaded[v]
+
+    for eqn in g.eqns:   # buffers first: they must exist before the loop nest
+        for o in eqn.out_binders:
+            if o in materialized:
+                em.alloc(o)
+
+    for eqn in g.eqns:
+        name, out = eqn.primitive.name, eqn.out_binders[0]
+        dout = out.aval.dtype
+        if name in plan_mod.REDUCTIONS:
+            _emit_reduction(em, eqn, read(eqn.inputs[0]), idx, pre, post, body)
+            continue
+        if name in SCALAR_RULES:
+            din = eqn.inputs[-1].aval.dtype if name == "select_n" else eqn.inputs[0].aval.dtype
+            expr = SCALAR_RULES[name]([read(v) for v in eqn.inputs], din, dout, eqn.params)
+        else:
+            expr = _index_map_read(em, eqn, idx, read)
+        s = em.fresh("s")
+        body.append(f"{s} = {em.cast(expr, dout)}")
+        scal[out] = s
+        if out in materialized:
+            body.append(f"{em.names[out]}[{_index(idx)}] = {s}")
+
+    for k in range(r + 1):
+        for ln in pre[k]:
+            em.line(ln)
+        if k < r:
+            em.line(f"for {idx[k]} in range({shape[k]}):")
+            em.ind += 1
+    for ln in body:
+        em.line(ln)
+    for k in range(r, -1, -1):
+        if k < r:
+            em.ind -= 1
+        for ln in post[k]:
+            em.line(ln)
+
+
+def _emit_reduction(em, eqn, v, idx, pre, post, body):
+    axes = tuple(eqn.params["axes"])
+    out = eqn.out_binders[0]
+    dt = out.aval.dtype
+    combine, ident = REDUCE_RULES[eqn.primitive.name]
+    r = len(idx)
+    kept = [idx[i] for i in range(r) if i not in axes]
+    buf = em.names[out]
+    if not axes:
+        body.append(f"{buf}[{_index(idx)}] = {v}")
+        return
+    if axes == tuple(range(r - len(axes), r)):   # trailing axes: a register accumulator
+        k = r - len(axes)
+        acc = em.fresh("acc")
+        # float32 sums accumulate in float64 (numpy sums pairwise; a long f32 chain drifts)
+        at = np.dtype(np.float64) if dt == np.float32 and eqn.primitive.name == "reduce_sum" else dt
+        pre[k].append(f"{acc} = {em.cast(em.lit(ident(dt), dt), at)}")
+        body.append(f"{acc} = {em.cast(combine(acc, v, at), at)}")
+        post[k].append(f"{buf}[{_index(kept)}] = {em.cast(acc, dt)}")
+    else:
+        pre[0].append(f"{buf}.fill({em.lit(ident(dt), dt)})")
+        cell = f"{buf}[{_index(kept)}]"
+        body.append(f"{cell} = {em.cast(combine(cell, v, dt), dt)}")
+
+
+def _index_map_read(em, eqn, idx, read):
+    name, p = eqn.primitive.name, eqn.params
+    out = eqn.out_binders[0]
+    if name == "iota":
+        return idx[p["dimension"]]
+    x = eqn.inputs[0]
+    if type(x) is Literal:
+        return read(x)
+    xs = x.aval.shape
+    if name == "broadcast_in_dim":
+        ins = ["0" if xs[i] == 1 and out.aval.shape[d] != 1 else idx[d]
+               for i, d in enumerate(p["broadcast_dimensions"])]
+    elif name == "transpose":
+        ins = [None] * len(xs)
+        for k, q in enumerate(p["permutation"]):
+            ins[q] = idx[k]
+    elif name == "rev":
+        sh = em.shapes[x]
+        ins = [f"({sh[d]} - 1 - {idx[d]})" if d in p["dimensions"] else idx[d] for d in range(len(xs))]
+    elif name == "slice":
+        ins = []
+        for d, (s, st) in enumerate(zip(p["start_indices"], p["strides"])):
+            step = idx[d] if st == 1 else f"{idx[d]} * {em.dim(st)}"
+            ins.append(f"({em.dim(s)} + {step})")
+    elif name == "squeeze":
+        it = iter(idx)
+        ins = ["0" if d in p["dimensions"] else next(it) for d in range(len(xs))]
+    else:
+        raise NotImplementedError(f"no index map for '{name}'")
+    return f"{em.names[x]}[{_index(ins)}]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Non-fused lowering rules: name -> f(em, eqn); the output buffers are allocated by the rule
+
+lower_rules = {}
+
+
+def _copy_loops(em, shape, body_fn):
+    """Nested loops over shape; body_fn(index names) returns the innermost lines."""
+    idx = [em.fresh("j") for _ in shape]
+    for k, n in enumerate(shape):
+        em.line(f"for {idx[k]} in range({n}):")
+        em.ind += 1
+    for ln in body_fn(idx):
+        em.line(ln)
+    em.ind -= len(shape)
+
+
+def _lower_reshape(em, eqn):
+    out = eqn.out_binders[0]
+    em.names[out] = em.fresh("v")
+    em.line(f"{em.names[out]} = {em.array(eqn.inputs[0])}.reshape({_tuple(em.shapes[out])})")
+
+
+def _lower_dot_general(em, eqn):
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    x, y = eqn.inputs
+    out = eqn.out_binders[0]
+    xa, ya = x.aval, y.aval
+    lf = [i for i in range(xa.ndim) if i not in lc and i not in lb]
+    rf = [i for i in range(ya.ndim) if i not in rc and i not in rb]
+    prod = lambda sh, ax: int(np.prod([sh[i] for i in ax], dtype=np.int64))  # noqa: E731
+    B, M, K, N = (em.dim(prod(xa.shape, lb)), em.dim(prod(xa.shape, lf)),
+                  em.dim(prod(xa.shape, lc)), em.dim(prod(ya.shape, rf)))
+    xn, yn = em.array(x), em.array(y)
+    o = em.alloc(out)
+    ct = dtype_ctor(xa.dtype)
+
+    def operand(name, perm, dims3, swap_ok):
+        """name as a 3-D (B, rows, cols) array; a 2-D swap becomes a free .T view."""
+        nd = len(perm)
+        if list(perm) == list(range(nd)):
+            return f"{name}.reshape({_tuple(dims3)})", False
+        if swap_ok and nd == 2 and list(perm) == [1, 0]:
+            return f"{name}.reshape({_tuple((dims3[0], dims3[2], dims3[1]))})", True
+        t = em.fresh("t")
+        em.line(f"{t} = np.ascontiguousarray(np.transpose({name}, {_tuple(map(str, perm))}))")
+        return f"{t}.reshape({_tuple(dims3)})", False
+
+    blas = xa.dtype.kind in "fc" and not lb
+    x3, xT = operand(xn, list(lb) + lf + list(lc), (B, M, K), blas)
+    y3, yT = operand(yn, list(rb) + list(rc) + rf, (B, K, N), blas)
+    xs, ys = em.fresh("x"), em.fresh("y")
+    em.line(f"{xs} = {x3}")
+    em.line(f"{ys} = {y3}")
+    o3 = em.fresh("o")
+    em.line(f"{o3} = {o}.reshape({_tuple((B, M, N))})")
+    odt = out.aval.dtype
+    if xa.dtype.kind in "fc" and xa.dtype == odt:
+        em.line(f"for b in range({B}):")
+        a_ = f"{xs}[b].T" if xT else f"{xs}[b]"
+        b_ = f"{ys}[b].T" if yT else f"{ys}[b]"
+        em.line(f"    np.dot({a_}, {b_}, {o3}[b])")
+        return
+    # integer (or mixed-output) contraction: plain loops
+    xi = (lambda b, m, k: f"{xs}[{b}, {k}, {m}]") if xT else (lambda b, m, k: f"{xs}[{b}, {m}, {k}]")
+    yi = (lambda b, k, n: f"{ys}[{b}, {n}, {k}]") if yT else (lambda b, k, n: f"{ys}[{b}, {k}, {n}]")
+    z = em.lit(0, odt)
+    em.line(f"{o3}.fill({z})")
+    em.line(f"for b in range({B}):")
+    em.line(f"    for m in range({M}):")
+    em.line(f"        for k in range({K}):")
+    em.line(f"            xv = {em.cast(xi('b', 'm', 'k'), odt)}")
+    em.line(f"            for n in range({N}):")
+    em.line(f"                {o3}[b, m, n] = {em.cast(f'{o3}[b, m, n] + xv * ' + em.cast(yi('b', 'k', 'n'), odt), odt)}")
+
+
+def _pqn(em, x, axis):
+    sh = x.aval.shape
+    P = em.dim(int(np.prod(sh[:axis], dtype=np.int64)))
+    N = em.dim(sh[axis])
+    Q = em.dim(int(np.prod(sh[axis + 1:], dtype=np.int64)))
+    return P, N, Q
+
+
+def _lower_cumulative(combine):
+    def rule(em, eqn):
+        x = eqn.inputs[0]
+        out = eqn.out_binders[0]
+        dt = out.aval.dtype
+        P, N, Q = _pqn(em, x, eqn.params["axis"])
+        o = em.alloc(out)
+        x3, o3 = em.fresh("x"), em.fresh("o")
+        em.line(f"{x3} = {em.array(x)}.reshape(({P}, {N}, {Q}))")
+        em.line(f"{o3} = {o}.reshape(({P}, {N}, {Q}))")
+        rng = f"range({N} - 1, -1, -1)" if eqn.params["reverse"] else f"range({N})"
+        prev = "k + 1" if eqn.params["reverse"] else "k - 1"
+        first = f"{N} - 1" if eqn.params["reverse"] else "0"
+        em.line(f"for p in range({P}):")
+        em.line(f"    for k in {rng}:")
+        em.line(f"        for q in range({Q}):")
+        em.line(f"            if k == {first}:")
+        em.line(f"                {o3}[p, k, q] = {x3}[p, k, q]")
+        em.line("            else:")
+        em.line(f"                {o3}[p, k, q] = {em.cast(combine(f'{o3}[p, {prev}, q]', f'{x3}[p, k, q]', dt), dt)}")
+    return rule
+
+
+def _lower_argminmax(better):
+    def rule(em, eqn):
+        x = eqn.inputs[0]
+        out = eqn.out_binders[0]
+        (axis,) = eqn.params["axes"]
+        if x.aval.shape[axis] == 0:
+            raise ValueError(f"attempt to get {eqn.primitive.name} of an empty sequence")
+        P, N, Q = _pqn(em, x, axis)
+        o = em.alloc(out)
+        x3, o2 = em.fresh("x"), em.fresh("o")
+        em.line(f"{x3} = {em.array(x)}.reshape(({P}, {N}, {Q}))")
+        em.line(f"{o2} = {o}.reshape(({P}, {Q}))")
+        nan_first = x.aval.dtype.kind in "fc"
+        em.line(f"for p in range({P}):")
+        em.line(f"    for q in range({Q}):")
+        em.line(f"        best = {x3}[p, 0, q]")
+        em.line("        bi = 0")
+        em.line(f"        for k in range(1, {N}):")
+        em.line(f"            v = {x3}[p, k, q]")
+        if nan_first:
+            em.line("            if best != best:")
+            em.line("                break")
+            em.line(f"            if v != v or v {better} best:")
+        else:
+            em.line(f"            if v {better} best:")
+        em.line("                best = v")
+        em.line("                bi = k")
+        em.line(f"        {o2}[p, q] = bi")
+    return rule
+
+
+def _lower_pad(em, eqn):
+    x, pv = eqn.inputs
+    out = eqn.out_binders[0]
+    o = em.alloc(out)
+    fill = em.lit(pv.val, pv.aval.dtype) if type(pv) is Literal else f"{em.array(pv)}[()]"
+    em.line(f"{o}.fill({fill})")
+    xs, osh = em.shape_of(x), em.shapes[out]
+    cfg = eqn.params["padding_config"]
+    xn = em.array(x)
+
+    def body(idx):
+        pos, conds, lines = [em.fresh("p") for _ in cfg], [], []
+        for k, (lo, hi, it) in enumerate(cfg):
+            lines.append(f"{pos[k]} = {em.dim(lo)} + {idx[k]} * {em.dim(it + 1)}")
+            conds.append(f"0 <= {pos[k]} < {osh[k]}")
+        test = " and ".join(conds) or "True"
+        lines.append(f"if {test}:")
+        lines.append(f"    {o}[{_index(pos)}] = {xn}[{_index(idx)}]")
+        return lines
+    _copy_loops(em, xs, body)
+
+
+def _lower_concatenate(em, eqn):
+    out = eqn.out_binders[0]
+    dim = eqn.params["dimension"]
+    o = em.alloc(out)
+    offset = 0
+    for x in eqn.inputs:
+        xn, off = em.array(x), em.dim(offset)
+        em_idx = lambda idx: [f"{off} + {i}" if k == dim else i for k, i in enumerate(idx)]  # noqa: E731
+        _copy_loops(em, em.shape_of(x), lambda idx: [f"{o}[{_index(em_idx(idx))}] = {xn}[{_index(idx)}]"])
+        offset += x.aval.shape[dim]
+
+
+lower_rules.update({
+    "reshape": _lower_reshape,
+    "dot_general": _lower_dot_general,
+    "cumsum": _lower_cumulative(lambda a, b, dt: f"{a} + {b}"),
+    "cumprod": _lower_cumulative(lambda a, b, dt: f"{a} * {b}"),
+    "cummax": _lower_cumulative(lambda a, b, dt: f"fmax({a}, {b})" if dt != np.bool_ else f"{a} | {b}"),
+    "cummin": _lower_cumulative(lambda a, b, dt: f"fmin({a}, {b})" if dt != np.bool_ else f"{a} & {b}"),
+    "argmax": _lower_argminmax(">"),
+    "argmin": _lower_argminmax("<"),
+    "pad": _lower_pad,
+    "concatenate": _lower_concatenate,
+})
+
+
+def _clamped_starts(em, eqn, starts, x_shape, sizes):
+    names = []
+    for s, n, k in zip(starts, x_shape, sizes):
+        v = em.lit(s.val, s.aval.dtype) if type(s) is Literal else f"{em.array(s)}[()]"
+        c = em.fresh("st")
+        em.line(f"{c} = min(max(np.int64({v}), 0), {em.dim(n - k)})")
+        names.append(c)
+    return names
+
+
+def _lower_dynamic_slice(em, eqn):
+    x, *starts = eqn.inputs
+    out = eqn.out_binders[0]
+    o, xn = em.alloc(out), em.array(x)
+    st = _clamped_starts(em, eqn, starts, x.aval.shape, eqn.params["slice_sizes"])
+    _copy_loops(em, em.shapes[out], lambda idx: [
+        f"{o}[{_index(idx)}] = {xn}[{_index(f'{s} + {i}' for s, i in zip(st, idx))}]"])
+
+
+def _lower_dynamic_update_slice(em, eqn):
+    x, u, *starts = eqn.inputs
+    out = eqn.out_binders[0]
+    o = em.names[out] = em.fresh("v")
+    em.line(f"{o} = {em.array(x)}.copy()")
+    un = em.array(u)
+    st = _clamped_starts(em, eqn, starts, x.aval.shape, u.aval.shape)
+    _copy_loops(em, em.shape_of(u), lambda idx: [
+        f"{o}[{_index(f'{s} + {i}' for s, i in zip(st, idx))}] = {un}[{_index(idx)}]"])
+
+
+def _axes_first(em, x, axes):
+    """(source of x as a contiguous (NI, R) array with the indexed axes first, perm, NI, R)."""
+    nd = x.aval.ndim
+    rest = [d for d in range(nd) if d not in axes]
+    perm = list(axes) + rest
+    sh = x.aval.shape
+    NI = em.dim(int(np.prod([sh[a] for a in axes], dtype=np.int64)))
+    R = em.dim(int(np.prod([sh[d] for d in rest], dtype=np.int64)))
+    xn = em.array(x)
+    src = xn if perm == list(range(nd)) else \
+        f"np.ascontiguousarray(np.transpose({xn}, {_tuple(map(str, perm))}))"
+    return src, perm, NI, R
+
+
+def _flat_index_lines(em, ix, axes, x_shape, clamp):
+    """Lines computing 'f' (flat index over the indexed axes) and 'ok' for row b of ix."""
+    lines = ["f = 0", "ok = True"]
+    for j, a in enumerate(axes):
+        n = em.dim(x_shape[a])
+        lines.append(f"c = np.int64({ix}[b, {j}])")
+        if clamp:
+            lines.append(f"c = min(max(c, 0), {n} - 1)")
+        else:
+            lines.append(f"ok = ok and 0 <= c < {n}")
+        lines.append(f"f = f * {n} + c")
+    return lines
+
+
+def _lower_gather(em, eqn):
+    x, idx = eqn.inputs
+    out = eqn.out_binders[0]
+    axes = eqn.params["axes"]
+    o = em.alloc(out)
+    src, perm, NI, R = _axes_first(em, x, axes)
+    NB = em.dim(int(np.prod(idx.aval.shape[:-1], dtype=np.int64)))
+    k = em.dim(len(axes))
+    xt, ix, o2 = em.fresh("x"), em.fresh("ix"), em.fresh("o")
+    em.line(f"{xt} = {src}.reshape(({NI}, {R}))")
+    em.line(f"{ix} = {em.array(idx)}.reshape(({NB}, {k}))")
+    em.line(f"{o2} = {o}.reshape(({NB}, {R}))")
+    em.line(f"for b in range({NB}):")
+    for ln in _flat_index_lines(em, ix, axes, x.aval.shape, clamp=True):
+        em.line("    " + ln)
+    em.line(f"    for r in range({R}):")
+    em.line(f"        {o2}[b, r] = {xt}[f, r]")
+
+
+def _lower_scatter(combine):
+    def rule(em, eqn):
+        x, idx, upd = eqn.inputs
+        out = eqn.out_binders[0]
+        axes = eqn.params["axes"]
+        dt = out.aval.dtype
+        src, perm, NI, R = _axes_first(em, x, axes)
+        NB = em.dim(int(np.prod(idx.aval.shape[:-1], dtype=np.int64)))
+        k = em.dim(len(axes))
+        ot, ix, u2 = em.fresh("x"), em.fresh("ix"), em.fresh("u")
+        em.line(f"{ot} = {src}.copy()" if src == em.array(x) else f"{ot} = {src}")
+        em.line(f"{ix} = {em.array(idx)}.reshape(({NB}, {k}))")
+        em.line(f"{u2} = {em.array(upd)}.reshape(({NB}, {R}))")
+        o2 = em.fresh("o")
+        em.line(f"{o2} = {ot}.reshape(({NI}, {R}))")
+        em.line(f"for b in range({NB}):")
+        for ln in _flat_index_lines(em, ix, axes, x.aval.shape, clamp=False):
+            em.line("    " + ln)
+        em.line("    if ok:")
+        em.line(f"        for r in range({R}):")
+        em.line(f"            {o2}[f, r] = {em.cast(combine(f'{o2}[f, r]', f'{u2}[b, r]'), dt)}")
+        o = em.names[out] = em.fresh("v")
+        if perm == list(range(len(perm))):
+            em.line(f"{o} = {ot}")
+        else:
+            inv = tuple(int(i) for i in np.argsort(perm))
+            em.line(f"{o} = np.ascontiguousarray(np.transpose({ot}, {_tuple(map(str, inv))}))")
+    return rule
+
+
+def _lower_sort(em, eqn):
+    dim, nk = eqn.params["dimension"], eqn.params["num_keys"]
+    x0 = eqn.inputs[0]
+    P, N, Q = _pqn(em, x0, dim)
+    ins = []
+    for v in eqn.inputs:
+        n = em.fresh("x")
+        em.line(f"{n} = {em.array(v)}.reshape(({P}, {N}, {Q}))")
+        ins.append(n)
+    outs = []
+    for o in eqn.out_binders:
+        b = em.alloc(o)
+        n = em.fresh("o")
+        em.line(f"{n} = {b}.reshape(({P}, {N}, {Q}))")
+        outs.append(n)
+    em.line(f"for p in range({P}):")
+    em.line(f"    for q in range({Q}):")
+    em.line(f"        perm = np.arange({N})")
+    for key in reversed(ins[:nk]):   # stable sorts from the last key: lexicographic order
+        em.line(f"        perm = perm[np.argsort({key}[p, :, q][perm], kind='mergesort')]")
+    for i_, o_ in zip(ins, outs):
+        em.line(f"        {o_}[p, :, q] = {i_}[p, :, q][perm]")
+
+
+# -- control flow: sub-jaxprs are emitted inline (native if / while / for)
+
+def _emit_sub(em, closed, in_vars_or_names, in_shapes):
+    """Emit a ClosedJaxpr's code at the current indentation; returns its output names."""
+    kplan = plan_mod.make_plan(closed)
+    nc = len(kplan.consts)
+    for v, c in zip(kplan.inputs[:nc], kplan.consts):
+        em.names[v] = em.const_arg(c)
+        em.shapes[v] = tuple(f"{em.names[v]}.shape[{k}]" for k in range(v.aval.ndim))
+    for v, n, sh in zip(kplan.inputs[nc:], in_vars_or_names, in_shapes):
+        em.names[v], em.shapes[v] = n, sh
+    return emit_plan(em, kplan)
+
+
+def _names(em, vs):
+    return [em.array(v) for v in vs], [em.shape_of(v) for v in vs]
+
+
+def _bind_outs(em, eqn, names):
+    for o in eqn.out_binders:
+        if o not in em.names:
+            em.names[o] = em.fresh("r")
+    for o, n in zip(eqn.out_binders, names):
+        em.line(f"{em.names[o]} = {n}")
+
+
+def _lower_cond(em, eqn):
+    index, *ops = eqn.inputs
+    branches = eqn.params["branches"]
+    names, shapes = _names(em, ops)
+    iv = em.lit(index.val, index.aval.dtype) if type(index) is Literal else f"{em.array(index)}[()]"
+    sel = em.fresh("br")
+    em.line(f"{sel} = min(max(np.int64({iv}), 0), {len(branches) - 1})")
+    for i, br in enumerate(branches):
+        em.line(f"{'if' if i == 0 else 'elif' if i < len(branches) - 1 else 'else'}"
+                + (f" {sel} == {i}:" if i < len(branches) - 1 else ":"))
+        em.ind += 1
+        _bind_outs(em, eqn, _emit_sub(em, br, names, shapes))
+        em.ind -= 1
+
+
+def _lower_while(em, eqn):
+    p = eqn.params
+    cc, bc, init = plan_split(eqn.inputs, [p["cond_nconsts"], p["body_nconsts"]])
+    cn, cs = _names(em, cc)
+    bn, bs = _names(em, bc)
+    carry = []
+    for v in init:
+        n = em.fresh("w")
+        em.line(f"{n} = {em.array(v)}")
+        carry.append(n)
+    csh = [em.shape_of(v) for v in init]
+    em.line("while True:")
+    em.ind += 1
+    (pred,) = _emit_sub(em, p["cond_jaxpr"], cn + carry, cs + csh)
+    em.line(f"if not {pred}[()]:")
+    em.line("    break")
+    new = _emit_sub(em, p["body_jaxpr"], bn + carry, bs + csh)
+    if carry:  # one tuple assignment: new values may alias other carries
+        em.line(f"{', '.join(carry)}, = {', '.join(new)},")
+    em.ind -= 1
+    for o, c in zip(eqn.out_binders, carry):
+        em.names[o] = c
+
+
+def _lower_scan(em, eqn):
+    p = eqn.params
+    consts, init, xs = plan_split(eqn.inputs, [p["num_consts"], p["num_carry"]])
+    kn, ks = _names(em, consts)
+    carry = []
+    for v in init:
+        n = em.fresh("w")
+        em.line(f"{n} = {em.array(v)}")
+        carry.append(n)
+    csh = [em.shape_of(v) for v in init]
+    xn = [em.array(v) for v in xs]
+    xsh = [em.shape_of(v)[1:] for v in xs]
+    n_ys = len(eqn.out_binders) - len(init)
+    ys = eqn.out_binders[len(init):]
+    for y in ys:
+        em.alloc(y)
+    L = em.dim(p["length"])
+    em.line(f"for it in range({L}):")
+    em.ind += 1
+    em.line(f"i = {L} - 1 - it" if p["reverse"] else "i = it")
+    sl = []
+    for n, v in zip(xn, xs):
+        s = em.fresh("xi")
+        em.line(f"{s} = {n}[i:i + 1].reshape(({', '.join(em.shape_of(v)[1:]) + (',' if v.aval.ndim == 2 else '')}))"
+                if v.aval.ndim > 1 else f"{s} = {n}[i:i + 1].reshape(())")
+        sl.append(s)
+    outs = _emit_sub(em, p["jaxpr"], kn + carry + sl, ks + csh + xsh)
+    # ys first and carries in one tuple assignment: outputs may alias the carry inputs
+    for y, n in zip(ys, outs[len(carry):]):
+        em.line(f"{em.names[y]}[i] = {n}" if y.aval.ndim > 1 else f"{em.names[y]}[i] = {n}[()]")
+    if carry:
+        em.line(f"{', '.join(carry)}, = {', '.join(outs[:len(carry)])},")
+    em.ind -= 1
+    assert n_ys == len(ys)
+    for o, c in zip(eqn.out_binders, carry):
+        em.names[o] = c
+
+
+def plan_split(xs, sizes):
+    xs, out = list(xs), []
+    for n in sizes:
+        out.append(xs[:n])
+        xs = xs[n:]
+    return out + [xs]
+
+
+lower_rules.update({
+    "dynamic_slice": _lower_dynamic_slice,
+    "dynamic_update_slice": _lower_dynamic_update_slice,
+    "gather": _lower_gather,
+    "scatter_add": _lower_scatter(lambda a, b: f"{a} + {b}"),
+    "scatter_mul": _lower_scatter(lambda a, b: f"{a} * {b}"),
+    "scatter": _lower_scatter(lambda a, b: b),
+    "sort": _lower_sort,
+    "cond": _lower_cond,
+    "while": _lower_while,
+    "scan": _lower_scan,
+})
+
+
+def lowerable_primitives():
+    """Names of every primitive this backend lowers."""
+    return set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS | set(plan_mod.CALLS)
+
+
+# ---------------------------------------------------------------------------------------------
+
+def check_lowerable(kplan):
+    """Raise NotImplementedError naming the first primitive without a lowering."""
+    for step in kplan.steps:
+        if isinstance(step, Op) and step.eqn.primitive.name not in lower_rules:
+            raise NotImplementedError(f"numba CPU lowering for primitive "
+                                      f"'{step.eqn.primitive.name}' not implemented")
+
+
+def emit_plan(em, kplan):
+    """Emit the steps of a plan whose input names/shapes are bound; returns output names."""
+    check_lowerable(kplan)
+    for step in kplan.steps:
+        for e in ([step.eqn] if isinstance(step, Op) else step.eqns):
+            _assign_shapes(em, e)
+    for step in kplan.steps:
+        if isinstance(step, Group):
+            _emit_group(em, step, kplan.materialized)
+        else:
+            lower_rules[step.eqn.primitive.name](em, step.eqn)
+    return [em.array(v) for v in kplan.outvars]
+
+
+def generate(kplan, name="kernel"):
+    """(source, dims, literal arrays by dtype name, extra const arrays) of the kernel module."""
+    em = Emitter(name)
+    args = []
+    for i, v in enumerate(kplan.inputs):
+        a = em.names[v] = f"a{i}"
+        args.append(a)
+        em.shapes[v] = tuple(f"{a}.shape[{k}]" for k in range(v.aval.ndim))
+    outs = emit_plan(em, kplan)
+    em.line(f"return {_tuple(outs)}")
+    lit_names = sorted(em.lits)
+    sig = ", ".join(["D"] + [f"L_{n}" for n in lit_names] + args + em.const_args)
+    src = (_HEADER + "\n@numba.njit(cache=True, error_model='numpy', fastmath={'reassoc'})\n"
+           + f"def kernel({sig}):\n"
+           + "".join("    " + h + "\n" for h in em.header)
+           + "\n".join(em.body) + "\n")
+    lits = tuple(np.array(em.lits[n], dtype=n) for n in lit_names)
+    return src, np.array(em.dims, dtype=np.int64), lits, em.const_vals
