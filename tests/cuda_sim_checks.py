@@ -1,0 +1,390 @@
+"""Checks of jit(backend="cuda") on numba's CUDA simulator, run by tests/test_cuda.py in ONE
+subprocess (NUMBA_ENABLE_CUDASIM must be set before numba is first imported).
+
+Every check compares the CUDA result with the eager (NumPy) result of the same function, and
+the model-level checks also with jit(backend="cpu"). Prints one JSON object:
+{check name: "ok" or the failure text}. Shapes are tiny: the simulator runs each GPU thread as
+a Python thread."""
+import json
+import os
+import sys
+import time
+import traceback
+import warnings
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    sys.exit("run me with NUMBA_ENABLE_CUDASIM=1")
+
+import numpy as np  # noqa: E402
+
+import functrans as ft  # noqa: E402
+import functrans.numpy as fnp  # noqa: E402
+from functrans import lax  # noqa: E402
+
+np.seterr(all="ignore")
+warnings.simplefilter("ignore")
+RNG = np.random.default_rng(0)
+CHECKS = {}
+
+
+def check(fn):
+    CHECKS[fn.__name__] = fn
+    return fn
+
+
+def assert_same(got, want, rtol=1e-6, atol=0.0, what=""):
+    got_l, want_l = ft.tree_util.tree_leaves(got), ft.tree_util.tree_leaves(want)
+    assert len(got_l) == len(want_l), f"{what}: {len(got_l)} outputs, expected {len(want_l)}"
+    for g, w in zip(got_l, want_l):
+        g, w = np.asarray(g), np.asarray(w)
+        assert g.shape == w.shape, f"{what}: shape {g.shape} != {w.shape}"
+        assert g.dtype == w.dtype, f"{what}: dtype {g.dtype} != {w.dtype}"
+        if g.dtype.kind in "fc":
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, equal_nan=True, err_msg=what)
+        else:
+            np.testing.assert_array_equal(g, w, err_msg=what)
+
+
+def cuda_vs_eager(f, *args, rtol=1e-6, atol=0.0, what=""):
+    """jit(f, backend='cuda')(*args) equals f(*args) evaluated eagerly."""
+    assert_same(ft.jit(f, backend="cuda")(*args), f(*args), rtol, atol, what)
+
+
+def floats(shape, dtype=np.float32, lo=-3.0, hi=3.0):
+    return RNG.uniform(lo, hi, shape).astype(dtype)
+
+
+SPECIAL = np.array([0.0, -0.0, 0.5, -0.5, 1.5, -2.5, np.inf, -np.inf, np.nan, 1e-30, 88.0])
+
+UNARY = ["neg", "sign", "floor", "ceil", "round", "is_finite", "abs", "exp", "exp2", "log",
+         "log1p", "expm1", "tanh", "logistic", "sin", "cos", "tan", "asin", "acos", "atan",
+         "sinh", "cosh", "asinh", "acosh", "atanh", "sqrt", "rsqrt", "cbrt", "erf",
+         "stop_gradient"]
+
+
+@check
+def unary_float():
+    for dtype in (np.float32, np.float64):
+        x = np.concatenate([floats((29,), dtype), SPECIAL.astype(dtype)]).reshape(5, 8)
+        for name in UNARY:
+            cuda_vs_eager(getattr(lax, name), x, rtol=2e-6, what=f"{name} {dtype.__name__}")
+        for y in (0, 1, 3, -2):
+            cuda_vs_eager(lambda v: lax.integer_pow(v, y), x, rtol=2e-6, what=f"integer_pow {y}")
+
+
+BINARY_FLOAT = ["add", "sub", "mul", "div", "rem", "pow", "max", "min", "atan2", "eq", "ne", "lt",
+                "le", "gt", "ge"]
+
+
+@check
+def binary_float():
+    for dtype in (np.float32, np.float64):
+        x = np.concatenate([floats((25,), dtype), SPECIAL.astype(dtype)[:7]])
+        y = np.concatenate([floats((25,), dtype), SPECIAL.astype(dtype)[::-1][:7]])
+        for name in BINARY_FLOAT:
+            cuda_vs_eager(getattr(lax, name), x, y, rtol=2e-6, what=f"{name} {dtype.__name__}")
+
+
+@check
+def integer_ops():
+    names = ["add", "sub", "mul", "div", "rem", "max", "min", "bitwise_and", "bitwise_or",
+             "bitwise_xor", "shift_left", "shift_right_logical", "eq", "lt", "ge"]
+    for dtype in (np.int32, np.int64, np.uint8):
+        info = np.iinfo(dtype)
+        x = RNG.integers(max(info.min, -50), min(info.max, 50), 24).astype(dtype)
+        y = RNG.integers(max(info.min, -7), 8, 24).astype(dtype)
+        y[:3] = 0
+        if info.min < 0:
+            y[3] = -1
+        for name in names:
+            cuda_vs_eager(getattr(lax, name), x, y, what=f"{name} {np.dtype(dtype).name}")
+        for name in ("neg", "sign", "abs", "bitwise_not"):
+            if name == "neg" and info.min == 0:
+                continue
+            cuda_vs_eager(getattr(lax, name), x, what=f"{name} {np.dtype(dtype).name}")
+
+
+@check
+def bool_select_convert():
+    a, b = RNG.random(12) < 0.5, RNG.random(12) < 0.5
+    for name in ("bitwise_and", "bitwise_or", "bitwise_xor", "eq", "ne", "max", "min"):
+        cuda_vs_eager(getattr(lax, name), a, b, what=name)
+    cuda_vs_eager(lax.bitwise_not, a, what="not bool")
+    x, y, z = floats((12,)), floats((12,)), floats((12,))
+    cuda_vs_eager(lax.select, a, x, y, what="select")
+    which = RNG.integers(0, 3, 12).astype(np.int32)
+    cuda_vs_eager(lambda w, p, q, r: lax.select_n(w, p, q, r), which, x, y, z, what="select_n 3")
+    src = np.array([0.0, -1.7, 2.5, 300.0, -0.0, 1.0], np.float64)
+    for src_dt in (np.float64, np.int32, np.bool_):
+        s = src.astype(src_dt) if src_dt is not np.bool_ else src != 0
+        for dst in (np.float32, np.float64, np.int32, np.int64, np.uint8, np.bool_):
+            if src_dt is np.float64 and dst is np.uint8:
+                continue    # float -> uint8 of negatives is undefined in C
+            cuda_vs_eager(lambda v: lax.convert_element_type(v, dst), s,
+                          what=f"convert {np.dtype(src_dt).name}->{np.dtype(dst).name}")
+
+
+@check
+def index_maps():
+    x = floats((2, 3, 4))
+    cuda_vs_eager(lambda v: lax.broadcast_in_dim(v, (5, 2, 3, 4), (1, 2, 3)) * 2, x, what="bcast")
+    cuda_vs_eager(lambda v: lax.broadcast_in_dim(v[:, :1], (2, 6, 4), (0, 1, 2)) + 1, x,
+                  what="bcast size-1")
+    cuda_vs_eager(lambda v: lax.transpose(v, (2, 0, 1)) - 1, x, what="transpose")
+    cuda_vs_eager(lambda v: lax.rev(v, (0, 2)) * v, x, what="rev")
+    cuda_vs_eager(lambda v: lax.slice(v, (0, 1, 0), (2, 3, 4), (1, 1, 3)) + 1, x, what="slice")
+    cuda_vs_eager(lambda v: lax.squeeze(v[:1], (0,)) + 1, x, what="squeeze")
+    cuda_vs_eager(lambda v: lax.reshape(v, (6, 4)) + lax.broadcasted_iota(np.float32, (6, 4), 1),
+                  x, what="reshape+iota")
+    cuda_vs_eager(lambda: lax.iota(np.int32, 7), what="iota alone")
+    cuda_vs_eager(lambda v: v * np.float32(2), np.float32(3.0), what="0-d")
+    cuda_vs_eager(lambda v: v + 1, np.zeros((0, 3), np.float32), what="size 0")
+
+
+@check
+def reductions():
+    x = floats((3, 4, 5))
+    for name in ("reduce_sum", "reduce_prod", "reduce_max", "reduce_min"):
+        for axes in ((0,), (1,), (2,), (0, 2), (0, 1, 2), ()):
+            cuda_vs_eager(lambda v: getattr(lax, name)(lax.exp(v), axes), x, rtol=1e-5,
+                          what=f"{name} {axes}")
+    big = floats((300,))                       # one output: several blocks + atomics
+    cuda_vs_eager(lambda v: lax.reduce_sum(v * v, (0,)), big, rtol=1e-5, what="sum split")
+    cuda_vs_eager(lambda v: lax.reduce_max(v, (0,)), big, what="max float (no atomics)")
+    ints = RNG.integers(-100, 100, (2, 150)).astype(np.int32)
+    for name in ("reduce_sum", "reduce_max", "reduce_min"):
+        cuda_vs_eager(lambda v: getattr(lax, name)(v, (1,)), ints, what=f"{name} int split")
+    m = RNG.random((4, 6)) < 0.5
+    cuda_vs_eager(lambda v: (lax.reduce_max(v, (1,)), lax.reduce_min(v, (0,))), m, what="bool")
+    nanx = x.copy()
+    nanx[1, 2, 3] = np.nan
+    cuda_vs_eager(lambda v: (lax.reduce_max(v, (2,)), lax.reduce_min(v, (0, 1))), nanx,
+                  what="nan max/min")
+    cuda_vs_eager(lambda v: lax.reduce_sum(v, (1,)), np.zeros((3, 0), np.float32), what="empty")
+    # a group with elementwise outputs and two reductions over different axes
+    cuda_vs_eager(lambda v: (lax.tanh(v), lax.reduce_sum(lax.tanh(v), (0,)),
+                             lax.reduce_max(lax.tanh(v), (1, 2))), x, rtol=1e-5, what="multi")
+
+
+@check
+def argminmax_cumulative():
+    x = floats((3, 5, 4))
+    x[0, 2, 1] = np.nan
+    for axis in (0, 1, 2):
+        cuda_vs_eager(lambda v: (lax.argmax(v, axis), lax.argmin(v, axis, np.int32)), x,
+                      what=f"arg axis {axis}")
+        for name in ("cumsum", "cumprod", "cummax", "cummin"):
+            for rev in (False, True):
+                cuda_vs_eager(lambda v: getattr(lax, name)(v, axis, rev), x, rtol=1e-5,
+                              what=f"{name} {axis} {rev}")
+    ints = RNG.integers(-5, 5, (4, 6)).astype(np.int32)
+    cuda_vs_eager(lambda v: (lax.cumsum(v, 1), lax.argmax(v, 1)), ints, what="int cum/arg")
+
+
+@check
+def dot_general():
+    cases = [((5, 7), (7, 3), (((1,), (0,)), ((), ()))),
+             ((16, 16), (16, 16), (((1,), (0,)), ((), ()))),
+             ((7, 5), (3, 7), (((0,), (1,)), ((), ()))),                # both transposed
+             ((2, 4, 3), (2, 3, 5), (((2,), (1,)), ((0,), (0,)))),      # batched
+             ((3, 2, 4, 2), (2, 4, 2, 5), (((1, 3), (0, 2)), ((2,), (1,)))),  # multi-dim
+             ((6,), (6,), (((0,), (0,)), ((), ()))),                    # vector dot
+             ((4, 0), (0, 3), (((1,), (0,)), ((), ())))]                # K == 0
+    for xs, ys, dn in cases:
+        for dt in (np.float32, np.float64):
+            cuda_vs_eager(lambda a, b: lax.dot_general(a, b, dn), floats(xs, dt), floats(ys, dt),
+                          rtol=1e-5, atol=1e-6, what=f"dot {xs}x{ys}")
+    a, b = RNG.integers(-4, 4, (3, 5)).astype(np.int32), RNG.integers(-4, 4, (5, 2)).astype(np.int32)
+    cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ()))), a, b, what="int")
+    cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ())), np.float32),
+                  a, b, what="preferred f32")
+
+
+@check
+def pad_concat_slices():
+    x = floats((3, 4))
+    cuda_vs_eager(lambda v: lax.pad(v, np.float32(-1), [(1, 2, 0), (-1, 1, 2)]), x, what="pad")
+    cuda_vs_eager(lambda v, p: lax.pad(v, p, [(0, 0, 1), (2, -2, 0)]), x, np.float32(7),
+                  what="pad traced value")
+    cuda_vs_eager(lambda a, b: lax.concatenate([a, b, a], 1), x, floats((3, 2)), what="concat")
+    cuda_vs_eager(lambda a: lax.concatenate([a, np.zeros((0, 4), np.float32), a], 0), x,
+                  what="concat empty")
+    for s in ((0, 0), (2, 3), (-5, 9), (1, 0)):
+        cuda_vs_eager(lambda v, i, j: lax.dynamic_slice(v, (i, j), (2, 2)), x,
+                      np.int32(s[0]), np.int64(s[1]), what=f"dynamic_slice {s}")
+        cuda_vs_eager(lambda v, u, i, j: lax.dynamic_update_slice(v, u, (i, j)), x,
+                      floats((2, 3)), np.int32(s[0]), np.int32(s[1]), what=f"dus {s}")
+
+
+@check
+def gather_scatter():
+    x = floats((5, 3, 4))
+    idx = np.array([[0, 2], [4, 0], [9, -3], [2, 2], [0, 2]], np.int32)   # repeats, out of range
+    cuda_vs_eager(lambda v, i: lax.gather(v, i, (0, 2)), x, idx, what="gather")
+    cuda_vs_eager(lambda v, i: lax.gather(v, i, (1,)), x, idx[:, :1] % 3, what="gather 1 axis")
+    upd = floats((5, 3))
+    for name in ("scatter_add", "scatter", "scatter_mul"):
+        cuda_vs_eager(lambda v, i, u: getattr(lax, name)(v, i, u, (0, 2)), x, idx, upd,
+                      rtol=1e-6, what=name)
+    xi = RNG.integers(-3, 3, (6, 2)).astype(np.int32)
+    ii = np.array([[1], [1], [5], [7]], np.int64)
+    ui = RNG.integers(-3, 3, (4, 2)).astype(np.int32)
+    for name in ("scatter_add", "scatter", "scatter_mul"):
+        cuda_vs_eager(lambda v, i, u: getattr(lax, name)(v, i, u, (0,)), xi, ii, ui,
+                      what=f"{name} int")
+    x8 = RNG.integers(0, 5, 6).astype(np.int8)    # no atomics for int8: the ordered kernel
+    cuda_vs_eager(lambda v, i, u: lax.scatter_add(v, i, u, (0,)), x8, ii,
+                  np.ones(4, np.int8), what="scatter_add int8")
+
+
+@check
+def sort():
+    x = floats((4, 6))
+    x[1, 2] = np.nan
+    x[2, :3] = 1.0                                  # ties: stability
+    cuda_vs_eager(lambda v: lax.sort(v, dimension=1), x, what="sort")
+    cuda_vs_eager(lambda v: lax.sort(v, dimension=0), x, what="sort dim0")
+    k2 = RNG.integers(0, 2, (4, 6)).astype(np.int32)
+    cuda_vs_eager(lambda a, b, c: lax.sort(a, b, c, dimension=1, num_keys=2), k2, x,
+                  floats((4, 6)), what="sort 2 keys")
+    cuda_vs_eager(lambda v: lax.argsort(v, 1), x, what="argsort")
+
+
+@check
+def control_flow():
+    x = floats((4,))
+    f = lambda p, v: lax.cond(p, lambda a: a * 2, lambda a: lax.sin(a), v)  # noqa: E731
+    for p in (True, False):
+        cuda_vs_eager(f, np.bool_(p), x, what=f"cond {p}")
+    sw = lambda i, v: lax.switch(i, [lambda a: a + 1, lambda a: a * a, lambda a: -a], v)  # noqa: E731
+    for i in (-1, 1, 5):
+        cuda_vs_eager(sw, np.int32(i), x, what=f"switch {i}")
+    cuda_vs_eager(lambda v: lax.fori_loop(0, 5, lambda i, c: c * 1.5 + lax.convert_element_type(i, np.float32), v), x,
+                  what="fori")
+    cuda_vs_eager(lambda v: lax.while_loop(lambda c: c[1] < 4, lambda c: (c[0] * 2, c[1] + 1),
+                                           (v, 0)), x, what="while")
+
+    def body(c, xi):
+        return c + xi, c * xi
+    xs = floats((5, 3))
+    for rev in (False, True):
+        cuda_vs_eager(lambda c, s: lax.scan(body, c, s, reverse=rev), floats((3,)), xs,
+                      rtol=1e-5, what=f"scan {rev}")
+    nested = lambda v: lax.fori_loop(  # noqa: E731
+        0, 3, lambda i, c: lax.cond(i % 2 == 0, lambda a: a + 1, lambda a: a * 2, c), v)
+    cuda_vs_eager(nested, x, what="nested")
+
+
+@check
+def custom_rules_and_checkpoint():
+    @ft.custom_jvp
+    def softplus(v):
+        return fnp.log1p(fnp.exp(v))
+    softplus.defjvp(lambda p, t: (softplus(p[0]), t[0] * lax.logistic(p[0])))
+    x = floats((6,))
+    cuda_vs_eager(softplus, x, rtol=1e-6, what="custom_jvp")
+    cuda_vs_eager(ft.grad(lambda v: fnp.sum(softplus(v))), x, rtol=1e-6, what="grad custom_jvp")
+    g = ft.grad(lambda v: fnp.sum(ft.checkpoint(lambda a: fnp.sin(fnp.sin(a)))(v)))
+    cuda_vs_eager(g, x, rtol=1e-6, what="checkpoint")
+
+
+# --- model-level checks: CUDA against eager and against the CPU backend
+
+def mlp_params(sizes, dtype=np.float32):
+    return [(floats((m, n), dtype, -0.5, 0.5), floats((n,), dtype, -0.1, 0.1))
+            for m, n in zip(sizes[:-1], sizes[1:])]
+
+
+def mlp(params, x):
+    for w, b in params[:-1]:
+        x = fnp.tanh(x @ w + b)
+    w, b = params[-1]
+    return x @ w + b
+
+
+def loss(params, x, y):
+    return fnp.mean((mlp(params, x) - y) ** 2)
+
+
+def sgd_step(params, x, y):
+    grads = ft.grad(loss)(params, x, y)
+    return [(w - 0.1 * gw, b - 0.1 * gb) for (w, b), (gw, gb) in zip(params, grads)]
+
+
+def three_ways(f, *args, rtol=1e-5, atol=1e-6, what=""):
+    got = ft.jit(f, backend="cuda")(*args)
+    assert_same(got, f(*args), rtol, atol, what + " vs eager")
+    assert_same(got, ft.jit(f, backend="cpu")(*args), rtol, atol, what + " vs cpu")
+
+
+@check
+def mlp_training_step():
+    params = mlp_params([6, 16, 8, 3])
+    x, y = floats((8, 6)), floats((8, 3))
+    three_ways(sgd_step, params, x, y, what="sgd step")
+    cuda_step = ft.jit(sgd_step, backend="cuda")
+    p = params
+    for _ in range(3):
+        p = cuda_step(p, x, y)
+    assert float(ft.jit(loss, backend="cuda")(p, x, y)) < float(loss(params, x, y))
+
+
+@check
+def vmap_grad():
+    params = mlp_params([5, 8, 2])
+    x, y = floats((6, 5)), floats((6, 2))
+    per_example = ft.vmap(ft.grad(loss), in_axes=(None, 0, 0))
+    three_ways(per_example, params, x[:, None], y[:, None], what="vmap(grad)")
+    three_ways(ft.jit(per_example, backend="cuda"), params, x[:, None], y[:, None],
+               what="vmap(grad) nested jit")
+
+
+@check
+def hvp_and_hessian():
+    def f(v):
+        return fnp.sum(fnp.sin(v) * v ** 2) + fnp.sum(fnp.outer(v, v) @ v)
+    x, t = floats((5,), np.float64), floats((5,), np.float64)
+    three_ways(lambda a, b: ft.hvp(f, (a,), (b,)), x, t, rtol=1e-10, atol=1e-12, what="hvp")
+    three_ways(ft.hessian(f), x, rtol=1e-10, atol=1e-12, what="hessian")
+    # grad of a cuda-jitted function (jit_p's jvp/partial-eval/transpose rules on the device)
+    assert_same(ft.grad(ft.jit(f, backend="cuda"))(x), ft.grad(f)(x), 1e-10, 1e-12, "grad(jit)")
+
+
+@check
+def eager_fallback_float16():
+    x = np.arange(4, dtype=np.float16)
+    cuda_vs_eager(lambda v: v * v + 1, x, what="float16 runs eagerly")
+
+
+@check
+def unsupported_primitive_message():
+    from functrans.backends import numba_cuda
+    from functrans.core import Primitive, impl_rules, abstract_eval_rules
+    p = Primitive("made_up_op")
+    impl_rules[p] = lambda x: x
+    abstract_eval_rules[p] = lambda x: x
+    try:
+        ft.jit(lambda v: p.bind(v) + 1, backend="cuda")(np.ones(3, np.float32))
+    except NotImplementedError as e:
+        assert "made_up_op" in str(e) and "CUDA" in str(e), str(e)
+    else:
+        raise AssertionError("expected NotImplementedError")
+    assert numba_cuda.check_available() == "simulator"
+
+
+def main(names):
+    results, seconds = {}, {}
+    for name in names or CHECKS:
+        t0 = time.perf_counter()
+        try:
+            CHECKS[name]()
+            results[name] = "ok"
+        except Exception:  # report every failure, keep going
+            results[name] = traceback.format_exc(limit=6)[-3000:]
+        seconds[name] = round(time.perf_counter() - t0, 2)
+    print("CUDA_SIM_SECONDS " + json.dumps(seconds))
+    print("CUDA_SIM_RESULTS " + json.dumps(results))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,165 @@
+"""jit(backend="cuda") without a GPU.
+
+* The simulator checks (tests/cuda_sim_checks.py) run once, in ONE subprocess with
+  NUMBA_ENABLE_CUDASIM=1 (the flag must be set before numba is imported); each check is
+  reported as its own test here.
+* In this process: the RuntimeError raised when CUDA cannot run, and (when NVVM is installed)
+  compiling the generated kernels to PTX, which type-checks what the simulator cannot."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import functrans as ft
+import functrans.numpy as fnp
+from functrans import lax
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_convert", "index_maps",
+               "reductions", "argminmax_cumulative", "dot_general", "pad_concat_slices",
+               "gather_scatter", "sort", "control_flow", "custom_rules_and_checkpoint",
+               "mlp_training_step", "vmap_grad", "hvp_and_hessian", "eager_fallback_float16",
+               "unsupported_primitive_message"]
+
+
+@pytest.fixture(scope="module")
+def sim_results():
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "cuda_sim_checks.py")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("CUDA_SIM_RESULTS ")), None)
+    assert line is not None, f"simulator run failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
+    return json.loads(line[len("CUDA_SIM_RESULTS "):])
+
+
+def test_every_check_ran(sim_results):
+    assert sorted(sim_results) == sorted(CHECK_NAMES)
+
+
+@pytest.mark.parametrize("name", CHECK_NAMES)
+def test_simulator(sim_results, name):
+    assert sim_results[name] == "ok", sim_results[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# No GPU: a clear RuntimeError
+
+def _no_sim(monkeypatch):
+    from numba import config
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", 0)
+
+
+def test_missing_numba_cuda_message(monkeypatch):
+    from functrans.backends import numba_cuda
+    _no_sim(monkeypatch)
+    monkeypatch.setitem(sys.modules, "numba.cuda", None)     # import numba.cuda -> ImportError
+    with pytest.raises(RuntimeError, match=r"numba-cuda|functrans\[cuda\]"):
+        numba_cuda.check_available()
+
+
+def test_no_gpu_message(monkeypatch):
+    from numba import cuda
+
+    from functrans.backends import numba_cuda
+    _no_sim(monkeypatch)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError) as info:
+        ft.jit(lambda x: x * 2, backend="cuda")(np.ones(3, np.float32))
+    msg = str(info.value)
+    assert "backend='cuda'" in msg and "NUMBA_ENABLE_CUDASIM" in msg
+    assert "GPU" in msg or "driver" in msg
+    del numba_cuda
+
+
+def test_this_machine_reports_what_is_missing():
+    from numba import config, cuda
+
+    from functrans.backends import numba_cuda
+    if config.ENABLE_CUDASIM:
+        assert numba_cuda.check_available() == "simulator"
+    elif cuda.is_available():
+        assert numba_cuda.check_available() == "gpu"
+    else:
+        with pytest.raises(RuntimeError, match="cannot run: (no CUDA driver|no CUDA GPU|the CUDA driver)"):
+            numba_cuda.check_available()
+
+
+# ---------------------------------------------------------------------------------------------
+# PTX: the generated kernels type-check and compile for sm_90 (needs NVVM, not a GPU)
+
+def _nvvm_available():
+    try:
+        from numba.cuda.cudadrv import nvvm
+        return nvvm.is_available()
+    except Exception:
+        return False
+
+
+def _ptx_cases():
+    rng = np.random.default_rng(1)
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    params = [(f32(6, 16), f32(16)), (f32(16, 3), f32(3))]
+
+    def loss(p, x, y):
+        h = fnp.tanh(x @ p[0][0] + p[0][1])
+        return fnp.mean((h @ p[1][0] + p[1][1] - y) ** 2)
+
+    def unary(x):
+        outs = [getattr(lax, n)(x) for n in ("neg", "sign", "floor", "ceil", "round", "exp",
+                                              "exp2", "log", "log1p", "expm1", "tanh",
+                                              "logistic", "sin", "asinh", "sqrt", "rsqrt",
+                                              "cbrt", "erf")]
+        return outs + [lax.is_finite(x), lax.integer_pow(x, -3), lax.atan2(x, x),
+                       lax.rem(x, x), lax.pow(x, x), lax.max(x, x)]
+
+    def ints(a, b):
+        return [lax.div(a, b), lax.rem(a, b), lax.shift_left(a, b), lax.shift_right_logical(a, b),
+                lax.bitwise_xor(a, b), lax.sign(a), lax.convert_element_type(a, np.bool_)]
+
+    idx = np.array([[0], [2], [2]], np.int32)
+    return [
+        (ft.grad(loss), (params, f32(8, 6), f32(8, 3))),
+        (lambda x: [lax.reduce_sum(x, (0,)), lax.reduce_max(x, (1,)), lax.reduce_prod(x, (0, 1))],
+         (f32(300, 40),)),
+        (lambda x: lax.reduce_sum(x.astype(np.int64), (0,)), (f32(5000),)),
+        (unary, (f32(4, 5),)),
+        (unary, (f32(4, 5).astype(np.float64),)),
+        (ints, (rng.integers(-9, 9, 7).astype(np.int32), rng.integers(-9, 9, 7).astype(np.int32))),
+        (lambda b: [lax.bitwise_and(b, ~b), lax.reduce_max(b, (0,))], (rng.random(6) < 0.5,)),
+        (lambda a, b: lax.dot_general(a, b, (((2,), (1,)), ((0,), (0,)))), (f32(2, 5, 3), f32(2, 3, 4))),
+        (lambda x, i, u: [lax.gather(x, i, (0,)), lax.scatter_add(x, i, u, (0,)),
+                          lax.scatter(x, i, u, (0,)), lax.scatter_mul(x, i, u, (0,))],
+         (f32(4, 3), idx, f32(3, 3))),
+        (lambda x: [lax.cumsum(x, 1, True), lax.cummax(x, 0), lax.argmax(x, 1), lax.sort(x, dimension=0),
+                    lax.pad(x, np.float32(0), [(1, -1, 1), (0, 2, 0)]),
+                    lax.concatenate([x, x], 1), lax.rev(lax.transpose(x, (1, 0)), (0,))],
+         (f32(4, 3),)),
+        (lambda x, s: [lax.dynamic_slice(x, (s, s), (2, 2)),
+                       lax.dynamic_update_slice(x, x[:2, :2], (s, s))], (f32(4, 3), np.int32(1))),
+    ]
+
+
+@pytest.mark.skipif(not _nvvm_available(), reason="no NVVM (CUDA toolkit) on this machine")
+def test_generated_kernels_compile_to_ptx():
+    import numba
+    from numba import config, cuda
+
+    from functrans.backends import numba_cuda
+    assert not config.ENABLE_CUDASIM
+    n = 0
+    for f, args in _ptx_cases():
+        closed = ft.make_jaxpr(f)(*args)
+        for run in numba_cuda.lower(closed).program.steps:
+            for ln in getattr(run, "launches", []):
+                kernel = numba_cuda._load(ln)
+                sig = numba.void(*[numba.from_dtype(np.dtype(v.aval.dtype))[::1]
+                                   for v in ln.reads + ln.writes])
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                assert ".entry" in ptx
+                n += 1
+    assert n >= 15
