@@ -179,7 +179,10 @@ def _argnums_tuple(argnums, nargs, name):
 
 
 def _check_grad_inputs(leaves, paths, name):
-    for path, x in zip(paths, leaves):
+    """TypeError naming the first non-float leaf; ``paths`` is a thunk (built only on error)."""
+    if all(x.dtype.kind == "f" for x in leaves):
+        return
+    for path, x in zip(paths(), leaves):
         dt = get_aval(x).dtype
         if not is_float(dt):
             kind = "complex" if dt.kind == "c" else dt.name
@@ -210,7 +213,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     def value_and_grad_f(*args, **kwargs):
         nums, single = _argnums_tuple(argnums, len(args), "grad")
         leaves, treedef = _flat_leaves(tuple(args[i] for i in nums), "grad arguments")
-        _check_grad_inputs(leaves, _arg_paths(treedef, nums), "grad")
+        _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad")
 
         out_store, aux_store = _Store(), _Store()
 
@@ -398,7 +401,7 @@ def _jac_args(fun, argnums, args, name):
     nums, single = _argnums_tuple(argnums, len(args), name)
     diff = tuple(args[i] for i in nums)
     leaves, treedef = _flat_leaves(diff, name)
-    _check_grad_inputs(leaves, _arg_paths(treedef, nums), name)
+    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), name)
 
     def f_diff(*d):
         full = list(args)

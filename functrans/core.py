@@ -68,10 +68,19 @@ def is_float(dtype):
     return np.dtype(dtype).kind == "f"
 
 
+_aval_memo = {}
+
+
 def get_aval(x):
     """The ShapedArray of a tracer, NumPy array or Python/NumPy scalar."""
     if type(x) is np.ndarray or isinstance(x, np.generic):
-        return ShapedArray(x.shape, x.dtype)
+        key = (x.shape, x.dtype)
+        a = _aval_memo.get(key)
+        if a is None:
+            if len(_aval_memo) > 4096:
+                _aval_memo.clear()
+            a = _aval_memo[key] = ShapedArray(x.shape, x.dtype)
+        return a
     if isinstance(x, Tracer):
         return x.aval
     if isinstance(x, np.ndarray):
@@ -217,26 +226,12 @@ def current_trace():
 
 
 class set_current_trace:
-    """Context manager: make ``trace`` current for the duration of the block."""
-    __slots__ = ("trace", "prev")
+    """Context manager: make ``trace`` current for the duration of the block; with
+    invalidate=True also mark it finished on exit, so tracers that escape are caught."""
+    __slots__ = ("trace", "prev", "invalidate")
 
-    def __init__(self, trace):
-        self.trace = trace
-
-    def __enter__(self):
-        self.prev = _state.trace
-        _state.trace = self.trace
-
-    def __exit__(self, *exc):
-        _state.trace = self.prev
-
-
-class transform_trace:
-    """Context manager: make ``trace`` current, and invalidate it on exit (escape detection)."""
-    __slots__ = ("trace", "prev")
-
-    def __init__(self, trace):
-        self.trace = trace
+    def __init__(self, trace, invalidate=False):
+        self.trace, self.invalidate = trace, invalidate
 
     def __enter__(self):
         self.prev = _state.trace
@@ -245,7 +240,14 @@ class transform_trace:
 
     def __exit__(self, *exc):
         _state.trace = self.prev
-        self.trace.valid = False
+        if self.invalidate:
+            self.trace.valid = False
+
+
+def transform_trace(trace):
+    """Context manager for running one transform application: ``trace`` is current inside,
+    and invalid afterwards."""
+    return set_current_trace(trace, invalidate=True)
 
 
 def call_in_parent(trace, f, *args):

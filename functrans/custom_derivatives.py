@@ -80,6 +80,24 @@ def lift_tracer_consts(jaxpr, consts):
             [c for c, t in zip(consts, is_tracer) if t])
 
 
+class _CustomFunction:
+    """What custom_jvp and custom_vjp share: the wrapped function, its nondiff arguments, and
+    tracing a call into a jaxpr."""
+
+    def __init__(self, fun, nondiff_argnums=()):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.nondiff_argnums = tuple(nondiff_argnums)
+
+    def _trace(self, args, kwargs):
+        """(nondiff args, diff args, merge(diff) -> all args, and _trace_call's results)."""
+        args = _resolve_args(self.fun, args, kwargs)
+        nondiff, diff = _split_nondiff(args, self.nondiff_argnums)
+        n = len(args)
+        merge = lambda d: _merge_nondiff(self.nondiff_argnums, nondiff, d, n)  # noqa: E731
+        return (nondiff, diff, merge) + _trace_call(lambda *d: self.fun(*merge(d)), diff)
+
+
 def _call_impl(*args, call_jaxpr, **_):
     return core.eval_jaxpr(call_jaxpr.jaxpr, call_jaxpr.consts, *args)
 
@@ -107,15 +125,10 @@ impl_rules[custom_jvp_call_p] = _call_impl
 abstract_eval_rules[custom_jvp_call_p] = _call_aval
 
 
-class custom_jvp:
+class custom_jvp(_CustomFunction):
     """Decorator: a function with a custom JVP rule set by ``.defjvp(rule)``, where
     ``rule(primals, tangents) -> (primal_out, tangent_out)`` (nondiff arguments come first)."""
-
-    def __init__(self, fun, nondiff_argnums=()):
-        functools.update_wrapper(self, fun)
-        self.fun = fun
-        self.nondiff_argnums = tuple(nondiff_argnums)
-        self.jvp = None
+    jvp = None
 
     def defjvp(self, jvp, symbolic_zeros=False):
         """Set the JVP rule; returns it (so it can be used as a decorator)."""
@@ -141,11 +154,7 @@ class custom_jvp:
         if self.jvp is None:
             raise AttributeError(f"No JVP defined for custom_jvp function {self.__name__} "
                                  "using defjvp.")
-        args = _resolve_args(self.fun, args, kwargs)
-        nondiff, diff = _split_nondiff(args, self.nondiff_argnums)
-        n = len(args)
-        f = lambda *d: self.fun(*_merge_nondiff(self.nondiff_argnums, nondiff, d, n))  # noqa: E731
-        closed, lifted, leaves, in_tree, out_tree = _trace_call(f, diff)
+        nondiff, diff, _, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
         rule = self.jvp
 
         def jvp_fn(primals, tangents):
@@ -233,16 +242,11 @@ impl_rules[custom_lin_p] = _custom_lin_impl
 abstract_eval_rules[custom_lin_p] = lambda *avals, num_res, bwd_fn, out_avals: list(out_avals)
 
 
-class custom_vjp:
+class custom_vjp(_CustomFunction):
     """Decorator: a function with a custom VJP set by ``.defvjp(fwd, bwd)``: fwd(*args) ->
     (output, residuals); bwd(*nondiff_args, residuals, cotangent) -> a tuple with one cotangent
     per differentiable argument."""
-
-    def __init__(self, fun, nondiff_argnums=()):
-        functools.update_wrapper(self, fun)
-        self.fun = fun
-        self.nondiff_argnums = tuple(nondiff_argnums)
-        self.fwd = self.bwd = None
+    fwd = bwd = None
 
     def defvjp(self, fwd, bwd, symbolic_zeros=False):
         """Set the forward and backward rules."""
@@ -252,11 +256,7 @@ class custom_vjp:
         if self.fwd is None:
             raise AttributeError(f"No VJP defined for custom_vjp function {self.__name__} "
                                  "using defvjp.")
-        args = _resolve_args(self.fun, args, kwargs)
-        nondiff, diff = _split_nondiff(args, self.nondiff_argnums)
-        n = len(args)
-        merge = lambda d: _merge_nondiff(self.nondiff_argnums, nondiff, d, n)  # noqa: E731
-        closed, lifted, leaves, in_tree, out_tree = _trace_call(lambda *d: self.fun(*merge(d)), diff)
+        nondiff, diff, merge, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
         name, fwd, bwd = self.__name__, self.fwd, self.bwd
         res_store = _Store()
         k = len(lifted)

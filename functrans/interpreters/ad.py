@@ -20,10 +20,23 @@ transpose_rules = {}  # prim -> f(ct, *invals, **params) -> [ct_in or None, ...]
 
 class Zero:
     """A symbolic zero tangent or cotangent of the given aval: costs nothing until instantiated."""
-    __slots__ = ("aval",)
+    __slots__ = ("_aval", "_like")
 
     def __init__(self, aval):
-        self.aval = aval
+        self._aval, self._like = aval, None
+
+    @classmethod
+    def like(cls, x):
+        """The zero tangent of value x (its aval is computed only if asked for)."""
+        z = cls.__new__(cls)
+        z._aval, z._like = None, x
+        return z
+
+    @property
+    def aval(self):
+        if self._aval is None:
+            self._aval = get_aval(self._like)
+        return self._aval
 
     def __repr__(self):
         return f"Zero({self.aval})"
@@ -118,7 +131,7 @@ class JVPTrace(Trace):
             if rule is None:
                 raise NotImplementedError(
                     f"Differentiation rule for '{prim.name}' not implemented (jvp){core.where()}")
-            tangents = [Zero(get_aval(p)) if t is None else t for p, t in zip(primals, tangents)]
+            tangents = [Zero.like(p) if t is None else t for p, t in zip(primals, tangents)]
             out, t_out = rule(primals, tangents, **params)
         finally:
             core._state.trace = prev
@@ -151,7 +164,7 @@ def defjvp(prim, *rules):
     contribution (None: the argument has no derivative)."""
     def jvp(primals, tangents, **params):
         out = prim.bind(*primals, **params)
-        t_out = Zero(get_aval(out))
+        t_out = Zero.like(out)
         for rule, g in zip(rules, tangents):
             if rule is not None and type(g) is not Zero:
                 t_out = add_tangents(t_out, rule(g, *primals, **params))
@@ -163,7 +176,7 @@ def defjvp2(prim, *rules):
     """Like defjvp, but each rule also sees the output: rule(g, ans, *primals, **params)."""
     def jvp(primals, tangents, **params):
         out = prim.bind(*primals, **params)
-        t_out = Zero(get_aval(out))
+        t_out = Zero.like(out)
         for rule, g in zip(rules, tangents):
             if rule is not None and type(g) is not Zero:
                 t_out = add_tangents(t_out, rule(g, out, *primals, **params))

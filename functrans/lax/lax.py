@@ -46,14 +46,23 @@ def _check_kind(name, aval, kinds):
 # ---------------------------------------------------------------------------------------------
 # Elementwise unary
 
+def _traceable(p, doc):
+    """The thin user-facing wrapper of primitive p: f(*arrays) = p.bind(*arrays)."""
+    def f(*args):
+        return p.bind(*args)
+    f.__name__ = f.__qualname__ = p.name
+    f.__doc__ = doc
+    return f
+
+
 def unop(name, impl, kinds=_float, out_dtype=None):
-    """An elementwise one-operand primitive (vectorised batching)."""
+    """An elementwise one-operand primitive (vectorised batching) and its wrapper."""
     def aval_rule(x):
         _check_kind(name, x, kinds)
         return x if out_dtype is None else x.update(dtype=out_dtype)
     p = primitive(name, impl, aval_rule)
     defvectorized(p)
-    return p
+    return p, _traceable(p, f"Elementwise {name}(x) (the lax primitive '{name}').")
 
 
 def _logistic_impl(x):
@@ -72,69 +81,37 @@ def _rsqrt_impl(x):
         return (1 / np.sqrt(x)).astype(x.dtype)
 
 
-neg_p = unop("neg", np.negative, _num)
-sign_p = unop("sign", np.sign, _num)
-floor_p = unop("floor", np.floor)
-ceil_p = unop("ceil", np.ceil)
-round_p = unop("round", np.round)
-is_finite_p = unop("is_finite", np.isfinite, _float, out_dtype=np.bool_)
-abs_p = unop("abs", np.abs, _num)
-exp_p = unop("exp", np.exp)
-exp2_p = unop("exp2", np.exp2)
-log_p = unop("log", np.log)
-log1p_p = unop("log1p", np.log1p)
-expm1_p = unop("expm1", np.expm1)
-tanh_p = unop("tanh", np.tanh)
-logistic_p = unop("logistic", _logistic_impl)
-sin_p = unop("sin", np.sin)
-cos_p = unop("cos", np.cos)
-tan_p = unop("tan", np.tan)
-asin_p = unop("asin", np.arcsin)
-acos_p = unop("acos", np.arccos)
-atan_p = unop("atan", np.arctan)
-sinh_p = unop("sinh", np.sinh)
-cosh_p = unop("cosh", np.cosh)
-asinh_p = unop("asinh", np.arcsinh)
-acosh_p = unop("acosh", np.arccosh)
-atanh_p = unop("atanh", np.arctanh)
-sqrt_p = unop("sqrt", np.sqrt)
-rsqrt_p = unop("rsqrt", _rsqrt_impl)
-cbrt_p = unop("cbrt", np.cbrt)
-erf_p = unop("erf", _erf_impl)
-not_p = unop("not", np.invert, _int + _bool)
-stop_gradient_p = unop("stop_gradient", lambda x: x, _any)
-
-
-def neg(x): return neg_p.bind(x)
-def sign(x): return sign_p.bind(x)
-def floor(x): return floor_p.bind(x)
-def ceil(x): return ceil_p.bind(x)
-def round(x): return round_p.bind(x)  # noqa: A001  (half to even, like numpy)
-def is_finite(x): return is_finite_p.bind(x)
-def abs(x): return abs_p.bind(x)  # noqa: A001
-def exp(x): return exp_p.bind(x)
-def exp2(x): return exp2_p.bind(x)
-def log(x): return log_p.bind(x)
-def log1p(x): return log1p_p.bind(x)
-def expm1(x): return expm1_p.bind(x)
-def tanh(x): return tanh_p.bind(x)
-def logistic(x): return logistic_p.bind(x)
-def sin(x): return sin_p.bind(x)
-def cos(x): return cos_p.bind(x)
-def tan(x): return tan_p.bind(x)
-def asin(x): return asin_p.bind(x)
-def acos(x): return acos_p.bind(x)
-def atan(x): return atan_p.bind(x)
-def sinh(x): return sinh_p.bind(x)
-def cosh(x): return cosh_p.bind(x)
-def asinh(x): return asinh_p.bind(x)
-def acosh(x): return acosh_p.bind(x)
-def atanh(x): return atanh_p.bind(x)
-def sqrt(x): return sqrt_p.bind(x)
-def rsqrt(x): return rsqrt_p.bind(x)
-def cbrt(x): return cbrt_p.bind(x)
-def erf(x): return erf_p.bind(x)
-def bitwise_not(x): return not_p.bind(x)
+neg_p, neg = unop("neg", np.negative, _num)
+sign_p, sign = unop("sign", np.sign, _num)
+floor_p, floor = unop("floor", np.floor)
+ceil_p, ceil = unop("ceil", np.ceil)
+round_p, round = unop("round", np.round)
+is_finite_p, is_finite = unop("is_finite", np.isfinite, _float, out_dtype=np.bool_)
+abs_p, abs = unop("abs", np.abs, _num)
+exp_p, exp = unop("exp", np.exp)
+exp2_p, exp2 = unop("exp2", np.exp2)
+log_p, log = unop("log", np.log)
+log1p_p, log1p = unop("log1p", np.log1p)
+expm1_p, expm1 = unop("expm1", np.expm1)
+tanh_p, tanh = unop("tanh", np.tanh)
+logistic_p, logistic = unop("logistic", _logistic_impl)
+sin_p, sin = unop("sin", np.sin)
+cos_p, cos = unop("cos", np.cos)
+tan_p, tan = unop("tan", np.tan)
+asin_p, asin = unop("asin", np.arcsin)
+acos_p, acos = unop("acos", np.arccos)
+atan_p, atan = unop("atan", np.arctan)
+sinh_p, sinh = unop("sinh", np.sinh)
+cosh_p, cosh = unop("cosh", np.cosh)
+asinh_p, asinh = unop("asinh", np.arcsinh)
+acosh_p, acosh = unop("acosh", np.arccosh)
+atanh_p, atanh = unop("atanh", np.arctanh)
+sqrt_p, sqrt = unop("sqrt", np.sqrt)
+rsqrt_p, rsqrt = unop("rsqrt", _rsqrt_impl)
+cbrt_p, cbrt = unop("cbrt", np.cbrt)
+erf_p, erf = unop("erf", _erf_impl)
+not_p, bitwise_not = unop("not", np.invert, _int + _bool)
+stop_gradient_p, _ = unop("stop_gradient", lambda x: x, _any)
 
 
 def stop_gradient(x):
@@ -231,10 +208,12 @@ def _nary_aval(name, kinds, out_dtype=None):
 
 
 def binop(name, impl, kinds=_any, out_dtype=None):
-    """An elementwise two-operand primitive on equal shapes and dtypes (broadcasting batching)."""
+    """An elementwise two-operand primitive on equal shapes and dtypes (broadcasting batching),
+    and its wrapper."""
     p = primitive(name, impl, _nary_aval(name, kinds, out_dtype))
     defbroadcasting(p)
-    return p
+    return p, _traceable(p, f"Elementwise {name}(x, y) of equal shapes and dtypes (the lax "
+                            f"primitive '{name}').")
 
 
 def _div_impl(x, y):
@@ -271,48 +250,28 @@ def _shift_left_impl(x, y):
     return np.where(y.astype(np.int64) >= bits, 0, x << np.minimum(y, bits - 1).astype(x.dtype)).astype(x.dtype)
 
 
-add_p = binop("add", np.add, _num + "c")
-sub_p = binop("sub", np.subtract, _num + "c")
-mul_p = binop("mul", np.multiply, _num + "c" + _bool)
-div_p = binop("div", _div_impl, _num + "c")
-rem_p = binop("rem", _rem_impl, _num)
-pow_p = binop("pow", _pow_impl, _float + "c")
-max_p = binop("max", np.maximum, _num + _bool)
-min_p = binop("min", np.minimum, _num + _bool)
-atan2_p = binop("atan2", np.arctan2, _float)
-and_p = binop("and", np.bitwise_and, _int + _bool)
-or_p = binop("or", np.bitwise_or, _int + _bool)
-xor_p = binop("xor", np.bitwise_xor, _int + _bool)
-shift_left_p = binop("shift_left", _shift_left_impl, _int)
-shift_right_logical_p = binop("shift_right_logical", _shift_right_logical_impl, _int)
-eq_p = binop("eq", np.equal, _any, np.bool_)
-ne_p = binop("ne", np.not_equal, _any, np.bool_)
-lt_p = binop("lt", np.less, _num + _bool, np.bool_)
-le_p = binop("le", np.less_equal, _num + _bool, np.bool_)
-gt_p = binop("gt", np.greater, _num + _bool, np.bool_)
-ge_p = binop("ge", np.greater_equal, _num + _bool, np.bool_)
+add_p, add = binop("add", np.add, _num + "c")
+sub_p, sub = binop("sub", np.subtract, _num + "c")
+mul_p, mul = binop("mul", np.multiply, _num + "c" + _bool)
+div_p, div = binop("div", _div_impl, _num + "c")
+rem_p, rem = binop("rem", _rem_impl, _num)
+pow_p, pow = binop("pow", _pow_impl, _float + "c")
+max_p, max = binop("max", np.maximum, _num + _bool)
+min_p, min = binop("min", np.minimum, _num + _bool)
+atan2_p, atan2 = binop("atan2", np.arctan2, _float)
+and_p, bitwise_and = binop("and", np.bitwise_and, _int + _bool)
+or_p, bitwise_or = binop("or", np.bitwise_or, _int + _bool)
+xor_p, bitwise_xor = binop("xor", np.bitwise_xor, _int + _bool)
+shift_left_p, shift_left = binop("shift_left", _shift_left_impl, _int)
+shift_right_logical_p, shift_right_logical = binop("shift_right_logical", _shift_right_logical_impl, _int)
+eq_p, eq = binop("eq", np.equal, _any, np.bool_)
+ne_p, ne = binop("ne", np.not_equal, _any, np.bool_)
+lt_p, lt = binop("lt", np.less, _num + _bool, np.bool_)
+le_p, le = binop("le", np.less_equal, _num + _bool, np.bool_)
+gt_p, gt = binop("gt", np.greater, _num + _bool, np.bool_)
+ge_p, ge = binop("ge", np.greater_equal, _num + _bool, np.bool_)
 
 
-def add(x, y): return add_p.bind(x, y)
-def sub(x, y): return sub_p.bind(x, y)
-def mul(x, y): return mul_p.bind(x, y)
-def div(x, y): return div_p.bind(x, y)
-def rem(x, y): return rem_p.bind(x, y)
-def pow(x, y): return pow_p.bind(x, y)  # noqa: A001
-def max(x, y): return max_p.bind(x, y)  # noqa: A001
-def min(x, y): return min_p.bind(x, y)  # noqa: A001
-def atan2(x, y): return atan2_p.bind(x, y)
-def bitwise_and(x, y): return and_p.bind(x, y)
-def bitwise_or(x, y): return or_p.bind(x, y)
-def bitwise_xor(x, y): return xor_p.bind(x, y)
-def shift_left(x, y): return shift_left_p.bind(x, y)
-def shift_right_logical(x, y): return shift_right_logical_p.bind(x, y)
-def eq(x, y): return eq_p.bind(x, y)
-def ne(x, y): return ne_p.bind(x, y)
-def lt(x, y): return lt_p.bind(x, y)
-def le(x, y): return le_p.bind(x, y)
-def gt(x, y): return gt_p.bind(x, y)
-def ge(x, y): return ge_p.bind(x, y)
 
 
 def _add_jvp(primals, tangents):

@@ -40,10 +40,14 @@ def as_operand(x, what="argument"):
 
 def dtype_of(x):
     """The dtype of an operand (Python scalars: NumPy's default for their type)."""
+    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+        return x.dtype
     return get_aval(as_operand(x)).dtype
 
 
 def shape_of(x):
+    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+        return x.shape
     return get_aval(as_operand(x)).shape
 
 
@@ -123,7 +127,10 @@ def broadcast_to_shape(x, shape):
 def promote(dtype, *args):
     """args converted to dtype and broadcast together."""
     ops = [cast(x, dtype) for x in args]
-    shape = broadcast_shapes(*[get_aval(o).shape for o in ops])
+    shapes = [o.shape for o in ops]
+    if all(s == shapes[0] for s in shapes):
+        return ops
+    shape = broadcast_shapes(*shapes)
     return [broadcast_to_shape(o, shape) for o in ops]
 
 
