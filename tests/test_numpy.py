@@ -585,3 +585,18 @@ def test_logsumexp_stable():
         check(lambda x: sp_lse(x, axis=axis), lambda x: lse(x, axis=axis), x)
     check(lambda x: sp_lse(x, axis=0, keepdims=True), lambda x: lse(x, axis=0, keepdims=True),
           np.arange(6.0).reshape(2, 3))
+
+
+def test_concrete_results_are_arrays_with_jax_methods():
+    import functrans as ft
+    x = jnp.zeros(3).at[0].set(1.0)
+    assert type(x) is ft.Array and isinstance(x, np.ndarray)
+    np.testing.assert_array_equal(x.at[1].add(2.0).block_until_ready(), [1.0, 2.0, 0.0])
+    np.testing.assert_array_equal(jnp.arange(4).at[jnp.array([0, 0])].add(1), [2, 1, 2, 3])
+    assert repr(jnp.sum(jnp.arange(4))) == "Array(6)"
+    assert all(type(p) is ft.Array for p in jnp.split(jnp.arange(4), 2))
+    # like jax.Array: isinstance holds for NumPy arrays and for traced values
+    assert isinstance(np.ones(2), jnp.ndarray)
+    assert ft.grad(lambda v: jnp.sum(v * 2.0) if isinstance(v, ft.Array) else None)(np.ones(2)).tolist() == [2.0, 2.0]
+    # the subclass never reaches the impls (they run at plain NumPy speed)
+    assert type(ft.lax.add(x, x)) is np.ndarray

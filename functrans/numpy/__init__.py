@@ -37,7 +37,7 @@ from ._ufuncs import (abs, absolute, add, arccos, arccosh, arcsin, arcsinh, arct
 from numpy import (bool_, complex64, complex128, dtype, float16, float32, float64, int8,  # noqa: F401
                    int16, int32, int64, uint8, uint16, uint32, uint64, inf, nan, pi, e,
                    newaxis, iinfo, finfo, integer, floating, number, generic, issubdtype)
-from numpy import ndarray  # noqa: F401
+from ..core import Array as ndarray  # noqa: F401
 
 bool = bool_  # noqa: A001
 float_ = float64
@@ -215,3 +215,25 @@ _methods = {
     "argsort": argsort,
 }
 _core._tracer_methods.update(_methods)
+
+
+# ---------------------------------------------------------------------------------------------
+# Concrete results are functrans.Array (NumPy arrays with .at[] and .block_until_ready())
+
+def _concrete_results_as_array(f):
+    def g(*args, **kwargs):
+        return _core.as_array_type(f(*args, **kwargs))
+    g.__name__, g.__qualname__, g.__doc__ = f.__name__, f.__qualname__, f.__doc__
+    g.__wrapped__ = f
+    return g
+
+
+def _wrap_public_functions(namespace):
+    for name, f in list(namespace.items()):
+        if (not name.startswith("_") and callable(f) and not isinstance(f, type)
+                and getattr(f, "__module__", "").startswith("functrans.numpy")):
+            namespace[name] = _concrete_results_as_array(f)
+
+
+_wrap_public_functions(globals())
+_wrap_public_functions(linalg.__dict__)

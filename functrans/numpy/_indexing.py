@@ -336,19 +336,19 @@ class _IndexRef:
 
     def get(self, **kwargs):
         """x[idx]."""
-        return getitem(self.x, self.idx)
+        return core.as_array_type(getitem(self.x, self.idx))
 
     def set(self, values, **kwargs):
         """A copy of x with x[idx] = values."""
-        return _scatter_update(self.x, self.idx, values, "set")
+        return core.as_array_type(_scatter_update(self.x, self.idx, values, "set"))
 
     def add(self, values, **kwargs):
         """A copy of x with values added at idx (repeated indices accumulate)."""
-        return _scatter_update(self.x, self.idx, values, "add")
+        return core.as_array_type(_scatter_update(self.x, self.idx, values, "add"))
 
     def mul(self, values, **kwargs):
         """A copy of x with x[idx] multiplied by values (repeated indices accumulate)."""
-        return _scatter_update(self.x, self.idx, values, "mul")
+        return core.as_array_type(_scatter_update(self.x, self.idx, values, "mul"))
 
     multiply = mul
 
