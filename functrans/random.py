@@ -242,31 +242,31 @@ def _as_index_count(x, name):
     return None, x
 
 
+def _population(x, axis, name):
+    """(size, array or None, non-negative axis) of an integer or array population."""
+    n, arr = _as_index_count(x, name)
+    if arr is None:
+        return n, None, axis
+    nd = get_aval(arr).ndim
+    if not -nd <= axis < nd:
+        raise ValueError(f"random.{name}: axis {axis} is out of range for shape "
+                         f"{get_aval(arr).shape}")
+    return get_aval(arr).shape[axis % nd], arr, axis % nd
+
+
 def permutation(key, x, axis=0):
     """A random permutation of range(x) (int64) for an integer x, or of the array x shuffled
     along axis."""
-    n, arr = _as_index_count(x, "permutation")
-    if arr is not None:
-        nd = get_aval(arr).ndim
-        if not -nd <= axis < nd:
-            raise ValueError(f"random.permutation: axis {axis} is out of range for shape "
-                             f"{get_aval(arr).shape}")
-        n = get_aval(arr).shape[axis % nd]
+    n, arr, axis = _population(x, axis, "permutation")
     perm = _argsort(bits(key, (n,), _U64))
-    return perm if arr is None else _take(arr, perm, axis % nd)
+    return perm if arr is None else _take(arr, perm, axis)
 
 
 def choice(key, a, shape=(), replace=True, p=None, axis=0):
     """Samples from range(a) (int64) for an integer a, or from the entries of the array a along
     axis; with probabilities p (uniform if None); without repetition if replace is False."""
     shape = _check_shape(shape, "choice")
-    n, arr = _as_index_count(a, "choice")
-    if arr is not None:
-        nd = get_aval(arr).ndim
-        if not -nd <= axis < nd:
-            raise ValueError(f"random.choice: axis {axis} is out of range for shape "
-                             f"{get_aval(arr).shape}")
-        n = get_aval(arr).shape[axis % nd]
+    n, arr, axis = _population(a, axis, "choice")
     k = math.prod(shape)
     if not replace and k > n:
         raise ValueError(f"random.choice: cannot take a larger sample ({k}) than the population "
@@ -283,7 +283,7 @@ def choice(key, a, shape=(), replace=True, p=None, axis=0):
     else:
         order = _argsort(bits(key, (n,), _U64)) if p is None else _gumbel_order(key, p)
         idx = lax.reshape(slicing.slice(order, (0,), (k,)), shape)
-    return idx if arr is None else _take(arr, idx, axis % nd)
+    return idx if arr is None else _take(arr, idx, axis)
 
 
 def _inverse_cdf(key, p, shape):

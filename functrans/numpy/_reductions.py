@@ -72,26 +72,23 @@ def _truth(a):
     return _to_bool(a)
 
 
-def all(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
-    """True where every element along axis is nonzero (bool)."""
-    _check_no_where(where, "all")
-    x = _truth(a)
-    axes = canonical_axes(axis, get_aval(x).ndim)
-    if builtins.any(get_aval(x).shape[i] == 0 for i in axes):
-        shape = tuple(d for i, d in enumerate(get_aval(x).shape) if i not in axes)
-        return _keep(x, lax.full(shape, True, np.bool_), axes, keepdims)
-    return _keep(x, lax.reduce_min(x, axes), axes, keepdims)
+def _bool_reduction(name, reduce, empty_value):
+    def f(a, axis=None, out=None, keepdims=False, *, where=None):
+        _check_no_where(where, name)
+        x = _truth(a)
+        axes = canonical_axes(axis, get_aval(x).ndim)
+        if builtins.any(get_aval(x).shape[i] == 0 for i in axes):
+            shape = tuple(d for i, d in enumerate(get_aval(x).shape) if i not in axes)
+            return _keep(x, lax.full(shape, empty_value, np.bool_), axes, keepdims)
+        return _keep(x, reduce(x, axes), axes, keepdims)
+    f.__name__ = f.__qualname__ = name
+    return f
 
 
-def any(a, axis=None, out=None, keepdims=False, *, where=None):  # noqa: A001
-    """True where some element along axis is nonzero (bool)."""
-    _check_no_where(where, "any")
-    x = _truth(a)
-    axes = canonical_axes(axis, get_aval(x).ndim)
-    if builtins.any(get_aval(x).shape[i] == 0 for i in axes):
-        shape = tuple(d for i, d in enumerate(get_aval(x).shape) if i not in axes)
-        return _keep(x, lax.full(shape, False, np.bool_), axes, keepdims)
-    return _keep(x, lax.reduce_max(x, axes), axes, keepdims)
+all = _bool_reduction("all", lax.reduce_min, True)  # noqa: A001
+all.__doc__ = """True where every element along axis is nonzero (bool)."""
+any = _bool_reduction("any", lax.reduce_max, False)  # noqa: A001
+any.__doc__ = """True where some element along axis is nonzero (bool)."""
 
 
 def _count(aval, axes):
