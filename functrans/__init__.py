@@ -1,5 +1,5 @@
 """functrans: JAX-style composable function transformations for NumPy code, compiled with numba."""
-from . import core, tree_util  # noqa: F401
+from . import core, tree, tree_util  # noqa: F401
 from .core import Array  # noqa: F401
 from .lax import lax as _lax  # noqa: F401  (registers the primitives)
 from .api import (ShapeDtypeStruct, block_until_ready, device_put, eval_shape, grad, hessian, hvp,  # noqa: F401

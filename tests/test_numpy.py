@@ -600,3 +600,24 @@ def test_concrete_results_are_arrays_with_jax_methods():
     assert ft.grad(lambda v: jnp.sum(v * 2.0) if isinstance(v, ft.Array) else None)(np.ones(2)).tolist() == [2.0, 2.0]
     # the subclass never reaches the impls (they run at plain NumPy speed)
     assert type(ft.lax.add(x, x)) is np.ndarray
+
+
+def test_at_min_max_divide_power_apply_match_numpy():
+    import functrans as ft
+    x = np.array([5.0, 5.0, 5.0, 5.0])
+    i, v = np.array([1, 1, 2]), np.array([3.0, 1.0, 7.0])
+    want_min, want_max = x.copy(), x.copy()
+    np.minimum.at(want_min, i, v)
+    np.maximum.at(want_max, i, v)
+    np.testing.assert_array_equal(jnp.asarray(x).at[i].min(v), want_min)
+    np.testing.assert_array_equal(jnp.asarray(x).at[i].max(v), want_max)
+    m = np.arange(6).reshape(2, 3)
+    want = m.copy()
+    np.maximum.at(want, (slice(None), 1), np.array([9, 0]))
+    np.testing.assert_array_equal(jnp.asarray(m).at[:, 1].max(np.array([9, 0])), want)
+    # the winning update gets the cotangent; losers and untouched entries none
+    np.testing.assert_array_equal(ft.grad(lambda u: jnp.sum(jnp.asarray(x).at[i].min(u)))(v), [0, 1, 0])
+    np.testing.assert_array_equal(ft.jit(lambda u: jnp.asarray(x).at[i].max(u))(v), want_max)
+    np.testing.assert_array_equal(jnp.asarray(x).at[1].divide(2.0), [5, 2.5, 5, 5])
+    np.testing.assert_array_equal(jnp.asarray(x).at[1].power(2.0), [5, 25, 5, 5])
+    np.testing.assert_allclose(jnp.asarray(x).at[1:3].apply(jnp.sqrt), [5, 5 ** 0.5, 5 ** 0.5, 5])

@@ -287,13 +287,14 @@ def _basic_getitem(x, entries):
 # ---------------------------------------------------------------------------------------------
 # Scatter-based updates: x.at[idx]
 
-def _scatter_indices(x_shape, idx):
+def _scatter_indices(x_shape, idx, trim=True):
     """(coordinates (*G, k), k): every element selected by idx as coordinates into the first k
-    dims of x, where x[idx].shape == G + x_shape[k:] (trailing unindexed dims stay whole). The
-    coordinates are x[idx] applied to iota grids, so they follow getitem's semantics exactly."""
+    dims of x, where x[idx].shape == G + x_shape[k:] (trailing unindexed dims stay whole unless
+    trim is False). The coordinates are x[idx] applied to iota grids, so they follow getitem's
+    semantics exactly."""
     entries = _expand(tuple(x_shape), idx)
     k = len(x_shape)
-    while (entries and isinstance(entries[-1], slice) and entries[-1] == slice(None)
+    while (trim and entries and isinstance(entries[-1], slice) and entries[-1] == slice(None)
            and builtins.any(e is not None for e in entries[:-1])):
         entries = entries[:-1]
         k -= 1
@@ -327,6 +328,42 @@ def _scatter_update(x, idx, values, kind):
     return fn(x, ind, vals, tuple(range(k)))
 
 
+def _scatter_extremum(x, idx, values, kind):
+    """x.at[idx].min/max. Repeated indices reduce too: the updates are written (set semantics,
+    the last write wins) in sorted order into a neutral array, so each target's extreme update
+    is written last, and the result is combined with x elementwise."""
+    from ._ufuncs import maximum, minimum
+    combine = minimum if kind == "min" else maximum
+    x = as_operand(x)
+    a = get_aval(x)
+    ind, k = _scatter_indices(a.shape, idx, trim=False)
+    target = get_aval(ind).shape[:-1] if k else a.shape
+    try:
+        vals = broadcast_to_shape(cast(as_operand(values), a.dtype), target)
+    except ValueError:
+        raise ValueError(f"at[].{kind}: cannot broadcast update of shape "
+                         f"{get_aval(as_operand(values)).shape} to the indexed shape {target}"
+                         f"{core.where()}") from None
+    if k == 0:
+        return combine(x, vals)
+    n = int(np.prod(target, dtype=np.int64))
+    ind, vals = lax.reshape(ind, (n, k)), lax.reshape(vals, (n,))
+    order = slicing.argsort(vals, 0)
+    if kind == "min":
+        order = lax.rev(order, (0,))
+    order = lax.reshape(order, (n, 1))
+    vals, ind = slicing.gather(vals, order, (0,)), slicing.gather(ind, order, (0,))
+    if a.dtype.kind == "f":
+        neutral = np.inf if kind == "min" else -np.inf
+    elif a.dtype.kind == "b":
+        neutral = kind == "min"
+    else:
+        info = np.iinfo(a.dtype)
+        neutral = info.max if kind == "min" else info.min
+    written = slicing.scatter(lax.full(a.shape, neutral, a.dtype), ind, vals, tuple(range(k)))
+    return combine(x, written)
+
+
 class _IndexRef:
     """x.at[idx]: functional updates of the elements x[idx]."""
     __slots__ = ("x", "idx")
@@ -351,6 +388,30 @@ class _IndexRef:
         return core.as_array_type(_scatter_update(self.x, self.idx, values, "mul"))
 
     multiply = mul
+
+    def divide(self, values, **kwargs):
+        """A copy of x with x[idx] divided by values."""
+        from ._ufuncs import divide
+        ones = lax.full(get_aval(as_operand(self.x)).shape, 1, get_aval(as_operand(self.x)).dtype)
+        return core.as_array_type(divide(self.x, _scatter_update(ones, self.idx, values, "mul")))
+
+    def power(self, values, **kwargs):
+        """A copy of x with x[idx] raised to the power values."""
+        from ._ufuncs import power
+        ones = lax.full(get_aval(as_operand(self.x)).shape, 1, get_aval(as_operand(self.x)).dtype)
+        return core.as_array_type(power(self.x, _scatter_update(ones, self.idx, values, "set")))
+
+    def min(self, values, **kwargs):
+        """A copy of x with x[idx] = minimum(x[idx], values) (repeated indices reduce)."""
+        return core.as_array_type(_scatter_extremum(self.x, self.idx, values, "min"))
+
+    def max(self, values, **kwargs):
+        """A copy of x with x[idx] = maximum(x[idx], values) (repeated indices reduce)."""
+        return core.as_array_type(_scatter_extremum(self.x, self.idx, values, "max"))
+
+    def apply(self, func, **kwargs):
+        """A copy of x with x[idx] = func(x[idx]) (func is elementwise)."""
+        return self.set(func(self.get()))
 
 
 class _IndexHelper:
