@@ -376,6 +376,16 @@ class Array(np.ndarray, metaclass=_ArrayMeta):
     def at(self):
         return _tracer_methods["at"](self)
 
+    def __getitem__(self, idx):
+        # an index holding traced values must go through functrans.numpy (gather), as in JAX
+        parts = idx if type(idx) is tuple else (idx,)
+        if any(isinstance(i, Tracer) for i in parts):
+            return _tracer_methods["__getitem__"](self, idx)
+        try:
+            return np.ndarray.__getitem__(self, idx)
+        except IndexError:  # out of range: JAX clamps retrieval indices instead of raising
+            return _tracer_methods["__getitem__"](self, idx)
+
     def block_until_ready(self):
         """self: CPU results are ready when returned."""
         return self

@@ -440,9 +440,11 @@ INDEX_CASES = [
     np.s_[X4 > 100], np.s_[X4[:, :, 0, 0] % 2 == 0, 1:], np.s_[np.array([False, False]), 0],
     np.s_[[0, 1], ::-1, [2, 3]],
 ]
-INDEX_ERRORS = [np.s_[2], np.s_[0, 0, 0, 0, 0], np.s_[:, [3]], np.s_[..., ...],
-                np.s_[np.array([True, False, True])], np.s_[[0, 1], [0, 1, 2]], np.s_[1.5],
-                np.s_[:, -4]]
+INDEX_ERRORS = [np.s_[0, 0, 0, 0, 0], np.s_[..., ...], np.s_[np.array([True, False, True])],
+                np.s_[[0, 1], [0, 1, 2]], np.s_[1.5]]
+# out of range: NumPy raises, JAX (and functrans) clamp on retrieval
+OUT_OF_RANGE = [(np.s_[2], np.s_[1]), (np.s_[:, [3]], np.s_[:, [2]]), (np.s_[:, -4], np.s_[:, 0]),
+                (np.s_[np.array([5, -1])], np.s_[np.array([1, -1])])]
 
 
 @pytest.mark.parametrize("idx", INDEX_CASES, ids=str)
@@ -472,6 +474,15 @@ def test_getitem_errors_like_numpy(idx):
         X4[idx]
     with pytest.raises((IndexError, TypeError, ValueError)):
         staged(lambda x: x[idx])(X4)
+
+
+@pytest.mark.parametrize("idx,clamped", OUT_OF_RANGE, ids=str)
+def test_out_of_range_retrieval_clamps_like_jax(idx, clamped):
+    want = X4[clamped]
+    assert_same(staged(lambda x: x[idx])(X4), want, exact=True)
+    assert_same(jnp.asarray(X4)[idx], want, exact=True)
+    with pytest.raises(IndexError, match="out of bounds"):  # JAX drops such updates silently
+        jnp.asarray(X4).at[idx].set(0.0)
 
 
 def test_traced_scalar_and_array_indices():
@@ -522,7 +533,7 @@ def test_shape_mismatch_errors_name_shapes_and_location():
     _raises_here(ValueError, lambda: jnp.einsum("ij,jk->ik", a, b), "(2, 3)", "(4, 5)")
     _raises_here(ValueError, lambda: jnp.where(a > 0, a, b), "(2, 3)", "(4, 5)")
     _raises_here(ValueError, lambda: jnp.broadcast_to(a, (3, 3)), "(2, 3)", "(3, 3)")
-    _raises_here(IndexError, lambda: staged(lambda x: x[5])(a), "5")
+    _raises_here(IndexError, lambda: staged(lambda x: x.at[5].set(0.0))(a), "5")
     _raises_here(TypeError, lambda: jnp.subtract(a > 0, a > 1))
     _raises_here(ValueError, lambda: jnp.max(np.ones((0, 2)), axis=0), "(0, 2)")
     _raises_here(ValueError, lambda: staged(lambda x: x.at[0].set(np.ones(4)))(a), "(4,)", "(3,)")
@@ -621,3 +632,23 @@ def test_at_min_max_divide_power_apply_match_numpy():
     np.testing.assert_array_equal(jnp.asarray(x).at[1].divide(2.0), [5, 2.5, 5, 5])
     np.testing.assert_array_equal(jnp.asarray(x).at[1].power(2.0), [5, 25, 5, 5])
     np.testing.assert_allclose(jnp.asarray(x).at[1:3].apply(jnp.sqrt), [5, 5 ** 0.5, 5 ** 0.5, 5])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.float32])
+def test_take_modes_follow_jax(dtype):
+    a = np.arange(5).astype(dtype)
+    i = np.array([7, -1, -7, 2])
+    fill = np.nan if np.dtype(dtype).kind == "f" else np.iinfo(dtype).min
+    want = {None: [fill, 4, fill, 2], "fill": [fill, 4, fill, 2], "clip": [4, 0, 0, 2],
+            "wrap": [2, 4, 3, 2]}
+    for mode, w in want.items():
+        got = jnp.take(a, i, mode=mode)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, np.array(w, dtype=dtype))
+        np.testing.assert_array_equal(staged(lambda a, i: jnp.take(a, i, mode=mode))(a, i), got)
+    np.testing.assert_array_equal(jnp.take(a, i, fill_value=-3), np.array([-3, 4, -3, 2], dtype))
+    np.testing.assert_array_equal(
+        jnp.take_along_axis(np.arange(6).astype(dtype).reshape(2, 3), np.array([[5], [-1]]), axis=1),
+        np.array([[fill], [5]], dtype))
+    with pytest.raises(IndexError):
+        jnp.take(a, i, mode="raise")

@@ -67,16 +67,45 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
     if backend not in (None, "cpu"):
         raise NotImplementedError(f"jit backend {backend!r} has no lowering (use 'cpu' or 'cuda')")
     from . import numba_cpu, plan
-    kplan = plan.make_plan(closed)
-    src, dims, lits, extra = numba_cpu.generate(kplan)
+    kplan = plan.make_plan(closed, fuse_outer=True)
     _stats["traces_lowered"] += 1
+    if numba_cpu.should_split(kplan):
+        return SplitLowered(closed, kplan)
+    src, dims, lits, extra = numba_cpu.generate(kplan)
     return Lowered(closed, kplan, src, dims, lits, extra)
+
+
+class SplitLowered:
+    """The lowered form of a large jaxpr: ``.parts``, a list of ('numpy', eqn) run by the numpy
+    impl and ('kernel', Lowered) compiled kernels, run in order by a Python driver.
+    ``.as_text()`` joins the kernel sources."""
+
+    def __init__(self, closed, kplan):
+        from . import numba_cpu
+        self.jaxpr, self.plan = closed, kplan
+        self.parts = []
+        for kind, x in numba_cpu.split_plan(kplan):
+            if kind == "kernel":
+                src, dims, lits, extra = numba_cpu.generate(x)
+                x = Lowered(None, x, src, dims, lits, extra)
+            self.parts.append((kind, x))
+        self.source = "\n".join(f"# ---- kernel {i}\n{x.source}"
+                                for i, (k, x) in enumerate(self.parts) if k == "kernel")
+        self.dims = np.concatenate([np.zeros(0, np.int64)] + [x.dims for k, x in self.parts
+                                                               if k == "kernel"])
+
+    def as_text(self):
+        """The generated sources of all kernels, in order."""
+        return self.source
+
+    def __repr__(self):
+        return self.source
 
 
 def _normalize(a, dtype):
     if type(a) is np.ndarray and a.flags.c_contiguous and a.dtype == dtype:
         return a
-    return np.ascontiguousarray(a, dtype=dtype)
+    return np.asarray(a, dtype=dtype, order="C")   # keeps 0-d (ascontiguousarray makes 1-d)
 
 
 class _Executable:
@@ -136,6 +165,66 @@ class _Executable:
         return out
 
 
+class _Split:
+    """Runs a SplitLowered: numpy impls and compiled kernels over a list of value slots."""
+    __slots__ = ("program", "n_slots", "out_slots", "fixed", "name", "checked", "n_fixed_args",
+                 "prefix", "suffix", "kernel")
+
+    def __init__(self, low, name):
+        slots = {}
+
+        def slot(v):
+            if v not in slots:
+                slots[v] = len(slots)
+            return slots[v]
+        kplan = low.plan
+        for v in kplan.inputs:
+            slot(v)
+        self.fixed = []                       # (slot, value): constants and literals
+        for v, c in zip(kplan.inputs, kplan.consts):
+            self.fixed.append((slots[v], np.asarray(c)))
+        self.n_fixed_args = len(kplan.consts)      # args fill the slots after the constants
+
+        def in_slot(v):
+            if type(v) is core.Literal:
+                k = slot(object())            # a slot of its own
+                self.fixed.append((k, np.asarray(v.val, dtype=v.aval.dtype)))
+                return k
+            return slot(v)
+        self.program = []
+        for kind, x in low.parts:
+            if kind == "numpy":
+                ins = [in_slot(v) for v in x.inputs]
+                outs = [slot(o) for o in x.out_binders]
+                self.program.append((False, core.impl_rules[x.primitive], x.params, ins, outs))
+            else:
+                ins = [in_slot(v) for v in x.plan.inputs]
+                outs = [slot(o) for o in x.plan.outvars]
+                self.program.append((True, _Executable(x, name), None, ins, outs))
+        self.out_slots = [in_slot(v) for v in kplan.outvars]
+        self.n_slots = len(slots)
+        self.name, self.checked = name, True
+        self.prefix, self.suffix, self.kernel = (), (), self._run
+
+    def _run(self, *args):
+        vals = [None] * self.n_slots
+        for k, c in self.fixed:
+            vals[k] = c
+        vals[self.n_fixed_args:self.n_fixed_args + len(args)] = args
+        for compiled, f, params, ins, outs in self.program:
+            if compiled:
+                res = f([vals[i] for i in ins])
+            else:
+                res = f(*[vals[i] for i in ins], **params)
+                res = res if isinstance(res, (tuple, list)) else (res,)
+            for o, r in zip(outs, res):
+                vals[o] = r
+        return tuple(np.asarray(vals[k]) for k in self.out_slots)
+
+    def __call__(self, args):
+        return self._run(*args)
+
+
 class _Eager:
     """Fallback for jaxprs with dtypes numba cannot hold (float16, float0)."""
     __slots__ = ("closed",)
@@ -152,7 +241,8 @@ def executable(closed, name="fun"):
     ex = _executables.get(closed)
     if ex is None:
         if _supported(closed):
-            ex = _Executable(lower_for_backend(closed), name)
+            low = lower_for_backend(closed)
+            ex = _Split(low, name) if isinstance(low, SplitLowered) else _Executable(low, name)
         else:
             _log(f"'{name}' uses a dtype numba cannot compile; evaluating it eagerly")
             ex = _Eager(closed)

@@ -17,7 +17,7 @@ _HEADER = '''import math
 import numba
 import numpy as np
 from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, logistic_f64,
-                                      fsign, idiv, irem, fmax, fmin)
+                                      fsign, idiv, irem, fmax, fmin, hugepages)
 
 '''
 
@@ -269,7 +269,8 @@ class Emitter:
     def alloc(self, var):
         """Allocate the buffer of var; returns its name."""
         name = self.names[var] = self.fresh("v")
-        self.line(f"{name} = np.empty({_tuple(self.shapes[var])}, dtype={dtype_ctor(var.aval.dtype)})")
+        self.line(f"{name} = hugepages(np.empty({_tuple(self.shapes[var])}, "
+                  f"dtype={dtype_ctor(var.aval.dtype)}))")
         return name
 
     def array(self, v):
@@ -751,7 +752,7 @@ def _lower_sort(em, eqn):
 
 def _emit_sub(em, closed, in_vars_or_names, in_shapes):
     """Emit a ClosedJaxpr's code at the current indentation; returns its output names."""
-    kplan = plan_mod.make_plan(closed)
+    kplan = plan_mod.make_plan(closed, fuse_outer=True)
     nc = len(kplan.consts)
     for v, c in zip(kplan.inputs[:nc], kplan.consts):
         em.names[v] = em.const_arg(c)
@@ -919,3 +920,65 @@ def generate(kplan, name="kernel"):
            + "\n".join(em.body) + "\n")
     lits = tuple(np.array(em.lits[n], dtype=n) for n in lit_names)
     return src, np.array(em.dims, dtype=np.int64), lits, em.const_vals
+
+
+# ---------------------------------------------------------------------------------------------
+# Large plans: several small kernels run by a Python driver (numba's compile time grows
+# superlinearly with function size; small kernels are also cached, and shared, by content)
+
+NUMPY_OPS = {"dot_general", "reshape"}   # run by their numpy impl between kernels: no compile
+SPLIT_EQNS = 24        # plans with more equations than this are split
+SEGMENT_EQNS = 12      # about this many equations per kernel
+
+
+def _step_eqns(step):
+    return [step.eqn] if isinstance(step, Op) else step.eqns
+
+
+def _reads(steps):
+    out = []
+    for st in steps:
+        for e in _step_eqns(st):
+            out.extend(v for v in e.inputs if type(v) is Var)
+    return out
+
+
+def should_split(kplan):
+    """True if the plan is big enough to be compiled as several kernels."""
+    return sum(len(_step_eqns(s)) for s in kplan.steps) > SPLIT_EQNS
+
+
+def split_plan(kplan):
+    """The plan as a list of parts: ('numpy', eqn) for an equation run by its numpy impl, or
+    ('kernel', KernelPlan) for a run of steps compiled together. Each sub-plan's inputs are the
+    vars it reads from earlier parts and its outputs the vars later parts (or the result) read."""
+    runs, cur, n = [], [], 0
+    for step in kplan.steps:
+        if isinstance(step, Op) and step.eqn.primitive.name in NUMPY_OPS:
+            if cur:
+                runs.append(cur)
+            runs.append(step)
+            cur, n = [], 0
+            continue
+        cur.append(step)
+        n += len(_step_eqns(step))
+        if n >= SEGMENT_EQNS:
+            runs.append(cur)
+            cur, n = [], 0
+    if cur:
+        runs.append(cur)
+    live = set(v for v in kplan.outvars if type(v) is Var)
+    parts = []
+    for run in reversed(runs):
+        steps = [run] if isinstance(run, Op) else run
+        defs = set(o for st in steps for e in _step_eqns(st) for o in e.out_binders)
+        outs = [v for v in dict.fromkeys(o for st in steps for e in _step_eqns(st)
+                                         for o in e.out_binders) if v in live]
+        reads = list(dict.fromkeys(v for v in _reads(steps) if v not in defs))
+        live = (live - defs) | set(reads)
+        if isinstance(run, Op):
+            parts.append(("numpy", run.eqn))
+        elif outs:
+            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized | set(outs))
+            parts.append(("kernel", sub))
+    return parts[::-1]

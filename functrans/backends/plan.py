@@ -130,9 +130,93 @@ def _depends_on(eqn, group):
                                      for v in eqn.inputs)
 
 
-def make_plan(closed):
-    """The KernelPlan of a ClosedJaxpr."""
+def _outer_dims(eqn):
+    """For a dot_general whose contraction has size 1 (an outer product, batched or not): the
+    output position each operand dim reads from (None for a contracted dim); else None."""
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    x, y = eqn.inputs
+    out = eqn.out_binders[0]
+    if (type(x) is Literal or type(y) is Literal or out.aval.ndim == 0
+            or not (x.aval.dtype == y.aval.dtype == out.aval.dtype)
+            or x.aval.dtype.kind not in "iufc"
+            or any(x.aval.shape[d] != 1 for d in lc)):
+        return None
+    lf = [d for d in range(x.aval.ndim) if d not in lc and d not in lb]
+    rf = [d for d in range(y.aval.ndim) if d not in rc and d not in rb]
+    xpos, ypos = [None] * x.aval.ndim, [None] * y.aval.ndim
+    for i, (a, b) in enumerate(zip(lb, rb)):
+        xpos[a], ypos[b] = i, i
+    for j, d in enumerate(lf):
+        xpos[d] = len(lb) + j
+    for j, d in enumerate(rf):
+        ypos[d] = len(lb) + len(lf) + j
+    return xpos, ypos
+
+
+def _read_as(v, pos, out_aval):
+    """A broadcast_in_dim equation reading v into out_aval's shape; dim k of v is read at output
+    position pos[k] (a size-1 dim with pos None reads index 0: it is mapped onto dim 0, which the
+    code generator reads as 0 because v's dim has size 1)."""
+    dims = tuple(0 if p is None else p for p in pos)
+    o = Var(out_aval)
+    prim = core_prims()["broadcast_in_dim"]
+    return core.JaxprEqn(prim, [v], {"shape": out_aval.shape, "broadcast_dimensions": dims},
+                         [o], None), o
+
+
+_PRIMS = {}
+
+
+def core_prims():
+    """The lax primitives the rewrites emit (imported lazily)."""
+    if not _PRIMS:
+        from ..lax import lax
+        _PRIMS.update(broadcast_in_dim=lax.broadcast_in_dim_p, mul=lax.mul_p)
+    return _PRIMS
+
+
+def fuse_outer_products(eqns, outvars):
+    """Rewrite every dot_general with a size-1 contraction as broadcast reads and a mul (a fused
+    loop nest instead of a loop of rank-1 BLAS calls). A transpose that is the only consumer of
+    such a product is folded into the reads, so the product is written once, in its final
+    layout."""
+    uses = {}
+    for e in eqns:
+        for v in e.inputs:
+            if type(v) is Var:
+                uses.setdefault(v, []).append(e)
+    outset = set(v for v in outvars if type(v) is Var)
+    folded, new = set(), []
+    for e in eqns:
+        if id(e) in folded:
+            continue
+        dims = _outer_dims(e) if e.primitive.name == "dot_general" else None
+        if dims is None:
+            new.append(e)
+            continue
+        out = e.out_binders[0]
+        xpos, ypos = dims
+        consumers = uses.get(out, [])
+        if (out not in outset and len(consumers) == 1
+                and consumers[0].primitive.name == "transpose"):
+            t = consumers[0]
+            inv = {p: k for k, p in enumerate(t.params["permutation"])}
+            xpos = [None if p is None else inv[p] for p in xpos]
+            ypos = [None if p is None else inv[p] for p in ypos]
+            folded.add(id(t))
+            out = t.out_binders[0]
+        ex, xv = _read_as(e.inputs[0], xpos, out.aval)
+        ey, yv = _read_as(e.inputs[1], ypos, out.aval)
+        new += [ex, ey, core.JaxprEqn(core_prims()["mul"], [xv, yv], {}, [out], e.source_info)]
+    return new
+
+
+def make_plan(closed, fuse_outer=False):
+    """The KernelPlan of a ClosedJaxpr. fuse_outer=True lowers outer-product dot_generals
+    (contraction of size 1) as fused loops (see fuse_outer_products)."""
     invars, const_pairs, eqns, outvars = inline_jit(closed)
+    if fuse_outer:
+        eqns = fuse_outer_products(eqns, outvars)
     steps, group, hoisted = [], None, []
 
     def flush():

@@ -5,11 +5,13 @@ coefficients), so LLVM vectorises the loops that call them; libm would be called
 element (about 15 ns for tanh against 0.2 ns here). float64 uses libm. Integer helpers give
 lax semantics (division rounds towards zero, x / 0 == 0)."""
 import math
+import sys
 
 import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 _J = dict(cache=True, error_model="numpy")
@@ -31,6 +33,38 @@ def _i2f(typingctx, i):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
     return sig, codegen
+
+
+@intrinsic
+def _madvise(typingctx, addr, n, advice):
+    sig = types.int32(types.int64, types.int64, types.int32)
+
+    def codegen(context, builder, signature, args):
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.IntType(32), [i8p, ir.IntType(64), ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "madvise")
+        return builder.call(fn, [builder.inttoptr(args[0], i8p), args[1], args[2]])
+    return sig, codegen
+
+
+_HUGE = 2 << 20
+_MADV_HUGEPAGE = np.int32(14)   # Linux only; elsewhere hugepages() does nothing
+_LINUX = sys.platform.startswith("linux")
+
+
+@numba.njit(**_J)
+def hugepages(v):
+    """Ask Linux for transparent huge pages on a fresh buffer of 4 MiB or more (as numpy's own
+    allocator does): the first touch of a 100 MB buffer then costs 50 page faults, not 25000
+    (45 ms against 7 ms for a 128x784x256 float32 outer product). Returns v."""
+    n = v.size * v.itemsize
+    if _LINUX and n >= 2 * _HUGE:
+        a = v.ctypes.data
+        start = (a + _HUGE - 1) & ~(_HUGE - 1)
+        end = (a + n) & ~(_HUGE - 1)
+        if end > start:
+            _madvise(start, end - start, _MADV_HUGEPAGE)
+    return v
 
 
 _F = np.float32

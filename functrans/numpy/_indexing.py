@@ -111,6 +111,21 @@ def _slice_params(s, n):
     return start, stop, step, len(range(start, stop, step))
 
 
+class _Bounds:
+    """What a concrete out-of-range index does. Retrieval clamps it into range, as JAX documents
+    (x[7] of a length-5 x is x[4]); x.at[...] updates, whose coordinates are computed with the
+    same code, set ``clamp = False`` and raise IndexError instead (JAX drops such updates; we
+    refuse rather than drop silently)."""
+    clamp = True
+
+
+def _out_of_bounds(e, n, axis):
+    """Clamped index, or IndexError when updating (see _Bounds)."""
+    if not _Bounds.clamp or n == 0:
+        raise _index_error(f"index {e} is out of bounds for axis {axis} with size {n}")
+    return 0 if e < -n else n - 1
+
+
 def _normalize_int_array(a, n, axis):
     """Concrete or traced integer index array with negative entries wrapped (concrete ones are
     bounds-checked as NumPy does)."""
@@ -121,7 +136,8 @@ def _normalize_int_array(a, n, axis):
     a = np.asarray(a, np.int64)
     if a.size and (a.max() >= n or a.min() < -n):
         bad = a[(a >= n) | (a < -n)].flat[0]
-        raise _index_error(f"index {bad} is out of bounds for axis {axis} with size {n}")
+        _out_of_bounds(bad, n, axis)
+        a = np.clip(a, -n, n - 1)
     return np.where(a < 0, a + n, a)
 
 
@@ -165,7 +181,7 @@ def _int_to_adv(entries, shape):
             continue
         if isinstance(e, int):
             if not -shape[d] <= e < shape[d]:
-                raise _index_error(f"index {e} is out of bounds for axis {d} with size {shape[d]}")
+                e = _out_of_bounds(e, shape[d], d)
             e = e % shape[d] if shape[d] else e
         out.append(e)
         d += 1
@@ -258,16 +274,16 @@ def _getitem_entries(x, entries):
 
 def _basic_getitem(x, entries):
     aval = get_aval(x)
-    ints, d = [], 0
+    ints, d, clamped = [], 0, []
     for e in entries:
-        if e is None:
-            continue
-        if isinstance(e, int):
+        if e is not None and isinstance(e, int):
             n = aval.shape[d]
             if not -n <= e < n:
-                raise _index_error(f"index {e} is out of bounds for axis {d} with size {n}")
+                e = _out_of_bounds(e, n, d)
             ints.append(d)
-        d += 1
+        clamped.append(e)
+        d += e is not None
+    entries = clamped
     sl = [slice(e % aval.shape[k], e % aval.shape[k] + 1) if isinstance(e, int) else e
           for k, e in enumerate(e for e in entries if e is not None)]
     it = iter(sl)
@@ -308,10 +324,19 @@ def _scatter_indices(x_shape, idx, trim=True):
     return (cols[0] if k == 1 else slicing.concatenate(cols, len(G))), k
 
 
+def _update_indices(shape, idx, trim=True):
+    """_scatter_indices for x.at[] updates: concrete out-of-range indices raise (see _Bounds)."""
+    _Bounds.clamp = False
+    try:
+        return _scatter_indices(shape, idx, trim)
+    finally:
+        _Bounds.clamp = True
+
+
 def _scatter_update(x, idx, values, kind):
     x = as_operand(x)
     shape = get_aval(x).shape
-    ind, k = _scatter_indices(shape, idx)
+    ind, k = _update_indices(shape, idx)
     upd_shape = (get_aval(ind).shape[:-1] if k else ()) + shape[k:]
     vals = as_operand(values)
     target = upd_shape
@@ -336,7 +361,7 @@ def _scatter_extremum(x, idx, values, kind):
     combine = minimum if kind == "min" else maximum
     x = as_operand(x)
     a = get_aval(x)
-    ind, k = _scatter_indices(a.shape, idx, trim=False)
+    ind, k = _update_indices(a.shape, idx, trim=False)
     target = get_aval(ind).shape[:-1] if k else a.shape
     try:
         vals = broadcast_to_shape(cast(as_operand(values), a.dtype), target)
@@ -432,8 +457,53 @@ def at(x):
 # ---------------------------------------------------------------------------------------------
 # take / take_along_axis
 
+def _fill_value(dtype, fill_value):
+    if fill_value is not None:
+        return fill_value
+    dtype = np.dtype(dtype)
+    if dtype.kind in "fc":
+        return np.nan
+    if dtype.kind == "b":
+        return True
+    info = np.iinfo(dtype)
+    return info.min if dtype.kind == "i" else info.max
+
+
+def _index_mode(ind, n, mode):
+    """(in-range index array, validity mask or None) for JAX's take modes: 'fill' (the default:
+    out-of-range entries are masked), 'clip', 'wrap', or NumPy's 'raise' (concrete indices)."""
+    from ._ufuncs import clip, logical_and, remainder, where
+    mode = "fill" if mode is None else mode
+    if mode == "raise":
+        _Bounds.clamp = False
+        try:
+            return _normalize_int_array(ind, n, 0) if not isinstance(ind, Tracer) else ind, None
+        finally:
+            _Bounds.clamp = True
+    if mode == "wrap":
+        return remainder(ind, n), None
+    if mode == "clip":
+        return clip(ind, 0, n - 1), None
+    if mode != "fill":
+        raise ValueError(f"take: mode must be one of 'fill', 'clip', 'wrap', 'raise', got "
+                         f"{mode!r}{core.where()}")
+    valid = logical_and(ind >= -n, ind < n)
+    return where(valid, where(ind < 0, ind + n, ind), 0), valid
+
+
+def _masked(out, valid, ax, dtype, fill_value):
+    """out with the positions of invalid indices (valid's dims sit at ax) set to fill_value."""
+    if valid is None:
+        return out
+    from ._ufuncs import where
+    nd_out, nd_v = get_aval(out).ndim, get_aval(valid).ndim
+    valid = lax.reshape(valid, (1,) * ax + get_aval(valid).shape + (1,) * (nd_out - ax - nd_v))
+    return where(valid, out, cast(_fill_value(dtype, fill_value), dtype))
+
+
 def take(a, indices, axis=None, mode=None, fill_value=None):
-    """Elements of a at indices along axis (None: of the flattened a)."""
+    """Elements of a at indices along axis (None: of the flattened a). Out-of-range indices
+    follow JAX's ``mode``: 'fill' (default; NaN, or the most negative integer), 'clip', 'wrap'."""
     a = as_operand(a)
     if axis is None:
         from ._shape import ravel
@@ -442,11 +512,14 @@ def take(a, indices, axis=None, mode=None, fill_value=None):
     ind = _as_index_array(indices)
     if get_aval(ind).dtype.kind not in "iu":
         raise TypeError(f"take: indices must be integers, got {get_aval(ind).dtype}{core.where()}")
-    return getitem(a, (slice(None),) * ax + (ind,))
+    ind, valid = _index_mode(ind, get_aval(a).shape[ax], mode)
+    out = getitem(a, (slice(None),) * ax + (ind,))
+    return _masked(out, valid, ax, get_aval(a).dtype, fill_value)
 
 
-def take_along_axis(arr, indices, axis):
-    """Elements of arr at indices along axis, the other dims matched (broadcast) with indices."""
+def take_along_axis(arr, indices, axis, mode=None, fill_value=None):
+    """Elements of arr at indices along axis, the other dims matched (broadcast) with indices;
+    out-of-range indices follow ``mode`` as in take."""
     a = as_operand(arr)
     ind = _as_index_array(indices)
     if axis is None:
@@ -460,6 +533,7 @@ def take_along_axis(arr, indices, axis):
                          f"(shape {get_aval(a).shape}) must have the same number of dimensions"
                          f"{core.where()}")
     ax = canonical_axis(axis, nd)
+    ind, valid = _index_mode(ind, get_aval(a).shape[ax], mode)
     full_idx = []
     for d in range(nd):
         if d == ax:
@@ -468,4 +542,8 @@ def take_along_axis(arr, indices, axis):
             shape = [1] * nd
             shape[d] = get_aval(a).shape[d]
             full_idx.append(np.arange(get_aval(a).shape[d]).reshape(shape))
-    return getitem(a, tuple(full_idx))
+    out = getitem(a, tuple(full_idx))
+    if valid is None:
+        return out
+    from ._ufuncs import where
+    return where(valid, out, cast(_fill_value(get_aval(a).dtype, fill_value), get_aval(a).dtype))
