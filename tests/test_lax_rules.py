@@ -611,3 +611,19 @@ def test_check_grads_second_order_catches_wrong_second_derivative():
         for table in (core.impl_rules, core.abstract_eval_rules, batching.batch_rules,
                       ad.jvp_rules):
             table.pop(p, None)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint32, np.float64])
+def test_select_n_large_arrays_bit_identical(dtype):
+    # large 4-byte arrays take the integer bit-select path of the impl
+    rng = np.random.default_rng(0)
+    which = rng.random((130, 130)) > 0.5
+    a = (rng.standard_normal((130, 130)) * 100).astype(dtype)
+    b = (rng.standard_normal((130, 130)) * 100).astype(dtype)
+    if np.dtype(dtype).kind == "f":
+        a[0, :4] = [np.nan, -0.0, np.inf, -np.inf]
+        b[0, 4:8] = [np.nan, -0.0, np.inf, -np.inf]
+    got = lax.select(which, a, b)
+    want = np.where(which, a, b)
+    assert got.dtype == want.dtype
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
