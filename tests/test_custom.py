@@ -181,3 +181,11 @@ def test_checkpoint_composes():
     h1 = ft.hessian(r)(x)
     np.testing.assert_allclose(h1, ft.hessian(_chain)(x), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(ft.jvp(r, (x,), (x,))[1], ft.jvp(_chain, (x,), (x,))[1])
+
+
+def test_vmap_of_custom_functions_equals_loop():
+    xs = np.stack([np.linspace(0.6, 1.2, 5), np.linspace(-1.0, 0.3, 5)])
+    r = ft.checkpoint(_chain)
+    np.testing.assert_allclose(ft.vmap(r)(xs), [_chain(x) for x in xs])
+    np.testing.assert_allclose(ft.vmap(f_jvp2, in_axes=1, out_axes=1)(xs), np.sin(xs))
+    np.testing.assert_allclose(ft.vmap(g_vjp3, in_axes=(0, None))(xs, xs[0]), xs * xs[0])
