@@ -196,6 +196,8 @@ class EvalTrace(Trace):
 
     def process_primitive(self, prim, args, params):
         for x in args:
+            if type(x) is np.ndarray:
+                continue
             if isinstance(x, Tracer):
                 raise escaped_tracer_error(x)
             if type(x) is Array:  # impls run on base ndarrays: subclass ufuncs cost ~0.5 us
@@ -667,10 +669,11 @@ class StagingTrace(Trace):
     def process_primitive(self, prim, args, params):
         ours = False
         for x in args:
-            if isinstance(x, Tracer) and x._trace is self:
-                ours = True
-            else:
-                self.check_foreign(x)
+            if isinstance(x, Tracer):
+                if x._trace is self:
+                    ours = True
+                elif not x._trace.valid:
+                    raise escaped_tracer_error(x)
         if self.forward:
             if not ours:
                 return _bind_in_parent(self, prim, args, params)

@@ -114,14 +114,16 @@ class JVPTrace(Trace):
     def process_primitive(self, prim, args, params):
         primals, tangents, nonzero = [], [], False
         for x in args:
-            if isinstance(x, Tracer) and x._trace is self:
-                primals.append(x.primal)
-                tangents.append(x.tangent)
-                nonzero = True
-            else:
-                self.check_foreign(x)
-                primals.append(x)
-                tangents.append(None)
+            if isinstance(x, Tracer):
+                if x._trace is self:
+                    primals.append(x.primal)
+                    tangents.append(x.tangent)
+                    nonzero = True
+                    continue
+                if not x._trace.valid:
+                    raise core.escaped_tracer_error(x)
+            primals.append(x)
+            tangents.append(None)
         prev = core._state.trace
         core._state.trace = self.parent
         try:
