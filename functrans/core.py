@@ -643,6 +643,10 @@ class StagedTracer(Tracer):
     aval = property(lambda self: self._aval)
 
 
+_SCALAR_TYPES = {bool, int, float, complex, np.float64, np.float32, np.int64, np.int32, np.bool_,
+                 np.uint32, np.uint8, np.int8, np.int16, np.uint16, np.uint64, np.float16}
+
+
 class _Recipe:
     __slots__ = ("prim", "inputs", "params", "outs", "src")
 
@@ -707,9 +711,10 @@ class StagingTrace(Trace):
         constvars, consts, const_var_of = [], [], {}
 
         def read(x):
-            if isinstance(x, Tracer) and x._trace is self:
-                return var_of[id(x)]
-            if not isinstance(x, Tracer) and np.ndim(x) == 0:
+            if isinstance(x, Tracer):
+                if x._trace is self:
+                    return var_of[id(x)]
+            elif x.__class__ in _SCALAR_TYPES or (isinstance(x, np.ndarray) and not x.shape):
                 return Literal(x)
             v = const_var_of.get(id(x))
             if v is None:
