@@ -87,7 +87,7 @@ def numpy_step(params, x, y):
     return new
 
 
-def bench_mlp(rows):
+def bench_mlp(rows, label="MLP step 784-512-256-10 b256 f32"):
     params = init_mlp([784, 512, 256, 10])
     rng = np.random.default_rng(1)
     x = rng.normal(size=(256, 784)).astype(np.float32)
@@ -103,7 +103,20 @@ def bench_mlp(rows):
             lambda a, g: a - 0.01 * g, p, jax.grad(lambda p: mlp_loss_jax(p, x, y))(p)))
         jp = jax.tree_util.tree_map(jnp.asarray, params)
         t_jax = best(lambda: jax.block_until_ready(jstep(jp, x, y)))
-    rows.append(("MLP step 784-512-256-10 b256 f32", t_ft, t_np, t_jax, f"max|diff| {err:.1e}"))
+    rows.append((label, t_ft, t_np, t_jax, f"max|diff| {err:.1e}"))
+
+
+def bench_mlp_blas_unset(rows):
+    """The MLP row again in a subprocess with OPENBLAS_CORETYPE unset for every library (OpenBLAS
+    then picks its AVX-512 kernels); skipped when the variable is not set here."""
+    if "OPENBLAS_CORETYPE" not in os.environ:
+        return
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--mlp-row"], env=env,
+                         capture_output=True, text=True, check=True).stdout
+    ft, np_, jt, note = out.strip().splitlines()[-1].split(";;")
+    rows.append(("MLP step, OPENBLAS_CORETYPE unset", float(ft), float(np_),
+                 jt if jt == "n/a" else float(jt), note))
 
 
 def mlp_loss_jax(params, x, y):
@@ -239,7 +252,8 @@ def main():
           f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
           f"cpus={os.cpu_count()}")
     rows = []
-    for b in (bench_overhead, bench_fused, bench_mlp, bench_per_example, bench_first_call):
+    for b in (bench_overhead, bench_fused, bench_mlp, bench_mlp_blas_unset, bench_per_example,
+              bench_first_call):
         b(rows)
     print(f"{'benchmark':40s} {'functrans':>11s} {'numpy':>11s} {'ft/np':>7s} {'jax':>9s} "
           f"{'ft/jax':>7s}  notes")
@@ -253,4 +267,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--mlp-row"]:
+        r = []
+        bench_mlp(r)
+        print(";;".join(str(v) for v in r[0][1:]))
+    else:
+        main()

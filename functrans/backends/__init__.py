@@ -67,7 +67,7 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
     if backend not in (None, "cpu"):
         raise NotImplementedError(f"jit backend {backend!r} has no lowering (use 'cpu' or 'cuda')")
     from . import numba_cpu, plan
-    kplan = plan.make_plan(closed, fuse_outer=True)
+    kplan = plan.make_plan(closed, rewrites=True)
     _stats["traces_lowered"] += 1
     if numba_cpu.should_split(kplan):
         return SplitLowered(closed, kplan)
@@ -89,10 +89,9 @@ class SplitLowered:
                 src, dims, lits, extra = numba_cpu.generate(x)
                 x = Lowered(None, x, src, dims, lits, extra)
             self.parts.append((kind, x))
-        self.source = "\n".join(f"# ---- kernel {i}\n{x.source}"
-                                for i, (k, x) in enumerate(self.parts) if k == "kernel")
-        self.dims = np.concatenate([np.zeros(0, np.int64)] + [x.dims for k, x in self.parts
-                                                               if k == "kernel"])
+        kernels = [x for k, x in self.parts if k == "kernel"]
+        self.source = "\n".join(f"# ---- kernel {i}\n{x.source}" for i, x in enumerate(kernels))
+        self.dims = np.concatenate([np.zeros(0, np.int64)] + [x.dims for x in kernels])
 
     def as_text(self):
         """The generated sources of all kernels, in order."""

@@ -4,7 +4,8 @@ compiled by ``numba.njit``.
 The source is shape-erased: every dimension (and every literal) is read from run-time
 arguments ``D`` (int64) and ``L_<dtype>``, so a new batch size reuses the compiled kernel.
 Lowering rules for equations that are not fused live in ``lower_rules`` (primitive name ->
-f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``."""
+f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``. Large plans are cut into
+several such modules by ``split_plan`` (see the end of this file)."""
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,8 @@ _HEADER = '''import math
 import numba
 import numpy as np
 from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, logistic_f64,
-                                      fsign, idiv, irem, fmax, fmin, hugepages)
+                                      fsign, idiv, irem, fmax, fmin, hugepages,
+                                      sin_f32, cos_f32)
 
 '''
 
@@ -144,8 +146,8 @@ SCALAR_RULES = {
     "expm1": _unary_float(generic="np.expm1"),
     "tanh": _unary_float(f32="tanh_f32", generic="math.tanh"),
     "logistic": _unary_float(f32="logistic_f32", f64="logistic_f64", generic="logistic_f64"),
-    "sin": _unary_float(generic="math.sin"),
-    "cos": _unary_float(generic="math.cos"),
+    "sin": _unary_float(f32="sin_f32", generic="math.sin"),
+    "cos": _unary_float(f32="cos_f32", generic="math.cos"),
     "tan": _unary_float(generic="math.tan"),
     "asin": _unary_float(generic="np.arcsin"),
     "acos": _unary_float(generic="np.arccos"),
@@ -354,7 +356,7 @@ def _emit_group(em, g, materialized):
         else:
             expr = _index_map_read(em, eqn, idx, read)
         s = em.fresh("s")
-        body.append(f"{s} = {em.cast(expr, dout)}")
+        body.append(f"{s} = {em.cast(expr, dout) if _needs_cast(eqn) else expr}")
         scal[out] = s
         if out in materialized:
             body.append(f"{em.names[out]}[{_index(idx)}] = {s}")
@@ -372,6 +374,27 @@ def _emit_group(em, g, materialized):
             em.ind -= 1
         for ln in post[k]:
             em.line(ln)
+
+
+# float ops whose numba result already has the operands' dtype (smaller code, faster compiles)
+_SAME_TYPE_FLOAT_OPS = {"add", "sub", "mul", "div", "neg", "max", "min", "select_n", "abs",
+                        "stop_gradient", "integer_pow"}
+_F32_HELPERS = {"exp", "log", "tanh", "logistic", "sin", "cos"}
+_COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
+
+
+def _needs_cast(eqn):
+    """False where the scalar expression provably has the output dtype already."""
+    name, dout = eqn.primitive.name, eqn.out_binders[0].aval.dtype
+    if name in plan_mod.INDEX_MAPS:
+        return name == "iota" or any(type(v) is Literal for v in eqn.inputs)
+    if name in _COMPARISONS:
+        return dout != np.bool_
+    if dout.kind != "f" or any(v.aval.dtype != dout for v in eqn.inputs[name == "select_n":]):
+        return True
+    if name in _SAME_TYPE_FLOAT_OPS:
+        return name == "integer_pow" and eqn.params["y"] <= 0
+    return not (dout == np.float32 and name in _F32_HELPERS)
 
 
 def _emit_reduction(em, eqn, v, idx, pre, post, body):
@@ -752,7 +775,7 @@ def _lower_sort(em, eqn):
 
 def _emit_sub(em, closed, in_vars_or_names, in_shapes):
     """Emit a ClosedJaxpr's code at the current indentation; returns its output names."""
-    kplan = plan_mod.make_plan(closed, fuse_outer=True)
+    kplan = plan_mod.make_plan(closed, rewrites=True)
     nc = len(kplan.consts)
     for v, c in zip(kplan.inputs[:nc], kplan.consts):
         em.names[v] = em.const_arg(c)
@@ -926,9 +949,9 @@ def generate(kplan, name="kernel"):
 # Large plans: several small kernels run by a Python driver (numba's compile time grows
 # superlinearly with function size; small kernels are also cached, and shared, by content)
 
-NUMPY_OPS = {"dot_general", "reshape"}   # run by their numpy impl between kernels: no compile
+NUMPY_OPS = {"dot_general"}   # run by their numpy impl between kernels: no compile
 SPLIT_EQNS = 24        # plans with more equations than this are split
-SEGMENT_EQNS = 12      # about this many equations per kernel
+SEGMENT_EQNS = 16      # about this many equations per kernel
 
 
 def _step_eqns(step):

@@ -10,6 +10,8 @@ Nested ``jit`` equations are inlined first. The plan depends on shapes only thro
 *equality* (and size-1 broadcasting), so most new batch sizes give the same plan."""
 from __future__ import annotations
 
+import numpy as np
+
 from .. import core
 from ..core import Literal, Var
 
@@ -211,12 +213,139 @@ def fuse_outer_products(eqns, outvars):
     return new
 
 
-def make_plan(closed, fuse_outer=False):
-    """The KernelPlan of a ClosedJaxpr. fuse_outer=True lowers outer-product dot_generals
-    (contraction of size 1) as fused loops (see fuse_outer_products)."""
+# index maps and reshapes of a splat are the same splat
+_SPLAT_PRESERVING = {"broadcast_in_dim", "reshape", "transpose", "rev", "squeeze", "slice"}
+
+
+def _splat(val, aval):
+    lit = core.Literal(val)
+    lit.aval = core.ShapedArray(aval.shape, aval.dtype)   # a scalar standing for a full array
+    return lit
+
+
+def fold_splats(eqns, outvars):
+    """Constant folding of "splats" (arrays with one value everywhere: broadcasts of literals
+    and elementwise ops of splats): they become literals in the elementwise equations that read
+    them, instead of buffers filled and read back. A splat read by anything else (a reduction,
+    an Op, the outputs) is materialized by one broadcast right before its first such use.
+    Returns (eqns, outvars)."""
+    splat, made, new = {}, {}, []
+
+    def materialize(v):
+        if v not in made:
+            made[v] = v
+            lit = core.Literal(splat[v].val)
+            new.append(core.JaxprEqn(core_prims()["broadcast_in_dim"], [lit],
+                                     {"shape": v.aval.shape, "broadcast_dimensions": ()}, [v]))
+        return v
+
+    for e in eqns:
+        name = e.primitive.name
+        ins = [splat.get(v, v) if type(v) is Var else v for v in e.inputs]
+        if len(e.out_binders) == 1 and all(type(v) is Literal for v in ins) and (
+                name in _SPLAT_PRESERVING or name in ELEMENTWISE):
+            out = e.out_binders[0]
+            if name in ELEMENTWISE:
+                val = core.impl_rules[e.primitive](*[np.asarray(v.val, v.aval.dtype) for v in ins],
+                                                   **e.params)
+                val = np.asarray(val, out.aval.dtype).reshape(())
+            else:
+                val = ins[0].val
+            splat[out] = _splat(val, out.aval)
+            continue
+        if name in ELEMENTWISE:
+            e = core.JaxprEqn(e.primitive, ins, e.params, e.out_binders, e.source_info)
+        else:
+            for v in e.inputs:
+                if type(v) is Var and v in splat:
+                    materialize(v)
+        new.append(e)
+    outs = [materialize(v) if type(v) is Var and v in splat else v for v in outvars]
+    return new, outs
+
+
+def _swap_transposed_dots(eqns, outvars):
+    """transpose(dot_general(a, b)) that swaps the lhs and rhs free dims -> dot_general(b, a):
+    the product is written in its final layout instead of copied."""
+    uses = {}
+    for e in eqns:
+        for v in e.inputs:
+            if type(v) is Var:
+                uses[v] = uses.get(v, 0) + 1
+    dots = {e.out_binders[0]: e for e in eqns if e.primitive.name == "dot_general"}
+    outset = set(v for v in outvars if type(v) is Var)
+    new = []
+    for e in eqns:
+        v = e.inputs[0] if e.primitive.name == "transpose" else None
+        d = dots.get(v) if type(v) is Var else None
+        if d is not None and uses.get(v) == 1 and v not in outset:
+            (lc, rc), (lb, rb) = d.params["dimension_numbers"]
+            x, y = d.inputs
+            nb, nlf = len(lb), x.aval.ndim - len(lc) - len(lb)
+            nrf = y.aval.ndim - len(rc) - len(rb)
+            swap = list(range(nb)) + list(range(nb + nlf, nb + nlf + nrf)) + \
+                list(range(nb, nb + nlf))
+            if list(e.params["permutation"]) == swap:
+                e = core.JaxprEqn(d.primitive, [y, x],
+                                  dict(d.params, dimension_numbers=((rc, lc), (rb, lb))),
+                                  e.out_binders, d.source_info)
+        new.append(e)
+    return new
+
+
+def absorb_transposes_into_dots(eqns, outvars):
+    """dot_general(transpose(a), b) -> dot_general(a, b) with its dimension numbers mapped
+    through the permutation, when that keeps the order of the free dims (hence the output):
+    BLAS takes the transposed operand as a flag instead of a copied array. And
+    transpose(dot_general(a, b)) -> dot_general(b, a) where that is the same array. The
+    equations left unused are dropped by drop_unused."""
+    eqns = _swap_transposed_dots(eqns, outvars)
+    made = {e.out_binders[0]: e for e in eqns if e.primitive.name == "transpose"}
+    new = []
+    for e in eqns:
+        if e.primitive.name == "dot_general" and any(v in made for v in e.inputs
+                                                      if type(v) is Var):
+            (lc, rc), (lb, rb) = e.params["dimension_numbers"]
+            ins, cs, bs = list(e.inputs), [list(lc), list(rc)], [list(lb), list(rb)]
+            for k, v in enumerate(e.inputs):
+                t = made.get(v) if type(v) is Var else None
+                if t is None:
+                    continue
+                perm = t.params["permutation"]
+                free = [d for d in range(len(perm)) if d not in cs[k] and d not in bs[k]]
+                if [perm[d] for d in free] != sorted(perm[d] for d in free):
+                    continue
+                ins[k] = t.inputs[0]
+                cs[k] = [perm[d] for d in cs[k]]
+                bs[k] = [perm[d] for d in bs[k]]
+            dn = ((tuple(cs[0]), tuple(cs[1])), (tuple(bs[0]), tuple(bs[1])))
+            e = core.JaxprEqn(e.primitive, ins, dict(e.params, dimension_numbers=dn),
+                              e.out_binders, e.source_info)
+        new.append(e)
+    return new
+
+
+def drop_unused(eqns, outvars):
+    """The equations whose results are used (every primitive here is pure)."""
+    live = set(v for v in outvars if type(v) is Var)
+    kept = []
+    for e in reversed(eqns):
+        if any(o in live for o in e.out_binders):
+            kept.append(e)
+            live.update(v for v in e.inputs if type(v) is Var)
+    return kept[::-1]
+
+
+def make_plan(closed, rewrites=False):
+    """The KernelPlan of a ClosedJaxpr. rewrites=True (the CPU backend) also folds splat
+    constants into the loops that read them (fold_splats), lowers outer-product dot_generals
+    as fused loops (fuse_outer_products) and feeds transposes to dot_general as BLAS flags
+    (absorb_transposes_into_dots)."""
     invars, const_pairs, eqns, outvars = inline_jit(closed)
-    if fuse_outer:
+    if rewrites:
+        eqns, outvars = fold_splats(eqns, outvars)
         eqns = fuse_outer_products(eqns, outvars)
+        eqns = drop_unused(absorb_transposes_into_dots(eqns, outvars), outvars)
     steps, group, hoisted = [], None, []
 
     def flush():
