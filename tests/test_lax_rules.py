@@ -363,7 +363,7 @@ OPS = [
     unop("cosh", L.cosh, np.cosh),
     unop("asinh", L.asinh, np.arcsinh),
     unop("acosh", L.acosh, np.arccosh, gt1),
-    unop("atanh", L.atanh, np.arctanh, unit),
+    unop("atanh", L.atanh, np.arctanh, _u(-0.8, 0.8)),  # atanh''' grows fast near +-1
     unop("sqrt", L.sqrt, np.sqrt, pos),
     unop("rsqrt", L.rsqrt, lambda x: 1 / np.sqrt(x), pos),
     unop("cbrt", L.cbrt, np.cbrt, nonzero),
