@@ -17,11 +17,13 @@ map, zip = safe_map, safe_zip
 
 
 def _check_callable(fun, name):
+    """TypeError naming ``name`` unless fun is callable."""
     if not callable(fun):
-        raise TypeError(f"{name} expects a callable as its first argument, got {fun!r}")
+        raise TypeError(f"{name} must be callable, got {fun!r}")
 
 
 def _flat_leaves(tree, what):
+    """(leaves as arrays, treedef); TypeError naming ``what`` for leaves that are not arrays."""
     leaves, treedef = tree_flatten(tree)
     try:
         leaves = [as_array(x) for x in leaves]

@@ -812,17 +812,22 @@ def _lower_cond(em, eqn):
         em.ind -= 1
 
 
-def _lower_while(em, eqn):
-    p = eqn.params
-    cc, bc, init = plan_split(eqn.inputs, [p["cond_nconsts"], p["body_nconsts"]])
-    cn, cs = _names(em, cc)
-    bn, bs = _names(em, bc)
+def _init_carries(em, init):
+    """Fresh loop-carried names bound to the initial values, and their shapes."""
     carry = []
     for v in init:
         n = em.fresh("w")
         em.line(f"{n} = {em.array(v)}")
         carry.append(n)
-    csh = [em.shape_of(v) for v in init]
+    return carry, [em.shape_of(v) for v in init]
+
+
+def _lower_while(em, eqn):
+    p = eqn.params
+    cc, bc, init = plan_split(eqn.inputs, [p["cond_nconsts"], p["body_nconsts"]])
+    cn, cs = _names(em, cc)
+    bn, bs = _names(em, bc)
+    carry, csh = _init_carries(em, init)
     em.line("while True:")
     em.ind += 1
     (pred,) = _emit_sub(em, p["cond_jaxpr"], cn + carry, cs + csh)
@@ -840,12 +845,7 @@ def _lower_scan(em, eqn):
     p = eqn.params
     consts, init, xs = plan_split(eqn.inputs, [p["num_consts"], p["num_carry"]])
     kn, ks = _names(em, consts)
-    carry = []
-    for v in init:
-        n = em.fresh("w")
-        em.line(f"{n} = {em.array(v)}")
-        carry.append(n)
-    csh = [em.shape_of(v) for v in init]
+    carry, csh = _init_carries(em, init)
     xn = [em.array(v) for v in xs]
     xsh = [em.shape_of(v)[1:] for v in xs]
     n_ys = len(eqn.out_binders) - len(init)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import core
+from ..api import _check_callable, _flat_leaves
 from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, abstract_eval_rules, get_aval, impl_rules
 from ..interpreters import ad, batching
 from ..interpreters import partial_eval as pe
@@ -42,20 +43,6 @@ __all__ = ["cond", "switch", "while_loop", "fori_loop", "scan", "map",
 # ---------------------------------------------------------------------------------------------
 # Staging helpers
 
-def _check_callable(f, what):
-    if not callable(f):
-        raise TypeError(f"{what} must be callable, got {f!r}")
-
-
-def _leaves(tree, what):
-    """(flat leaves as arrays, treedef); TypeError naming ``what`` for non-array leaves."""
-    leaves, treedef = tree_flatten(tree)
-    try:
-        return [core.as_array(x) for x in leaves], treedef
-    except TypeError as e:
-        raise TypeError(f"{what}: {e}") from None
-
-
 def _stage(fun, in_tree, in_avals, what):
     """Stage fun (a function of pytrees, its arguments described by in_tree and the flat
     in_avals) into a ClosedJaxpr with no consts. Returns (closed, consts, out_tree): the
@@ -63,7 +50,7 @@ def _stage(fun, in_tree, in_avals, what):
     store = []
 
     def flat(*leaves):
-        out_leaves, out_tree = _leaves(fun(*tree_unflatten(in_tree, leaves)), f"{what} output")
+        out_leaves, out_tree = _flat_leaves(fun(*tree_unflatten(in_tree, leaves)), f"{what} output")
         store.append(out_tree)
         return out_leaves
 
@@ -198,7 +185,7 @@ def cond(pred, true_fun, false_fun, *operands):
 
 def _switch(index, funs, operands, names, ref=0):
     """Stage every branch and bind cond_p; branch types are compared with branch ``ref``."""
-    leaves, in_tree = _leaves(operands, "cond operands")
+    leaves, in_tree = _flat_leaves(operands, "cond operands")
     avals = [get_aval(x) for x in leaves]
     staged = [_stage(f, in_tree, avals, f"cond {name}") for f, name in _zip(funs, names)]
     closeds, consts, out_trees = [list(t) for t in _zip(*staged)]
@@ -354,7 +341,7 @@ def while_loop(cond_fun, body_fun, init_val):
     exactly init_val's type."""
     _check_callable(cond_fun, "while_loop: cond_fun")
     _check_callable(body_fun, "while_loop: body_fun")
-    leaves, tree = _leaves(init_val, "while_loop init_val")
+    leaves, tree = _flat_leaves(init_val, "while_loop init_val")
     _, in_tree = tree_flatten((init_val,))
     avals = [get_aval(x) for x in leaves]
     cond_c, cond_consts, cond_tree = _stage(cond_fun, in_tree, avals, "while_loop cond_fun")
@@ -507,8 +494,8 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
         unroll = 1 if not unroll else max(int(length or 1), 1)
     if not isinstance(unroll, (int, np.integer)) or unroll < 1:
         raise ValueError(f"scan: unroll must be a positive int or a bool, got {unroll!r}")
-    init_leaves, init_tree = _leaves(init, "scan init")
-    xs_leaves, xs_tree = _leaves(xs, "scan xs")
+    init_leaves, init_tree = _flat_leaves(init, "scan init")
+    xs_leaves, xs_tree = _flat_leaves(xs, "scan xs")
     length = _scan_length(xs_leaves, length)
     carry_avals = [get_aval(x) for x in init_leaves]
     x_avals = [_unstacked(get_aval(x)) for x in xs_leaves]
