@@ -144,7 +144,7 @@ def _ptx_cases():
     ]
 
 
-@pytest.mark.skipif(not _nvvm_available(), reason="no NVVM (CUDA toolkit) on this machine")
+@pytest.mark.skipif(not _nvvm_available(), reason="no cuda toolkit (NVVM) on this machine")
 def test_generated_kernels_compile_to_ptx():
     import numba
     from numba import config, cuda

@@ -387,32 +387,13 @@ class _Body:
         return red_inputs
 
     def _index_map(self, eqn):
-        name, p, idx = eqn.primitive.name, eqn.params, self.idx
-        out = eqn.out_binders[0]
-        if name == "iota":
-            return idx[p["dimension"]]
+        if eqn.primitive.name == "iota":
+            return self.idx[eqn.params["dimension"]]
         x = eqn.inputs[0]
         if type(x) is Literal:
             return const(x.val, x.aval.dtype)
         xs = x.aval.shape
-        if name == "broadcast_in_dim":
-            ins = ["0" if xs[i] == 1 and out.aval.shape[d] != 1 else idx[d]
-                   for i, d in enumerate(p["broadcast_dimensions"])]
-        elif name == "transpose":
-            ins = [None] * len(xs)
-            for k, q in enumerate(p["permutation"]):
-                ins[q] = idx[k]
-        elif name == "rev":
-            ins = [f"({xs[d] - 1} - {idx[d]})" if d in p["dimensions"] else idx[d]
-                   for d in range(len(xs))]
-        elif name == "slice":
-            ins = [f"({s} + {idx[d]} * {st})" for d, (s, st) in
-                   enumerate(zip(p["start_indices"], p["strides"]))]
-        elif name == "squeeze":
-            it = iter(idx)
-            ins = ["0" if d in p["dimensions"] else next(it) for d in range(len(xs))]
-        else:
-            raise NotImplementedError(f"CUDA lowering: no index map for '{name}'")
+        ins = plan_mod.index_map_indices(eqn, self.idx, size=lambda d: str(xs[d]))
         return f"{self.args.read(x)}[{flat_index(ins, xs)}]"
 
 

@@ -423,34 +423,12 @@ def _emit_reduction(em, eqn, v, idx, pre, post, body):
 
 
 def _index_map_read(em, eqn, idx, read):
-    name, p = eqn.primitive.name, eqn.params
-    out = eqn.out_binders[0]
-    if name == "iota":
-        return idx[p["dimension"]]
+    if eqn.primitive.name == "iota":
+        return idx[eqn.params["dimension"]]
     x = eqn.inputs[0]
     if type(x) is Literal:
         return read(x)
-    xs = x.aval.shape
-    if name == "broadcast_in_dim":
-        ins = ["0" if xs[i] == 1 and out.aval.shape[d] != 1 else idx[d]
-               for i, d in enumerate(p["broadcast_dimensions"])]
-    elif name == "transpose":
-        ins = [None] * len(xs)
-        for k, q in enumerate(p["permutation"]):
-            ins[q] = idx[k]
-    elif name == "rev":
-        sh = em.shapes[x]
-        ins = [f"({sh[d]} - 1 - {idx[d]})" if d in p["dimensions"] else idx[d] for d in range(len(xs))]
-    elif name == "slice":
-        ins = []
-        for d, (s, st) in enumerate(zip(p["start_indices"], p["strides"])):
-            step = idx[d] if st == 1 else f"{idx[d]} * {em.dim(st)}"
-            ins.append(f"({em.dim(s)} + {step})")
-    elif name == "squeeze":
-        it = iter(idx)
-        ins = ["0" if d in p["dimensions"] else next(it) for d in range(len(xs))]
-    else:
-        raise NotImplementedError(f"no index map for '{name}'")
+    ins = plan_mod.index_map_indices(eqn, idx, size=lambda d: em.shapes[x][d], num=em.dim)
     return f"{em.names[x]}[{_index(ins)}]"
 
 

@@ -388,3 +388,30 @@ def make_plan(closed, rewrites=False):
                     materialized.update(v for v in e.inputs if type(v) is Var)
     consts = [c for _, c in const_pairs]
     return KernelPlan([v for v, _ in const_pairs] + invars, consts, steps, outvars, materialized)
+
+
+def index_map_indices(eqn, idx, size, num=str):
+    """Source expressions indexing the operand of an index-map equation (broadcast_in_dim,
+    transpose, rev, slice, squeeze) at the output's loop indices ``idx``. ``size(d)`` renders
+    the operand's d-th dimension and ``num(k)`` a static integer: backends differ in whether
+    shapes are literals (CUDA) or run-time names (the shape-erased CPU code)."""
+    name, p = eqn.primitive.name, eqn.params
+    xs, out_shape = eqn.inputs[0].aval.shape, eqn.out_binders[0].aval.shape
+    if name == "broadcast_in_dim":
+        return ["0" if xs[i] == 1 and out_shape[d] != 1 else idx[d]
+                for i, d in enumerate(p["broadcast_dimensions"])]
+    if name == "transpose":
+        ins = [None] * len(xs)
+        for k, q in enumerate(p["permutation"]):
+            ins[q] = idx[k]
+        return ins
+    if name == "rev":
+        return [f"({size(d)} - 1 - {idx[d]})" if d in p["dimensions"] else idx[d]
+                for d in range(len(xs))]
+    if name == "slice":
+        return [f"({num(s)} + {idx[d]}{'' if st == 1 else ' * ' + num(st)})"
+                for d, (s, st) in enumerate(zip(p["start_indices"], p["strides"]))]
+    if name == "squeeze":
+        it = iter(idx)
+        return ["0" if d in p["dimensions"] else next(it) for d in range(len(xs))]
+    raise NotImplementedError(f"no index map for '{name}'")
