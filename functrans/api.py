@@ -314,15 +314,14 @@ def _broadcast_prefix(prefix, tree, name, what):
 def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
     """Vectorise fun over the axes in_axes of its arguments; results are stacked on out_axes."""
     _check_callable(fun, "vmap")
-    if isinstance(in_axes, list):
+    if isinstance(in_axes, list):  # a list at the top is a prefix of the args tuple, as in JAX
         in_axes = tuple(in_axes)
+    if not isinstance(in_axes, (tuple, int, np.integer, type(None))):
+        raise ValueError("vmap in_axes must be an int, None, or a tuple of entries corresponding "
+                         f"to the positional arguments, got {in_axes!r}")
 
     @functools.wraps(fun)
     def vmapped(*args, **kwargs):
-        if not isinstance(in_axes, (tuple, int, type(None))) and not isinstance(in_axes, np.integer):
-            if isinstance(in_axes, dict) or not isinstance(in_axes, tuple):
-                raise ValueError("vmap in_axes must be an int, None, or a tuple of entries "
-                                 f"corresponding to the positional arguments, got {in_axes!r}")
         axes_args = in_axes
         if isinstance(in_axes, tuple) and len(in_axes) != len(args):
             raise ValueError(f"vmap in_axes must be an int, None, or a tuple of entries "
