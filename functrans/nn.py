@@ -126,7 +126,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False):
     e = jnp.exp(a - shift)
     if b is not None:
         e = e * jnp.asarray(b)
-    out = jnp.log(jnp.sum(e, axis=axes, keepdims=True)) + shift
+    total = jnp.sum(e, axis=axes, keepdims=True)
+    positive = total > 0  # all -inf (or zero weights): -inf, without log(0)'s warning or NaN grad
+    out = jnp.where(positive, jnp.log(jnp.where(positive, total, 1)), -jnp.inf) + shift
     return out if keepdims else jnp.squeeze(out, axis=axes)
 
 
