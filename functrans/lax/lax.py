@@ -120,8 +120,14 @@ def stop_gradient(x):
     return tree_map(lambda v: stop_gradient_p.bind(core.as_array(v)), x)
 
 
-def square(x): return integer_pow(x, 2)
-def reciprocal(x): return integer_pow(x, -1)
+def square(x):
+    """x * x elementwise."""
+    return integer_pow(x, 2)
+
+
+def reciprocal(x):
+    """1 / x elementwise."""
+    return integer_pow(x, -1)
 
 
 deflinear(neg_p, lambda ct, x: [neg(ct)])
@@ -502,6 +508,7 @@ def _np_reducer(f, empty_ok=True):
 
 
 def reducer(name, impl, kinds=_any):
+    """A reduction primitive over static ``axes`` (batching shifts the axes)."""
     p = primitive(name, impl, _reduce_aval(name, kinds))
     defreducer(p)
     return p
@@ -513,10 +520,24 @@ reduce_max_p = reducer("reduce_max", _np_reducer(np.max, False), _num + _bool)
 reduce_min_p = reducer("reduce_min", _np_reducer(np.min, False), _num + _bool)
 
 
-def reduce_sum(x, axes): return reduce_sum_p.bind(x, axes=tuple(axes))
-def reduce_prod(x, axes): return reduce_prod_p.bind(x, axes=tuple(axes))
-def reduce_max(x, axes): return reduce_max_p.bind(x, axes=tuple(axes))
-def reduce_min(x, axes): return reduce_min_p.bind(x, axes=tuple(axes))
+def reduce_sum(x, axes):
+    """The sum of x over the given axes."""
+    return reduce_sum_p.bind(x, axes=tuple(axes))
+
+
+def reduce_prod(x, axes):
+    """The product of x over the given axes."""
+    return reduce_prod_p.bind(x, axes=tuple(axes))
+
+
+def reduce_max(x, axes):
+    """The maximum of x over the given axes (NaN propagates)."""
+    return reduce_max_p.bind(x, axes=tuple(axes))
+
+
+def reduce_min(x, axes):
+    """The minimum of x over the given axes (NaN propagates)."""
+    return reduce_min_p.bind(x, axes=tuple(axes))
 
 
 def _reduce_sum_transpose(ct, x, *, axes):
@@ -642,10 +663,18 @@ cummax_p = _cumulative("cummax", np.maximum.accumulate)
 cummin_p = _cumulative("cummin", np.minimum.accumulate)
 
 
-def cumsum(x, axis=0, reverse=False): return cumsum_p.bind(x, axis=int(axis), reverse=bool(reverse))
-def cumprod(x, axis=0, reverse=False): return cumprod_p.bind(x, axis=int(axis), reverse=bool(reverse))
-def cummax(x, axis=0, reverse=False): return cummax_p.bind(x, axis=int(axis), reverse=bool(reverse))
-def cummin(x, axis=0, reverse=False): return cummin_p.bind(x, axis=int(axis), reverse=bool(reverse))
+def _cumulative_wrapper(p, what):
+    def f(x, axis=0, reverse=False):
+        return p.bind(x, axis=int(axis), reverse=bool(reverse))
+    f.__name__ = f.__qualname__ = p.name
+    f.__doc__ = f"The running {what} of x along axis (from the end if reverse)."
+    return f
+
+
+cumsum = _cumulative_wrapper(cumsum_p, "sum")
+cumprod = _cumulative_wrapper(cumprod_p, "product")
+cummax = _cumulative_wrapper(cummax_p, "maximum")
+cummin = _cumulative_wrapper(cummin_p, "minimum")
 
 
 deflinear(cumsum_p, lambda ct, x, *, axis, reverse: [cumsum(ct, axis, not reverse)])
