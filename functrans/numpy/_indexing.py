@@ -112,15 +112,14 @@ def _slice_params(s, n):
 
 
 class _Bounds:
-    """What a concrete out-of-range index does. Retrieval clamps it into range, as JAX documents
-    (x[7] of a length-5 x is x[4]); x.at[...] updates, whose coordinates are computed with the
-    same code, set ``clamp = False`` and raise IndexError instead (JAX drops such updates; we
-    refuse rather than drop silently)."""
+    """What a concrete out-of-range index does when retrieving: clamp into range, as JAX
+    documents (x[7] of a length-5 x is x[4]); take(mode="raise") sets ``clamp = False`` to get
+    NumPy's IndexError. (x.at[...] updates drop such indices before they get here.)"""
     clamp = True
 
 
 def _out_of_bounds(e, n, axis):
-    """Clamped index, or IndexError when updating (see _Bounds)."""
+    """The clamped index, or IndexError under take(mode="raise") (see _Bounds)."""
     if not _Bounds.clamp or n == 0:
         raise _index_error(f"index {e} is out of bounds for axis {axis} with size {n}")
     return 0 if e < -n else n - 1
@@ -303,11 +302,14 @@ def _basic_getitem(x, entries):
 # ---------------------------------------------------------------------------------------------
 # Scatter-based updates: x.at[idx]
 
-def _scatter_indices(x_shape, idx, trim=True):
+def _scatter_indices(x_shape, idx, trim=True, drop_out_of_range=False):
     """(coordinates (*G, k), k): every element selected by idx as coordinates into the first k
     dims of x, where x[idx].shape == G + x_shape[k:] (trailing unindexed dims stay whole unless
     trim is False). The coordinates are x[idx] applied to iota grids, so they follow getitem's
-    semantics exactly."""
+    semantics exactly. With drop_out_of_range, an index that is out of range (concrete or traced)
+    yields an out-of-range coordinate, so scatter drops that update as JAX does, instead of a
+    clamped one: each grid gets one extra slot holding an out-of-range value, and such indices
+    point there."""
     entries = _expand(tuple(x_shape), idx)
     k = len(x_shape)
     while (trim and entries and isinstance(entries[-1], slice) and entries[-1] == slice(None)
@@ -315,8 +317,14 @@ def _scatter_indices(x_shape, idx, trim=True):
         entries = entries[:-1]
         k -= 1
     lead = tuple(x_shape[:k])
-    cols = [_getitem_entries(lax.broadcasted_iota(np.int64, lead, d), list(entries))
-            for d in range(k)]
+    padded = []
+    if drop_out_of_range:
+        entries, padded = _redirect_out_of_range(entries, lead)
+    grids = [lax.broadcasted_iota(np.int64, lead, d) for d in range(k)]
+    if padded:
+        cfg = [(0, 1 if d in padded else 0, 0) for d in range(k)]
+        grids = [slicing.pad(g, np.int64(lead[d]), cfg) for d, g in enumerate(grids)]
+    cols = [_getitem_entries(g, list(entries)) for g in grids]
     if not cols:
         return None, 0
     G = get_aval(cols[0]).shape
@@ -324,13 +332,40 @@ def _scatter_indices(x_shape, idx, trim=True):
     return (cols[0] if k == 1 else slicing.concatenate(cols, len(G))), k
 
 
+def _redirect_out_of_range(entries, lead):
+    """Entries whose out-of-range integer indices (concrete or traced) point one past the end,
+    and the dims that need that extra slot."""
+    out, padded, d = [], [], 0
+    for e in entries:
+        if e is None:
+            out.append(e)
+            continue
+        if d < len(lead) and isinstance(e, (int, _Adv)):
+            n = lead[d]
+            v = e.value if isinstance(e, _Adv) else e
+            if isinstance(v, Tracer):
+                a = cast(v, np.int64)
+                full = lambda val: lax.full(get_aval(a).shape, val, np.int64)  # noqa: E731
+                a = lax.select(lax.lt(a, full(0)), lax.add(a, full(n)), a)
+                valid = lax.bitwise_and(lax.ge(a, full(0)), lax.lt(a, full(n)))
+                e = _Adv(lax.select(valid, a, full(n)))
+                padded.append(d)
+            else:
+                a = np.asarray(v, np.int64)
+                a = np.where(a < 0, a + n, a)
+                valid = (a >= 0) & (a < n)
+                if not valid.all():
+                    redirected = np.where(valid, a, n)
+                    e = _Adv(redirected) if isinstance(e, _Adv) else int(redirected)
+                    padded.append(d)
+        out.append(e)
+        d += 1
+    return out, padded
+
+
 def _update_indices(shape, idx, trim=True):
-    """_scatter_indices for x.at[] updates: concrete out-of-range indices raise (see _Bounds)."""
-    _Bounds.clamp = False
-    try:
-        return _scatter_indices(shape, idx, trim)
-    finally:
-        _Bounds.clamp = True
+    """_scatter_indices for x.at[] updates: out-of-range indices drop their updates (JAX)."""
+    return _scatter_indices(shape, idx, trim, drop_out_of_range=True)
 
 
 def _scatter_update(x, idx, values, kind):
