@@ -52,11 +52,17 @@ def _apart(name):
     return build
 
 
-def _reduction(name, **kw):
+def _spread(rng, s):
+    """Distinct values 0.1 apart: finite differences never straddle a max/min tie (a kink)."""
+    n = int(np.prod(s, dtype=np.int64))
+    return (rng.permutation(n).reshape(s) - n / 2) * 0.1
+
+
+def _reduction(name, values=real, **kw):
     def build(shape, rng):
         axis = 0 if shape else None
         return (lambda x: getattr(jnp, name)(x, axis=axis, **kw),
-                lambda x: getattr(np, name)(x, axis=axis, **kw), [real(rng, shape)])
+                lambda x: getattr(np, name)(x, axis=axis, **kw), [values(rng, shape)])
     return build
 
 
@@ -136,7 +142,7 @@ NUMPY_FUNCS = {
     "sum": _reduction("sum"), "mean": _reduction("mean"), "var": _reduction("var"),
     # std at a single element is sqrt(0): keep the reduced axis of size >= 2
     "std": lambda s, rng: _reduction("std")((3,) + tuple(s[1:]), rng), "prod": _reduction("prod"),
-    "max": _reduction("max"), "min": _reduction("min"),
+    "max": _reduction("max", _spread), "min": _reduction("min", _spread),
     "sum_keepdims": _reduction("sum", keepdims=True),
     "cumsum": _at_least_1d(_reduction("cumsum")), "cumprod": _at_least_1d(_reduction("cumprod")),
     "dot": _fixed(jnp.dot, np.dot, (2, 3), (3, 4)),

@@ -91,6 +91,13 @@ def _u(lo, hi):
 
 
 real = _u(-2.0, 2.0)
+
+
+def spread(rng, s):
+    """Distinct values 0.1 apart in random order: finite differences never straddle a tie of
+    max/min (a kink, where the reference itself would be wrong)."""
+    n = int(np.prod(s, dtype=np.int64))
+    return (rng.permutation(n).reshape(s) - n / 2) * 0.1
 pos = _u(0.5, 3.0)
 unit = _u(-0.9, 0.9)
 gt1 = _u(1.2, 3.0)
@@ -139,14 +146,14 @@ def _reduce_axes(shape):
     return tuple(range(0, len(shape), 2))
 
 
-def _reducer(name, fn, ref):
+def _reducer(name, fn, ref, values=real):
     def build(shape, rng):
         axes = _reduce_axes(shape)
-        return (lambda x: fn(x, axes), lambda x: ref(x, axis=axes), (real(rng, shape),))
+        return (lambda x: fn(x, axes), lambda x: ref(x, axis=axes), (values(rng, shape),))
     return Op(name, name, build)
 
 
-def _cumulative(name, fn, ref, reverse):
+def _cumulative(name, fn, ref, reverse, values=real):
     def build(shape, rng):
         shape = shape or (3,)
         ax = len(shape) - 1
@@ -155,7 +162,7 @@ def _cumulative(name, fn, ref, reverse):
             x = np.flip(x, ax) if reverse else x
             out = ref(x, axis=ax)
             return np.flip(out, ax) if reverse else out
-        return (lambda x: fn(x, ax, reverse), r, (real(rng, shape),))
+        return (lambda x: fn(x, ax, reverse), r, (values(rng, shape),))
     return Op(f"{name}{'_rev' if reverse else ''}", name, build)
 
 
@@ -384,15 +391,15 @@ OPS = [
     Op("convert_element_type", "convert_element_type", _convert),
     _reducer("reduce_sum", lax.reduce_sum, np.sum),
     _reducer("reduce_prod", lax.reduce_prod, np.prod),
-    _reducer("reduce_max", lax.reduce_max, np.max),
-    _reducer("reduce_min", lax.reduce_min, np.min),
+    _reducer("reduce_max", lax.reduce_max, np.max, spread),
+    _reducer("reduce_min", lax.reduce_min, np.min, spread),
     _cumulative("cumsum", lax.cumsum, np.cumsum, False),
     _cumulative("cumsum", lax.cumsum, np.cumsum, True),
     _cumulative("cumprod", lax.cumprod, np.cumprod, False),
     _cumulative("cumprod", lax.cumprod, np.cumprod, True),
-    _cumulative("cummax", lax.cummax, np.maximum.accumulate, False),
-    _cumulative("cummax", lax.cummax, np.maximum.accumulate, True),
-    _cumulative("cummin", lax.cummin, np.minimum.accumulate, False),
+    _cumulative("cummax", lax.cummax, np.maximum.accumulate, False, spread),
+    _cumulative("cummax", lax.cummax, np.maximum.accumulate, True, spread),
+    _cumulative("cummin", lax.cummin, np.minimum.accumulate, False, spread),
     Op("broadcast_in_dim", "broadcast_in_dim", _broadcast),
     Op("broadcast_in_dim_expand", "broadcast_in_dim", _broadcast_expand),
     Op("reshape", "reshape", _reshape),
