@@ -95,14 +95,7 @@ def _logical(op_int, op_bool):
 
 
 def _select_n(a, din, dout, p):
-    which, cases = a[0], a[1:]
-    if len(cases) == 1:
-        return cases[0]
-    expr = cases[-1]
-    for i in range(len(cases) - 2, -1, -1):
-        cond = f"not {which}" if len(cases) == 2 else f"{which} == {i}"
-        expr = f"({cases[i]} if {cond} else {expr})"
-    return expr
+    return plan_mod.select_expr(a[0], a[1:])
 
 
 def _convert(a, din, dout, p):

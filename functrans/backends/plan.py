@@ -415,3 +415,15 @@ def index_map_indices(eqn, idx, size, num=str):
         it = iter(idx)
         return ["0" if d in p["dimensions"] else next(it) for d in range(len(xs))]
     raise NotImplementedError(f"no index map for '{name}'")
+
+
+def select_expr(which, cases):
+    """Source of a scalar select_n: cases[which] as nested conditional expressions (valid in
+    both numba CPU and CUDA kernels)."""
+    if len(cases) == 1:
+        return cases[0]
+    expr = cases[-1]
+    for i in range(len(cases) - 2, -1, -1):
+        cond = f"not {which}" if len(cases) == 2 else f"{which} == {i}"
+        expr = f"({cases[i]} if {cond} else {expr})"
+    return expr
