@@ -335,17 +335,30 @@ for _p in [and_p, or_p, xor_p, shift_left_p, shift_right_logical_p, eq_p, ne_p, 
 # ---------------------------------------------------------------------------------------------
 # select_n
 
-def _bit_select(which, on_true, on_false):
-    """np.where for 4-byte dtypes as integer bit operations: bit-identical (NaN-safe). Measured
-    here on 256x512 float32: 60 us against np.where's 540 us; slower for small or 8-byte arrays."""
+def _is_zero_fill(x):
+    """True for a broadcast (all strides 0) array of +0 bits: what broadcast_in_dim of a
+    literal zero returns."""
+    return x.ndim > 0 and not any(x.strides) and not x.reshape(-1)[:1].view(np.uint8).any()
+
+
+def _bit_select(which, on_false, on_true):
+    """select_n(which, on_false, on_true) for 4-byte dtypes as integer bit operations:
+    bit-identical (NaN-safe) and branch-free. On 256x512 float32 here: 45 us, against
+    np.where's 460 us (it branches on every element of a random mask)."""
     it = np.dtype(np.int32)
-    mask = which.astype(it)
-    np.negative(mask, out=mask)
-    out = np.bitwise_and(on_true.view(it), mask)
-    np.invert(mask, out=mask)
-    np.bitwise_and(on_false.view(it), mask, out=mask)
-    np.bitwise_or(out, mask, out=out)
-    return out.view(on_false.dtype)
+    if _is_zero_fill(on_false):         # x where which else 0: mask with all ones where which
+        mask, x = np.multiply(which, it.type(-1), dtype=it), on_true
+    elif _is_zero_fill(on_true):        # 0 where which else x: all ones where not which
+        mask, x = np.subtract(which, it.type(1), dtype=it), on_false
+    else:
+        mask = np.multiply(which, it.type(-1), dtype=it)
+        t = np.ascontiguousarray(on_true).view(it)
+        f = np.ascontiguousarray(on_false).view(it)
+        out = np.bitwise_xor(t, f)      # f ^ ((t ^ f) & mask)
+        np.bitwise_and(out, mask, out=out)
+        return np.bitwise_xor(out, f, out=out).view(on_false.dtype)
+    x = np.ascontiguousarray(x).view(it)
+    return np.bitwise_and(x, mask, out=mask).view(on_false.dtype)
 
 
 def _select_n_impl(which, *cases):
@@ -354,7 +367,7 @@ def _select_n_impl(which, *cases):
     if len(cases) == 2:
         a, b = cases
         if a.dtype.itemsize == 4 and a.size >= 16384 and which.dtype == np.bool_:
-            return _bit_select(np.asarray(which), np.asarray(b), np.asarray(a))
+            return _bit_select(np.asarray(which), np.asarray(a), np.asarray(b))
         return np.where(which, b, a)
     return np.choose(which, cases)
 
@@ -729,13 +742,13 @@ _cumulative_jvp_rule(min, cummin_p)
 # Shape ops
 
 def _broadcast_in_dim_impl(x, *, shape, broadcast_dimensions):
+    # a read-only view (arrays are immutable; impls copy before writing): filling a buffer
+    # would cost a write pass, and for big ones the page faults of a fresh allocation
     x = np.asarray(x)
-    if x.ndim == 0 and not x:  # zeros come from calloc'd pages: much cheaper than a fill
-        return np.zeros(shape, x.dtype)
     expanded = [1] * len(shape)
     for i, d in enumerate(broadcast_dimensions):
         expanded[d] = x.shape[i]
-    return np.array(np.broadcast_to(x.reshape(expanded), shape))
+    return np.broadcast_to(x.reshape(expanded), shape)
 
 
 def _broadcast_in_dim_aval(x, *, shape, broadcast_dimensions):

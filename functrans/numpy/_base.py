@@ -52,8 +52,11 @@ def shape_of(x):
 
 
 def _probe_key(x):
-    if is_weak(x):
-        return type(x)
+    t = type(x)
+    if t in PY_SCALARS:
+        return t
+    if t is np.ndarray:
+        return x.dtype
     return dtype_of(x)
 
 
@@ -70,18 +73,28 @@ def _oracle(fn, keys, kwargs):
         return np.asarray(fn(*map(_probe, keys), **dict(kwargs))).dtype
 
 
+_oracle_memo = {}  # (fn, keys) -> dtype: the common no-kwargs case without lru_cache's cost
+
+
 def oracle_dtype(fn, *args, **kwargs):
     """The dtype NumPy's ``fn`` returns for operands like args (weak Python scalars kept weak).
     Raises TypeError (with the user's location) where NumPy rejects the dtypes."""
-    keys = tuple(_probe_key(a) for a in args)
+    keys = tuple(map(_probe_key, args))
+    if not kwargs:
+        dt = _oracle_memo.get((fn, keys))
+        if dt is not None:
+            return dt
     kw = tuple(sorted((k, np.dtype(v) if k == "dtype" and v is not None else v)
                       for k, v in kwargs.items()))
     try:
-        return _oracle(fn, keys, kw)
+        dt = _oracle(fn, keys, kw)
     except (TypeError, ValueError) as e:
         names = ", ".join(k.__name__ if isinstance(k, type) else k.name for k in keys)
         raise TypeError(f"{getattr(fn, '__name__', fn)} does not support operand dtypes "
                         f"({names}): {e}{core.where()}") from None
+    if not kwargs:
+        _oracle_memo[fn, keys] = dt
+    return dt
 
 
 def result_type(*args):
@@ -103,6 +116,8 @@ def broadcast_shapes(*shapes):
 
 def cast(x, dtype):
     """x (operand or Python scalar) converted to dtype."""
+    if isinstance(x, (Tracer, np.ndarray)) and x.dtype == dtype:
+        return x
     dtype = np.dtype(dtype)
     if is_weak(x) or isinstance(x, np.generic):
         return np.asarray(x, dtype)
