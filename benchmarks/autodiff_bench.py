@@ -32,6 +32,16 @@ def best_time(f, min_total=0.5, repeat=5):
     return min(timeit.repeat(f, number=n, repeat=repeat)) / n
 
 
+def best_times(fns, rounds=7):
+    """Best seconds per call of each f in fns, measured in alternating rounds, so that a change
+    in machine load during the run affects both sides of a ratio alike."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, f in enumerate(fns):
+            best[i] = min(best[i], best_time(f, min_total=0.2, repeat=2))
+    return best
+
+
 def poly(x):
     return 3.0 * x ** 3 - 2.0 * x ** 2 + x - 5.0
 
@@ -123,13 +133,13 @@ def main():
     assert np.allclose(loss, loss_np, rtol=1e-4)
     for (a, b), (c, d) in zip(grads, grads_np):
         assert a.dtype == np.float32 and np.allclose(a, c, rtol=1e-3, atol=1e-5)
-    t_vg = best_time(lambda: vg(params, x, onehot))
-    t_np = best_time(lambda: numpy_value_and_grad(params, x, onehot))
-
     tangent = init_mlp(np.random.default_rng(1), [784, 512, 256, 10])
     g_loss = ft.grad(mlp_loss)
-    t_grad = best_time(lambda: g_loss(params, x, onehot))
-    t_hvp = best_time(lambda: ft.hvp(lambda p: mlp_loss(p, x, onehot), (params,), (tangent,)))
+    t_vg, t_np, t_grad, t_hvp = best_times([
+        lambda: vg(params, x, onehot),
+        lambda: numpy_value_and_grad(params, x, onehot),
+        lambda: g_loss(params, x, onehot),
+        lambda: ft.hvp(lambda p: mlp_loss(p, x, onehot), (params,), (tangent,))])
 
     print("functrans eager autodiff (one run)")
     print(f"{'benchmark':58s} {'time':>13s} {'ratio':>8s} {'target':>8s}")

@@ -73,6 +73,8 @@ _aval_memo = {}
 
 def get_aval(x):
     """The ShapedArray of a tracer, NumPy array or Python/NumPy scalar."""
+    if isinstance(x, Tracer):
+        return x.aval
     if type(x) is np.ndarray or isinstance(x, np.generic):
         key = (x.shape, x.dtype)
         a = _aval_memo.get(key)
@@ -81,8 +83,6 @@ def get_aval(x):
                 _aval_memo.clear()
             a = _aval_memo[key] = ShapedArray(x.shape, x.dtype)
         return a
-    if isinstance(x, Tracer):
-        return x.aval
     if isinstance(x, np.ndarray):
         return ShapedArray(x.shape, x.dtype)
     if isinstance(x, (bool, int, float, complex)):
@@ -431,7 +431,7 @@ class Literal:
 
     def __init__(self, val):
         self.val = np.asarray(val)
-        self.aval = ShapedArray((), self.val.dtype)
+        self.aval = get_aval(self.val)
 
     def __repr__(self):
         return f"{self.val.item()!r}:{self.aval.str_short()}"
@@ -634,11 +634,12 @@ def pp_jaxpr(jaxpr, indent=0, namer=None):
 # the parent trace, and known values used by recorded equations become the residuals.
 
 class StagedTracer(Tracer):
-    """An abstract value being staged into a jaxpr (or an unknown under partial eval)."""
-    __slots__ = ("_aval",)
+    """An abstract value being staged into a jaxpr (or an unknown under partial eval); ``_var``
+    is its variable in that jaxpr (underscored: ``x.var`` is the array method)."""
+    __slots__ = ("_aval", "_var")
 
     def __init__(self, trace, aval):
-        self._trace, self._aval = trace, aval
+        self._trace, self._aval, self._var = trace, aval, Var(aval)
 
     aval = property(lambda self: self._aval)
 
@@ -647,21 +648,15 @@ _SCALAR_TYPES = {bool, int, float, complex, np.float64, np.float32, np.int64, np
                  np.uint32, np.uint8, np.int8, np.int16, np.uint16, np.uint64, np.float16}
 
 
-class _Recipe:
-    __slots__ = ("prim", "inputs", "params", "outs", "src")
-
-    def __init__(self, prim, inputs, params, outs, src):
-        self.prim, self.inputs, self.params, self.outs, self.src = prim, inputs, params, outs, src
-
-
 class StagingTrace(Trace):
-    """Builds jaxprs. See the section comment above for ``forward``."""
-    __slots__ = ("forward", "recipes")
+    """Builds jaxprs. See the section comment above for ``forward``. Equations are recorded as
+    they are staged; values from outside become Literals (scalars) or constvars."""
+    __slots__ = ("forward", "eqns", "constvars", "consts", "_const_var_of")
 
     def __init__(self, parent, forward=False):
         super().__init__(parent)
         self.forward = forward
-        self.recipes = []
+        self.eqns, self.constvars, self.consts, self._const_var_of = [], [], [], {}
 
     def new_arg(self, aval):
         """A fresh input tracer of this trace."""
@@ -689,51 +684,47 @@ class StagingTrace(Trace):
     def stage(self, prim, args, params, out_avals=None):
         """Record prim(*args) as an equation; returns its output tracer(s)."""
         if out_avals is None:
-            avals = [get_aval(x) for x in args]
+            rule = abstract_eval_rules.get(prim)
+            if rule is None:
+                raise NotImplementedError(
+                    f"abstract evaluation rule for '{prim.name}' not implemented")
             try:
-                out_avals = abstract_eval(prim, avals, params)
+                out_avals = rule(*[get_aval(x) for x in args], **params)
             except (TypeError, ValueError) as e:
                 if getattr(e, "_functrans_located", False):
                     raise
                 err = type(e)(f"{prim.name}: {e}{where()}")
                 err._functrans_located = True
                 raise err from e
+            if not prim.multiple_results:
+                out_avals = (out_avals,)
         outs = [StagedTracer(self, a) for a in out_avals]
         # source lines matter for staged programs; partial evaluation (linearize) skips the
         # stack walk, which would otherwise dominate eager grad's cost
         src = None if self.forward else user_frame()
-        self.recipes.append(_Recipe(prim, list(args), params, outs, src))
+        self.eqns.append(JaxprEqn(prim, [self.to_var(x) for x in args], params,
+                                  [t._var for t in outs], src))
         return outs if prim.multiple_results else outs[0]
+
+    def to_var(self, x):
+        """The jaxpr atom of x: its Var if it is our tracer, else a Literal or a constvar."""
+        if isinstance(x, Tracer):
+            if x._trace is self:
+                return x._var
+        elif x.__class__ in _SCALAR_TYPES or (isinstance(x, np.ndarray) and not x.shape):
+            return Literal(x)
+        v = self._const_var_of.get(id(x))
+        if v is None:
+            v = self._const_var_of[id(x)] = Var(get_aval(x))
+            self.constvars.append(v)
+            self.consts.append(x)
+        return v
 
     def build(self, in_tracers, outs, dce=True):
         """The jaxpr from in_tracers to outs, and the constants it closes over (in order)."""
-        var_of = {}
-        constvars, consts, const_var_of = [], [], {}
-
-        def read(x):
-            if isinstance(x, Tracer):
-                if x._trace is self:
-                    return var_of[id(x)]
-            elif x.__class__ in _SCALAR_TYPES or (isinstance(x, np.ndarray) and not x.shape):
-                return Literal(x)
-            v = const_var_of.get(id(x))
-            if v is None:
-                v = const_var_of[id(x)] = Var(get_aval(x))
-                constvars.append(v)
-                consts.append(x)
-            return v
-
-        def new(t):
-            v = var_of[id(t)] = Var(t.aval)
-            return v
-
-        invars = [new(t) for t in in_tracers]
-        eqns = []
-        for r in self.recipes:
-            ins = [read(x) for x in r.inputs]
-            eqns.append(JaxprEqn(r.prim, ins, r.params, [new(t) for t in r.outs], r.src))
-        outvars = [read(x) for x in outs]
-        jaxpr = Jaxpr(constvars, invars, eqns, outvars)
+        outvars = [self.to_var(x) for x in outs]
+        constvars, consts = self.constvars, self.consts
+        jaxpr = Jaxpr(constvars, [t._var for t in in_tracers], self.eqns, outvars)
         if dce:
             jaxpr, live = dce_jaxpr(jaxpr)
             keep = [v in live or v in jaxpr.outvars for v in constvars]
@@ -741,14 +732,14 @@ class StagingTrace(Trace):
             consts = [c for c, k in zip(consts, keep) if k]
         if config.check_jaxprs:
             check_jaxpr(jaxpr)
-        return jaxpr, consts
+        return jaxpr, list(consts)
 
 
 def _bind_in_parent(trace, prim, args, params):
     prev = _state.trace
-    _state.trace = trace.parent
+    _state.trace = parent = trace.parent
     try:
-        return prim.bind(*args, **params)
+        return parent.process_primitive(prim, args, params)
     finally:
         _state.trace = prev
 

@@ -101,6 +101,9 @@ def _node_of_type(t):
     return node
 
 
+_LEAF = PyTreeDef(None, None, ())   # every leaf's structure (PyTreeDefs are immutable)
+
+
 def tree_flatten(tree, is_leaf=None):
     """Returns (leaves, treedef). None is an empty node, as in JAX."""
     leaves = []
@@ -108,11 +111,11 @@ def tree_flatten(tree, is_leaf=None):
     def rec(x):
         if is_leaf is not None and is_leaf(x):
             leaves.append(x)
-            return PyTreeDef(None, None, ())
-        node = _node_of(x)
+            return _LEAF
+        node = _registry.get(type(x)) or _node_of(x)
         if node is None:
             leaves.append(x)
-            return PyTreeDef(None, None, ())
+            return _LEAF
         children, aux = node.flatten(x)
         return PyTreeDef(type(x), aux, [rec(c) for c in children])
 

@@ -279,7 +279,7 @@ def backward_pass(jaxpr, consts, args, cts_out):
 
     linear_eqns = []
     for eqn in jaxpr.eqns:
-        if any(v in linear_vars for v in eqn.inputs if type(v) is not Literal):
+        if not linear_vars.isdisjoint(eqn.inputs):  # (Literals hash by identity: never in it)
             linear_eqns.append(eqn)
             linear_vars.update(eqn.out_binders)
             continue
@@ -292,30 +292,32 @@ def backward_pass(jaxpr, consts, args, cts_out):
     ct_env = {}
 
     def write_ct(v, ct):
-        if type(v) is Literal or ct is None or type(ct) is Zero:
+        if ct is None or type(ct) is Zero or type(v) is Literal:
             return
         prev = ct_env.get(v)
         ct_env[v] = ct if prev is None else add_tangents(prev, ct)
 
     for v, ct in zip(jaxpr.outvars, cts_out):
         write_ct(v, ct)
+    pop = ct_env.pop
     for eqn in reversed(linear_eqns):
-        pop = ct_env.pop
-        cts = [pop(v, None) for v in eqn.out_binders]
-        if all(c is None for c in cts):
-            continue
         prim = eqn.primitive
+        if prim.multiple_results:
+            cts = [pop(v, None) for v in eqn.out_binders]
+            if all(c is None for c in cts):
+                continue
+            cts = [Zero(v.aval) if c is None else c for v, c in zip(eqn.out_binders, cts)]
+        else:
+            cts = pop(eqn.out_binders[0], None)
+            if cts is None:
+                continue
         rule = transpose_rules.get(prim)
         if rule is None:
             raise NotImplementedError(
                 f"Transpose rule (for reverse-mode differentiation) for '{prim.name}' not "
                 f"implemented (equation at {core.format_source(eqn.source_info)})")
         ins = [read(v) for v in eqn.inputs]
-        if prim.multiple_results:
-            cts = [Zero(v.aval) if c is None else c for v, c in zip(eqn.out_binders, cts)]
-            cts_in = rule(cts, *ins, **eqn.params)
-        else:
-            cts_in = rule(cts[0], *ins, **eqn.params)
+        cts_in = rule(cts, *ins, **eqn.params)
         for v, x, ct in zip(eqn.inputs, ins, cts_in):
             if type(x) is UndefPrimal:
                 write_ct(v, ct)

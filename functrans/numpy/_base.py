@@ -57,7 +57,55 @@ def _probe_key(x):
         return t
     if t is np.ndarray:
         return x.dtype
+    if isinstance(x, Tracer):
+        return x.aval.dtype
     return dtype_of(x)
+
+
+def array_aval(x):
+    """The aval of a tracer or NumPy array operand; None for anything else (Python scalars)."""
+    if isinstance(x, Tracer):
+        return x.aval
+    if type(x) is np.ndarray:
+        return get_aval(x)
+    return None
+
+
+def binary_operands(fn, x1, x2):
+    """(result dtype, x1, x2 promoted to it and broadcast together) for NumPy's ``fn``. The
+    common case, two arrays of the result dtype and one shape, costs two dict lookups."""
+    a1, a2 = array_aval(x1), array_aval(x2)
+    k1 = type(x1) if a1 is None else a1.dtype
+    k2 = type(x2) if a2 is None else a2.dtype
+    dt = oracle_memo.get((fn, (k1, k2)))
+    if dt is None:
+        dt = oracle_dtype(fn, x1, x2)
+    if a1 is not None and a1.dtype == dt:
+        if a2 is not None:
+            if a2.dtype == dt and a1.shape == a2.shape:
+                return dt, x1, x2
+        elif not a1.shape and type(x2) in PY_SCALARS:
+            return dt, x1, weak_constant(x2, dt)
+    elif a2 is not None and a2.dtype == dt and not a2.shape and type(x1) in PY_SCALARS:
+        return dt, weak_constant(x1, dt), x2
+    return (dt, *promote(dt, x1, x2))
+
+
+_weak_constants = {}
+
+
+def weak_constant(x, dtype):
+    """The Python scalar x as a read-only 0-d array of dtype, memoised (for 3.0 * x)."""
+    key = (type(x), x, dtype)
+    c = _weak_constants.get(key)
+    if c is None or x == 0:   # 0.0 == -0.0 as keys: never share a zero
+        c = np.asarray(x, dtype)
+        if x != 0 and x == x:
+            if len(_weak_constants) > 1024:
+                _weak_constants.clear()
+            c.flags.writeable = False
+            _weak_constants[key] = c
+    return c
 
 
 def _probe(key):
@@ -73,7 +121,7 @@ def _oracle(fn, keys, kwargs):
         return np.asarray(fn(*map(_probe, keys), **dict(kwargs))).dtype
 
 
-_oracle_memo = {}  # (fn, keys) -> dtype: the common no-kwargs case without lru_cache's cost
+oracle_memo = {}  # (fn, keys) -> dtype: the common no-kwargs case without lru_cache's cost
 
 
 def oracle_dtype(fn, *args, **kwargs):
@@ -81,7 +129,7 @@ def oracle_dtype(fn, *args, **kwargs):
     Raises TypeError (with the user's location) where NumPy rejects the dtypes."""
     keys = tuple(map(_probe_key, args))
     if not kwargs:
-        dt = _oracle_memo.get((fn, keys))
+        dt = oracle_memo.get((fn, keys))
         if dt is not None:
             return dt
     kw = tuple(sorted((k, np.dtype(v) if k == "dtype" and v is not None else v)
@@ -93,7 +141,7 @@ def oracle_dtype(fn, *args, **kwargs):
         raise TypeError(f"{getattr(fn, '__name__', fn)} does not support operand dtypes "
                         f"({names}): {e}{core.where()}") from None
     if not kwargs:
-        _oracle_memo[fn, keys] = dt
+        oracle_memo[fn, keys] = dt
     return dt
 
 

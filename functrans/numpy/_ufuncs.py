@@ -8,12 +8,18 @@ import numpy as np
 from .. import core
 from ..core import get_aval
 from ..lax import lax
-from ._base import as_operand, cast, is_weak, oracle_dtype, promote, result_type
+from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, oracle_dtype, oracle_memo,
+                    promote, result_type)
 
 
 def _unary(ufunc, lax_fn, name=None, int_identity=False):
     """A one-operand function: the operand is cast to NumPy's result dtype, then lax_fn."""
     def f(x, /):
+        a = array_aval(x)
+        if a is not None:
+            dt = oracle_memo.get((ufunc, (a.dtype,)))
+            if dt is a.dtype and not (int_identity and dt.kind in "biu"):
+                return lax_fn(x)
         x = x if is_weak(x) else as_operand(x)
         dt = oracle_dtype(ufunc, as_operand(x))
         if int_identity and dt.kind in "biu":
@@ -27,8 +33,8 @@ def _unary(ufunc, lax_fn, name=None, int_identity=False):
 def _binary(ufunc, lax_fn, name=None):
     """A two-operand function: operands promoted to NumPy's result dtype, broadcast, lax_fn."""
     def f(x1, x2, /):
-        dt = oracle_dtype(ufunc, x1, x2)
-        return lax_fn(*promote(dt, x1, x2))
+        _, a, b = binary_operands(ufunc, x1, x2)
+        return lax_fn(a, b)
     f.__name__ = f.__qualname__ = name or ufunc.__name__
     f.__doc__ = f"Elementwise {f.__name__} of x1 and x2, broadcast (NumPy's result dtype)."
     return f
