@@ -35,7 +35,8 @@ def _float_operand(x, name):
 def relu(x):
     """max(x, 0) elementwise, with derivative 0 at x == 0 (as JAX)."""
     x = jnp.asarray(x)
-    return jnp.where(x > 0, x, jnp.zeros_like(x))
+    zero = lax.full_like(x, 0)
+    return lax.select(lax.gt(x, zero), x, zero)
 
 
 def relu6(x):
@@ -110,9 +111,10 @@ def _axes_tuple(axis, ndim):
 
 
 def _stable_shift(x, axis):
-    """max of x over axis (keepdims), replaced by 0 where not finite, with no gradient."""
-    m = jnp.max(x, axis=axis, keepdims=True)
-    return lax.stop_gradient(jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m)))
+    """max of x over axis (keepdims), replaced by 0 where not finite, with no gradient (cut
+    before the max, so that no transform differentiates it only to drop the result)."""
+    m = jnp.max(lax.stop_gradient(x), axis=axis, keepdims=True)
+    return jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False):

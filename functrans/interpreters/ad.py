@@ -85,16 +85,11 @@ def tangent_aval(aval):
 
 class JVPTracer(Tracer):
     """A primal value paired with its (possibly symbolically zero) tangent."""
-    __slots__ = ("primal", "tangent", "_aval")
+    __slots__ = ("primal", "tangent", "aval")
 
     def __init__(self, trace, primal, tangent):
-        self._trace, self.primal, self.tangent, self._aval = trace, primal, tangent, None
-
-    @property
-    def aval(self):
-        if self._aval is None:
-            self._aval = get_aval(self.primal)
-        return self._aval
+        self._trace, self.primal, self.tangent = trace, primal, tangent
+        self.aval = get_aval(primal)
 
     def to_concrete_value(self):
         return core.concrete_or_none(self.primal)

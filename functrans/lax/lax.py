@@ -4,6 +4,7 @@ jvp, transpose (if linear) and batching rules right beside it. lax ops take equa
 equal dtypes; functrans.numpy does broadcasting and promotion on top."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -516,7 +517,7 @@ def _np_reducer(f, empty_ok=True):
         if not empty_ok and any(x.shape[a] == 0 for a in axes):
             raise ValueError(f"zero-size array to reduction operation {f.__name__} which has no "
                              "identity")
-        return np.asarray(f(x, axis=axes)).astype(x.dtype, copy=False)
+        return np.asarray(f.reduce(x, axis=axes)).astype(x.dtype, copy=False)
     return impl
 
 
@@ -527,10 +528,11 @@ def reducer(name, impl, kinds=_any):
     return p
 
 
-reduce_sum_p = reducer("reduce_sum", _np_reducer(np.sum), _num + "c")
-reduce_prod_p = reducer("reduce_prod", _np_reducer(np.prod), _num + "c")
-reduce_max_p = reducer("reduce_max", _np_reducer(np.max, False), _num + _bool)
-reduce_min_p = reducer("reduce_min", _np_reducer(np.min, False), _num + _bool)
+# ufunc.reduce is what np.sum/np.max run, without their Python wrapper
+reduce_sum_p = reducer("reduce_sum", _np_reducer(np.add), _num + "c")
+reduce_prod_p = reducer("reduce_prod", _np_reducer(np.multiply), _num + "c")
+reduce_max_p = reducer("reduce_max", _np_reducer(np.maximum, False), _num + _bool)
+reduce_min_p = reducer("reduce_min", _np_reducer(np.minimum, False), _num + _bool)
 
 
 def reduce_sum(x, axes):
@@ -745,6 +747,14 @@ def _broadcast_in_dim_impl(x, *, shape, broadcast_dimensions):
     # a read-only view (arrays are immutable; impls copy before writing): filling a buffer
     # would cost a write pass, and for big ones the page faults of a fresh allocation
     x = np.asarray(x)
+    strides = [0] * len(shape)
+    for i, d in enumerate(broadcast_dimensions):
+        if x.shape[i] != 1:
+            strides[d] = x.strides[i]
+    if x.flags.c_contiguous:   # np.broadcast_to's result, built directly (3x cheaper)
+        out = np.ndarray(shape, x.dtype, buffer=x, strides=strides)
+        out.flags.writeable = False
+        return out
     expanded = [1] * len(shape)
     for i, d in enumerate(broadcast_dimensions):
         expanded[d] = x.shape[i]
@@ -802,7 +812,7 @@ def _reshape_aval(x, *, new_sizes):
     return ShapedArray(new_sizes, x.dtype)
 
 
-reshape_p = primitive("reshape", lambda x, *, new_sizes: np.reshape(x, new_sizes), _reshape_aval)
+reshape_p = primitive("reshape", lambda x, *, new_sizes: np.asarray(x).reshape(new_sizes), _reshape_aval)
 
 
 def reshape(x, new_sizes):
@@ -830,7 +840,7 @@ def _transpose_aval(x, *, permutation):
     return ShapedArray(tuple(x.shape[p] for p in permutation), x.dtype)
 
 
-transpose_p = primitive("transpose", lambda x, *, permutation: np.transpose(x, permutation),
+transpose_p = primitive("transpose", lambda x, *, permutation: np.asarray(x).transpose(permutation),
                         _transpose_aval)
 
 
@@ -860,7 +870,7 @@ def _squeeze_aval(x, *, dimensions):
     return ShapedArray(tuple(s for i, s in enumerate(x.shape) if i not in dimensions), x.dtype)
 
 
-squeeze_p = primitive("squeeze", lambda x, *, dimensions: np.squeeze(x, dimensions), _squeeze_aval)
+squeeze_p = primitive("squeeze", lambda x, *, dimensions: np.asarray(x).squeeze(dimensions), _squeeze_aval)
 
 
 def squeeze(x, dimensions):
@@ -913,10 +923,16 @@ def _dot_dims(dimension_numbers):
 
 
 def _free(ndim, *used):
-    return [i for i in range(ndim) if not any(i in u for u in used)]
+    used = set().union(*used)
+    return [i for i in range(ndim) if i not in used]
 
 
 def _dot_general_aval(x, y, *, dimension_numbers, preferred_element_type):
+    return _dot_general_aval_memo(x, y, dimension_numbers, preferred_element_type)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dot_general_aval_memo(x, y, dimension_numbers, preferred_element_type):
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
     if x.dtype != y.dtype:
         raise TypeError(f"dot_general requires operands of equal dtypes, got {x.dtype.name} and "
@@ -975,8 +991,17 @@ def _ranges_like(*xs):
 
 
 def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, swap_ans=False):
+    dims, out_axes = _dot_transpose_dims(dimension_numbers, x.aval.ndim, get_aval(y).ndim,
+                                         swap_ans)
+    r = dot_general_p.bind(ct, y, dimension_numbers=dims,
+                           preferred_element_type=preferred_element_type)
+    return convert_element_type(transpose(r, out_axes), x.aval.dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dot_transpose_dims(dimension_numbers, x_nd, y_nd, swap_ans):
+    """(dimension numbers of ct . y, permutation back to x's layout) for the lhs transpose."""
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
-    x_nd, y_nd = x.aval.ndim, get_aval(y).ndim
     x_kept, y_kept = _free(x_nd, lc, lb), _free(y_nd, rc, rb)
     if swap_ans:
         ans_batch, ans_y, _ = _ranges_like(lb, y_kept, x_kept)
@@ -985,8 +1010,7 @@ def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, s
     dims = ((tuple(ans_y), tuple(y_kept)), (tuple(ans_batch), tuple(rb)))
     x_contract_sorted_by_y = [lc[i] for i in np.argsort(rc)]
     out_axes = np.argsort(list(lb) + x_kept + x_contract_sorted_by_y)
-    r = dot_general(ct, y, dims, preferred_element_type)
-    return convert_element_type(transpose(r, tuple(int(a) for a in out_axes)), x.aval.dtype)
+    return dims, tuple(int(a) for a in out_axes)
 
 
 def _dot_transpose_rhs(ct, x, y, *, dimension_numbers, preferred_element_type):

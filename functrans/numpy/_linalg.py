@@ -6,10 +6,13 @@ import numpy as np
 from .. import core
 from ..core import get_aval
 from ..lax import lax
-from ._base import as_operand, broadcast_to_shape, canonical_axis, cast, result_type
+from ._base import array_aval, as_operand, broadcast_to_shape, canonical_axis, cast, result_type
 
 
 def _operands(fn, a, b):
+    a1, a2 = array_aval(a), array_aval(b)
+    if a1 is not None and a2 is not None and a1.dtype == a2.dtype:
+        return a, b, a1.dtype
     dt = result_type(as_operand(a), as_operand(b))  # what NumPy's products return
     return cast(a, dt), cast(b, dt), dt
 
@@ -23,6 +26,8 @@ def matmul(a, b, /):
     """The matrix product a @ b with NumPy's rules (1-d promotion, broadcast batch dims)."""
     a, b, _ = _operands(np.matmul, a, b)
     sa, sb = get_aval(a).shape, get_aval(b).shape
+    if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0]:   # the common case, directly
+        return lax.dot_general(a, b, (((1,), (0,)), ((), ())))
     if not sa or not sb:
         raise ValueError(f"matmul: input operand does not have enough dimensions (shapes {sa} "
                          f"and {sb}){core.where()}")
