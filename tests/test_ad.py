@@ -606,6 +606,7 @@ def test_derivative_conventions_at_kinks():
     assert ft.grad(jnp.maximum, argnums=(0, 1))(1.0, 1.0) == (0.5, 0.5)
     assert ft.grad(jnp.minimum, argnums=(0, 1))(1.0, 1.0) == (0.5, 0.5)
     assert ft.grad(nn.relu)(0.0) == 0.0
+    assert ft.grad(nn.relu6)(0.0) == 0.0 and ft.grad(nn.relu6)(6.0) == 0.0
     np.testing.assert_array_equal(ft.grad(jnp.max)(np.array([1.0, 3.0, 3.0, 2.0, 3.0])),
                                   [0, 1 / 3, 1 / 3, 0, 1 / 3])
     np.testing.assert_array_equal(ft.grad(jnp.min)(np.array([1.0, 3.0, 1.0])), [0.5, 0, 0.5])
@@ -615,3 +616,9 @@ def test_derivative_conventions_at_kinks():
     assert ft.grad(lambda x: x ** 2)(0.0) == 0.0
     assert ft.grad(ft.grad(lambda x: x ** 2))(0.0) == 2.0
     assert ft.grad(jnp.square)(0.0) == 0.0
+
+
+def test_relu_propagates_nan_as_jax():
+    x = np.array([np.nan, -1.0, 0.0, 2.0, 7.0])
+    np.testing.assert_array_equal(nn.relu(x), [np.nan, 0.0, 0.0, 2.0, 7.0])
+    np.testing.assert_array_equal(nn.relu6(x), [np.nan, 0.0, 0.0, 2.0, 6.0])
