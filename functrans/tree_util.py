@@ -107,19 +107,22 @@ _LEAF = PyTreeDef(None, None, ())   # every leaf's structure (PyTreeDefs are imm
 def tree_flatten(tree, is_leaf=None):
     """Returns (leaves, treedef). None is an empty node, as in JAX."""
     leaves = []
+    return leaves, _flatten(tree, is_leaf, leaves)
 
-    def rec(x):
-        if is_leaf is not None and is_leaf(x):
-            leaves.append(x)
-            return _LEAF
-        node = _registry.get(type(x)) or _node_of(x)
-        if node is None:
-            leaves.append(x)
-            return _LEAF
-        children, aux = node.flatten(x)
-        return PyTreeDef(type(x), aux, [rec(c) for c in children])
 
-    return leaves, rec(tree)
+def _flatten(x, is_leaf, leaves):
+    # a module-level function, not a recursive closure: a closure that refers to itself is a
+    # reference cycle, which would keep ``leaves`` (often tracers holding residual arrays) alive
+    # until the cyclic garbage collector runs
+    if is_leaf is not None and is_leaf(x):
+        leaves.append(x)
+        return _LEAF
+    node = _registry.get(type(x)) or _node_of(x)
+    if node is None:
+        leaves.append(x)
+        return _LEAF
+    children, aux = node.flatten(x)
+    return PyTreeDef(type(x), aux, [_flatten(c, is_leaf, leaves) for c in children])
 
 
 def tree_unflatten(treedef, leaves):

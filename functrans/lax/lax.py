@@ -779,7 +779,7 @@ broadcast_in_dim_p = primitive("broadcast_in_dim", _broadcast_in_dim_impl, _broa
 
 def broadcast_in_dim(x, shape, broadcast_dimensions):
     """x placed in an array of ``shape``: operand dim i goes to dimension broadcast_dimensions[i]."""
-    shape, bd = tuple(int(d) for d in shape), tuple(int(d) for d in broadcast_dimensions)
+    shape, bd = tuple(map(int, shape)), tuple(map(int, broadcast_dimensions))
     if get_aval(x).shape == shape and bd == tuple(range(len(shape))):
         return x
     return broadcast_in_dim_p.bind(x, shape=shape, broadcast_dimensions=bd)
@@ -817,7 +817,7 @@ reshape_p = primitive("reshape", lambda x, *, new_sizes: np.asarray(x).reshape(n
 
 def reshape(x, new_sizes):
     """x with a new shape of the same size (row-major order)."""
-    new_sizes = tuple(int(d) for d in new_sizes)
+    new_sizes = tuple(map(int, new_sizes))
     if get_aval(x).shape == new_sizes:
         return x
     return reshape_p.bind(x, new_sizes=new_sizes)
@@ -846,7 +846,7 @@ transpose_p = primitive("transpose", lambda x, *, permutation: np.asarray(x).tra
 
 def transpose(x, permutation):
     """x with its axes permuted."""
-    permutation = tuple(int(p) for p in permutation)
+    permutation = tuple(map(int, permutation))
     if permutation == tuple(range(len(permutation))):
         return x
     return transpose_p.bind(x, permutation=permutation)
@@ -900,7 +900,7 @@ rev_p = primitive("rev", lambda x, *, dimensions: np.flip(x, dimensions) if dime
 
 def rev(x, dimensions):
     """x reversed along the given dimensions."""
-    return rev_p.bind(x, dimensions=tuple(int(d) for d in dimensions))
+    return rev_p.bind(x, dimensions=tuple(map(int, dimensions)))
 
 
 deflinear(rev_p, lambda ct, x, *, dimensions: [rev(ct, dimensions)])
@@ -977,8 +977,8 @@ def dot_general(x, y, dimension_numbers, preferred_element_type=None):
     """Generalised tensor contraction: dimension_numbers = ((lhs_contract, rhs_contract),
     (lhs_batch, rhs_batch)); output dims are batch, lhs free, rhs free."""
     (lc, rc), (lb, rb) = dimension_numbers
-    dn = ((tuple(int(i) for i in lc), tuple(int(i) for i in rc)),
-          (tuple(int(i) for i in lb), tuple(int(i) for i in rb)))
+    dn = ((tuple(map(int, lc)), tuple(map(int, rc))),
+          (tuple(map(int, lb)), tuple(map(int, rb))))
     pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
     return dot_general_p.bind(x, y, dimension_numbers=dn, preferred_element_type=pet)
 
@@ -1010,7 +1010,7 @@ def _dot_transpose_dims(dimension_numbers, x_nd, y_nd, swap_ans):
     dims = ((tuple(ans_y), tuple(y_kept)), (tuple(ans_batch), tuple(rb)))
     x_contract_sorted_by_y = [lc[i] for i in np.argsort(rc)]
     out_axes = np.argsort(list(lb) + x_kept + x_contract_sorted_by_y)
-    return dims, tuple(int(a) for a in out_axes)
+    return dims, tuple(map(int, out_axes))
 
 
 def _dot_transpose_rhs(ct, x, y, *, dimension_numbers, preferred_element_type):

@@ -3,6 +3,7 @@ weak Python scalars, and broadcasting. NumPy itself is the dtype oracle: the res
 operation is what NumPy's ufunc gives on empty arrays of the operand dtypes."""
 from __future__ import annotations
 
+import builtins
 import functools
 import warnings
 
@@ -155,11 +156,19 @@ def result_type(*args):
 
 def broadcast_shapes(*shapes):
     """The broadcast shape; ValueError naming all shapes (and the user's line) if none."""
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        raise ValueError("operands could not be broadcast together with shapes "
-                         f"{' '.join(str(tuple(s)) for s in shapes)}{core.where()}") from None
+    # NumPy's rule, written out: np.broadcast_shapes costs ~4 us per call
+    nd = builtins.max(map(len, shapes), default=0)
+    out = [1] * nd
+    for s in shapes:
+        off = nd - len(s)
+        for i, d in enumerate(s):
+            o = out[off + i]
+            if o == 1:
+                out[off + i] = d
+            elif d != 1 and d != o:
+                raise ValueError("operands could not be broadcast together with shapes "
+                                 f"{' '.join(str(tuple(s)) for s in shapes)}{core.where()}")
+    return tuple(map(int, out))
 
 
 def cast(x, dtype):
