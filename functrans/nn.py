@@ -120,6 +120,19 @@ def _stable_shift(x, axis):
     return jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
 
 
+def _shifted(x, axes):
+    """(x - its stable shift over axes, a function broadcasting a reduced value back to x's
+    shape). In lax directly: softmax sits in every classifier's loss, and the jnp layer's
+    promotion and broadcasting checks would double its eager cost."""
+    kept = tuple(i for i in range(x.ndim) if i not in axes)
+
+    def expand(r):
+        return lax.broadcast_in_dim(r, x.shape, kept)
+    m = lax.reduce_max(lax.stop_gradient(x), axes)
+    m = lax.select(lax.is_finite(m), m, lax.full_like(m, 0))
+    return lax.sub(x, expand(m)), expand
+
+
 def logsumexp(a, axis=None, b=None, keepdims=False):
     """log(sum(b * exp(a))) over ``axis`` (all axes by default), computed stably: finite for
     logits of magnitude 1e4, -inf entries contribute nothing (and get zero gradient), and the
@@ -141,8 +154,9 @@ def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along axis, computed stably (Jacobian diag(y) - y y^T)."""
     x = _float_operand(x, "softmax")
     axes = _axes_tuple(axis, x.ndim)
-    unnormalized = jnp.exp(x - _stable_shift(x, axes))
-    return unnormalized / jnp.sum(unnormalized, axis=axes, keepdims=True)
+    shifted, expand = _shifted(x, axes)
+    unnormalized = lax.exp(shifted)
+    return lax.div(unnormalized, expand(lax.reduce_sum(unnormalized, axes)))
 
 
 def log_softmax(x, axis=-1):
@@ -150,8 +164,8 @@ def log_softmax(x, axis=-1):
     gradients elsewhere."""
     x = _float_operand(x, "log_softmax")
     axes = _axes_tuple(axis, x.ndim)
-    shifted = x - _stable_shift(x, axes)
-    return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=axes, keepdims=True))
+    shifted, expand = _shifted(x, axes)
+    return lax.sub(shifted, expand(lax.log(lax.reduce_sum(lax.exp(shifted), axes))))
 
 
 def one_hot(x, num_classes, dtype=np.float64, axis=-1):
