@@ -14,15 +14,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import functrans  # noqa: E402
 import functrans.numpy as fnp  # noqa: E402
 
-try:
-    import jax
-    import jax.numpy as jnp
-except ImportError:
-    jax = None
-try:
-    import torch
-except ImportError:
-    torch = None
+# the first-call subprocesses import this module for sgd_step; they measure a process that,
+# like a user's training script, has not imported jax and torch (their libraries slow numba's
+# first compile by a second)
+_BASELINES = os.environ.get("FTBENCH_NO_BASELINES") != "1"
+jax = torch = None
+if _BASELINES:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        jax = None
+    try:
+        import torch
+    except ImportError:
+        torch = None
 
 
 def best(f, repeat=7, number=None):
@@ -227,7 +233,7 @@ def bench_first_call(rows):
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
     d = tempfile.mkdtemp(prefix="ftbench-")
-    env = dict(os.environ, FUNCTRANS_CACHE_DIR=d)
+    env = dict(os.environ, FUNCTRANS_CACHE_DIR=d, FTBENCH_NO_BASELINES="1")
     res = []
     for _ in range(2):
         out = subprocess.run([sys.executable, "-c", _FIRST.format(root=root, here=here)], env=env,

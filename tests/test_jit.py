@@ -492,3 +492,81 @@ def test_large_buffers_stay_correct():
     x = np.linspace(-1, 1, 1 << 21, dtype=np.float32)     # 8 MB buffers
     out = functrans.jit(lambda x: fnp.sin(x) * 2 + x)(x)
     np.testing.assert_allclose(out, np.sin(x) * 2 + x, rtol=2e-6, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parallel compilation of split plans (backends/precompile.py)
+
+def test_helper_gets_the_suffix_that_finishes_first():
+    from functrans.backends import precompile as pc
+    assert pc.choose([]) == [] and pc.choose([pc.cost(5)]) == []
+    assert pc.choose([pc.cost(3), pc.cost(3)]) == []           # a helper would not pay off
+    costs = [pc.cost(n) for n in (4, 18, 2, 12)]
+    chosen = pc.choose(costs)
+    assert chosen and chosen == list(range(chosen[0], 4))      # a suffix
+    assert pc._finish_time(costs, chosen[0]) < pc._finish_time(costs, 4)   # beats serial
+    assert all(pc._finish_time(costs, chosen[0]) <= pc._finish_time(costs, i)
+               for i in range(1, 5))
+
+
+_SPLIT_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    import numpy as np, functrans, functrans.numpy as fnp
+    from functrans import backends, nn
+    if {fail}:   # a helper that starts and fails at once
+        import functrans.backends.precompile as pc
+        pc.sys = type("FakeSys", (), {{"executable": "/bin/false"}})
+
+    def loss(params, x, y):
+        h = x
+        for w, b in params[:-1]:
+            h = nn.relu(h @ w + b)
+        w, b = params[-1]
+        return -fnp.mean(fnp.sum(y * nn.log_softmax(h @ w + b), axis=-1))
+
+    def step(params, x, y):
+        g = functrans.grad(loss)(params, x, y)
+        return [(w - 0.1 * gw, b - 0.1 * gb) for (w, b), (gw, gb) in zip(params, g)]
+
+    rng = np.random.default_rng(0)
+    sizes = [12, 10, 8, 4]
+    params = [(rng.normal(size=(m, n)), rng.normal(size=n)) for m, n in zip(sizes, sizes[1:])]
+    x, y = rng.normal(size=(6, 12)), np.eye(4)[rng.integers(0, 4, 6)]
+    got, want = functrans.jit(step)(params, x, y), step(params, x, y)
+    err = max(float(np.max(np.abs(a - b))) for a, b in zip(functrans.tree_util.tree_leaves(got),
+                                                           functrans.tree_util.tree_leaves(want)))
+    s = backends.compile_stats()
+    print(s["compiles"], s["disk_loads"], s["helper_kernels"], err,
+          "scipy.linalg" in sys.modules)
+""")
+
+
+def _run_split(cache, fail=False, **env_extra):
+    env = dict(os.environ, FUNCTRANS_CACHE_DIR=str(cache), **env_extra)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-c", _SPLIT_SCRIPT.format(root=root, fail=fail)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    c, loads, helped, err, scipy_linalg = p.stdout.split()
+    return int(c), int(loads), int(helped), float(err), scipy_linalg == "True"
+
+
+@pytest.mark.slow
+def test_split_plan_compiles_in_a_helper_then_loads_warm(tmp_path):
+    cache = tmp_path / "cache"
+    c1, l1, h1, e1, _ = _run_split(cache, FUNCTRANS_PARALLEL_COMPILE="1")
+    assert e1 < 1e-12
+    assert h1 >= 1 and l1 >= 1            # the helper's kernels were loaded from the cache
+    c2, l2, h2, e2, scipy_linalg = _run_split(cache)
+    assert (c2, h2) == (0, 0) and l2 == c1 + l1 and e2 == e1
+    # the dots run as numpy calls between kernels, so a warm process never imports scipy.linalg
+    # (numba's import-time BLAS probe is answered without it: vmath.py)
+    assert not scipy_linalg
+
+
+@pytest.mark.slow
+def test_a_failing_helper_changes_nothing_but_time(tmp_path):
+    cache = tmp_path / "cache"
+    c, loads, helped, err, _ = _run_split(cache, fail=True, FUNCTRANS_PARALLEL_COMPILE="1")
+    assert err < 1e-12 and helped >= 1 and loads == 0    # all compiled here instead

@@ -14,7 +14,8 @@ import numpy as np
 from .. import core
 from .. import jit_primitive
 
-_stats = {"compiles": 0, "disk_loads": 0, "kernels_built": 0, "traces_lowered": 0}
+_stats = {"compiles": 0, "disk_loads": 0, "kernels_built": 0, "traces_lowered": 0,
+          "helper_kernels": 0}
 _executables = weakref.WeakKeyDictionary()   # ClosedJaxpr -> _Executable
 
 
@@ -25,7 +26,7 @@ def compile_count():
 
 def compile_stats():
     """A copy of the counters: numba compiles, kernels loaded from the disk cache, kernel
-    modules imported, and jaxprs lowered."""
+    modules imported, jaxprs lowered, and kernels handed to a helper process to compile."""
     return dict(_stats)
 
 
@@ -110,20 +111,20 @@ def _normalize(a, dtype):
 class _Executable:
     """A compiled kernel bound to one signature's dims, literals and constants."""
     __slots__ = ("kernel", "prefix", "suffix", "dtypes", "name", "mod", "checked", "n_eqns",
-                 "lowered")
+                 "lowered", "in_avals", "helper")
 
-    def __init__(self, lowered, name):
+    def __init__(self, lowered, name, helper=None):
         from . import cache
         self.lowered = lowered
         self.name = name
         self.mod = cache.load_module(lowered.source)
         self.kernel = self.mod.kernel
-        consts = [_normalize(np.asarray(c), np.asarray(c).dtype) for c in lowered.plan.consts]
-        self.prefix = (lowered.dims, *lowered.lits, *consts)
-        self.dtypes = [v.aval.dtype for v in lowered.plan.inputs[len(consts):]]
-        self.suffix = tuple(lowered.extra_consts)
-        self.n_eqns = sum(len(getattr(s, "eqns", [1])) for s in lowered.plan.steps)
+        self.prefix, self.in_avals, self.suffix = _kernel_args(lowered)
+        self.dtypes = [a.dtype for a in self.in_avals]
+        self.n_eqns = kernel_size(lowered)
         self.checked = False
+        # a precompile.Helper compiling this kernel in another process, if any
+        self.helper = helper if helper is not None and helper.has(self.mod.__name__) else None
         _stats["kernels_built"] += 1
 
     def __call__(self, args):
@@ -133,6 +134,9 @@ class _Executable:
 
     def _first_call(self, args):
         from . import cache
+        if self.helper is not None:     # compiled in a helper process: wait, then load it
+            self.helper.wait_for(self.mod.__name__)
+            self.helper = None
         k = self.kernel
         n_sig, hits = len(k.signatures), sum(k._cache_hits.values())
         t0 = time.perf_counter()
@@ -164,6 +168,56 @@ class _Executable:
         return out
 
 
+def _kernel_args(lowered):
+    """(prefix args, avals of the run-time inputs, suffix args) of a lowered kernel: the dims
+    vector, literal and constant arrays around the inputs. numba is not needed for them."""
+    consts = [_normalize(np.asarray(c), np.asarray(c).dtype) for c in lowered.plan.consts]
+    in_avals = [v.aval for v in lowered.plan.inputs[len(consts):]]
+    return (lowered.dims, *lowered.lits, *consts), in_avals, tuple(lowered.extra_consts)
+
+
+def kernel_size(lowered):
+    """The number of equations a lowered kernel computes."""
+    return sum(len(getattr(s, "eqns", [1])) for s in lowered.plan.steps)
+
+
+def _arg_spec(lowered):
+    """The kernel's argument types as (dtype, ndim, layout, readonly), for a helper process:
+    what numba's typeof gives for the prefix and suffix arrays and for C-contiguous inputs."""
+    prefix, in_avals, suffix = _kernel_args(lowered)
+
+    def spec(a):
+        return [a.dtype.str, a.ndim, "C", not a.flags.writeable]
+    return ([spec(a) for a in prefix] + [[a.dtype.str, a.ndim, "C", False] for a in in_avals]
+            + [spec(a) for a in suffix])
+
+
+def _start_helper(kernels):
+    """Write the kernels' sources and hand the last of the ones numba has not compiled yet to
+    a helper process (precompile.py). Returns the Helper, or None."""
+    from . import cache, precompile
+    if not precompile.enabled():
+        return None
+    fresh, seen = [], set()
+    for low in kernels:
+        modname, path, new = cache.write_source(low.source)
+        if new and modname not in seen:
+            seen.add(modname)
+            fresh.append((modname, path, low))
+    chosen = precompile.choose([precompile.cost(kernel_size(low)) for _, _, low in fresh])
+    if not chosen:
+        return None
+    jobs = [(fresh[i][0], fresh[i][1], _arg_spec(fresh[i][2])) for i in chosen]
+    try:
+        helper = precompile.Helper(jobs)
+    except OSError as e:                # no helper: everything compiles here, as usual
+        _log(f"no helper process for parallel compilation ({e})")
+        return None
+    _log(f"compiling {len(chosen)} of {len(fresh)} new kernels in a helper process")
+    _stats["helper_kernels"] += len(chosen)
+    return helper
+
+
 class _Split:
     """Runs a SplitLowered: numpy impls and compiled kernels over a list of value slots."""
     __slots__ = ("program", "n_slots", "out_slots", "fixed", "name", "checked", "n_fixed_args",
@@ -179,6 +233,8 @@ class _Split:
         kplan = low.plan
         for v in kplan.inputs:
             slot(v)
+        # before this process imports numba: the helper's start overlaps with ours
+        helper = _start_helper([x for kind, x in low.parts if kind == "kernel"])
         self.fixed = []                       # (slot, value): constants and literals
         for v, c in zip(kplan.inputs, kplan.consts):
             self.fixed.append((slots[v], np.asarray(c)))
@@ -199,7 +255,7 @@ class _Split:
             else:
                 ins = [in_slot(v) for v in x.plan.inputs]
                 outs = [slot(o) for o in x.plan.outvars]
-                self.program.append((True, _Executable(x, name), None, ins, outs))
+                self.program.append((True, _Executable(x, name, helper), None, ins, outs))
         self.out_slots = [in_slot(v) for v in kplan.outvars]
         self.n_slots = len(slots)
         self.name, self.checked = name, True

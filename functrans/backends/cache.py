@@ -28,13 +28,13 @@ def cache_dir():
 
 
 def _salt():
-    import numba
+    # read without importing numba or vmath: the names are computed before numba starts
+    from importlib.metadata import version
 
     from .. import __version__
-    from . import vmath
-    with open(vmath.__file__, "rb") as f:
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "vmath.py"), "rb") as f:
         helper = hashlib.sha256(f.read()).hexdigest()
-    return f"functrans={__version__};numba={numba.__version__};vmath={helper};"
+    return f"functrans={__version__};numba={version('numba')};vmath={helper};"
 
 
 _SALT = None
@@ -85,12 +85,10 @@ def _fallback_path(modname, src):
     return path
 
 
-def load_module(src):
-    """The imported module of a generated source (from the disk cache when possible)."""
+def write_source(src):
+    """(module name, path, fresh) of a generated source, written to the cache directory if it
+    is not there yet (fresh: it was not, so numba has no compiled code for it)."""
     modname = module_name(src)
-    mod = sys.modules.get(modname)
-    if mod is not None:
-        return mod
     d = cache_dir()
     path = os.path.join(d, modname + ".py")
     try:
@@ -99,11 +97,21 @@ def load_module(src):
         if os.path.exists(path):
             with open(path) as f:
                 existing = f.read()
-        if existing != src:             # missing or corrupt: (re)write it
+        fresh = existing != src
+        if fresh:                       # missing or corrupt: (re)write it
             _write_atomic(path, src)
     except OSError as e:
         _warn_once(f"kernel cache directory {d!r} is not writable ({e})")
-        path = _fallback_path(modname, src)
+        return modname, _fallback_path(modname, src), True
+    return modname, path, fresh
+
+
+def load_module(src):
+    """The imported module of a generated source (from the disk cache when possible)."""
+    mod = sys.modules.get(module_name(src))
+    if mod is not None:
+        return mod
+    modname, path, _ = write_source(src)
     return _import(modname, path)
 
 

@@ -14,6 +14,30 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+
+def _skip_import_time_blas_probe():
+    """numba's CPU target imports numba.np.arraymath on its first compile or cache load, and
+    that module's import calls ``ensure_blas()``, importing scipy.linalg (0.15-0.25 s here, a
+    third of a warm process's first jit call) only to record that np.dot could be compiled.
+    scipy is a dependency, so the answer is yes; numba's np.dot typing calls ensure_blas again
+    (for real) when a kernel that uses it compiles. So arraymath is imported here with the probe
+    answered, and the real function restored. Any surprise in numba's layout: do nothing."""
+    if "numba.np.arraymath" in sys.modules:
+        return
+    try:
+        from numba.np import linalg
+        real = linalg.ensure_blas
+    except (ImportError, AttributeError):
+        return
+    linalg.ensure_blas = lambda: None
+    try:
+        import numba.np.arraymath  # noqa: F401
+    finally:
+        linalg.ensure_blas = real
+
+
+_skip_import_time_blas_probe()
+
 # inline="always": the helpers are inlined into the kernel's numba IR, so LLVM sees (and
 # vectorises) one loop body; as separate functions they are called per element (8 ns for tanh)
 _J = dict(cache=True, error_model="numpy", inline="always")

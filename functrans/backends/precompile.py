@@ -1,0 +1,132 @@
+"""Compiling a split jaxpr's kernels on both cores.
+
+numba compiles one function at a time (a global lock, and most of the work is Python), so a
+cold jit of a training step spends 1.5-2 s compiling its 4-6 kernels one after another on one
+core. When a split plan has several kernels that are not yet in the disk cache, the kernels
+needed last are handed to one helper process (``python -m functrans.backends.precompile``),
+which compiles them into the same disk cache while this process compiles the first ones.
+Before a handed-off kernel first runs, this process waits for the helper, then loads the
+kernel from the cache. A helper that fails or is slow changes nothing but time: the kernel is
+then compiled here as it would have been.
+
+``FUNCTRANS_PARALLEL_COMPILE=0`` turns this off."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+# seconds, measured here (numba 0.68): a helper's start (Python, numba import, target init),
+# the same target init in this process (paid by its first compile), and a kernel's compile as
+# a fixed part plus a part per equation
+HELPER_START_S = 0.7
+MAIN_START_S = 0.2
+KERNEL_FIXED_S = 0.2
+KERNEL_PER_EQN_S = 0.03
+WAIT_LIMIT_S = 120.0
+
+
+def _decode(spec):
+    """A numba Array type from (dtype, ndim, layout, readonly)."""
+    import numpy as np
+    from numba import from_dtype, types
+    dtype, ndim, layout, readonly = spec
+    return types.Array(from_dtype(np.dtype(dtype)), ndim, layout, readonly=readonly)
+
+
+def enabled():
+    """Whether kernels may be compiled in a helper process."""
+    return os.environ.get("FUNCTRANS_PARALLEL_COMPILE", "1") != "0" and (os.cpu_count() or 1) > 1
+
+
+def cost(n_eqns):
+    """Estimated seconds to compile a kernel of n_eqns equations."""
+    return KERNEL_FIXED_S + KERNEL_PER_EQN_S * n_eqns
+
+
+def _finish_time(costs, first_helped):
+    """When this process has run through all kernels, if the helper compiles
+    costs[first_helped:] in order (the first run of each kernel waits for its compile)."""
+    helper_done, t = HELPER_START_S, MAIN_START_S
+    for i, c in enumerate(costs):
+        if i < first_helped:
+            t += c
+        else:
+            helper_done += c
+            t = max(t, helper_done)
+    return t
+
+
+def choose(costs):
+    """Indices of the kernels (in program order, with estimated compile costs) to hand to a
+    helper: the suffix that finishes soonest; empty when a helper would not pay for its start."""
+    n = len(costs)
+    best = min(range(1, n + 1), key=lambda i: _finish_time(costs, i), default=n)
+    return list(range(best, n))
+
+
+class Helper:
+    """One helper process compiling the given (module name, path, argument spec) jobs, in
+    order; it reports each one done on its stdout."""
+
+    def __init__(self, jobs):
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in [root, os.environ.get("PYTHONPATH", "")] if p))
+        log = os.environ.get("FUNCTRANS_LOG_COMPILES", "") == "1"
+        self.pending = {name for name, _, _ in jobs}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "functrans.backends.precompile", json.dumps(jobs)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=None if log else subprocess.DEVNULL, text=True)
+
+    def has(self, name):
+        """Whether the helper was given the kernel module ``name``."""
+        return name in self.pending
+
+    def wait_for(self, name):
+        """Block until the helper reports ``name`` compiled, or has stopped, or WAIT_LIMIT_S
+        passed. (Either way the caller then loads or compiles the kernel as usual.)"""
+        if self.proc is None or name not in self.pending:
+            return
+        deadline = time.monotonic() + WAIT_LIMIT_S
+        while name in self.pending and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:                # the helper has exited
+                break
+            self.pending.discard(line.strip())
+        if name in self.pending or not self.pending:
+            self._close()
+
+    def _close(self):
+        proc, done, self.proc, self.pending = self.proc, not self.pending, None, set()
+        try:
+            proc.wait(timeout=5 if done else 0)   # all reported: it is exiting by itself
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+    def __del__(self):
+        if getattr(self, "proc", None) is not None:
+            self._close()
+
+
+def main(argv):
+    """The helper: compile each job's kernel for its argument types (numba writes the disk
+    cache), printing the module name after each."""
+    from . import cache
+    for name, path, spec in json.loads(argv[1]):
+        t0 = time.perf_counter()
+        mod = cache._import(name, path)
+        mod.kernel.compile(tuple(_decode(e) for e in spec))
+        print(name, flush=True)
+        if os.environ.get("FUNCTRANS_LOG_COMPILES", "") == "1":
+            print(f"functrans: helper compiled {name} in {time.perf_counter() - t0:.3f} s",
+                  file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
