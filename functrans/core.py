@@ -229,6 +229,17 @@ def current_trace():
     return _state.trace
 
 
+def staging():
+    """True if a jaxpr is being staged (make_jaxpr, jit, a control-flow body) below the current
+    trace: then constants must be built by binding, so that they are recorded as equations."""
+    t = _state.trace
+    while t is not None:
+        if type(t) is StagingTrace and not t.forward:
+            return True
+        t = t.parent
+    return False
+
+
 class set_current_trace:
     """Context manager: make ``trace`` current for the duration of the block; with
     invalidate=True also mark it finished on exit, so tracers that escape are caught."""
@@ -636,12 +647,10 @@ def pp_jaxpr(jaxpr, indent=0, namer=None):
 class StagedTracer(Tracer):
     """An abstract value being staged into a jaxpr (or an unknown under partial eval); ``_var``
     is its variable in that jaxpr (underscored: ``x.var`` is the array method)."""
-    __slots__ = ("_aval", "_var")
+    __slots__ = ("aval", "_var")
 
     def __init__(self, trace, aval):
-        self._trace, self._aval, self._var = trace, aval, Var(aval)
-
-    aval = property(lambda self: self._aval)
+        self._trace, self.aval, self._var = trace, aval, Var(aval)
 
 
 _SCALAR_TYPES = {bool, int, float, complex, np.float64, np.float32, np.int64, np.int32, np.bool_,

@@ -5,6 +5,8 @@ import functools
 
 def safe_map(f, *xs):
     """map that insists all sequences have the same length; returns a list."""
+    if len(xs) == 1:                    # nothing to check (the common case, kept cheap)
+        return list(builtins.map(f, xs[0]))
     xs = [list(x) for x in xs]
     n = len(xs[0])
     for x in xs[1:]:

@@ -118,23 +118,22 @@ class JVPTrace(Trace):
                 if not x._trace.valid:
                     raise core.escaped_tracer_error(x)
             primals.append(x)
-            tangents.append(None)
+            tangents.append(Zero.like(x))
         prev = core._state.trace
         core._state.trace = self.parent
         try:
             if not nonzero:
-                return prim.bind(*primals, **params)
+                return self.parent.process_primitive(prim, primals, params)
             rule = jvp_rules.get(prim)
             if rule is None:
                 raise NotImplementedError(
                     f"Differentiation rule for '{prim.name}' not implemented (jvp){core.where()}")
-            tangents = [Zero.like(p) if t is None else t for p, t in zip(primals, tangents)]
             out, t_out = rule(primals, tangents, **params)
         finally:
             core._state.trace = prev
         if prim.multiple_results:
             return [self.pure(p, t) for p, t in zip(out, t_out)]
-        return self.pure(out, t_out)
+        return out if type(t_out) is Zero else JVPTracer(self, out, t_out)
 
     def pure(self, primal, tangent):
         return primal if type(tangent) is Zero else JVPTracer(self, primal, tangent)

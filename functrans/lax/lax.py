@@ -484,6 +484,9 @@ def full(shape, fill_value, dtype):
         fill_value = convert_element_type(fill_value, dtype)
     else:
         fill_value = np.asarray(fill_value, dtype)
+        if not core.staging():   # a constant whatever the transforms: skip their dispatch
+            return _broadcast_in_dim_impl(fill_value, shape=tuple(map(int, shape)),
+                                          broadcast_dimensions=())
     return broadcast_in_dim(fill_value, tuple(shape), ())
 
 
