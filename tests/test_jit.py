@@ -396,6 +396,42 @@ def test_vmath_f32_accuracy(name, ref, max_ulp):
     assert err.max() <= max_ulp, f"{name}({x[worst]!r}) = {out[worst]!r}, want {want[worst]!r}"
 
 
+@pytest.mark.parametrize("name", ["sin", "cos"])
+def test_table_free_trig_is_bit_identical_below_2_23(name):
+    from functrans.backends import vmath
+    import numba
+    full, small = getattr(vmath, f"{name}_f32"), getattr(vmath, f"{name}_f32_small")
+
+    @numba.njit
+    def kern(a, o1, o2):
+        for i in range(a.size):
+            o1[i], o2[i] = full(a[i]), small(a[i])
+    x = _all_f32_sample()
+    x = x[np.abs(x) < 8388608.0]
+    k = np.arange(-3000, 3000, dtype=np.float64)
+    x = np.concatenate([x, (k * np.pi / 2).astype(np.float32), np.float32([8388607.5, -0.0])])
+    o1, o2 = np.empty_like(x), np.empty_like(x)
+    kern(x, o1, o2)
+    assert np.array_equal(o1.view(np.uint32), o2.view(np.uint32))
+
+
+@pytest.mark.parametrize("far", [None, 8388608.0, 3e38, np.inf, -np.inf, np.nan])
+def test_trig_loops_rerun_when_an_argument_is_far(far):
+    # a fused loop with float32 sin/cos runs table-free first and reruns in full when any
+    # argument is non-finite or |x| >= 2**23: both passes must give the eager result
+    x = np.random.default_rng(0).normal(size=300).astype(np.float32) * 4
+    if far is not None:
+        x[17] = far
+    f = functrans.jit(lambda v: (fnp.sum(fnp.sin(v) * fnp.cos(2 * v)), fnp.sin(v) + 1))
+    low = f.lower(x).as_text()
+    assert "sin_f32_small(" in low and "sin_f32(" in low
+    with np.errstate(all="ignore"):
+        want = (np.sum(np.sin(x) * np.cos(2 * x), dtype=np.float64), np.sin(x) + 1)
+    got = f(x)
+    np.testing.assert_allclose(got[1], want[1], rtol=2e-6, atol=1e-6, equal_nan=True)
+    np.testing.assert_allclose(float(got[0]), want[0], rtol=1e-5, atol=1e-4, equal_nan=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # CPU plan rewrites and split (multi-kernel) execution
 

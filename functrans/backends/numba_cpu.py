@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, logistic_f64,
                                       fsign, idiv, irem, fmax, fmin, hugepages,
-                                      sin_f32, cos_f32)
+                                      sin_f32, cos_f32, sin_f32_small, cos_f32_small)
 
 '''
 
@@ -337,9 +337,12 @@ def _emit_group(em, g, materialized):
             if o in materialized:
                 em.alloc(o)
 
+    trig_args = []                       # float32 sin/cos arguments (see _emit_nests)
     for eqn in g.eqns:
         name, out = eqn.primitive.name, eqn.out_binders[0]
         dout = out.aval.dtype
+        if name in ("sin", "cos") and dout == np.float32:
+            trig_args.append(read(eqn.inputs[0]))
         if name in plan_mod.REDUCTIONS:
             _emit_reduction(em, eqn, read(eqn.inputs[0]), idx, pre, post, body)
             continue
@@ -354,6 +357,11 @@ def _emit_group(em, g, materialized):
         if out in materialized:
             body.append(f"{em.names[out]}[{_index(idx)}] = {s}")
 
+    _emit_nests(em, shape, idx, pre, post, body, trig_args)
+
+
+def _emit_loop_nest(em, shape, idx, pre, post, body):
+    r = len(shape)
     for k in range(r + 1):
         for ln in pre[k]:
             em.line(ln)
@@ -367,6 +375,25 @@ def _emit_group(em, g, materialized):
             em.ind -= 1
         for ln in post[k]:
             em.line(ln)
+
+
+def _emit_nests(em, shape, idx, pre, post, body, trig_args):
+    """The loop nest; with float32 sin/cos in it, twice: first with the table-free versions
+    (valid for finite |x| < 2**23) and a flag raised by any other argument, then, only if the
+    flag is up, again with the full ones (every output and accumulator is rewritten)."""
+    if not trig_args:
+        _emit_loop_nest(em, shape, idx, pre, post, body)
+        return
+    flag = em.fresh("far")
+    fast = [ln.replace("sin_f32(", "sin_f32_small(").replace("cos_f32(", "cos_f32_small(")
+            for ln in body]
+    fast += [f"{flag} = {flag} | (not (abs({a}) < np.float32(8388608.0)))" for a in trig_args]
+    em.line(f"{flag} = False")
+    _emit_loop_nest(em, shape, idx, pre, post, fast)
+    em.line(f"if {flag}:")
+    em.ind += 1
+    _emit_loop_nest(em, shape, idx, pre, post, body)
+    em.ind -= 1
 
 
 # float ops whose numba result already has the operands' dtype (smaller code, faster compiles)

@@ -321,6 +321,32 @@ def _quadrant(q, r):
 
 
 @numba.njit(**_J)
+def _reduce_small_f32(x):
+    """_reduce_f32 for |x| < 2**23 only: the float64 Cody-Waite steps, no table lookups."""
+    xd = np.float64(x)
+    k1 = np.rint(xd * 0.6366197723675814)
+    r1 = ((xd - k1 * _PIO2_1) - k1 * _PIO2_2) - k1 * _PIO2_3
+    return np.int64(k1) & 3, r1
+
+
+@numba.njit(**_J)
+def sin_f32_small(x):
+    """sin_f32 for finite |x| < 2**23, bit for bit; anything else gives garbage. Kernels use it
+    in a first pass that also records whether any argument was outside that range, and rerun
+    the loop with sin_f32 if one was: the table path's gathers cost 2 ns an element."""
+    q, r = _reduce_small_f32(x)
+    y = _quadrant(q, r)
+    return x if abs(x) < _F(2.44140625e-4) else _F(y)
+
+
+@numba.njit(**_J)
+def cos_f32_small(x):
+    """cos_f32 for finite |x| < 2**23, bit for bit (see sin_f32_small)."""
+    q, r = _reduce_small_f32(x)
+    return _F(_quadrant(q + 1, r))
+
+
+@numba.njit(**_J)
 def sin_f32(x):
     """sin(x) for float32 x, correctly reduced over the whole float32 range (<= 1 ulp);
     sin(+-inf) = nan, sin(-0) = -0. Branch-free, so loops calling it vectorise."""
