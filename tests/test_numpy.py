@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 import functrans
 import functrans.numpy as jnp
 import functrans.scipy.special
+from functrans.test_util import check_grads
 
 THIS_FILE = os.path.basename(__file__)
 
@@ -667,3 +668,39 @@ def test_take_modes_follow_jax(dtype):
         np.array([[fill], [5]], dtype))
     with pytest.raises(IndexError):
         jnp.take(a, i, mode="raise")
+
+
+# ---------------------------------------------------------------------------------------------
+# where= in reductions (NumPy's and JAX's semantics: only the selected elements count)
+
+@pytest.mark.parametrize("name,kw", [("sum", {}), ("prod", {}), ("mean", {}), ("var", {}),
+                                     ("var", {"ddof": 1}), ("std", {}), ("max", {"initial": -3}),
+                                     ("min", {"initial": 3}), ("all", {}), ("any", {})])
+@settings(max_examples=10)
+@given(shape=st.sampled_from([(4,), (3, 4), (2, 3, 2)]), seed=st.integers(0, 2**31 - 1),
+       dtype=st.sampled_from([np.float64, np.float32, np.int32]))
+def test_reductions_with_where(name, kw, shape, seed, dtype):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=shape) * 3).astype(dtype)
+    where = rng.random(shape[-1:]) > 0.3             # broadcast against x, as NumPy allows
+    for axis in [None, 0, -1]:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = getattr(np, name)(x, axis=axis, where=where, **kw)
+        got = getattr(jnp, name)(x, axis=axis, where=where, **kw)
+        assert np.asarray(got).dtype == np.asarray(want).dtype
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_max_with_where_needs_initial_as_numpy():
+    with pytest.raises(ValueError, match="initial"):
+        jnp.max(np.ones(3), where=np.array([True, False, True]))
+
+
+def test_masked_reductions_differentiate():
+    mask = np.array([[True, False, True], [False, True, True]])
+    x = np.random.default_rng(0).normal(size=(2, 3))
+    check_grads(lambda v: jnp.mean(v, axis=1, where=mask), (x,), order=2, modes=("fwd", "rev"))
+    check_grads(lambda v: jnp.var(v, where=mask, ddof=1), (x,), order=2, modes=("fwd", "rev"))
+    g = functrans.grad(lambda v: jnp.sum(v * v, where=mask))(x)
+    np.testing.assert_array_equal(g, np.where(mask, 2 * x, 0))

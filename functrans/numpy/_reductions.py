@@ -19,9 +19,32 @@ def _keep(x, out, axes, keepdims):
     return lax.reshape(out, shape)
 
 
-def _check_no_where(where, name):
-    if where is not None and where is not True:
-        raise NotImplementedError(f"{name}: the where= argument is not supported{core.where()}")
+def _mask(where, aval):
+    """The where= mask as a bool array of aval's shape, or None for no mask (None or True)."""
+    if where is None or where is True:
+        return None
+    from ._ufuncs import _to_bool
+    from ._base import broadcast_to_shape
+    return broadcast_to_shape(_to_bool(as_operand(where, "where")), aval.shape)
+
+
+def _masked(x, mask, fill):
+    """x where mask holds, else the constant fill (x unchanged without a mask)."""
+    if mask is None:
+        return x
+    a = get_aval(x)
+    return lax.select(mask, x, lax.full(a.shape, fill, a.dtype))
+
+
+def _lowest(dtype, sign):
+    """The identity of max (sign=-1) or min (sign=+1) for dtype: -+inf, the integer bounds."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return sign * np.inf
+    if dtype.kind == "b":
+        return sign > 0
+    info = np.iinfo(dtype)
+    return info.max if sign > 0 else info.min
 
 
 _NONEMPTY = {}
@@ -39,16 +62,21 @@ def _reduction(name, np_fn, lax_reduce, empty_ok=True, identity=None):
     def f(a, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
         if out is not None:
             raise NotImplementedError(f"{name}: out= is not supported (arrays are immutable)")
-        _check_no_where(where, name)
         a = as_operand(a)
         kw = {"dtype": dtype} if dtype is not None else {}
         dt = oracle_dtype(np_fn if empty_ok else _nonempty(np_fn), a, **kw)
         aval = get_aval(a)
         axes = canonical_axes(axis, aval.ndim)
+        mask = _mask(where, aval)
+        if not empty_ok and initial is None and mask is not None:
+            raise ValueError(f"reduction operation {name} does not have an identity, so to use "
+                             f"a where mask one has to specify 'initial'{core.where()}")
         if not empty_ok and initial is None and builtins.any(aval.shape[i] == 0 for i in axes):
             raise ValueError(f"zero-size array to reduction operation {name} which has no "
                              f"identity (shape {aval.shape}){core.where()}")
         x = cast(a, dt)
+        if mask is not None:
+            x = _masked(x, mask, identity if empty_ok else _lowest(dt, 1 if name == "min" else -1))
         r = lax_reduce(x, axes)
         if initial is not None:
             from ._ufuncs import maximum, minimum, add, multiply
@@ -61,8 +89,8 @@ def _reduction(name, np_fn, lax_reduce, empty_ok=True, identity=None):
     return f
 
 
-sum = _reduction("sum", np.sum, lax.reduce_sum)  # noqa: A001
-prod = _reduction("prod", np.prod, lax.reduce_prod)
+sum = _reduction("sum", np.sum, lax.reduce_sum, identity=0)  # noqa: A001
+prod = _reduction("prod", np.prod, lax.reduce_prod, identity=1)
 max = amax = _reduction("max", np.max, lax.reduce_max, empty_ok=False)  # noqa: A001
 min = amin = _reduction("min", np.min, lax.reduce_min, empty_ok=False)  # noqa: A001
 
@@ -74,8 +102,8 @@ def _truth(a):
 
 def _bool_reduction(name, reduce, empty_value):
     def f(a, axis=None, out=None, keepdims=False, *, where=None):
-        _check_no_where(where, name)
         x = _truth(a)
+        x = _masked(x, _mask(where, get_aval(x)), empty_value)
         axes = canonical_axes(axis, get_aval(x).ndim)
         if builtins.any(get_aval(x).shape[i] == 0 for i in axes):
             shape = tuple(d for i, d in enumerate(get_aval(x).shape) if i not in axes)
@@ -96,22 +124,34 @@ def _count(aval, axes):
 
 
 def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=None):
-    """The arithmetic mean along axis (float64 for integer input, as NumPy)."""
-    _check_no_where(where, "mean")
+    """The arithmetic mean along axis (float64 for integer input, as NumPy); with ``where``,
+    of the selected elements only (NaN where none is)."""
     a = as_operand(a)
     kw = {"dtype": dtype} if dtype is not None else {}
     dt = oracle_dtype(np.mean, a, **kw)
     axes = canonical_axes(axis, get_aval(a).ndim)
-    s = lax.reduce_sum(cast(a, dt), axes)
-    n = _count(get_aval(a), axes)
-    r = lax.div(s, lax.full(get_aval(s).shape, n, dt))
+    mask = _mask(where, get_aval(a))
+    s = lax.reduce_sum(_masked(cast(a, dt), mask, 0), axes)
+    r = lax.div(s, _count_like(s, get_aval(a), axes, mask, dt))
     return _keep(a, r, axes, keepdims)
+
+
+def _count_like(r, aval, axes, mask, dtype, ddof=0):
+    """The number of elements reduced into each entry of r (minus ddof, at least 0), as dtype."""
+    if mask is None:
+        n = builtins.max(_count(aval, axes) - ddof, 0)
+        return lax.full(get_aval(r).shape, n, dtype)
+    n = lax.reduce_sum(lax.convert_element_type(mask, dtype), axes)
+    if ddof:
+        n = lax.max(lax.sub(n, lax.full(get_aval(n).shape, ddof, dtype)),
+                    lax.full(get_aval(n).shape, 0, dtype))
+    return n
 
 
 def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=None,
         correction=None):
-    """The variance along axis: mean of squared deviations, divided by n - ddof."""
-    _check_no_where(where, "var")
+    """The variance along axis: mean of squared deviations, divided by n - ddof (n: the
+    number of elements, or of selected ones with ``where``)."""
     if correction is not None:
         ddof = correction
     a = as_operand(a)
@@ -119,14 +159,14 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     dt = oracle_dtype(np.var, a, **kw)
     aval = get_aval(a)
     axes = canonical_axes(axis, aval.ndim)
-    n = _count(aval, axes)
+    mask = _mask(where, aval)
     x = cast(a, dt)
-    m = lax.reduce_sum(x, axes)
-    m = lax.div(m, lax.full(get_aval(m).shape, n, dt))
+    m = lax.reduce_sum(_masked(x, mask, 0), axes)
+    m = lax.div(m, _count_like(m, aval, axes, mask, dt))
     kept = tuple(i for i in range(aval.ndim) if i not in axes)
-    d = lax.sub(x, lax.broadcast_in_dim(m, aval.shape, kept))
+    d = _masked(lax.sub(x, lax.broadcast_in_dim(m, aval.shape, kept)), mask, 0)
     s = lax.reduce_sum(lax.mul(d, d), axes)
-    r = lax.div(s, lax.full(get_aval(s).shape, builtins.max(n - ddof, 0), dt))
+    r = lax.div(s, _count_like(s, aval, axes, mask, dt, ddof))
     return _keep(a, r, axes, keepdims)
 
 
