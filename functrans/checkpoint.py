@@ -18,8 +18,8 @@ from .core import ClosedJaxpr, Jaxpr, Primitive, abstract_eval_rules, get_aval, 
 from .custom_derivatives import lift_tracer_consts
 from .interpreters import ad, batching, partial_eval
 from .interpreters.ad import UndefPrimal, Zero, instantiate_zeros
-from .tree_util import tree_flatten, tree_unflatten
-from .util import partition_list, merge_lists, safe_map, safe_zip, split_list
+from .tree_util import tree_unflatten
+from .util import merge_lists, safe_map, safe_zip, split_list
 
 map, zip = safe_map, safe_zip
 

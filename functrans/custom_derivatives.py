@@ -16,7 +16,7 @@ import numpy as np
 from . import core
 from .core import ClosedJaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
 from .interpreters import ad, batching
-from .interpreters.ad import UndefPrimal, Zero, instantiate_zeros
+from .interpreters.ad import Zero, instantiate_zeros
 from .tree_util import tree_flatten, tree_unflatten
 from .util import safe_map, safe_zip, split_list
 

@@ -6,7 +6,7 @@ from . import core
 from .core import Primitive, abstract_eval_rules, impl_rules
 from .interpreters import ad, batching, partial_eval
 from .interpreters.ad import UndefPrimal, Zero, instantiate_zeros
-from .util import merge_lists, safe_map, safe_zip, split_list
+from .util import safe_map, safe_zip, split_list
 
 map, zip = safe_map, safe_zip
 

@@ -487,7 +487,6 @@ def _lower_dot_general(em, eqn):
                   em.dim(prod(xa.shape, lc)), em.dim(prod(ya.shape, rf)))
     xn, yn = em.array(x), em.array(y)
     o = em.alloc(out)
-    ct = dtype_ctor(xa.dtype)
 
     def operand(name, perm, dims3, swap_ok):
         """name as a 3-D (B, rows, cols) array; a 2-D swap becomes a free .T view."""

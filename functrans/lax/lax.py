@@ -11,12 +11,12 @@ import numpy as np
 
 from .. import core
 from ..core import Primitive, ShapedArray, abstract_eval_rules, get_aval, impl_rules
-from ..interpreters import ad, batching
+from ..interpreters import ad
 from ..interpreters.ad import (UndefPrimal, Zero, defbilinear, defjvp, defjvp2, defjvp_zero,
                                deflinear, instantiate_zeros, jvp_rules, transpose_rules)
 from ..interpreters.batching import (batch_rules, defbroadcasting, defreducer, defvectorized,
                                      moveaxis, not_mapped)
-from ..util import canonicalize_axes, safe_map, safe_zip
+from ..util import safe_map, safe_zip
 
 map, zip = safe_map, safe_zip
 
@@ -815,7 +815,8 @@ def _reshape_aval(x, *, new_sizes):
     return ShapedArray(new_sizes, x.dtype)
 
 
-reshape_p = primitive("reshape", lambda x, *, new_sizes: np.asarray(x).reshape(new_sizes), _reshape_aval)
+reshape_p = primitive("reshape", lambda x, *, new_sizes: np.asarray(x).reshape(new_sizes),
+                      _reshape_aval)
 
 
 def reshape(x, new_sizes):
@@ -873,7 +874,8 @@ def _squeeze_aval(x, *, dimensions):
     return ShapedArray(tuple(s for i, s in enumerate(x.shape) if i not in dimensions), x.dtype)
 
 
-squeeze_p = primitive("squeeze", lambda x, *, dimensions: np.asarray(x).squeeze(dimensions), _squeeze_aval)
+squeeze_p = primitive("squeeze", lambda x, *, dimensions: np.asarray(x).squeeze(dimensions),
+                      _squeeze_aval)
 
 
 def squeeze(x, dimensions):

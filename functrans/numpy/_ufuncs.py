@@ -8,8 +8,8 @@ import numpy as np
 from .. import core
 from ..core import get_aval
 from ..lax import lax
-from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, oracle_dtype, oracle_memo,
-                    promote, result_type)
+from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, oracle_dtype,
+                    oracle_memo, promote, result_type)
 
 
 def _unary(ufunc, lax_fn, name=None, int_identity=False):
