@@ -19,6 +19,7 @@ import numpy as np
 
 from . import lax
 from . import numpy as jnp
+from .numpy import _base as jnp_base
 
 __all__ = ["relu", "relu6", "sigmoid", "log_sigmoid", "softplus", "gelu", "silu", "swish", "elu",
            "leaky_relu", "tanh", "softmax", "log_softmax", "logsumexp", "one_hot"]
@@ -32,18 +33,24 @@ def _float_operand(x, name):
     return x
 
 
+def _as_dtype_of(ufunc, x, scalar):
+    """x as an array of the dtype ufunc(x, scalar) has (NEP 50: bool -> int, int stays)."""
+    x = jnp.asarray(x)
+    return jnp_base.cast(x, jnp_base.oracle_dtype(ufunc, x, scalar))
+
+
 def relu(x):
     """max(x, 0) elementwise (NaN stays NaN), with derivative 0 at x == 0 (as JAX). A select
     rather than JAX's custom_jvp of max: the same values and derivatives, except that the
     derivative at a NaN input is 1 here (0 in JAX), for a third of the eager cost."""
-    x = jnp.asarray(x)
+    x = _as_dtype_of(np.maximum, x, 0)
     zero = lax.full_like(x, 0)
     return lax.select(lax.le(x, zero), zero, x)
 
 
 def relu6(x):
     """min(max(x, 0), 6) elementwise (NaN stays NaN), with derivative 0 at both kinks."""
-    x = jnp.asarray(x)
+    x = _as_dtype_of(np.minimum, _as_dtype_of(np.maximum, x, 0), 6.0)
     zero, six = lax.full_like(x, 0), lax.full_like(x, 6)
     return lax.select(lax.le(x, zero), zero, lax.select(lax.ge(x, six), six, x))
 
