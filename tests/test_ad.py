@@ -628,3 +628,11 @@ def test_relu_propagates_nan_as_jax():
     x = np.array([np.nan, -1.0, 0.0, 2.0, 7.0])
     np.testing.assert_array_equal(nn.relu(x), [np.nan, 0.0, 0.0, 2.0, 7.0])
     np.testing.assert_array_equal(nn.relu6(x), [np.nan, 0.0, 0.0, 2.0, 6.0])
+
+
+def test_relu_dtypes_follow_maximum():
+    # relu(x) = maximum(x, 0), relu6(x) = minimum(maximum(x, 0), 6.0), with NumPy's promotion
+    for x in [np.array([True, False]), np.array([-2, 3], np.int8), np.array([-1.0], np.float32)]:
+        assert nn.relu(x).dtype == np.maximum(x, 0).dtype
+        assert nn.relu6(x).dtype == np.minimum(np.maximum(x, 0), 6.0).dtype
+    np.testing.assert_array_equal(nn.relu(np.array([True, False])), [1, 0])
