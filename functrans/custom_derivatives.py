@@ -154,6 +154,8 @@ class custom_jvp(_CustomFunction):
         if self.jvp is None:
             raise AttributeError(f"No JVP defined for custom_jvp function {self.__name__} "
                                  "using defjvp.")
+        if type(core.current_trace()) is core.EvalTrace:   # no transform: just run it
+            return self.fun(*args, **kwargs)
         nondiff, diff, _, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
         rule = self.jvp
 
@@ -256,6 +258,8 @@ class custom_vjp(_CustomFunction):
         if self.fwd is None:
             raise AttributeError(f"No VJP defined for custom_vjp function {self.__name__} "
                                  "using defvjp.")
+        if type(core.current_trace()) is core.EvalTrace:   # no transform: just run it
+            return self.fun(*args, **kwargs)
         nondiff, diff, merge, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
         name, fwd, bwd = self.__name__, self.fwd, self.bwd
         res_store = _Store()

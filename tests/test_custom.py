@@ -6,6 +6,7 @@ import pytest
 
 import functrans as ft
 from functrans import lax
+import functrans.numpy as jnp
 
 
 def _sum(x):
@@ -189,3 +190,32 @@ def test_vmap_of_custom_functions_equals_loop():
     np.testing.assert_allclose(ft.vmap(r)(xs), [_chain(x) for x in xs])
     np.testing.assert_allclose(ft.vmap(f_jvp2, in_axes=1, out_axes=1)(xs), np.sin(xs))
     np.testing.assert_allclose(ft.vmap(g_vjp3, in_axes=(0, None))(xs, xs[0]), xs * xs[0])
+
+
+def test_eager_calls_just_run_the_function():
+    # with no transform active, a custom_jvp/custom_vjp call is the function itself: no jaxpr is
+    # traced and no rule runs
+    calls = []
+
+    @ft.custom_jvp
+    def f(x):
+        calls.append("f")
+        return jnp.sin(x) * 2
+
+    @f.defjvp
+    def f_jvp(primals, tangents):
+        calls.append("rule")
+        (x,), (t,) = primals, tangents
+        return f(x), 2 * jnp.cos(x) * t
+
+    @ft.custom_vjp
+    def g(x):
+        calls.append("g")
+        return x * 3
+
+    g.defvjp(lambda x: (calls.append("fwd") or g(x), None), lambda res, ct: (3 * ct,))
+    np.testing.assert_allclose(f(0.5), np.sin(0.5) * 2)
+    np.testing.assert_allclose(g(2.0), 6.0)
+    assert calls == ["f", "g"]
+    assert ft.grad(f)(0.5) == pytest.approx(2 * np.cos(0.5))
+    assert ft.grad(g)(2.0) == pytest.approx(3.0)
