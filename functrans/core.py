@@ -693,20 +693,14 @@ class StagingTrace(Trace):
     def stage(self, prim, args, params, out_avals=None):
         """Record prim(*args) as an equation; returns its output tracer(s)."""
         if out_avals is None:
-            rule = abstract_eval_rules.get(prim)
-            if rule is None:
-                raise NotImplementedError(
-                    f"abstract evaluation rule for '{prim.name}' not implemented")
             try:
-                out_avals = rule(*[get_aval(x) for x in args], **params)
+                out_avals = abstract_eval(prim, [get_aval(x) for x in args], params)
             except (TypeError, ValueError) as e:
                 if getattr(e, "_functrans_located", False):
                     raise
                 err = type(e)(f"{prim.name}: {e}{where()}")
                 err._functrans_located = True
                 raise err from e
-            if not prim.multiple_results:
-                out_avals = (out_avals,)
         outs = [StagedTracer(self, a) for a in out_avals]
         # source lines matter for staged programs; partial evaluation (linearize) skips the
         # stack walk, which would otherwise dominate eager grad's cost

@@ -120,24 +120,19 @@ def _axes_tuple(axis, ndim):
     return tuple(int(a) % ndim if ndim else 0 for a in axes)
 
 
-def _stable_shift(x, axis):
-    """max of x over axis (keepdims), replaced by 0 where not finite, with no gradient (cut
-    before the max, so that no transform differentiates it only to drop the result)."""
-    m = jnp.max(lax.stop_gradient(x), axis=axis, keepdims=True)
-    return jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-
-
 def _shifted(x, axes):
-    """(x - its stable shift over axes, a function broadcasting a reduced value back to x's
-    shape). In lax directly: softmax sits in every classifier's loss, and the jnp layer's
-    promotion and broadcasting checks would double its eager cost."""
+    """(x - shift, shift, expand): the shift is the max of x over axes (0 where not finite),
+    with no gradient (cut before the max, so that no transform differentiates it only to drop
+    the result); expand broadcasts a value reduced over axes back to x's shape. In lax
+    directly: softmax sits in every classifier's loss, and the jnp layer's promotion and
+    broadcasting checks would double its eager cost."""
     kept = tuple(i for i in range(x.ndim) if i not in axes)
 
     def expand(r):
         return lax.broadcast_in_dim(r, x.shape, kept)
     m = lax.reduce_max(lax.stop_gradient(x), axes)
     m = lax.select(lax.is_finite(m), m, lax.full_like(m, 0))
-    return lax.sub(x, expand(m)), expand
+    return lax.sub(x, expand(m)), m, expand
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False):
@@ -147,21 +142,21 @@ def logsumexp(a, axis=None, b=None, keepdims=False):
     broadcastable to a."""
     a = _float_operand(a, "logsumexp")
     axes = _axes_tuple(axis, a.ndim)
-    shift = _stable_shift(a, axes)
-    e = jnp.exp(a - shift)
+    shifted, shift, _ = _shifted(a, axes)
+    e = jnp.exp(shifted)
     if b is not None:
         e = e * jnp.asarray(b)
-    total = jnp.sum(e, axis=axes, keepdims=True)
+    total = jnp.sum(e, axis=axes)
     positive = total > 0  # all -inf (or zero weights): -inf, without log(0)'s warning or NaN grad
     out = jnp.where(positive, jnp.log(jnp.where(positive, total, 1)), -jnp.inf) + shift
-    return out if keepdims else jnp.squeeze(out, axis=axes)
+    return jnp.expand_dims(out, axes) if keepdims else out
 
 
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along axis, computed stably (Jacobian diag(y) - y y^T)."""
     x = _float_operand(x, "softmax")
     axes = _axes_tuple(axis, x.ndim)
-    shifted, expand = _shifted(x, axes)
+    shifted, _, expand = _shifted(x, axes)
     unnormalized = lax.exp(shifted)
     return lax.div(unnormalized, expand(lax.reduce_sum(unnormalized, axes)))
 
@@ -171,7 +166,7 @@ def log_softmax(x, axis=-1):
     gradients elsewhere."""
     x = _float_operand(x, "log_softmax")
     axes = _axes_tuple(axis, x.ndim)
-    shifted, expand = _shifted(x, axes)
+    shifted, _, expand = _shifted(x, axes)
     return lax.sub(shifted, expand(lax.log(lax.reduce_sum(lax.exp(shifted), axes))))
 
 
