@@ -8,6 +8,7 @@ import numpy as np
 
 from . import core
 from .core import ShapedArray, as_array, get_aval, is_float
+from .devices import Device
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
 from .tree_util import tree_flatten, tree_map, tree_paths, tree_structure, tree_unflatten
@@ -23,13 +24,36 @@ def _check_callable(fun, name):
 
 
 def _flat_leaves(tree, what):
-    """(leaves as arrays, treedef); TypeError naming ``what`` for leaves that are not arrays."""
+    """(leaves as arrays, treedef); TypeError naming ``what``, the leaf's type and its pytree
+    path for leaves that are not arrays. An (args, kwargs) pair names args[i] / kwargs[k]."""
     leaves, treedef = tree_flatten(tree)
     try:
         leaves = [as_array(x) for x in leaves]
-    except TypeError as e:
-        raise TypeError(f"{what}: {e}") from None
+    except TypeError:
+        pair = (type(tree) is tuple and len(tree) == 2 and type(tree[0]) is tuple
+                and type(tree[1]) is dict)
+        paths = (tree_paths(treedef.children[0], "args") + tree_paths(treedef.children[1], "kwargs")
+                 if pair else tree_paths(treedef, "args"))
+        for x, path in zip(leaves, paths):
+            try:
+                as_array(x)
+            except TypeError:
+                raise TypeError(f"{what}: {path} is a value of type {type(x).__name__} "
+                                f"({x!r:.80}), which is not an array: pass Arrays, NumPy arrays, "
+                                f"NumPy or Python scalars, or pytrees of them{core.where()}") from None
     return leaves, treedef
+
+
+def _outputs(flat, inputs):
+    """Flat results for the user: Arrays, with a copy of any that is (a view of) one of the
+    caller's writable ndarray inputs (functions are pure: no output aliases an input)."""
+    return core.to_arrays(flat, core.owned_ndarrays(inputs))
+
+
+def _snapshot(leaves):
+    """Flat inputs kept past the call (by vjp_fn, f_jvp): the caller's writable ndarrays are
+    copied into Arrays, so that mutating them later does not change the results."""
+    return [core.to_array(x, core.owned_ndarrays((x,))) for x in leaves]
 
 
 class _Store:
@@ -103,7 +127,9 @@ def jvp(fun, primals, tangents, has_aux=False):
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
     outs_p, outs_t = ad.jvp_flat(flat, p_flat, t_flat)
-    outs_t = [_instantiate_tangent(t) for t in outs_t]
+    inputs = p_flat + t_flat
+    outs_p = _outputs(outs_p, inputs)
+    outs_t = _outputs([_instantiate_tangent(t) for t in outs_t], inputs)
     out_p, aux = _split_aux(outs_p, out_store.val, aux_store, has_aux)
     out_t, _ = _split_aux(outs_t, out_store.val, aux_store, has_aux)
     return (out_p, out_t, aux) if has_aux else (out_p, out_t)
@@ -122,8 +148,10 @@ def linearize(fun, *primals):
     re-running the primal computation."""
     _check_callable(fun, "linearize")
     p_flat, p_tree = _flat_leaves(primals, "linearize primals")
+    p_flat = _snapshot(p_flat)
     out_store = _Store()
     outs_p, jaxpr, consts = ad.linearize_flat(_flatten_fun(fun, p_tree, out_store), p_flat)
+    outs_p = _outputs(outs_p, ())
     out_tree = out_store.val
     float_mask = [is_float(get_aval(p).dtype) for p in p_flat]
 
@@ -133,7 +161,7 @@ def linearize(fun, *primals):
             raise TypeError(f"linearized function called on tangents of structure {t_tree}, "
                             f"expected {p_tree}")
         t_flat = [t for t, f in zip(t_flat, float_mask) if f]
-        return tree_unflatten(out_tree, core.eval_jaxpr(jaxpr, consts, *t_flat))
+        return tree_unflatten(out_tree, _outputs(core.eval_jaxpr(jaxpr, consts, *t_flat), t_flat))
 
     return tree_unflatten(out_tree, outs_p), f_jvp
 
@@ -146,9 +174,11 @@ def vjp(fun, *primals, has_aux=False):
     tuple with one cotangent per primal."""
     _check_callable(fun, "vjp")
     p_flat, p_tree = _flat_leaves(primals, "vjp primals")
+    p_flat = _snapshot(p_flat)
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
     outs_p, vjp_flat_fn = ad.vjp_flat(flat, p_flat)
+    outs_p = _outputs(outs_p, ())
     out_tree = out_store.val
     out, aux = _split_aux(outs_p, out_tree, aux_store, has_aux)
     n_out = out_tree.num_leaves
@@ -165,7 +195,7 @@ def vjp(fun, *primals, has_aux=False):
                 raise ValueError(f"vjp: cotangent of shape {get_aval(c).shape} does not match the "
                                  f"primal output shape {a.shape}")
         cts = ct_flat + [Zero(get_aval(o)) for o in outs_p[n_out:]]
-        return tuple(tree_unflatten(p_tree, vjp_flat_fn(cts)))
+        return tuple(tree_unflatten(p_tree, _outputs(vjp_flat_fn(cts), ct_flat)))
 
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
@@ -235,9 +265,10 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
         flat = _flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store)
         outs_p, vjp_fn = ad.vjp_flat(flat, leaves)
+        outs_p = _outputs(outs_p, leaves)
         value = outs_p[0]
         cts = [np.ones((), get_aval(value).dtype)] + [Zero(get_aval(o)) for o in outs_p[1:]]
-        grads = tree_unflatten(treedef, vjp_fn(cts))
+        grads = tree_unflatten(treedef, _outputs(vjp_fn(cts), leaves))
         g = grads[0] if single else grads
         if has_aux:
             _, aux = _split_aux(outs_p, out_store.val, aux_store, True)
@@ -377,7 +408,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
             return ods
 
         outs = batching.vmap_flat(flat, size, canon, out_dims, leaves)
-        return tree_unflatten(out_store.val[0], outs)
+        return tree_unflatten(out_store.val[0], _outputs(outs, leaves))
 
     return vmapped
 
@@ -444,9 +475,10 @@ def jacfwd(fun, argnums=0, has_aux=False):
                 start += xa.size
             tree = tree_unflatten(in_tree, pieces)
             result_leaves.append(tree[0] if single else tree)
-        result = tree_unflatten(out_tree, result_leaves)
+        result = tree_map(core.to_array, tree_unflatten(out_tree, result_leaves))
         if has_aux:
-            return result, _split_aux(primal_outs.val, out_tree, aux_store, True)[1]
+            aux = _split_aux(_outputs(primal_outs.val, leaves), out_tree, aux_store, True)[1]
+            return result, aux
         return result
 
     return jac
@@ -497,9 +529,9 @@ def jacrev(fun, argnums=0, has_aux=False):
             tree = tree_unflatten(in_tree, pieces)
             result_leaves.append(tree[0] if single else tree)
             start += ya.size
-        result = tree_unflatten(out_tree, result_leaves)
+        result = tree_map(core.to_array, tree_unflatten(out_tree, result_leaves))
         if has_aux:
-            return result, _split_aux(outs_p, out_tree, aux_store, True)[1]
+            return result, _split_aux(_outputs(outs_p, leaves), out_tree, aux_store, True)[1]
         return result
 
     return jac
@@ -600,12 +632,41 @@ def eval_shape(fun, *args, **kwargs):
 
 
 def device_put(x, device=None):
-    """x as NumPy arrays (the CPU backend keeps arrays in host memory)."""
-    return tree_map(lambda v: np.asarray(v) if not isinstance(v, core.Tracer) else v, x)
+    """x (a pytree) with every leaf an Array: on ``device`` (a Device; the Arrays are then
+    committed to it, and computation on them runs there), or where it already is (NumPy
+    values: the default device). NumPy inputs are copied; tracers pass through."""
+    if device is not None and not isinstance(device, Device):
+        raise TypeError(f"device_put: device must be a functrans Device (from functrans.devices()), "
+                        f"got {type(device).__name__} {device!r}")
+    return tree_map(lambda v: _put(v, device), x)
+
+
+def _put(v, device):
+    if isinstance(v, core.Tracer):
+        return v
+    a = v if type(v) is core.Array else core.to_array(v, core.owned_ndarrays((v,)))
+    if device is None:
+        return a
+    src = a.device
+    if src is device:
+        return a if a.committed else core.make_array(a._value, device, True)
+    move = core.device_transfers.get((src.platform, device.platform))
+    if move is None:
+        raise NotImplementedError(f"device_put: no transfer from {src} to {device}")
+    return core.make_array(move(a._value, device), device, True)
+
+
+def device_get(x):
+    """x (a pytree) with every Array leaf as a host NumPy array (read-only for CPU Arrays,
+    which are not copied); other leaves unchanged."""
+    return tree_map(lambda v: np.asarray(v) if type(v) is core.Array else v, x)
 
 
 def block_until_ready(x):
-    """x itself: CPU computations are synchronous."""
+    """x (a pytree), once the computations producing its Arrays have finished."""
+    for leaf in tree_flatten(x)[0]:
+        if type(leaf) is core.Array:
+            leaf.block_until_ready()
     return x
 
 
@@ -678,32 +739,64 @@ class Jitted:
         return closed, leaves, out_tree
 
     def __call__(self, *args, **kwargs):
-        # fast path: plain arrays at the top level, no transform active -> straight to the kernel
-        if not kwargs and core._state.trace is core.eval_trace and self._fast is not None:
-            try:
-                key = tuple([(a.shape, a.strides, a.dtype) for a in args if type(a) is np.ndarray])
-            except AttributeError:
-                key = None
-            hit = self._fast.get(key) if key is not None and len(key) == len(args) else None
-            if hit is not None:
-                kernel, prefix, suffix, out_tree = hit
-                outs = kernel(*prefix, *args, *suffix)
-                return outs[0] if out_tree is None else tree_unflatten(out_tree, list(outs))
-        from .jit_primitive import jit_p, backend_executors
+        if self._fast is not None and not kwargs and core._state.trace is core.eval_trace:
+            outs = self._call_fast(args)
+            if outs is not None:
+                return outs
+        from .jit_primitive import jit_p
         closed, flat_args, out_tree = self._trace(args, kwargs)
         outs = jit_p.bind(*flat_args, jaxpr=closed, name=getattr(self.fun, "__name__", "fun"),
                           backend=self.backend)
-        if (self._fast is not None and not kwargs and core._state.trace is core.eval_trace
-                and len(flat_args) == len(args) and all(type(a) is np.ndarray for a in args)
-                and backend_executors.get(self.backend) is not None):
-            from . import backends
-            ex = backends._executables.get(closed)
-            if getattr(ex, "checked", False) and len(self._fast) < 64 and \
-                    all(a.flags.c_contiguous and a.flags.writeable for a in args):
-                single = getattr(out_tree, "nodetype", False) is None
-                key = tuple((a.shape, a.strides, a.dtype) for a in args)
-                self._fast[key] = (ex.kernel, ex.prefix, ex.suffix, None if single else out_tree)
+        if self._fast is not None and not kwargs and core._state.trace is core.eval_trace:
+            self._remember_fast(closed, args, flat_args, out_tree)
         return tree_unflatten(out_tree, outs)
+
+    def _call_fast(self, args):
+        """The outputs of a call whose arguments are all arrays at the top level (uncommitted
+        Arrays or ndarrays) of a signature run before: straight to the compiled kernel. None
+        when the call must take the general path."""
+        bufs, owned = [], None
+        for a in args:
+            t = type(a)
+            if t is core.Array:
+                if a._committed:
+                    return None
+                b = a._value
+                if not (b.flags.c_contiguous and b.flags.writeable):
+                    # an equal buffer the kernel takes as it is (Arrays are immutable)
+                    b = a._value = np.array(b)
+                bufs.append(b)
+            elif t is np.ndarray and a.flags.c_contiguous and a.flags.writeable:
+                bufs.append(a)
+                owned = args
+            else:
+                return None
+        hit = self._fast.get(tuple([(b.shape, b.strides, b.dtype) for b in bufs]))
+        if hit is None:
+            return None
+        kernel, prefix, suffix, out_tree = hit
+        outs = kernel(*prefix, *bufs, *suffix)
+        if owned is not None:       # an output may be (a view of) the caller's ndarray
+            outs = _outputs(outs, owned)
+        else:
+            outs = [core.make_array(o) for o in outs]
+        return outs[0] if out_tree is None else tree_unflatten(out_tree, outs)
+
+    def _remember_fast(self, closed, args, flat_args, out_tree):
+        from . import backends
+        from .jit_primitive import backend_executors
+        if (len(flat_args) != len(args) or backend_executors.get(self.backend) is None
+                or len(self._fast) >= 64):
+            return
+        bufs = [a._value if type(a) is core.Array else a for a in args]
+        if not all(type(b) is np.ndarray and b.flags.c_contiguous and b.flags.writeable
+                   for b in bufs):
+            return
+        ex = backends._executables.get(closed)
+        if getattr(ex, "checked", False) and hasattr(ex, "kernel"):
+            single = getattr(out_tree, "nodetype", False) is None
+            key = tuple((b.shape, b.strides, b.dtype) for b in bufs)
+            self._fast[key] = (ex.kernel, ex.prefix, ex.suffix, None if single else out_tree)
 
     def lower(self, *args, **kwargs):
         """The lowered form of this function for these arguments (its jaxpr and generated

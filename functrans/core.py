@@ -13,14 +13,13 @@ import sysconfig
 
 import numpy as np
 
+from ._config import config  # noqa: F401  (re-exported: functrans.core.config)
+from .devices import default_device
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError)
 
 
-class config:
-    """Global switches. ``check_jaxprs`` type-checks every jaxpr built (on in the tests)."""
-    check_jaxprs = os.environ.get("FUNCTRANS_CHECK_JAXPRS", "") == "1"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,8 +71,8 @@ _aval_memo = {}
 
 
 def get_aval(x):
-    """The ShapedArray of a tracer, NumPy array or Python/NumPy scalar."""
-    if isinstance(x, Tracer):
+    """The ShapedArray of an Array, tracer, NumPy array or Python/NumPy scalar."""
+    if type(x) is Array or isinstance(x, Tracer):
         return x.aval
     if type(x) is np.ndarray or isinstance(x, np.generic):
         key = (x.shape, x.dtype)
@@ -91,10 +90,13 @@ def get_aval(x):
 
 
 def as_array(x):
-    """x as a NumPy array (scalars become 0-d arrays); tracers pass through."""
-    if isinstance(x, (Tracer, np.ndarray)):
+    """x as an array value: Arrays, tracers and ndarrays pass through; scalars and objects
+    with ``__array__`` become ndarrays; anything else is a TypeError naming its type."""
+    if type(x) is Array or isinstance(x, (Tracer, np.ndarray)):
         return x
     if isinstance(x, (bool, int, float, complex, np.generic)):
+        return np.asarray(x)
+    if hasattr(x, "__array__") and not isinstance(x, type):
         return np.asarray(x)
     raise TypeError(f"Value {x!r} of type {type(x).__name__} is not a valid functrans array type")
 
@@ -191,28 +193,65 @@ def escaped_tracer_error(x):
 
 
 class EvalTrace(Trace):
-    """The bottom of every stack: runs impl rules on NumPy arrays."""
+    """The bottom of every stack: runs impl rules on the buffers of Arrays, and returns Arrays
+    on the device the inputs were committed to (the default device if none was)."""
     __slots__ = ()
 
     def process_primitive(self, prim, args, params):
-        for x in args:
-            if type(x) is np.ndarray:
-                continue
-            if isinstance(x, Tracer):
-                raise escaped_tracer_error(x)
-            if type(x) is Array:  # impls run on base ndarrays: subclass ufuncs cost ~0.5 us
-                args = tuple(np.asarray(a) if type(a) is Array else a for a in args)
+        vals, device, owned = _unwrap(prim, args)
+        if device is not None and device.platform != "cpu":
+            return device_impls[device.platform](prim, vals, params, device)
         rule = impl_rules.get(prim)
         if rule is None:
             raise NotImplementedError(f"evaluation rule (impl) for '{prim.name}' not implemented")
         try:
-            return rule(*args, **params)
+            out = rule(*vals, **params)
         except (ValueError, TypeError, IndexError) as e:
             if getattr(e, "_functrans_located", False):
                 raise
             err = type(e)(f"{prim.name}: {e}{where()}")
             err._functrans_located = True
             raise err from e
+        if prim.multiple_results:
+            return [to_array(o, owned, device, device is not None) for o in out]
+        if owned is None and device is None and type(out) is np.ndarray:
+            return make_array(out)
+        return to_array(out, owned, device, device is not None)
+
+
+# platform -> f(prim, buffers, params, device) -> Array(s): eager evaluation on that platform's
+# buffers (registered by the GPU backend)
+device_impls = {}
+
+
+def _unwrap(prim, args):
+    """(the buffers of args, the device they are committed to or None, the writable ndarrays
+    among them or None). ValueError naming both devices when args are committed to two."""
+    vals, device, owned = [], None, None
+    for x in args:
+        t = type(x)
+        if t is Array:
+            if x._committed and x._device is not device:
+                if device is not None:
+                    raise device_mismatch_error(prim.name, device, x._device)
+                device = x._device
+            vals.append(x._value)
+        elif t is np.ndarray:
+            if x.flags.writeable:
+                owned = [x] if owned is None else owned + [x]
+            vals.append(x)
+        elif isinstance(x, Tracer):
+            raise escaped_tracer_error(x)
+        else:
+            vals.append(x)
+    return vals, device, owned
+
+
+def device_mismatch_error(what, d1, d2):
+    """The ValueError for Arrays committed to two devices meeting in one computation."""
+    return ValueError(f"{what}: received Arrays committed to different devices, {d1} and {d2}"
+                      f"{where()}. Computation follows data and functrans never moves data "
+                      "silently: bring them together with functrans.device_put(x, device).")
 
 
 class _State:
@@ -276,12 +315,52 @@ def call_in_parent(trace, f, *args):
 
 
 # ---------------------------------------------------------------------------------------------
-# Tracers
+# Tracers and Arrays: one set of operators and methods
 
-_tracer_methods = {}  # filled by functrans.numpy: operators and array methods
+_array_methods = {}  # filled by functrans.numpy (install_array_methods): operators and methods
+_tracer_methods = _array_methods   # the name rules and older code use
 
 
-class Tracer:
+class _ArrayOps:
+    """What Tracer and Array share: shape properties, len/iter/hash, and the operators and
+    methods that functrans.numpy installs here (``install_array_methods``), so the traced and
+    the concrete array can never drift apart."""
+    __slots__ = ()
+
+    shape = property(lambda self: self.aval.shape)
+    dtype = property(lambda self: self.aval.dtype)
+    ndim = property(lambda self: len(self.aval.shape))
+    size = property(lambda self: self.aval.size)
+    itemsize = property(lambda self: self.aval.dtype.itemsize)
+    nbytes = property(lambda self: self.aval.size * self.aval.dtype.itemsize)
+
+    def __len__(self):
+        if not self.aval.shape:
+            raise TypeError("len() of unsized object")
+        return self.aval.shape[0]
+
+    def __iter__(self):
+        if not self.aval.shape:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.aval.shape[0]))
+
+    def __hash__(self):
+        raise TypeError(f"unhashable type: '{type(self).__name__}' ({self.aval.str_short()}); "
+                        "arrays are mutable-looking values and cannot be dict keys or set members")
+
+
+_PROPERTY_METHODS = ("T", "mT", "at", "real", "imag")
+
+
+def install_array_methods(methods):
+    """Install operators and methods (name -> function of the array) on Tracer and Array at
+    once; names in _PROPERTY_METHODS become properties. Subclass definitions take precedence."""
+    _array_methods.update(methods)
+    for name, f in methods.items():
+        setattr(_ArrayOps, name, property(f) if name in _PROPERTY_METHODS else f)
+
+
+class Tracer(_ArrayOps):
     """A value flowing through user code while a transform runs."""
     __slots__ = ("_trace",)
     __array_priority__ = 1000
@@ -291,13 +370,8 @@ class Tracer:
     def aval(self):
         raise NotImplementedError
 
-    shape = property(lambda self: self.aval.shape)
-    dtype = property(lambda self: self.aval.dtype)
-    ndim = property(lambda self: self.aval.ndim)
-    size = property(lambda self: self.aval.size)
-
     def to_concrete_value(self):
-        """The concrete NumPy value behind this tracer, or None if it is abstract."""
+        """The concrete value behind this tracer, or None if it is abstract."""
         return None
 
     def _concrete(self, what, err=ConcretizationTypeError):
@@ -334,89 +408,252 @@ class Tracer:
             f"{self.aval.str_short()} value{where()}. NumPy functions cannot be traced: use "
             "functrans.numpy instead of numpy inside transformed functions.")
 
-    def __len__(self):
-        if not self.shape:
-            raise TypeError("len() of unsized object")
-        return self.shape[0]
-
-    def __iter__(self):
-        if not self.shape:
-            raise TypeError("iteration over a 0-d array")
-        return (self[i] for i in range(self.shape[0]))
-
-    def __hash__(self):
-        raise TypeError(f"unhashable type: traced array ({self.aval.str_short()})")
+    def __setitem__(self, idx, value):
+        raise _immutable_error(self)
 
     def __repr__(self):
         return f"Traced<{self.aval.str_short()}>with<{type(self._trace).__name__}>"
 
-    def __getattr__(self, name):
-        method = _tracer_methods.get(name)
-        if method is None:
-            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-        return method.__get__(self)
 
-
-def _install_operator(name):
-    def op(self, *args):
-        return _tracer_methods[name](self, *args)
-    op.__name__ = name
-    setattr(Tracer, name, op)
-
-
-for _name in ["__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
-              "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__",
-              "__rpow__", "__matmul__", "__rmatmul__", "__neg__", "__pos__", "__abs__", "__eq__",
-              "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__and__", "__rand__", "__or__",
-              "__ror__", "__xor__", "__rxor__", "__invert__", "__getitem__", "__lshift__",
-              "__rshift__", "__divmod__"]:
-    _install_operator(_name)
-for _name in ["T", "at", "real", "imag", "mT"]:
-    setattr(Tracer, _name, property(lambda self, _n=_name: _tracer_methods[_n](self)))
+def _immutable_error(x):
+    return TypeError(f"'{type(x).__name__}' object does not support item assignment: functrans "
+                     f"arrays are immutable. Instead of x[idx] = y, use x = x.at[idx].set(y) "
+                     f"(or .add, .multiply, .min, .max, ...){where()}")
 
 
 class _ArrayMeta(type):
-    def __instancecheck__(cls, x):
-        return isinstance(x, (np.ndarray, Tracer))
+    def __instancecheck__(cls, x):     # as jax.Array: tracers are Arrays too
+        return type(x) is Array or isinstance(x, Tracer)
 
 
-class Array(np.ndarray, metaclass=_ArrayMeta):
-    """The type of functrans.numpy's concrete results: a NumPy array that also has JAX's array
-    methods (``x.at[idx].set(v)``, ``x.block_until_ready()``). As with jax.Array,
-    ``isinstance(x, Array)`` holds for every NumPy array and every traced value."""
+def _host(v):
+    """A device buffer's value as a host ndarray (a CPU buffer is returned as it is)."""
+    if type(v) is np.ndarray:
+        return v
+    get = getattr(v, "get", None) or getattr(v, "copy_to_host", None)
+    return np.asarray(get() if get is not None else v)
 
+
+def _is_basic_index(idx):
+    """True for a static basic index (ints, slices of ints, None, Ellipsis, or a tuple of
+    them): NumPy's view indexing then means exactly what JAX's does, apart from JAX's
+    clamping of out-of-range integers, which concrete Arrays refuse as JAX does."""
+    for i in (idx if type(idx) is tuple else (idx,)):
+        t = type(i)
+        if t is int or t is slice or i is None or i is Ellipsis:
+            if t is slice and not all(type(b) is int or b is None
+                                      for b in (i.start, i.stop, i.step)):
+                return False
+            continue
+        if isinstance(i, np.integer):
+            continue
+        return False
+    return True
+
+
+class Array(_ArrayOps, metaclass=_ArrayMeta):
+    """functrans's array (as jax.Array): an immutable value with a shape, a dtype, and a buffer
+    on a device (a host ndarray on the CPU). Every functrans function returns Arrays.
+    ``isinstance(x, Array)`` also holds for traced values, as in JAX; ``numpy.asarray(x)`` is a
+    read-only view; updates are functional: ``x.at[idx].set(y)``."""
+    __slots__ = ("_value", "aval", "_device", "_committed")
+    __array_priority__ = 100
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("functrans.Array cannot be constructed directly: use "
+                        "functrans.numpy.asarray(x) or functrans.device_put(x)")
+
+    # -- devices
     @property
-    def at(self):
-        return _tracer_methods["at"](self)
+    def device(self):
+        """The Device holding this Array's buffer."""
+        return self._device
 
-    def __getitem__(self, idx):
-        # an index holding traced values must go through functrans.numpy (gather), as in JAX
-        parts = idx if type(idx) is tuple else (idx,)
-        if any(isinstance(i, Tracer) for i in parts):
-            return _tracer_methods["__getitem__"](self, idx)
-        try:
-            return np.ndarray.__getitem__(self, idx)
-        except IndexError:  # out of range: JAX clamps retrieval indices instead of raising
-            return _tracer_methods["__getitem__"](self, idx)
+    def devices(self):
+        """The set of devices holding this Array (one)."""
+        return {self._device}
 
     def block_until_ready(self):
-        """self: CPU results are ready when returned."""
+        """self, once the computation producing it has finished."""
+        sync = device_sync.get(self._device.platform)
+        if sync is not None:
+            sync(self._value)
         return self
+
+    is_fully_addressable = property(lambda self: True)
+    committed = property(lambda self: self._committed)
+
+    # -- NumPy and Python interop
+    def __array__(self, dtype=None, copy=None):
+        v = _host(self._value)
+        if dtype is not None and np.dtype(dtype) != v.dtype:
+            if copy is False:
+                raise ValueError(f"converting a {self.aval.str_short()} Array to dtype "
+                                 f"{np.dtype(dtype)} needs a copy, but copy=False")
+            return v.astype(dtype)
+        if copy:
+            return v.copy()
+        if v.flags.writeable:
+            v = v.view()
+            v.flags.writeable = False
+        return v
+
+    def to_concrete_value(self):
+        """The host value (a read-only ndarray)."""
+        return self.__array__()
+
+    def __bool__(self):
+        return bool(_host(self._value))
+
+    def __int__(self):
+        return int(_host(self._value))
+
+    def __float__(self):
+        return float(_host(self._value))
+
+    def __complex__(self):
+        return complex(_host(self._value))
+
+    def __index__(self):
+        if self.aval.dtype.kind not in "iu":
+            raise TypeError(f"only integer arrays can be used as an index, got {self.aval}")
+        return int(_host(self._value))
+
+    def item(self, *args):
+        """The element (a Python scalar) at args (no args: of a size-1 array)."""
+        return _host(self._value).item(*args)
+
+    def tolist(self):
+        """The values as nested Python lists (NumPy's tolist)."""
+        return _host(self._value).tolist()
+
+    def copy(self):
+        """A new Array with its own copy of the buffer."""
+        return make_array(self._value.copy(), self._device, self._committed)
+
+    __copy__ = copy
+
+    def __deepcopy__(self, memo):
+        return self.copy()
+
+    def __reduce__(self):
+        return (_unpickle_array, (_host(self._value),))
+
+    def __getitem__(self, idx):
+        if _is_basic_index(idx):
+            try:
+                v = self._value[idx]
+            except IndexError as e:
+                raise IndexError(f"{e}{where()}") from None
+            return make_array(v if type(v) is type(self._value) else np.asarray(v),
+                              self._device, self._committed)
+        return _array_methods["__getitem__"](self, idx)
+
+    def __iter__(self):
+        if not self.aval.shape:
+            raise TypeError("iteration over a 0-d array")
+        v, dev, com = self._value, self._device, self._committed
+        return (make_array(np.asarray(r) if r.__class__ is not v.__class__ else r, dev, com)
+                for r in v)
+
+    def __setitem__(self, idx, value):
+        raise _immutable_error(self)
+
+    def __repr__(self):
+        v = _host(self._value)
+        prefix, suffix = "Array(", f", dtype={v.dtype.name})"
+        body = np.array2string(v, prefix=prefix, suffix=suffix, separator=", ")
+        return f"{prefix}{body}{suffix}"
+
+    def __str__(self):
+        return str(_host(self._value))
+
+    def __format__(self, spec):
+        v = _host(self._value)
+        return format(v[()] if v.ndim == 0 else v, spec)
+
+
+_new_object = object.__new__
+# platform -> f(buffer): waits for the buffer's computation (registered by GPU backends)
+device_sync = {}
+# (source platform, destination platform) -> f(buffer, device) -> buffer on device
+device_transfers = {("cpu", "cpu"): lambda v, device: v}
+_CPU0 = default_device()
+_array_aval_memo = {}
+
+
+def make_array(value, device=None, committed=False):
+    """An Array over ``value`` (a host ndarray, or a buffer of ``device``); it takes ownership:
+    nothing may write into ``value`` afterwards."""
+    a = _new_object(Array)
+    a._value = value
+    key = (value.shape, value.dtype)
+    aval = _array_aval_memo.get(key)
+    if aval is None:
+        if len(_array_aval_memo) > 4096:
+            _array_aval_memo.clear()
+        aval = _array_aval_memo[key] = ShapedArray(value.shape, value.dtype)
+    a.aval = aval
+    a._device = _CPU0 if device is None else device
+    a._committed = committed
+    return a
+
+
+def _unpickle_array(value):
+    return make_array(np.array(value))
+
+
+def _root(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _aliases(v, owned):
+    """True if ndarray v is (a view of) one of the ndarrays in owned."""
+    r = _root(v)
+    return any(r is _root(o) for o in owned)
+
+
+def owned_ndarrays(values):
+    """The writable ndarrays among values (the caller's memory: results must not alias it),
+    or None."""
+    owned = [x for x in values if isinstance(x, np.ndarray) and x.flags.writeable]
+    return owned or None
+
+
+def to_array(x, owned=None, device=None, committed=False):
+    """x (an Array, tracer, ndarray, NumPy or Python scalar, or anything with __array__) as an
+    Array; tracers pass through. An ndarray that is (a view of) one of ``owned`` is copied."""
+    t = type(x)
+    if t is np.ndarray:
+        if owned is not None and _aliases(x, owned):
+            x = x.copy()
+    elif t is Array or isinstance(x, Tracer):
+        return x
+    elif isinstance(x, np.generic):
+        x = np.asarray(x)
+    else:
+        x = np.asarray(as_array(x))
+        if x.flags.writeable and not x.flags.owndata:   # a view of the caller's __array__
+            x = x.copy()
+    return make_array(x, device, committed)
+
+
+def to_arrays(xs, owned=None):
+    """to_array of each element of the list xs (a new list)."""
+    return [to_array(x, owned) for x in xs]
 
 
 def as_array_type(out):
-    """Concrete NumPy results (also inside tuples/lists) viewed as Array; others unchanged."""
-    if type(out) is np.ndarray:
-        return out.view(Array)
-    if isinstance(out, np.generic):
-        return np.asarray(out).view(Array)
+    """Concrete results (also inside tuples/lists) as Arrays; tracers unchanged."""
     if type(out) in (tuple, list):
         return type(out)(as_array_type(o) for o in out)
-    return out
+    return to_array(out)
 
 
 def concrete_or_none(x):
-    """The concrete value of x if it has one (NumPy arrays do), else None."""
+    """The concrete value of x if it has one (arrays do), else None."""
     if isinstance(x, Tracer):
         return x.to_concrete_value()
     return x
@@ -660,12 +897,13 @@ _SCALAR_TYPES = {bool, int, float, complex, np.float64, np.float32, np.int64, np
 class StagingTrace(Trace):
     """Builds jaxprs. See the section comment above for ``forward``. Equations are recorded as
     they are staged; values from outside become Literals (scalars) or constvars."""
-    __slots__ = ("forward", "eqns", "constvars", "consts", "_const_var_of")
+    __slots__ = ("forward", "eqns", "constvars", "consts", "_const_var_of", "_keepalive")
 
     def __init__(self, parent, forward=False):
         super().__init__(parent)
         self.forward = forward
         self.eqns, self.constvars, self.consts, self._const_var_of = [], [], [], {}
+        self._keepalive = []
 
     def new_arg(self, aval):
         """A fresh input tracer of this trace."""
@@ -714,13 +952,14 @@ class StagingTrace(Trace):
         if isinstance(x, Tracer):
             if x._trace is self:
                 return x._var
-        elif x.__class__ in _SCALAR_TYPES or (isinstance(x, np.ndarray) and not x.shape):
+        elif x.__class__ in _SCALAR_TYPES or (isinstance(x, (np.ndarray, Array)) and not x.shape):
             return Literal(x)
         v = self._const_var_of.get(id(x))
         if v is None:
             v = self._const_var_of[id(x)] = Var(get_aval(x))
             self.constvars.append(v)
-            self.consts.append(x)
+            self.consts.append(x if self.forward else _freeze_const(x))
+            self._keepalive.append(x)      # its id is our key: keep it from being reused
         return v
 
     def build(self, in_tracers, outs, dce=True):
@@ -736,6 +975,17 @@ class StagingTrace(Trace):
         if config.check_jaxprs:
             check_jaxpr(jaxpr)
         return jaxpr, list(consts)
+
+
+def _freeze_const(x):
+    """A constant as a staged jaxpr keeps it: fixed at trace time, as in JAX. Arrays, tracers
+    and read-only ndarrays owning their memory are kept; any other array (the caller's memory)
+    becomes an Array over a copy, so mutating it later changes nothing."""
+    if type(x) is Array or isinstance(x, Tracer):
+        return x
+    if isinstance(x, np.ndarray) and not x.flags.writeable and x.flags.owndata:
+        return x
+    return make_array(np.array(x))
 
 
 def _bind_in_parent(trace, prim, args, params):

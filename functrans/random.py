@@ -229,7 +229,7 @@ def _take(x, idx, axis):
 
 def _as_index_count(x, name):
     """(n, None) if x is an integer count, else (x.shape[axis], x) for an array."""
-    if isinstance(x, (int, np.integer)) or (isinstance(x, np.ndarray) and x.ndim == 0
+    if isinstance(x, (int, np.integer)) or (isinstance(x, (np.ndarray, core.Array)) and x.ndim == 0
                                             and x.dtype.kind in "iu"):
         n = int(x)
         if n < 0:

@@ -25,6 +25,7 @@ def _u(lo, hi):
 
 
 real, pos, unit, gt1 = _u(-2, 2), _u(0.5, 3), _u(-0.9, 0.9), _u(1.2, 3)
+inner = _u(-0.7, 0.7)   # arctanh's third derivative near +-0.9 defeats the FD tolerance
 
 
 def nonzero(rng, s):
@@ -141,7 +142,7 @@ NUMPY_FUNCS = {
     "arctan": _same("arctan", real), "arctan2": _same("arctan2", real, divisor),
     "sinh": _same("sinh", real), "cosh": _same("cosh", real), "tanh": _same("tanh", real),
     "arcsinh": _same("arcsinh", real), "arccosh": _same("arccosh", gt1),
-    "arctanh": _same("arctanh", unit), "maximum": _apart("maximum"),
+    "arctanh": _same("arctanh", inner), "maximum": _apart("maximum"),
     "minimum": _apart("minimum"), "clip": _clip, "where": _where,
     "floor": _same("floor", off_integer), "ceil": _same("ceil", off_integer), "round": _round,
     "reciprocal": _same("reciprocal", divisor), "logaddexp": _same("logaddexp", real, real),

@@ -639,7 +639,7 @@ def test_select_n_large_arrays_bit_identical(dtype):
     got = lax.select(which, a, b)
     want = np.where(which, a, b)
     assert got.dtype == want.dtype
-    assert np.array_equal(got.view(np.uint8), want.view(np.uint8))
+    assert np.array_equal(np.asarray(got).view(np.uint8), want.view(np.uint8))
 
 
 @pytest.mark.parametrize("zero_side", [0, 1])
@@ -654,13 +654,13 @@ def test_select_n_against_broadcast_fill(zero_side, fill):
     cases = (c, x) if zero_side == 0 else (x, c)
     got = lax.select_n(which, *cases)
     want = np.where(which, np.asarray(cases[1]), np.asarray(cases[0]))
-    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32))
 
 
 def test_broadcast_results_are_read_only_views():
     # eager broadcasts are views (no fill pass); arrays are immutable, so they are read-only
-    b = lax.broadcast_in_dim(np.arange(3.0), (1000, 3), (1,))
-    assert b.strides[0] == 0 and not b.flags.writeable
+    b = lax.broadcast_in_dim(lax.iota(np.float64, 3), (1000, 3), (1,))
+    assert np.asarray(b).strides[0] == 0 and not np.asarray(b).flags.writeable
     with pytest.raises(ValueError):
         np.asarray(b)[0, 0] = 1.0
     np.testing.assert_array_equal(b, np.broadcast_to(np.arange(3.0), (1000, 3)))

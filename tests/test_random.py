@@ -151,7 +151,7 @@ def test_choice():
     assert len(set(w2.tolist())) == 3 and 1 not in w2.tolist()
     a = np.array([10.0, 20.0, 30.0])
     s = random.choice(KEY, a, (2, 4))
-    assert s.shape == (2, 4) and set(s.ravel()) <= set(a)
+    assert s.shape == (2, 4) and set(s.ravel().tolist()) <= set(a.tolist())
 
 
 @given(st.lists(st.integers(0, 3), max_size=3).map(tuple),

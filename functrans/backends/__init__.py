@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import core
 from .. import jit_primitive
+from ..devices import Device, backend_probes
 
 _stats = {"compiles": 0, "disk_loads": 0, "kernels_built": 0, "traces_lowered": 0,
           "helper_kernels": 0}
@@ -312,3 +313,22 @@ def run_cpu(closed, args, name):
 
 
 jit_primitive.backend_executors["cpu"] = run_cpu
+
+_gpu_devices = []
+
+
+def _cuda_devices():
+    """The CUDA devices (functrans.devices("cuda")); RuntimeError naming what is missing."""
+    if not _gpu_devices:
+        from . import numba_cuda
+        where = numba_cuda.check_available()
+        from numba import cuda
+        if where == "simulator":
+            _gpu_devices.append(Device("gpu", 0, "CUDA simulator"))
+        for i, g in enumerate(cuda.gpus if where == "gpu" else ()):
+            name = g.name.decode() if isinstance(g.name, bytes) else str(g.name)
+            _gpu_devices.append(Device("gpu", i, name))
+    return list(_gpu_devices)
+
+
+backend_probes["gpu"] = _cuda_devices

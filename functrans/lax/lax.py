@@ -480,7 +480,8 @@ def broadcasted_iota(dtype, shape, dimension):
 def full(shape, fill_value, dtype):
     """An array of the given shape filled with fill_value (a broadcast of a scalar)."""
     dtype = np.dtype(dtype)
-    if isinstance(fill_value, core.Tracer) or (isinstance(fill_value, np.ndarray) and fill_value.ndim):
+    if isinstance(fill_value, core.Tracer) or (isinstance(fill_value, (np.ndarray, core.Array))
+                                               and fill_value.ndim):
         fill_value = convert_element_type(fill_value, dtype)
     else:
         fill_value = np.asarray(fill_value, dtype)

@@ -11,6 +11,7 @@ import builtins
 
 import numpy as np
 
+from .. import core
 from ..core import ShapedArray, get_aval
 from ..interpreters.ad import UndefPrimal, Zero, deflinear, instantiate_zeros, jvp_rules, transpose_rules
 from ..interpreters.batching import (batch_rules, bdim_at_front, broadcast_batch, moveaxis,
@@ -231,7 +232,7 @@ batch_rules[concatenate_p] = _concatenate_batch
 
 def _array(v):
     """v as an array (tracers pass through; lists and scalars become NumPy arrays)."""
-    return v if isinstance(v, np.ndarray) or hasattr(v, "_trace") else np.asarray(v)
+    return v if isinstance(v, (np.ndarray, core.Array)) or hasattr(v, "_trace") else np.asarray(v)
 
 
 def _canonical_axes(axes, ndim, name):

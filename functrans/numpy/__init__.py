@@ -214,29 +214,46 @@ _methods = {
     "diagonal": diagonal, "trace": trace, "nonzero": nonzero, "sort": sort,
     "argsort": argsort,
 }
-_core._tracer_methods.update(_methods)
-for _name, _m in _methods.items():   # operators straight on Tracer: one call less per op
-    if _name.startswith("__"):
-        setattr(_core.Tracer, _name, _m)
+_core.install_array_methods(_methods)
 
 
 # ---------------------------------------------------------------------------------------------
-# Concrete results are functrans.Array (NumPy arrays with .at[] and .block_until_ready())
+# Every public function returns functrans.Array. Primitives evaluated eagerly already do; this
+# catches the rest (a function that returns its input, or a constant it built with NumPy), and
+# copies a result that is the caller's own ndarray.
 
-def _concrete_results_as_array(f):
+def _returns_arrays(f):
     def g(*args, **kwargs):
-        return _core.as_array_type(f(*args, **kwargs))
+        out = f(*args, **kwargs)
+        if type(out) is ndarray or isinstance(out, _core.Tracer):
+            return out
+        return _as_arrays(out, args)
     g.__name__, g.__qualname__, g.__doc__ = f.__name__, f.__qualname__, f.__doc__
-    g.__wrapped__ = f
+    g.__module__, g.__wrapped__ = f.__module__, f
     return g
 
 
-def _wrap_public_functions(namespace):
+def _as_arrays(out, args):
+    if type(out) in (tuple, list):
+        return type(out)(_as_arrays(o, args) for o in out)
+    if isinstance(out, (_np.ndarray, _np.generic)):
+        return _core.to_array(out, _core.owned_ndarrays(args))
+    return out      # Arrays, tracers, and Python values (None, ints) as the function gave them
+
+
+def _wrap_public_functions(namespace, modules=("functrans.numpy",)):
     for name, f in list(namespace.items()):
         if (not name.startswith("_") and callable(f) and not isinstance(f, type)
-                and getattr(f, "__module__", "").startswith("functrans.numpy")):
-            namespace[name] = _concrete_results_as_array(f)
+                and getattr(f, "__module__", "").startswith(modules)
+                and name not in _RETURNS_PYTHON):
+            namespace[name] = _returns_arrays(f)
 
+
+# functions whose results are Python values or NumPy metadata, as in NumPy and JAX
+_RETURNS_PYTHON = {"shape", "ndim", "size", "isscalar", "result_type", "promote_types",
+                   "can_cast", "iinfo", "finfo", "issubdtype", "dtype"}
+printoptions, set_printoptions, get_printoptions = (_np.printoptions, _np.set_printoptions,
+                                                    _np.get_printoptions)
 
 _wrap_public_functions(globals())
-_wrap_public_functions(linalg.__dict__)
+_wrap_public_functions(linalg.__dict__, ("functrans.numpy.linalg", "functrans.numpy._linalg"))

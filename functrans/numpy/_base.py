@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from .. import core
-from ..core import Tracer, get_aval
+from ..core import Array, Tracer, get_aval
 from ..lax import lax
 
 PY_SCALARS = (bool, int, float, complex)
@@ -23,31 +23,36 @@ def is_weak(x):
 
 def is_arraylike(x):
     """True for values functrans.numpy accepts as array operands."""
-    return isinstance(x, (Tracer, np.ndarray, np.generic)) or type(x) in PY_SCALARS
+    return (type(x) is Array or isinstance(x, (Tracer, np.ndarray, np.generic))
+            or type(x) in PY_SCALARS)
 
 
 def as_operand(x, what="argument"):
-    """x as a tracer or NumPy array (Python scalars and sequences become NumPy arrays)."""
-    if isinstance(x, (Tracer, np.ndarray)):
+    """x as an Array, tracer or NumPy array (Python scalars, sequences and objects with
+    __array__ become NumPy arrays)."""
+    if type(x) is Array or isinstance(x, (Tracer, np.ndarray)):
         return x
     if isinstance(x, (np.generic,) + PY_SCALARS):
         return np.asarray(x)
     if isinstance(x, (list, tuple)):
         from ._creation import array
         return array(x)
+    if hasattr(x, "__array__") and not isinstance(x, type):
+        return np.asarray(x)
     raise TypeError(f"{what}: {x!r} of type {type(x).__name__} is not a valid functrans.numpy "
                     f"array{core.where()}")
 
 
 def dtype_of(x):
     """The dtype of an operand (Python scalars: NumPy's default for their type)."""
-    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    if type(x) is Array or isinstance(x, (Tracer, np.ndarray, np.generic)):
         return x.dtype
     return get_aval(as_operand(x)).dtype
 
 
 def shape_of(x):
-    if isinstance(x, (Tracer, np.ndarray, np.generic)):
+    """The shape of an operand."""
+    if type(x) is Array or isinstance(x, (Tracer, np.ndarray, np.generic)):
         return x.shape
     return get_aval(as_operand(x)).shape
 
@@ -56,6 +61,8 @@ def _probe_key(x):
     t = type(x)
     if t in PY_SCALARS:
         return t
+    if t is Array:
+        return x.aval.dtype
     if t is np.ndarray:
         return x.dtype
     if isinstance(x, Tracer):
@@ -64,8 +71,9 @@ def _probe_key(x):
 
 
 def array_aval(x):
-    """The aval of a tracer or NumPy array operand; None for anything else (Python scalars)."""
-    if isinstance(x, Tracer):
+    """The aval of an Array, tracer or NumPy array operand; None for anything else (Python
+    scalars)."""
+    if type(x) is Array or isinstance(x, Tracer):
         return x.aval
     if type(x) is np.ndarray:
         return get_aval(x)
@@ -173,7 +181,7 @@ def broadcast_shapes(*shapes):
 
 def cast(x, dtype):
     """x (operand or Python scalar) converted to dtype."""
-    if isinstance(x, (Tracer, np.ndarray)) and x.dtype == dtype:
+    if (type(x) is Array or isinstance(x, (Tracer, np.ndarray))) and x.dtype == dtype:
         return x
     dtype = np.dtype(dtype)
     if is_weak(x) or isinstance(x, np.generic):

@@ -29,7 +29,10 @@ def array(object, dtype=None, copy=True, ndmin=0):  # noqa: A002
         items = [array(o) if isinstance(o, (list, tuple)) else o for o in object]
         dt = np.dtype(dtype) if dtype is not None else result_type(*items)
         out = stack([cast(o, dt) for o in items])
-    elif isinstance(object, (np.ndarray, np.generic, list, tuple) + PY_SCALARS):
+    elif type(object) is core.Array:
+        out = object if dtype is None else cast(object, dtype)
+    elif isinstance(object, (np.ndarray, np.generic, list, tuple) + PY_SCALARS) or \
+            hasattr(object, "__array__"):
         out = np.array(object, dtype=dtype, copy=True)
     else:
         raise TypeError(f"array: cannot make an array from {type(object).__name__}"
@@ -41,8 +44,9 @@ def array(object, dtype=None, copy=True, ndmin=0):  # noqa: A002
 
 
 def asarray(a, dtype=None):
-    """a as an array (no copy of NumPy arrays when the dtype already matches)."""
-    if isinstance(a, np.ndarray) and (dtype is None or a.dtype == np.dtype(dtype)):
+    """a as an Array (an Array of the right dtype is returned as it is; NumPy arrays are
+    copied, so that the result never shares the caller's writable memory)."""
+    if type(a) is core.Array and (dtype is None or a.dtype == np.dtype(dtype)):
         return a
     return array(a, dtype)
 

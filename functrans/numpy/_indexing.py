@@ -57,7 +57,7 @@ def _expand(x_shape, idx):
             entries.append(int(i))
         elif isinstance(i, (bool, np.bool_)):
             raise _index_error("functrans.numpy does not support a Python bool as an index")
-        elif isinstance(i, (list, tuple, np.ndarray, Tracer)):
+        elif isinstance(i, (list, tuple, np.ndarray, core.Array)):
             arr = _as_index_array(i)
             kind = get_aval(arr).dtype.kind
             if kind == "b":

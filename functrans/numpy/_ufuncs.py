@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from .. import core
-from ..core import get_aval
+from ..core import Array, Tracer, get_aval
 from ..lax import lax
 from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, oracle_dtype,
                     oracle_memo, promote, result_type)
@@ -120,8 +120,8 @@ def _int_pow(x, y):
 def power(x1, x2, /):
     """Elementwise x1 ** x2 (NumPy's result dtype; static integer exponents use integer_pow)."""
     dt = oracle_dtype(np.power, x1, x2)
-    if type(x2) is int or (isinstance(x2, (np.ndarray, np.generic)) and np.ndim(x2) == 0
-                           and np.asarray(x2).dtype.kind in "iu"):
+    if type(x2) is int or (isinstance(x2, (np.ndarray, np.generic, Array)) and x2.ndim == 0
+                           and x2.dtype.kind in "iu" and not isinstance(x2, Tracer)):
         n = int(x2)
         if dt.kind in "iu" and n < 0:
             raise ValueError(f"Integers to negative integer powers are not allowed{core.where()}")
@@ -130,7 +130,7 @@ def power(x1, x2, /):
             return lax.integer_pow(base, n) if n != 1 else base
     a, b = promote(dt, x1, x2)
     if dt.kind in "iu":
-        if isinstance(b, np.ndarray) and (b < 0).any():
+        if isinstance(b, (np.ndarray, Array)) and not isinstance(b, Tracer) and (np.asarray(b) < 0).any():
             raise ValueError(f"Integers to negative integer powers are not allowed{core.where()}")
         return _int_pow(a, b)
     if dt.kind == "b":
