@@ -15,6 +15,7 @@ import numpy as np
 
 from ._config import config  # noqa: F401  (re-exported: functrans.core.config)
 from .devices import default_device
+from .tree_util import register_leaf_type
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
                      TracerBoolConversionError, TracerIntegerConversionError,
                      UnexpectedTracerError)
@@ -198,7 +199,15 @@ class EvalTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, prim, args, params):
-        vals, device, owned = _unwrap(prim, args)
+        # the common case inline (Arrays on no committed device): it runs for every eager op
+        vals = []
+        for x in args:
+            if type(x) is not Array or x._committed:
+                vals, device, owned = _unwrap(prim, args)
+                break
+            vals.append(x._value)
+        else:
+            device = owned = None
         if device is not None and device.platform != "cpu":
             return device_impls[device.platform](prim, vals, params, device)
         rule = impl_rules.get(prim)
@@ -215,7 +224,12 @@ class EvalTrace(Trace):
         if prim.multiple_results:
             return [to_array(o, owned, device, device is not None) for o in out]
         if owned is None and device is None and type(out) is np.ndarray:
-            return make_array(out)
+            a = _new_object(Array)          # make_array(out), inline
+            a._value = out
+            aval = _aval_memo.get((out.shape, out.dtype))
+            a.aval = aval if aval is not None else get_aval(out)
+            a._device, a._committed = _CPU0, False
+            return a
         return to_array(out, owned, device, device is not None)
 
 
@@ -579,7 +593,6 @@ device_sync = {}
 # (source platform, destination platform) -> f(buffer, device) -> buffer on device
 device_transfers = {("cpu", "cpu"): lambda v, device: v}
 _CPU0 = default_device()
-_array_aval_memo = {}
 
 
 def make_array(value, device=None, committed=False):
@@ -587,13 +600,8 @@ def make_array(value, device=None, committed=False):
     nothing may write into ``value`` afterwards."""
     a = _new_object(Array)
     a._value = value
-    key = (value.shape, value.dtype)
-    aval = _array_aval_memo.get(key)
-    if aval is None:
-        if len(_array_aval_memo) > 4096:
-            _array_aval_memo.clear()
-        aval = _array_aval_memo[key] = ShapedArray(value.shape, value.dtype)
-    a.aval = aval
+    aval = _aval_memo.get((value.shape, value.dtype))
+    a.aval = aval if aval is not None else get_aval(value)
     a._device = _CPU0 if device is None else device
     a._committed = committed
     return a
@@ -615,6 +623,16 @@ def _aliases(v, owned):
     return any(r is _root(o) for o in owned)
 
 
+def _private_copy(v):
+    """A copy of the view v that shares no memory with what v views. Broadcast (stride-0) axes
+    stay broadcast: only the distinct elements are copied (a bias broadcast over a batch costs
+    the bias, not the batch)."""
+    if v.size and 0 in v.strides:
+        distinct = v[tuple(slice(0, 1) if s == 0 else slice(None) for s in v.strides)]
+        return np.broadcast_to(distinct.copy(), v.shape)
+    return v.copy()
+
+
 def owned_ndarrays(values):
     """The writable ndarrays among values (the caller's memory: results must not alias it),
     or None."""
@@ -628,7 +646,7 @@ def to_array(x, owned=None, device=None, committed=False):
     t = type(x)
     if t is np.ndarray:
         if owned is not None and _aliases(x, owned):
-            x = x.copy()
+            x = _private_copy(x)
     elif t is Array or isinstance(x, Tracer):
         return x
     elif isinstance(x, np.generic):
@@ -678,8 +696,12 @@ class Literal:
     __slots__ = ("val", "aval")
 
     def __init__(self, val):
-        self.val = np.asarray(val)
-        self.aval = get_aval(self.val)
+        t = type(val)
+        if t is Array:
+            self.val, self.aval = _host(val._value), val.aval
+        else:
+            self.val = val if t is np.ndarray else np.asarray(val)
+            self.aval = get_aval(self.val)
 
     def __repr__(self):
         return f"{self.val.item()!r}:{self.aval.str_short()}"
@@ -986,6 +1008,10 @@ def _freeze_const(x):
     if isinstance(x, np.ndarray) and not x.flags.writeable and x.flags.owndata:
         return x
     return make_array(np.array(x))
+
+
+for _t in (Array, StagedTracer, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_):
+    register_leaf_type(_t)
 
 
 def _bind_in_parent(trace, prim, args, params):

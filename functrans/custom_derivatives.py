@@ -20,6 +20,15 @@ from .interpreters.ad import Zero, instantiate_zeros
 from .tree_util import tree_flatten, tree_unflatten
 from .util import safe_map, safe_zip, split_list
 
+
+def _run_eagerly(fun, args, kwargs):
+    """fun(*args, **kwargs) with no transform active; its results as Arrays, copied where they
+    are the caller's own ndarrays (as every functrans function returns)."""
+    out = fun(*args, **kwargs)
+    leaves, tree = tree_flatten(out)
+    owned = core.owned_ndarrays(tree_flatten((args, kwargs))[0])
+    return tree_unflatten(tree, [core.to_array(x, owned) for x in leaves])
+
 map, zip = safe_map, safe_zip
 
 
@@ -155,7 +164,7 @@ class custom_jvp(_CustomFunction):
             raise AttributeError(f"No JVP defined for custom_jvp function {self.__name__} "
                                  "using defjvp.")
         if type(core.current_trace()) is core.EvalTrace:   # no transform: just run it
-            return self.fun(*args, **kwargs)
+            return _run_eagerly(self.fun, args, kwargs)
         nondiff, diff, _, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
         rule = self.jvp
 
@@ -259,7 +268,7 @@ class custom_vjp(_CustomFunction):
             raise AttributeError(f"No VJP defined for custom_vjp function {self.__name__} "
                                  "using defvjp.")
         if type(core.current_trace()) is core.EvalTrace:   # no transform: just run it
-            return self.fun(*args, **kwargs)
+            return _run_eagerly(self.fun, args, kwargs)
         nondiff, diff, merge, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
         name, fwd, bwd = self.__name__, self.fwd, self.bwd
         res_store = _Store()

@@ -41,17 +41,22 @@ def _node_of(x):
 
 class PyTreeDef:
     """The structure of a pytree: node type, auxiliary data and children structures."""
-    __slots__ = ("nodetype", "aux", "children", "num_leaves")
+    __slots__ = ("nodetype", "aux", "children", "num_leaves", "_flat_tuple")
 
     def __init__(self, nodetype, aux, children):
         self.nodetype, self.aux, self.children = nodetype, aux, tuple(children)
         self.num_leaves = 1 if nodetype is None else sum(c.num_leaves for c in children)
+        self._flat_tuple = nodetype is tuple and all(c.nodetype is None for c in self.children)
 
     def unflatten(self, leaves):
         """Rebuild the pytree of this structure from a flat list of leaves."""
         leaves = list(leaves)
         if len(leaves) != self.num_leaves:
             raise ValueError(f"{self} expects {self.num_leaves} leaves, got {len(leaves)}")
+        if self.nodetype is None:
+            return leaves[0]
+        if self._flat_tuple:
+            return tuple(leaves)          # a tuple of leaves: the common case of argument lists
         it = iter(leaves)
         return self._build(it)
 
@@ -102,6 +107,15 @@ def _node_of_type(t):
 
 
 _LEAF = PyTreeDef(None, None, ())   # every leaf's structure (PyTreeDefs are immutable)
+# types that are always leaves (checked first: most leaves are arrays); functrans.core adds
+# Array and its tracers
+_LEAF_TYPES = {float, int, bool, complex}
+
+
+def register_leaf_type(t):
+    """Mark t as a leaf type for the flattening fast path (t must not be registered as a node)."""
+    if t not in _registry:
+        _LEAF_TYPES.add(t)
 
 
 def tree_flatten(tree, is_leaf=None):
@@ -117,7 +131,11 @@ def _flatten(x, is_leaf, leaves):
     if is_leaf is not None and is_leaf(x):
         leaves.append(x)
         return _LEAF
-    node = _registry.get(type(x)) or _node_of(x)
+    t = type(x)
+    if t in _LEAF_TYPES:
+        leaves.append(x)
+        return _LEAF
+    node = _registry.get(t) or _node_of(x)
     if node is None:
         leaves.append(x)
         return _LEAF

@@ -95,6 +95,9 @@ class JVPTracer(Tracer):
         return core.concrete_or_none(self.primal)
 
 
+core.register_leaf_type(JVPTracer)
+
+
 class JVPTrace(Trace):
     """Runs jvp rules; primal and tangent computations go to the parent trace."""
     __slots__ = ()
@@ -263,19 +266,20 @@ def backward_pass(jaxpr, consts, args, cts_out):
     for v, x in zip(jaxpr.invars, args):
         if type(x) is UndefPrimal:
             linear_vars.add(v)
+            env[v] = x
         else:
             env[v] = x
 
     def read(v):
-        if type(v) is Literal:
-            return v.val
-        return UndefPrimal(v.aval) if v in linear_vars else env[v]
+        return v.val if type(v) is Literal else env[v]
 
     linear_eqns = []
     for eqn in jaxpr.eqns:
         if not linear_vars.isdisjoint(eqn.inputs):  # (Literals hash by identity: never in it)
             linear_eqns.append(eqn)
             linear_vars.update(eqn.out_binders)
+            for v in eqn.out_binders:
+                env[v] = UndefPrimal(v.aval)
             continue
         outs = eqn.primitive.bind(*[read(v) for v in eqn.inputs], **eqn.params)
         if eqn.primitive.multiple_results:
@@ -289,7 +293,7 @@ def backward_pass(jaxpr, consts, args, cts_out):
         if ct is None or type(ct) is Zero or type(v) is Literal:
             return
         prev = ct_env.get(v)
-        ct_env[v] = ct if prev is None else add_tangents(prev, ct)
+        ct_env[v] = ct if prev is None else lax.add(prev, ct)
 
     for v, ct in zip(jaxpr.outvars, cts_out):
         write_ct(v, ct)
@@ -310,11 +314,12 @@ def backward_pass(jaxpr, consts, args, cts_out):
             raise NotImplementedError(
                 f"Transpose rule (for reverse-mode differentiation) for '{prim.name}' not "
                 f"implemented (equation at {core.format_source(eqn.source_info)})")
-        ins = [read(v) for v in eqn.inputs]
+        ins = [v.val if type(v) is Literal else env[v] for v in eqn.inputs]
         cts_in = rule(cts, *ins, **eqn.params)
         for v, x, ct in zip(eqn.inputs, ins, cts_in):
-            if type(x) is UndefPrimal:
-                write_ct(v, ct)
+            if ct is not None and type(x) is UndefPrimal and type(ct) is not Zero:
+                prev = ct_env.get(v)
+                ct_env[v] = ct if prev is None else lax.add(prev, ct)
     return [ct_env.get(v, Zero(v.aval)) for v, x in zip(jaxpr.invars, args)
             if type(x) is UndefPrimal]
 

@@ -30,6 +30,9 @@ class BatchTracer(Tracer):
                   "depend on a batched value; use functrans.numpy.where or functrans.lax.cond.")
 
 
+core.register_leaf_type(BatchTracer)
+
+
 class BatchTrace(Trace):
     """Runs batching rules for one vmap application of size ``axis_size``."""
     __slots__ = ("axis_size",)

@@ -63,8 +63,8 @@ def _reciprocal(x):
     return lax.div(_const_like(x, 1), x)
 
 
-def _square(x):
-    return lax.mul(x, x)
+def _square(x):   # integer_pow: one tangent product (2x * g) where mul(x, x) has two
+    return lax.mul(x, x) if get_aval(x).dtype.kind == "b" else lax.square(x)
 
 
 def _floor_divide(x, y):
