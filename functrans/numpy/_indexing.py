@@ -1,9 +1,11 @@
 """NumPy indexing on traced arrays: basic slicing (slice/rev/squeeze/reshape), integer-array and
 constant boolean-mask indexing (gather, with NumPy's placement of the advanced-index dims),
-x.at[idx].set/add/mul/get (scatter), take and take_along_axis."""
+x.at[idx] (get with JAX's out-of-range modes; set/add/subtract/multiply/divide/power/min/max/
+apply as scatters), take and take_along_axis."""
 from __future__ import annotations
 
 import builtins
+from functools import partial
 
 import numpy as np
 
@@ -114,7 +116,8 @@ def _slice_params(s, n):
 class _Bounds:
     """What a concrete out-of-range index does when retrieving: clamp into range, as JAX
     documents (x[7] of a length-5 x is x[4]); take(mode="raise") sets ``clamp = False`` to get
-    NumPy's IndexError. (x.at[...] updates drop such indices before they get here.)"""
+    NumPy's IndexError. (x.at[...] updates drop such indices before they get here, unless
+    mode="clip"; x.at[...].get(mode="fill") points them at a fill slot.)"""
     clamp = True
 
 
@@ -300,16 +303,34 @@ def _basic_getitem(x, entries):
 
 
 # ---------------------------------------------------------------------------------------------
-# Scatter-based updates: x.at[idx]
+# x.at[idx]: JAX's out-of-range modes, gather with fill, and the scatter-based updates
+#
+#   mode                      get()                      set/add/subtract/.../apply
+#   None, "promise_in_bounds" clamped (as x[idx])        dropped
+#   "clip"                    clamped                    clamped
+#   "drop", "fill"            fill_value                 dropped
+#
+# Negative indices are wrapped first; an index is out of range outside [-n, n).
+
+_MODES = ("promise_in_bounds", "clip", "drop", "fill")
+
+
+def _check_mode(mode, method):
+    """mode, if it is one of JAX's out-of-range modes (or None); ValueError otherwise."""
+    if mode is None or (isinstance(mode, str) and mode in _MODES):
+        return mode
+    raise ValueError(f"at[].{method}: mode must be None or one of "
+                     f"{', '.join(repr(m) for m in _MODES)}, got {mode!r}{core.where()}")
+
 
 def _scatter_indices(x_shape, idx, trim=True, drop_out_of_range=False):
     """(coordinates (*G, k), k): every element selected by idx as coordinates into the first k
     dims of x, where x[idx].shape == G + x_shape[k:] (trailing unindexed dims stay whole unless
     trim is False). The coordinates are x[idx] applied to iota grids, so they follow getitem's
-    semantics exactly. With drop_out_of_range, an index that is out of range (concrete or traced)
-    yields an out-of-range coordinate, so scatter drops that update as JAX does, instead of a
-    clamped one: each grid gets one extra slot holding an out-of-range value, and such indices
-    point there."""
+    semantics exactly (out-of-range indices clamped). With drop_out_of_range, an index that is
+    out of range (concrete or traced) yields an out-of-range coordinate instead, so scatter drops
+    that update as JAX does: each grid gets one extra slot holding an out-of-range value, and
+    such indices point there."""
     entries = _expand(tuple(x_shape), idx)
     k = len(x_shape)
     while (trim and entries and isinstance(entries[-1], slice) and entries[-1] == slice(None)
@@ -322,14 +343,19 @@ def _scatter_indices(x_shape, idx, trim=True, drop_out_of_range=False):
         entries, padded = _redirect_out_of_range(entries, lead)
     grids = [lax.broadcasted_iota(np.int64, lead, d) for d in range(k)]
     if padded:
-        cfg = [(0, 1 if d in padded else 0, 0) for d in range(k)]
-        grids = [slicing.pad(g, np.int64(lead[d]), cfg) for d, g in enumerate(grids)]
+        grids = [slicing.pad(g, np.int64(lead[d]), _pad_config(k, padded))
+                 for d, g in enumerate(grids)]
     cols = [_getitem_entries(g, list(entries)) for g in grids]
     if not cols:
         return None, 0
     G = get_aval(cols[0]).shape
     cols = [lax.reshape(c, G + (1,)) for c in cols]
     return (cols[0] if k == 1 else slicing.concatenate(cols, len(G))), k
+
+
+def _pad_config(ndim, dims):
+    """pad's config adding one slot at the end of each of dims."""
+    return [(0, 1 if d in dims else 0, 0) for d in range(ndim)]
 
 
 def _redirect_out_of_range(entries, lead):
@@ -341,137 +367,268 @@ def _redirect_out_of_range(entries, lead):
             out.append(e)
             continue
         if d < len(lead) and isinstance(e, (int, _Adv)):
-            n = lead[d]
-            v = e.value if isinstance(e, _Adv) else e
-            if isinstance(v, Tracer):
-                a = cast(v, np.int64)
-                full = lambda val: lax.full(get_aval(a).shape, val, np.int64)  # noqa: E731
-                a = lax.select(lax.lt(a, full(0)), lax.add(a, full(n)), a)
-                valid = lax.bitwise_and(lax.ge(a, full(0)), lax.lt(a, full(n)))
-                e = _Adv(lax.select(valid, a, full(n)))
+            e, redirected = _redirect_entry(e, lead[d])
+            if redirected:
                 padded.append(d)
-            else:
-                a = np.asarray(v, np.int64)
-                a = np.where(a < 0, a + n, a)
-                valid = (a >= 0) & (a < n)
-                if not valid.all():
-                    redirected = np.where(valid, a, n)
-                    e = _Adv(redirected) if isinstance(e, _Adv) else int(redirected)
-                    padded.append(d)
         out.append(e)
         d += 1
     return out, padded
 
 
-def _update_indices(shape, idx, trim=True):
-    """_scatter_indices for x.at[] updates: out-of-range indices drop their updates (JAX)."""
-    return _scatter_indices(shape, idx, trim, drop_out_of_range=True)
+def _redirect_entry(e, n):
+    """(entry, whether it may point at the extra slot n) for an int or _Adv entry."""
+    v = e.value if isinstance(e, _Adv) else e
+    if isinstance(v, Tracer):
+        a = cast(v, np.int64)
+
+        def full(val):
+            return lax.full(get_aval(a).shape, val, np.int64)
+        a = lax.select(lax.lt(a, full(0)), lax.add(a, full(n)), a)
+        valid = lax.bitwise_and(lax.ge(a, full(0)), lax.lt(a, full(n)))
+        return _Adv(lax.select(valid, a, full(n))), True
+    a = np.asarray(v, np.int64)
+    a = np.where(a < 0, a + n, a)
+    valid = (a >= 0) & (a < n)
+    if valid.all():
+        return e, False
+    redirected = np.where(valid, a, n)
+    return (_Adv(redirected) if isinstance(e, _Adv) else int(redirected)), True
 
 
-def _scatter_update(x, idx, values, kind):
+def _update_indices(shape, idx, mode, trim=True):
+    """_scatter_indices for x.at[] updates: out-of-range indices are clamped under
+    mode="clip" and drop their updates otherwise (JAX)."""
+    return _scatter_indices(shape, idx, trim, drop_out_of_range=mode != "clip")
+
+
+def _gather(x, idx, mode, fill_value):
+    """x.at[idx].get(mode=mode, fill_value=fill_value)."""
+    if fill_value is not None and get_aval(as_operand(fill_value)).ndim != 0:
+        raise ValueError(f"at[].get: fill_value must be a scalar, got shape "
+                         f"{get_aval(as_operand(fill_value)).shape}{core.where()}")
+    if mode not in ("drop", "fill"):
+        return getitem(x, idx)
+    x = as_operand(x)
+    a = get_aval(x)
+    entries, padded = _redirect_out_of_range(_expand(a.shape, idx), a.shape)
+    if padded:  # out-of-range indices read an extra slot holding fill_value
+        fill = cast(_fill_value(a.dtype, fill_value), a.dtype)
+        x = slicing.pad(x, fill, _pad_config(a.ndim, padded))
+    return _getitem_entries(x, entries)
+
+
+def _updates_for(kind, x_aval, values, target):
+    """values cast to x's dtype and broadcast to the indexed shape target."""
+    v = as_operand(values)
+    try:
+        return broadcast_to_shape(cast(v, x_aval.dtype), target)
+    except ValueError:
+        raise ValueError(f"at[].{kind}: cannot broadcast update of shape {get_aval(v).shape} "
+                         f"to the indexed shape {target}{core.where()}") from None
+
+
+_SCATTERS = {"set": (slicing.scatter, lambda x, v: v), "add": (slicing.scatter_add, lax.add),
+             "mul": (slicing.scatter_mul, lax.mul)}
+
+
+def _scatter_update(kind, x, idx, values, mode=None, unique=False):
+    """x with values combined into x[idx] by kind ('set', 'add' or 'mul'); repeated indices
+    accumulate (set: the last update wins)."""
     x = as_operand(x)
     shape = get_aval(x).shape
-    ind, k = _update_indices(shape, idx)
+    ind, k = _update_indices(shape, idx, mode)
     upd_shape = (get_aval(ind).shape[:-1] if k else ()) + shape[k:]
-    vals = as_operand(values)
-    target = upd_shape
-    try:
-        vals = broadcast_to_shape(cast(vals, get_aval(x).dtype), target)
-    except ValueError:
-        raise ValueError(f"at[].{kind}: cannot broadcast update of shape {get_aval(vals).shape} "
-                         f"to the indexed shape {target}{core.where()}") from None
-    vals = lax.reshape(vals, upd_shape)
+    vals = _updates_for(kind, get_aval(x), values, upd_shape)
+    scatter_fn, whole = _SCATTERS[kind]
     if k == 0:  # the whole array
-        return {"set": lambda: vals, "add": lambda: lax.add(x, vals),
-                "mul": lambda: lax.mul(x, vals)}[kind]()
-    fn = {"set": slicing.scatter, "add": slicing.scatter_add, "mul": slicing.scatter_mul}[kind]
-    return fn(x, ind, vals, tuple(range(k)))
+        return whole(x, vals)
+    return scatter_fn(x, ind, vals, tuple(range(k)))
 
 
-def _scatter_extremum(x, idx, values, kind):
+def _subtract(x, idx, values, mode=None, unique=False):
+    """x.at[idx].subtract: add the negated values."""
+    x = as_operand(x)
+    dtype = get_aval(x).dtype
+    if dtype == np.bool_:
+        raise TypeError(f"at[].subtract: boolean subtraction is not supported (NumPy's "
+                        f"rule); use logical_xor{core.where()}")
+    return _scatter_update("add", x, idx, lax.neg(cast(as_operand(values), dtype)), mode)
+
+
+def _scaled(op, x, idx, values, mode=None, unique=False):
+    """x.at[idx].divide/power: the ufunc op of x and the product of the updates landing on each
+    element (1 where none does)."""
+    from . import _ufuncs
+    x = as_operand(x)
+    ones = lax.full(get_aval(x).shape, 1, get_aval(x).dtype)
+    return getattr(_ufuncs, op)(x, _scatter_update("mul", ones, idx, values, mode))
+
+
+def _neutral(dtype, kind):
+    """The identity of minimum (kind 'min') or maximum ('max') for dtype."""
+    if dtype.kind == "f":
+        return np.inf if kind == "min" else -np.inf
+    if dtype.kind == "b":
+        return kind == "min"
+    info = np.iinfo(dtype)
+    return info.max if kind == "min" else info.min
+
+
+def _scatter_extremum(kind, x, idx, values, mode=None, unique=False):
     """x.at[idx].min/max. Repeated indices reduce too: the updates are written (set semantics,
     the last write wins) in sorted order into a neutral array, so each target's extreme update
-    is written last, and the result is combined with x elementwise."""
+    is written last, and the result is combined with x elementwise. With unique indices the
+    sort is skipped."""
     from ._ufuncs import maximum, minimum
     combine = minimum if kind == "min" else maximum
     x = as_operand(x)
     a = get_aval(x)
-    ind, k = _update_indices(a.shape, idx, trim=False)
+    ind, k = _update_indices(a.shape, idx, mode, trim=False)
     target = get_aval(ind).shape[:-1] if k else a.shape
-    try:
-        vals = broadcast_to_shape(cast(as_operand(values), a.dtype), target)
-    except ValueError:
-        raise ValueError(f"at[].{kind}: cannot broadcast update of shape "
-                         f"{get_aval(as_operand(values)).shape} to the indexed shape {target}"
-                         f"{core.where()}") from None
+    vals = _updates_for(kind, a, values, target)
     if k == 0:
         return combine(x, vals)
     n = int(np.prod(target, dtype=np.int64))
     ind, vals = lax.reshape(ind, (n, k)), lax.reshape(vals, (n,))
-    order = slicing.argsort(vals, 0)
-    if kind == "min":
-        order = lax.rev(order, (0,))
-    order = lax.reshape(order, (n, 1))
-    vals, ind = slicing.gather(vals, order, (0,)), slicing.gather(ind, order, (0,))
-    if a.dtype.kind == "f":
-        neutral = np.inf if kind == "min" else -np.inf
-    elif a.dtype.kind == "b":
-        neutral = kind == "min"
-    else:
-        info = np.iinfo(a.dtype)
-        neutral = info.max if kind == "min" else info.min
-    written = slicing.scatter(lax.full(a.shape, neutral, a.dtype), ind, vals, tuple(range(k)))
-    return combine(x, written)
+    if not unique:
+        order = slicing.argsort(vals, 0)
+        if kind == "min":
+            order = lax.rev(order, (0,))
+        order = lax.reshape(order, (n, 1))
+        vals, ind = slicing.gather(vals, order, (0,)), slicing.gather(ind, order, (0,))
+    neutral = lax.full(a.shape, _neutral(a.dtype, kind), a.dtype)
+    return combine(x, slicing.scatter(neutral, ind, vals, tuple(range(k))))
+
+
+def _is_traced_index(idx):
+    parts = idx if isinstance(idx, tuple) else (idx,)
+    return builtins.any(isinstance(i, Tracer) for i in parts)
+
+
+def _scatter_apply(x, idx, func, mode=None, unique=False):
+    """x.at[idx].apply(func): func applied to each selected element once per index entry that
+    selects it (ufunc.at semantics). Each entry reads its element, applies func as many times
+    as the element is selected, and writes the (equal) results back."""
+    x = as_operand(x)
+    a = get_aval(x)
+    apply_once = lambda v: cast(func(v), a.dtype)  # noqa: E731
+    ind, axes = _flat_update_indices(a.shape, idx, mode)
+    if not axes:
+        return apply_once(x)
+    if get_aval(ind).shape[0] == 0:  # nothing selected
+        return x
+    vals = apply_once(slicing.gather(x, ind, axes))
+    if not unique:
+        counts = _selection_counts(a.shape, ind, axes)
+        vals = _apply_again(apply_once, vals, counts, _max_count(a.shape, idx, mode))
+    return slicing.scatter(x, ind, vals, axes)
+
+
+def _flat_update_indices(shape, idx, mode):
+    """(coordinates (n, ndim) of every element idx selects, the axes they index); (None, ())
+    for a 0-d array."""
+    ind, k = _update_indices(shape, idx, mode, trim=False)
+    if k == 0:
+        return None, ()
+    n = int(np.prod(get_aval(ind).shape[:-1], dtype=np.int64))
+    return lax.reshape(ind, (n, k)), tuple(range(k))
+
+
+def _selection_counts(shape, ind, axes):
+    """For each index row, how many rows select its element (out-of-range rows: dropped)."""
+    n = get_aval(ind).shape[0]
+    counts = slicing.scatter_add(lax.full(shape, 0, np.int64), ind, lax.full((n,), 1, np.int64),
+                                 axes)
+    return slicing.gather(counts, ind, axes)
+
+
+def _max_count(shape, idx, mode):
+    """The largest number of times idx selects one element of an array of this shape, as a
+    Python int computed now (also while tracing) when idx holds no traced values, else None."""
+    if _is_traced_index(idx):
+        return None
+    with core.set_current_trace(core.eval_trace):
+        ind, axes = _flat_update_indices(shape, idx, mode)
+        counts = np.asarray(_selection_counts(shape, ind, axes))
+    return int(np.max(counts, initial=0))
+
+
+def _apply_again(apply_once, vals, counts, max_count):
+    """vals (func applied once) with func applied again where fewer than counts applications
+    have been made: a Python loop when max_count is known, else a while_loop."""
+    from ..lax.control_flow import while_loop
+
+    def again(i, v):
+        more = lax.gt(counts, lax.full(get_aval(counts).shape, i, np.int64))
+        return lax.select(more, apply_once(v), v)
+
+    if max_count is not None:
+        for i in range(1, max_count):
+            vals = again(i, vals)
+        return vals
+    top = lax.reduce_max(counts, (0,))
+    _, vals = while_loop(lambda c: lax.lt(c[0], top), lambda c: (c[0] + 1, again(*c)),
+                         (np.int64(1), vals))
+    return vals
+
+
+# kind -> f(x, idx, values, mode, unique)
+_UPDATES = {"set": partial(_scatter_update, "set"), "add": partial(_scatter_update, "add"),
+            "subtract": _subtract, "multiply": partial(_scatter_update, "mul"),
+            "divide": partial(_scaled, "divide"), "power": partial(_scaled, "power"),
+            "min": partial(_scatter_extremum, "min"), "max": partial(_scatter_extremum, "max")}
+
+
+def _update_method(kind, doc):
+    """An _IndexRef method computing x.at[idx].<kind>(values, ...) with JAX's keywords."""
+    def method(self, values, *, indices_are_sorted=False, unique_indices=False, mode=None):
+        return _UPDATES[kind](self.x, self.idx, values, _check_mode(mode, kind),
+                              bool(unique_indices))
+    method.__name__ = method.__qualname__ = kind
+    method.__doc__ = (f"{doc}\n\n        Keywords as JAX: ``mode`` (None, 'promise_in_bounds' or "
+                      f"'drop'/'fill': out-of-range indices drop their updates; 'clip': they are "
+                      f"clamped), ``indices_are_sorted`` and ``unique_indices`` (hints; the "
+                      f"result is undefined if unique_indices=True is not true).")
+    return method
 
 
 class _IndexRef:
-    """x.at[idx]: functional updates of the elements x[idx]."""
+    """x.at[idx]: functional updates of the elements x[idx] (JAX's interface)."""
     __slots__ = ("x", "idx")
 
     def __init__(self, x, idx):
         self.x, self.idx = x, idx
 
-    def get(self, **kwargs):
-        """x[idx]."""
-        return core.as_array_type(getitem(self.x, self.idx))
+    def get(self, *, indices_are_sorted=False, unique_indices=False, mode=None, fill_value=None):
+        """x[idx]. Out-of-range integer indices are clamped (mode None, 'promise_in_bounds' or
+        'clip') or give fill_value (mode 'fill' or 'drop'; default NaN for inexact dtypes, the
+        most negative signed integer, the largest unsigned one, True for bool)."""
+        return _gather(self.x, self.idx, _check_mode(mode, "get"), fill_value)
 
-    def set(self, values, **kwargs):
-        """A copy of x with x[idx] = values."""
-        return core.as_array_type(_scatter_update(self.x, self.idx, values, "set"))
+    set = _update_method("set", "A copy of x with x[idx] = values (repeated indices: one of "
+                                "the updates wins).")
+    add = _update_method("add", "A copy of x with values added at idx (repeated indices "
+                                "accumulate).")
+    subtract = _update_method("subtract", "A copy of x with values subtracted at idx (repeated "
+                                          "indices accumulate).")
+    multiply = _update_method("multiply", "A copy of x with x[idx] multiplied by values "
+                                          "(repeated indices accumulate).")
+    mul = multiply
+    divide = _update_method("divide", "x divided, at idx, by values (x / the product of the "
+                                      "updates at each element; integer x gives floats).")
+    power = _update_method("power", "x raised, at idx, to the power values (repeated indices: "
+                                    "to the product of their values).")
+    min = _update_method("min", "A copy of x with x[idx] = minimum(x[idx], values) (repeated "
+                                "indices reduce).")
+    max = _update_method("max", "A copy of x with x[idx] = maximum(x[idx], values) (repeated "
+                                "indices reduce).")
 
-    def add(self, values, **kwargs):
-        """A copy of x with values added at idx (repeated indices accumulate)."""
-        return core.as_array_type(_scatter_update(self.x, self.idx, values, "add"))
-
-    def mul(self, values, **kwargs):
-        """A copy of x with x[idx] multiplied by values (repeated indices accumulate)."""
-        return core.as_array_type(_scatter_update(self.x, self.idx, values, "mul"))
-
-    multiply = mul
-
-    def divide(self, values, **kwargs):
-        """A copy of x with x[idx] divided by values."""
-        from ._ufuncs import divide
-        ones = lax.full(get_aval(as_operand(self.x)).shape, 1, get_aval(as_operand(self.x)).dtype)
-        return core.as_array_type(divide(self.x, _scatter_update(ones, self.idx, values, "mul")))
-
-    def power(self, values, **kwargs):
-        """A copy of x with x[idx] raised to the power values."""
-        from ._ufuncs import power
-        ones = lax.full(get_aval(as_operand(self.x)).shape, 1, get_aval(as_operand(self.x)).dtype)
-        return core.as_array_type(power(self.x, _scatter_update(ones, self.idx, values, "set")))
-
-    def min(self, values, **kwargs):
-        """A copy of x with x[idx] = minimum(x[idx], values) (repeated indices reduce)."""
-        return core.as_array_type(_scatter_extremum(self.x, self.idx, values, "min"))
-
-    def max(self, values, **kwargs):
-        """A copy of x with x[idx] = maximum(x[idx], values) (repeated indices reduce)."""
-        return core.as_array_type(_scatter_extremum(self.x, self.idx, values, "max"))
-
-    def apply(self, func, **kwargs):
-        """A copy of x with x[idx] = func(x[idx]) (func is elementwise)."""
-        return self.set(func(self.get()))
+    def apply(self, func, *, indices_are_sorted=False, unique_indices=False, mode=None):
+        """A copy of x with the elementwise func applied at idx, once per index entry (as
+        ``ufunc.at``: an element selected twice gets func(func(x)); results keep x's dtype).
+        ``mode`` as for set; with unique_indices=True func is applied once per element."""
+        return _scatter_apply(self.x, self.idx, func, _check_mode(mode, "apply"),
+                              bool(unique_indices))
 
 
 class _IndexHelper:
