@@ -208,6 +208,8 @@ class EvalTrace(Trace):
             vals.append(x._value)
         else:
             device = owned = None
+        if device is None and prim in placement_rules:
+            device = placement_rules[prim](params)
         if device is not None and device.platform != "cpu":
             return device_impls[device.platform](prim, vals, params, device)
         rule = impl_rules.get(prim)
@@ -236,6 +238,9 @@ class EvalTrace(Trace):
 # platform -> f(prim, buffers, params, device) -> Array(s): eager evaluation on that platform's
 # buffers (registered by the GPU backend)
 device_impls = {}
+# prim -> f(params) -> Device or None: where prim runs when no input is committed anywhere
+# (jit with backend="cuda" runs on the GPU)
+placement_rules = {}
 
 
 def _unwrap(prim, args):
@@ -554,12 +559,12 @@ class Array(_ArrayOps, metaclass=_ArrayMeta):
         return (_unpickle_array, (_host(self._value),))
 
     def __getitem__(self, idx):
-        if _is_basic_index(idx):
+        if type(self._value) is np.ndarray and _is_basic_index(idx):
             try:
                 v = self._value[idx]
             except IndexError as e:
                 raise IndexError(f"{e}{where()}") from None
-            return make_array(v if type(v) is type(self._value) else np.asarray(v),
+            return make_array(v if type(v) is np.ndarray else np.asarray(v),
                               self._device, self._committed)
         return _array_methods["__getitem__"](self, idx)
 
@@ -567,7 +572,9 @@ class Array(_ArrayOps, metaclass=_ArrayMeta):
         if not self.aval.shape:
             raise TypeError("iteration over a 0-d array")
         v, dev, com = self._value, self._device, self._committed
-        return (make_array(np.asarray(r) if r.__class__ is not v.__class__ else r, dev, com)
+        if type(v) is not np.ndarray:        # a device buffer: rows by (device) indexing
+            return (self[i] for i in range(self.aval.shape[0]))
+        return (make_array(np.asarray(r) if r.__class__ is not np.ndarray else r, dev, com)
                 for r in v)
 
     def __setitem__(self, idx, value):

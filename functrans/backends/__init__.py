@@ -328,6 +328,8 @@ def _cuda_devices():
         for i, g in enumerate(cuda.gpus if where == "gpu" else ()):
             name = g.name.decode() if isinstance(g.name, bytes) else str(g.name)
             _gpu_devices.append(Device("gpu", i, name))
+        from . import cuda_arrays
+        cuda_arrays.register()
     return list(_gpu_devices)
 
 
