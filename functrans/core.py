@@ -670,13 +670,6 @@ def to_arrays(xs, owned=None):
     return [to_array(x, owned) for x in xs]
 
 
-def as_array_type(out):
-    """Concrete results (also inside tuples/lists) as Arrays; tracers unchanged."""
-    if type(out) in (tuple, list):
-        return type(out)(as_array_type(o) for o in out)
-    return to_array(out)
-
-
 def concrete_or_none(x):
     """The concrete value of x if it has one (arrays do), else None."""
     if isinstance(x, Tracer):

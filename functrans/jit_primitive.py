@@ -27,6 +27,17 @@ def _jit_impl(*args, jaxpr, name, backend):
 
 
 impl_rules[jit_p] = _jit_impl
+
+
+def _jit_placement(params):
+    """jit(backend="cuda") on uncommitted inputs runs on (and returns Arrays on) the GPU."""
+    if params["backend"] == "cuda":
+        from .devices import devices
+        return devices("cuda")[0]
+    return None
+
+
+core.placement_rules[jit_p] = _jit_placement
 abstract_eval_rules[jit_p] = lambda *avals, jaxpr, name, backend: list(jaxpr.out_avals)
 
 
