@@ -764,7 +764,9 @@ def test_env_var_sets_number_of_cpu_devices():
     code = ("import functrans as jax, numpy as np; d = jax.devices(); "
             "y = jax.device_put(np.ones(2), d[2]); "
             "print(len(d), [x.id for x in d], (y * 2).device)")
-    env = dict(os.environ, FUNCTRANS_NUM_CPU_DEVICES="3")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(jax.__file__)))  # this checkout
+    env = dict(os.environ, FUNCTRANS_NUM_CPU_DEVICES="3",
+               PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=60)
     assert res.returncode == 0, res.stderr
