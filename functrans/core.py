@@ -953,13 +953,8 @@ class StagingTrace(Trace):
                 elif not x._trace.valid:
                     raise escaped_tracer_error(x)
         if self.forward:
-            if not ours:        # known: to the parent (_bind_in_parent, inline)
-                prev = _state.trace
-                _state.trace = parent = self.parent
-                try:
-                    return parent.process_primitive(prim, args, params)
-                finally:
-                    _state.trace = prev
+            if not ours:
+                return _bind_in_parent(self, prim, args, params)
             rule = partial_eval_rules.get(prim)
             if rule is not None:
                 return rule(self, list(args), **params)
