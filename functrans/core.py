@@ -229,7 +229,7 @@ class EvalTrace(Trace):
             a = _new_object(Array)          # make_array(out), inline
             a._value = out
             aval = _aval_memo.get((out.shape, out.dtype))
-            a.aval = aval if aval is not None else get_aval(out)
+            a.aval = aval if aval is not None else _new_aval(out)
             a._device, a._committed = _CPU0, False
             return a
         return to_array(out, owned, device, device is not None)
@@ -582,7 +582,8 @@ class Array(_ArrayOps, metaclass=_ArrayMeta):
 
     def __repr__(self):
         v = _host(self._value)
-        prefix, suffix = "Array(", f", dtype={v.dtype.name})"
+        shape = f", shape={v.shape}" if v.size == 0 and v.shape != (0,) else ""
+        prefix, suffix = "Array(", f"{shape}, dtype={v.dtype.name})"
         body = np.array2string(v, prefix=prefix, suffix=suffix, separator=", ")
         return f"{prefix}{body}{suffix}"
 
@@ -608,9 +609,18 @@ def make_array(value, device=None, committed=False):
     a = _new_object(Array)
     a._value = value
     aval = _aval_memo.get((value.shape, value.dtype))
-    a.aval = aval if aval is not None else get_aval(value)
+    a.aval = aval if aval is not None else _new_aval(value)
     a._device = _CPU0 if device is None else device
     a._committed = committed
+    return a
+
+
+def _new_aval(buffer):
+    """The (memoised) aval of a buffer: a host ndarray or a device array."""
+    shape, dtype = tuple(buffer.shape), np.dtype(buffer.dtype)
+    if len(_aval_memo) > 4096:
+        _aval_memo.clear()
+    a = _aval_memo[(shape, dtype)] = ShapedArray(shape, dtype)
     return a
 
 
@@ -954,7 +964,11 @@ class StagingTrace(Trace):
         """Record prim(*args) as an equation; returns its output tracer(s)."""
         if out_avals is None:
             try:
-                out_avals = abstract_eval(prim, [get_aval(x) for x in args], params)
+                rule = abstract_eval_rules.get(prim)
+                if rule is None:
+                    abstract_eval(prim, (), params)        # raises NotImplementedError
+                out = rule(*[get_aval(x) for x in args], **params)
+                out_avals = list(out) if prim.multiple_results else [out]
             except (TypeError, ValueError) as e:
                 if getattr(e, "_functrans_located", False):
                     raise

@@ -375,6 +375,65 @@ def unsupported_primitive_message():
     assert numba_cuda.check_available() == "simulator"
 
 
+# ---------------------------------------------------------------------------------------------
+# Arrays on the device: device_put, computation follows data, transfers only on request
+
+def _gpu():
+    return ft.devices("cuda")[0]
+
+
+def _on_gpu(x):
+    from functrans.backends.numba_cuda import is_device_array
+    return x.device.platform == "gpu" and is_device_array(x._value)
+
+
+@check
+def gpu_arrays_follow_data():
+    gpu = _gpu()
+    x = floats((4, 3))
+    w = floats((3, 2))
+    xg, wg = ft.device_put(x, gpu), ft.device_put(w, gpu)
+    assert _on_gpu(xg) and xg.device == gpu and xg.devices() == {gpu}
+    assert_same(np.asarray(xg), x, what="round trip")
+    assert_same(ft.device_get(xg), x, what="device_get")
+    y = fnp.tanh(xg @ wg) + 1.0                      # eager ops: per-primitive kernels
+    assert _on_gpu(y), "eager result left the device"
+    assert_same(y, np.tanh(x @ w) + 1.0, rtol=1e-5, what="eager on gpu")
+    f = ft.jit(lambda a, b: fnp.sum(fnp.tanh(a @ b) ** 2))
+    out = f(xg, wg)
+    assert _on_gpu(out), "jit result left the device"
+    assert_same(out, f(x, w), rtol=1e-5, what="jit on gpu")
+    g = ft.grad(lambda b: fnp.sum(fnp.tanh(xg @ b) ** 2))(wg)
+    assert _on_gpu(g), "grad result left the device"
+    assert_same(g, ft.grad(lambda b: fnp.sum(fnp.tanh(x @ b) ** 2))(w), rtol=1e-5, atol=1e-5, what="grad")
+    v = ft.vmap(lambda r: r * 2.0)(xg)
+    assert _on_gpu(v) and ft.block_until_ready(v) is v
+    back = ft.device_put(y, ft.devices("cpu")[0])
+    assert back.device.platform == "cpu" and isinstance(back._value, np.ndarray)
+
+
+@check
+def gpu_jit_backend_cuda_returns_device_arrays():
+    x = floats((5,))
+    out = ft.jit(lambda a: a * 3.0, backend="cuda")(x)       # host input, put on the device
+    assert _on_gpu(out)
+    assert_same(out, x * 3.0, what="backend=cuda")
+
+
+@check
+def gpu_device_mismatch_is_an_error():
+    gpu = _gpu()
+    a = ft.device_put(floats((3,)), gpu)
+    b = ft.device_put(floats((3,)), ft.devices("cpu")[0])
+    for f in (lambda: a + b, lambda: ft.jit(lambda p, q: p + q)(a, b)):
+        try:
+            f()
+        except ValueError as e:
+            assert "CudaDevice(id=0)" in str(e) and "CpuDevice(id=0)" in str(e), str(e)
+        else:
+            raise AssertionError("mixing a GPU and a committed CPU Array did not raise")
+
+
 def main(names):
     results, seconds = {}, {}
     for name in names or CHECKS:

@@ -23,7 +23,8 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "reductions", "argminmax_cumulative", "dot_general", "pad_concat_slices",
                "gather_scatter", "sort", "control_flow", "custom_rules_and_checkpoint",
                "mlp_training_step", "vmap_grad", "hvp_and_hessian", "eager_fallback_float16",
-               "unsupported_primitive_message"]
+               "unsupported_primitive_message", "gpu_arrays_follow_data",
+               "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error"]
 
 
 @pytest.fixture(scope="module")

@@ -47,7 +47,8 @@ def _cupy():
 
 
 def _aval(v):
-    if isinstance(v, np.ndarray) or not hasattr(v, "__cuda_array_interface__"):
+    from .numba_cuda import is_device_array
+    if isinstance(v, np.ndarray) or not is_device_array(v):
         return core.get_aval(v)
     return ShapedArray(tuple(v.shape), np.dtype(v.dtype))
 

@@ -332,6 +332,37 @@ def executable(closed, name="fun"):
     return ex
 
 
+def is_device_array(a):
+    """True for GPU buffers: anything with __cuda_array_interface__ (CuPy, numba), and the
+    simulator's device arrays."""
+    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "copy_to_host")
+
+
+def _flat_device_view(a):
+    """A 1-d numba view of a contiguous device buffer (no copy)."""
+    from numba import cuda
+    if not hasattr(a, "copy_to_host"):
+        a = cuda.as_cuda_array(a)
+    return a.reshape(-1)
+
+
+def run_device(closed, args, name):
+    """Run closed on the GPU with device-resident results: args are device arrays (anything
+    with ``__cuda_array_interface__``) or host values (copied over); returns device arrays of
+    the output shapes, with no copy back to the host."""
+    from numba import cuda
+    check_available()
+    ex = executable(closed, name)
+    if isinstance(ex, _Eager):          # dtypes the kernels lack: on the host, then over
+        outs = ex([core._host(a) if is_device_array(a) else a for a in args])
+        return [cuda.to_device(np.ascontiguousarray(o)) for o in outs]
+    dev = [_flat_device_view(a) if is_device_array(a)
+           else cuda.to_device(np.ascontiguousarray(a, dtype=d).reshape(-1))
+           for a, d in zip(args, ex.in_dtypes)]
+    outs = ex.program.run(dev)
+    return [o.reshape(a.shape) for o, a in zip(outs, ex.out_avals)]
+
+
 def run_cuda(closed, args, name):
     """jit_p's CUDA executor: run closed on the GPU (or the simulator); returns NumPy arrays."""
     check_available()

@@ -112,14 +112,13 @@ class JVPTrace(Trace):
     def process_primitive(self, prim, args, params):
         primals, tangents, nonzero = [], [], False
         for x in args:
-            if isinstance(x, Tracer):
-                if x._trace is self:
-                    primals.append(x.primal)
-                    tangents.append(x.tangent)
-                    nonzero = True
-                    continue
-                if not x._trace.valid:
-                    raise core.escaped_tracer_error(x)
+            if type(x) is JVPTracer and x._trace is self:
+                primals.append(x.primal)
+                tangents.append(x.tangent)
+                nonzero = True
+                continue
+            if isinstance(x, Tracer) and not x._trace.valid:
+                raise core.escaped_tracer_error(x)
             primals.append(x)
             tangents.append(Zero.like(x))
         prev = core._state.trace

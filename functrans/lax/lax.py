@@ -486,8 +486,8 @@ def full(shape, fill_value, dtype):
     else:
         fill_value = np.asarray(fill_value, dtype)
         if not core.staging():   # a constant whatever the transforms: skip their dispatch
-            return _broadcast_in_dim_impl(fill_value, shape=tuple(map(int, shape)),
-                                          broadcast_dimensions=())
+            return core.make_array(_broadcast_in_dim_impl(
+                fill_value, shape=tuple(map(int, shape)), broadcast_dimensions=()))
     return broadcast_in_dim(fill_value, tuple(shape), ())
 
 
