@@ -10,26 +10,11 @@ from . import core
 from .core import ShapedArray, as_array, get_aval, is_float
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
+from .tree_util import check_callable as _check_callable, flat_leaves as _flat_leaves
 from .tree_util import tree_flatten, tree_map, tree_paths, tree_structure, tree_unflatten
 from .util import safe_map, safe_zip
 
 map, zip = safe_map, safe_zip
-
-
-def _check_callable(fun, name):
-    """TypeError naming ``name`` unless fun is callable."""
-    if not callable(fun):
-        raise TypeError(f"{name} must be callable, got {fun!r}")
-
-
-def _flat_leaves(tree, what):
-    """(leaves as arrays, treedef); TypeError naming ``what`` for leaves that are not arrays."""
-    leaves, treedef = tree_flatten(tree)
-    try:
-        leaves = [as_array(x) for x in leaves]
-    except TypeError as e:
-        raise TypeError(f"{what}: {e}") from None
-    return leaves, treedef
 
 
 class _Store:

@@ -1,4 +1,6 @@
 """Pytrees: nested tuples, lists, dicts, namedtuples, None and registered classes."""
+from .core import as_array
+
 _registry = {}
 
 
@@ -174,3 +176,22 @@ def tree_paths(treedef, prefix="args"):
     rec(treedef, prefix)
     return out
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks shared by the transforms (api.py) and the control-flow primitives (lax)
+
+def check_callable(fun, name):
+    """TypeError naming ``name`` unless fun is callable."""
+    if not callable(fun):
+        raise TypeError(f"{name} must be callable, got {fun!r}")
+
+
+def flat_leaves(tree, what):
+    """(leaves as arrays, treedef); TypeError naming ``what`` for leaves that are not arrays."""
+    leaves, treedef = tree_flatten(tree)
+    try:
+        leaves = [as_array(x) for x in leaves]
+    except TypeError as e:
+        raise TypeError(f"{what}: {e}") from None
+    return leaves, treedef

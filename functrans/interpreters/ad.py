@@ -8,6 +8,7 @@ from .. import core
 from ..core import (ClosedJaxpr, Literal, Tracer, Trace, as_array, get_aval, is_float,
                     jaxpr_as_fun, trace_to_jaxpr, transform_trace)
 from ..util import merge_lists, safe_map, safe_zip, split_list, unzip2
+from . import ops
 
 map, zip = safe_map, safe_zip
 
@@ -42,23 +43,9 @@ class Zero:
         return f"Zero({self.aval})"
 
 
-class _Lazy:
-    """functrans.lax, imported on first use (it imports this module)."""
-    mod = None
-
-    def __getattr__(self, name):
-        if _Lazy.mod is None:
-            from ..lax import lax
-            _Lazy.mod = lax
-        return getattr(_Lazy.mod, name)
-
-
-lax = _Lazy()
-
-
 def zeros_like_aval(aval):
     """A materialised zero array of aval's shape and dtype (a traceable op)."""
-    return lax.full(aval.shape, 0, aval.dtype)
+    return ops.get("full")(aval.shape, 0, aval.dtype)
 
 
 def instantiate_zeros(t):
@@ -72,7 +59,7 @@ def add_tangents(x, y):
         return y
     if type(y) is Zero:
         return x
-    return lax.add(x, y)
+    return ops.get("add")(x, y)
 
 
 def tangent_aval(aval):
