@@ -11,37 +11,11 @@ from .core import ShapedArray, as_array, get_aval, is_float
 from .devices import Device
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
+from ._args import check_callable as _check_callable, flat_leaves as _flat_leaves
 from .tree_util import tree_flatten, tree_map, tree_paths, tree_structure, tree_unflatten
 from .util import safe_map, safe_zip
 
 map, zip = safe_map, safe_zip
-
-
-def _check_callable(fun, name):
-    """TypeError naming ``name`` unless fun is callable."""
-    if not callable(fun):
-        raise TypeError(f"{name} must be callable, got {fun!r}")
-
-
-def _flat_leaves(tree, what):
-    """(leaves as arrays, treedef); TypeError naming ``what``, the leaf's type and its pytree
-    path for leaves that are not arrays. An (args, kwargs) pair names args[i] / kwargs[k]."""
-    leaves, treedef = tree_flatten(tree)
-    try:
-        leaves = [as_array(x) for x in leaves]
-    except TypeError:
-        pair = (type(tree) is tuple and len(tree) == 2 and type(tree[0]) is tuple
-                and type(tree[1]) is dict)
-        paths = (tree_paths(treedef.children[0], "args") + tree_paths(treedef.children[1], "kwargs")
-                 if pair else tree_paths(treedef, "args"))
-        for x, path in zip(leaves, paths):
-            try:
-                as_array(x)
-            except TypeError:
-                raise TypeError(f"{what}: {path} is a value of type {type(x).__name__} "
-                                f"({x!r:.80}), which is not an array: pass Arrays, NumPy arrays, "
-                                f"NumPy or Python scalars, or pytrees of them{core.where()}") from None
-    return leaves, treedef
 
 
 def _outputs(flat, inputs):

@@ -13,11 +13,12 @@ import functools
 import numpy as np
 
 from . import core
-from .api import ShapeDtypeStruct, _Store, _flat_leaves, _flatten_fun
+from .api import ShapeDtypeStruct, _Store, _flatten_fun
 from .core import ClosedJaxpr, Jaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
 from .custom_derivatives import lift_tracer_consts
 from .interpreters import ad, batching, partial_eval
 from .interpreters.ad import UndefPrimal, Zero, instantiate_zeros
+from ._args import flat_leaves
 from .tree_util import tree_unflatten
 from .util import merge_lists, safe_map, safe_zip, split_list
 
@@ -38,7 +39,7 @@ def checkpoint(fun, prevent_cse=True, policy=None, static_argnums=()):
     def remat_fun(*args, **kwargs):
         from .api import _static_split
         f_dyn, dyn_args, dyn_kw, _ = _static_split(fun, args, kwargs, static_argnums)
-        leaves, in_tree = _flat_leaves((dyn_args, dyn_kw), "checkpoint arguments")
+        leaves, in_tree = flat_leaves((dyn_args, dyn_kw), "checkpoint arguments")
         out_store = _Store()
         flat = _flatten_fun(lambda a, k: f_dyn(*a, **k), in_tree, out_store)
         jaxpr, consts = core.trace_to_jaxpr(flat, [get_aval(x) for x in leaves])
@@ -106,7 +107,7 @@ core.partial_eval_rules[checkpoint_p] = _checkpoint_partial_eval
 def saved_residuals(fun, *args):
     """What reverse mode of fun at args keeps alive for the backward pass: a list of
     (ShapeDtypeStruct, description) pairs, one per residual array."""
-    leaves, in_tree = _flat_leaves(args, "saved_residuals arguments")
+    leaves, in_tree = flat_leaves(args, "saved_residuals arguments")
     out_store = _Store()
     _, _, residuals = ad.linearize_flat(_flatten_fun(fun, in_tree, out_store), leaves)
     by_id = {id(x): i for i, x in enumerate(leaves)}

@@ -12,16 +12,14 @@ map, zip = safe_map, safe_zip
 
 jit_p = Primitive("jit", multiple_results=True)
 
-# backend name -> f(closed_jaxpr, args) -> list of outputs; registered by functrans.backends
+# backend name -> f(closed_jaxpr, args, name) -> list of outputs; filled by functrans.backends
+# (this module imports nothing from there: backends sit above the primitives they run)
 backend_executors = {}
 
 
 def _jit_impl(*args, jaxpr, name, backend):
     run = backend_executors.get(backend or "cpu")
-    if run is None and backend == "cuda":
-        from .backends import numba_cuda  # noqa: F401  (lazy: registers the "cuda" executor)
-        run = backend_executors["cuda"]
-    if run is None:
+    if run is None:             # no compiled backend registered: evaluate eagerly
         return core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
     return run(jaxpr, args, name)
 

@@ -1,4 +1,5 @@
 """Pytrees: nested tuples, lists, dicts, namedtuples, None and registered classes."""
+
 _registry = {}
 
 
@@ -191,4 +192,3 @@ def tree_paths(treedef, prefix="args"):
 
     rec(treedef, prefix)
     return out
-

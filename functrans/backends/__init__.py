@@ -312,7 +312,15 @@ def run_cpu(closed, args, name):
     return list(ex(args))
 
 
+def _run_cuda_lazily(closed, args, name):
+    """jit_p's "cuda" executor until numba_cuda is imported: import it (its import registers
+    the real executor in place of this one) and run closed there."""
+    from . import numba_cuda
+    return numba_cuda.run_cuda(closed, args, name)
+
+
 jit_primitive.backend_executors["cpu"] = run_cpu
+jit_primitive.backend_executors["cuda"] = _run_cuda_lazily
 
 _gpu_devices = []
 

@@ -8,6 +8,7 @@ from .. import core
 from ..core import (ClosedJaxpr, Literal, Tracer, Trace, as_array, get_aval, is_float,
                     jaxpr_as_fun, trace_to_jaxpr, transform_trace)
 from ..util import merge_lists, safe_map, safe_zip, split_list, unzip2
+from . import ops
 
 map, zip = safe_map, safe_zip
 
@@ -42,23 +43,9 @@ class Zero:
         return f"Zero({self.aval})"
 
 
-class _Lazy:
-    """functrans.lax, imported on first use (it imports this module)."""
-    mod = None
-
-    def __getattr__(self, name):
-        if _Lazy.mod is None:
-            from ..lax import lax
-            _Lazy.mod = lax
-        return getattr(_Lazy.mod, name)
-
-
-lax = _Lazy()
-
-
 def zeros_like_aval(aval):
     """A materialised zero array of aval's shape and dtype (a traceable op)."""
-    return lax.full(aval.shape, 0, aval.dtype)
+    return ops.get("full")(aval.shape, 0, aval.dtype)
 
 
 def instantiate_zeros(t):
@@ -72,7 +59,7 @@ def add_tangents(x, y):
         return y
     if type(y) is Zero:
         return x
-    return lax.add(x, y)
+    return ops.get("add")(x, y)
 
 
 def tangent_aval(aval):
@@ -287,12 +274,13 @@ def backward_pass(jaxpr, consts, args, cts_out):
             env[eqn.out_binders[0]] = outs
 
     ct_env = {}
+    add = ops.get("add")
 
     def write_ct(v, ct):
         if ct is None or type(ct) is Zero or type(v) is Literal:
             return
         prev = ct_env.get(v)
-        ct_env[v] = ct if prev is None else lax.add(prev, ct)
+        ct_env[v] = ct if prev is None else add(prev, ct)
 
     for v, ct in zip(jaxpr.outvars, cts_out):
         write_ct(v, ct)
@@ -318,7 +306,7 @@ def backward_pass(jaxpr, consts, args, cts_out):
         for v, x, ct in zip(eqn.inputs, ins, cts_in):
             if ct is not None and type(x) is UndefPrimal and type(ct) is not Zero:
                 prev = ct_env.get(v)
-                ct_env[v] = ct if prev is None else lax.add(prev, ct)
+                ct_env[v] = ct if prev is None else add(prev, ct)
     return [ct_env.get(v, Zero(v.aval)) for v, x in zip(jaxpr.invars, args)
             if type(x) is UndefPrimal]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import core
 from ..core import ClosedJaxpr, Tracer, Trace, get_aval, trace_to_jaxpr, transform_trace
 from ..util import safe_map, safe_zip, unzip2
+from . import ops
 
 map, zip = safe_map, safe_zip
 
@@ -74,23 +75,21 @@ class BatchTrace(Trace):
 
 def moveaxis(x, src, dst):
     """Move axis src of x to position dst (a transpose primitive)."""
-    from ..lax import lax
     nd = get_aval(x).ndim
     src, dst = src % nd, dst % nd
     if src == dst:
         return x
     perm = [i for i in range(nd) if i != src]
     perm.insert(dst, src)
-    return lax.transpose(x, tuple(perm))
+    return ops.get("transpose")(x, tuple(perm))
 
 
 def broadcast_batch(x, size, dim):
     """Insert a new axis of the given size at dim by broadcasting."""
-    from ..lax import lax
     a = get_aval(x)
     shape = a.shape[:dim] + (size,) + a.shape[dim:]
     dims = tuple(i if i < dim else i + 1 for i in range(a.ndim))
-    return lax.broadcast_in_dim(x, shape, dims)
+    return ops.get("broadcast_in_dim")(x, shape, dims)
 
 
 def bdim_at_front(x, dim, size):

@@ -24,12 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import core
-from ..api import _check_callable, _flat_leaves
 from ..core import ClosedJaxpr, Jaxpr, Primitive, ShapedArray, abstract_eval_rules, get_aval, impl_rules
 from ..interpreters import ad, batching
 from ..interpreters import partial_eval as pe
 from ..interpreters.ad import UndefPrimal, Zero, instantiate_zeros
 from ..interpreters.batching import bdim_at_front, moveaxis, not_mapped
+from .._args import check_callable, flat_leaves
 from ..tree_util import tree_flatten, tree_unflatten
 from ..util import merge_lists, partition_list, safe_map, safe_zip, split_list
 from . import lax
@@ -50,7 +50,7 @@ def _stage(fun, in_tree, in_avals, what):
     store = []
 
     def flat(*leaves):
-        out_leaves, out_tree = _flat_leaves(fun(*tree_unflatten(in_tree, leaves)), f"{what} output")
+        out_leaves, out_tree = flat_leaves(fun(*tree_unflatten(in_tree, leaves)), f"{what} output")
         store.append(out_tree)
         return out_leaves
 
@@ -151,7 +151,7 @@ def switch(index, branches, *operands):
     if not branches:
         raise ValueError("switch: branches must be a non-empty sequence of callables")
     for i, b in enumerate(branches):
-        _check_callable(b, f"switch: branch {i}")
+        check_callable(b, f"switch: branch {i}")
     index = core.as_array(index)
     ia = get_aval(index)
     if ia.shape != () or ia.dtype.kind not in "iu":
@@ -169,8 +169,8 @@ def cond(pred, true_fun, false_fun, *operands):
             and callable(operands[1])):
         true_op, t_fun, false_op, f_fun = true_fun, false_fun, operands[0], operands[1]
         return cond(pred, lambda ops: t_fun(ops[0]), lambda ops: f_fun(ops[1]), (true_op, false_op))
-    _check_callable(true_fun, "cond: true_fun")
-    _check_callable(false_fun, "cond: false_fun")
+    check_callable(true_fun, "cond: true_fun")
+    check_callable(false_fun, "cond: false_fun")
     pred = core.as_array(pred)
     pa = get_aval(pred)
     if pa.shape != ():
@@ -185,7 +185,7 @@ def cond(pred, true_fun, false_fun, *operands):
 
 def _switch(index, funs, operands, names, ref=0):
     """Stage every branch and bind cond_p; branch types are compared with branch ``ref``."""
-    leaves, in_tree = _flat_leaves(operands, "cond operands")
+    leaves, in_tree = flat_leaves(operands, "cond operands")
     avals = [get_aval(x) for x in leaves]
     staged = [_stage(f, in_tree, avals, f"cond {name}") for f, name in _zip(funs, names)]
     closeds, consts, out_trees = [list(t) for t in _zip(*staged)]
@@ -339,9 +339,9 @@ def while_loop(cond_fun, body_fun, init_val):
     """Run ``val = body_fun(val)`` while ``cond_fun(val)``; returns the final val (a pytree of
     the type of init_val). cond_fun must return a bool scalar; body_fun must return a value of
     exactly init_val's type."""
-    _check_callable(cond_fun, "while_loop: cond_fun")
-    _check_callable(body_fun, "while_loop: body_fun")
-    leaves, tree = _flat_leaves(init_val, "while_loop init_val")
+    check_callable(cond_fun, "while_loop: cond_fun")
+    check_callable(body_fun, "while_loop: body_fun")
+    leaves, tree = flat_leaves(init_val, "while_loop init_val")
     _, in_tree = tree_flatten((init_val,))
     avals = [get_aval(x) for x in leaves]
     cond_c, cond_consts, cond_tree = _stage(cond_fun, in_tree, avals, "while_loop cond_fun")
@@ -489,13 +489,13 @@ def scan(f, init, xs=None, length=None, reverse=False, unroll=1):
     """Loop ``carry, y = f(carry, x)`` over the leading axis of xs (or ``length`` times with
     x = None when xs is None). Returns (final carry, ys stacked along a new leading axis).
     carry, xs and ys are pytrees; f must return a carry of exactly init's type."""
-    _check_callable(f, "scan: f")
+    check_callable(f, "scan: f")
     if isinstance(unroll, bool):
         unroll = 1 if not unroll else max(int(length or 1), 1)
     if not isinstance(unroll, (int, np.integer)) or unroll < 1:
         raise ValueError(f"scan: unroll must be a positive int or a bool, got {unroll!r}")
-    init_leaves, init_tree = _flat_leaves(init, "scan init")
-    xs_leaves, xs_tree = _flat_leaves(xs, "scan xs")
+    init_leaves, init_tree = flat_leaves(init, "scan init")
+    xs_leaves, xs_tree = flat_leaves(xs, "scan xs")
     length = _scan_length(xs_leaves, length)
     carry_avals = [get_aval(x) for x in init_leaves]
     x_avals = [_unstacked(get_aval(x)) for x in xs_leaves]
@@ -728,7 +728,7 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
     """``val = body_fun(i, val)`` for i in [lower, upper); returns the final val. With concrete
     bounds this is a scan (differentiable in both modes); with traced bounds a while_loop
     (forward mode only)."""
-    _check_callable(body_fun, "fori_loop: body_fun")
+    check_callable(body_fun, "fori_loop: body_fun")
     lower, upper = core.as_array(lower), core.as_array(upper)
     for name, b in (("lower", lower), ("upper", upper)):
         a = get_aval(b)
@@ -754,6 +754,6 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
 
 def map(f, xs):  # noqa: A001  (lax.map, as in JAX)
     """[f(x) for x in xs] along the leading axis, stacked (a scan with no carry)."""
-    _check_callable(f, "map: f")
+    check_callable(f, "map: f")
     _, ys = scan(lambda _, x: ((), f(x)), (), xs)
     return ys

@@ -12,6 +12,7 @@ import numpy as np
 from .. import core
 from ..core import Primitive, ShapedArray, abstract_eval_rules, get_aval, impl_rules
 from ..interpreters import ad
+from ..interpreters import ops as interpreter_ops
 from ..interpreters.ad import (UndefPrimal, Zero, defbilinear, defjvp, defjvp2, defjvp_zero,
                                deflinear, instantiate_zeros, jvp_rules, transpose_rules)
 from ..interpreters.batching import (batch_rules, defbroadcasting, defreducer, defvectorized,
@@ -865,6 +866,9 @@ def _transpose_batch(vals, dims, *, permutation):
 
 deflinear(transpose_p, lambda ct, x, *, permutation: [transpose(ct, tuple(np.argsort(permutation)))])
 batch_rules[transpose_p] = _transpose_batch
+
+# the traceable ops the interpreters' helpers emit (they never import lax: see interpreters/ops.py)
+interpreter_ops.register(add=add, broadcast_in_dim=broadcast_in_dim, full=full, transpose=transpose)
 
 
 def _squeeze_aval(x, *, dimensions):

@@ -1,0 +1,32 @@
+"""Argument checks shared by the transforms (api.py) and the control-flow functions (lax): below
+both, so that lax never imports the API layer."""
+from . import core
+from .core import as_array
+from .tree_util import tree_flatten, tree_paths
+
+
+def check_callable(fun, name):
+    """TypeError naming ``name`` unless fun is callable."""
+    if not callable(fun):
+        raise TypeError(f"{name} must be callable, got {fun!r}")
+
+
+def flat_leaves(tree, what):
+    """(leaves as arrays, treedef); TypeError naming ``what``, the leaf's type and its pytree
+    path for leaves that are not arrays. An (args, kwargs) pair names args[i] / kwargs[k]."""
+    leaves, treedef = tree_flatten(tree)
+    try:
+        leaves = [as_array(x) for x in leaves]
+    except TypeError:
+        pair = (type(tree) is tuple and len(tree) == 2 and type(tree[0]) is tuple
+                and type(tree[1]) is dict)
+        paths = (tree_paths(treedef.children[0], "args") + tree_paths(treedef.children[1], "kwargs")
+                 if pair else tree_paths(treedef, "args"))
+        for x, path in zip(leaves, paths):
+            try:
+                as_array(x)
+            except TypeError:
+                raise TypeError(f"{what}: {path} is a value of type {type(x).__name__} "
+                                f"({x!r:.80}), which is not an array: pass Arrays, NumPy arrays, "
+                                f"NumPy or Python scalars, or pytrees of them{core.where()}") from None
+    return leaves, treedef
