@@ -11,17 +11,21 @@ def check_callable(fun, name):
         raise TypeError(f"{name} must be callable, got {fun!r}")
 
 
-def flat_leaves(tree, what):
+def flat_leaves(tree, what, roots=None):
     """(leaves as arrays, treedef); TypeError naming ``what``, the leaf's type and its pytree
-    path for leaves that are not arrays. An (args, kwargs) pair names args[i] / kwargs[k]."""
+    path for leaves that are not arrays. Paths start at ``roots`` (one name per top-level
+    child, e.g. the argnums' ``args[2]``); an (args, kwargs) pair names args[i] / kwargs[k]."""
     leaves, treedef = tree_flatten(tree)
     try:
         leaves = [as_array(x) for x in leaves]
     except TypeError:
         pair = (type(tree) is tuple and len(tree) == 2 and type(tree[0]) is tuple
                 and type(tree[1]) is dict)
-        paths = (tree_paths(treedef.children[0], "args") + tree_paths(treedef.children[1], "kwargs")
-                 if pair else tree_paths(treedef, "args"))
+        if roots is None:
+            roots = ("args", "kwargs") if pair else None
+        paths = (tree_paths(treedef, "args") if roots is None else
+                 [p for child, root in zip(treedef.children, roots)
+                  for p in tree_paths(child, root)])
         for x, path in zip(leaves, paths):
             try:
                 as_array(x)

@@ -18,10 +18,10 @@ from .util import safe_map, safe_zip
 map, zip = safe_map, safe_zip
 
 
-def _outputs(flat, inputs):
-    """Flat results for the user: Arrays, with a copy of any that is (a view of) one of the
-    caller's writable ndarray inputs (functions are pure: no output aliases an input)."""
-    return core.to_arrays(flat, core.owned_ndarrays(inputs))
+def _outputs(flat):
+    """Flat results for the user, as Arrays (core.to_output: an array that is not an Array, such
+    as an input or a closed-over array returned as it is, is copied)."""
+    return [core.to_output(x) for x in flat]
 
 
 def _snapshot(leaves):
@@ -102,8 +102,8 @@ def jvp(fun, primals, tangents, has_aux=False):
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
     outs_p, outs_t = ad.jvp_flat(flat, p_flat, t_flat)
     inputs = p_flat + t_flat
-    outs_p = _outputs(outs_p, inputs)
-    outs_t = _outputs([_instantiate_tangent(t) for t in outs_t], inputs)
+    outs_p = _outputs(outs_p)
+    outs_t = _outputs([_instantiate_tangent(t) for t in outs_t])
     out_p, aux = _split_aux(outs_p, out_store.val, aux_store, has_aux)
     out_t, _ = _split_aux(outs_t, out_store.val, aux_store, has_aux)
     return (out_p, out_t, aux) if has_aux else (out_p, out_t)
@@ -125,7 +125,7 @@ def linearize(fun, *primals):
     p_flat = _snapshot(p_flat)
     out_store = _Store()
     outs_p, jaxpr, consts = ad.linearize_flat(_flatten_fun(fun, p_tree, out_store), p_flat)
-    outs_p = _outputs(outs_p, ())
+    outs_p = _outputs(outs_p)
     out_tree = out_store.val
     float_mask = [is_float(get_aval(p).dtype) for p in p_flat]
 
@@ -135,7 +135,7 @@ def linearize(fun, *primals):
             raise TypeError(f"linearized function called on tangents of structure {t_tree}, "
                             f"expected {p_tree}")
         t_flat = [t for t, f in zip(t_flat, float_mask) if f]
-        return tree_unflatten(out_tree, _outputs(core.eval_jaxpr(jaxpr, consts, *t_flat), t_flat))
+        return tree_unflatten(out_tree, _outputs(core.eval_jaxpr(jaxpr, consts, *t_flat)))
 
     return tree_unflatten(out_tree, outs_p), f_jvp
 
@@ -152,7 +152,7 @@ def vjp(fun, *primals, has_aux=False):
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
     outs_p, vjp_flat_fn = ad.vjp_flat(flat, p_flat)
-    outs_p = _outputs(outs_p, ())
+    outs_p = _outputs(outs_p)
     out_tree = out_store.val
     out, aux = _split_aux(outs_p, out_tree, aux_store, has_aux)
     n_out = out_tree.num_leaves
@@ -169,7 +169,7 @@ def vjp(fun, *primals, has_aux=False):
                 raise ValueError(f"vjp: cotangent of shape {get_aval(c).shape} does not match the "
                                  f"primal output shape {a.shape}")
         cts = ct_flat + [Zero(get_aval(o)) for o in outs_p[n_out:]]
-        return tuple(tree_unflatten(p_tree, _outputs(vjp_flat_fn(cts), ct_flat)))
+        return tuple(tree_unflatten(p_tree, _outputs(vjp_flat_fn(cts))))
 
     return (out, vjp_fn, aux) if has_aux else (out, vjp_fn)
 
@@ -218,7 +218,8 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     @functools.wraps(fun)
     def value_and_grad_f(*args, **kwargs):
         nums, single = _argnums_tuple(argnums, len(args), "grad")
-        leaves, treedef = _flat_leaves(tuple(args[i] for i in nums), "grad arguments")
+        leaves, treedef = _flat_leaves(tuple(args[i] for i in nums), "grad arguments",
+                                       [f"args[{i}]" for i in nums])
         _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad")
 
         out_store, aux_store = _Store(), _Store()
@@ -239,10 +240,10 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
         flat = _flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store)
         outs_p, vjp_fn = ad.vjp_flat(flat, leaves)
-        outs_p = _outputs(outs_p, leaves)
+        outs_p = _outputs(outs_p)
         value = outs_p[0]
         cts = [np.ones((), get_aval(value).dtype)] + [Zero(get_aval(o)) for o in outs_p[1:]]
-        grads = tree_unflatten(treedef, _outputs(vjp_fn(cts), leaves))
+        grads = tree_unflatten(treedef, _outputs(vjp_fn(cts)))
         g = grads[0] if single else grads
         if has_aux:
             _, aux = _split_aux(outs_p, out_store.val, aux_store, True)
@@ -382,7 +383,7 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
             return ods
 
         outs = batching.vmap_flat(flat, size, canon, out_dims, leaves)
-        return tree_unflatten(out_store.val[0], _outputs(outs, leaves))
+        return tree_unflatten(out_store.val[0], _outputs(outs))
 
     return vmapped
 
@@ -406,7 +407,7 @@ def _std_basis(leaves):
 def _jac_args(fun, argnums, args, name):
     nums, single = _argnums_tuple(argnums, len(args), name)
     diff = tuple(args[i] for i in nums)
-    leaves, treedef = _flat_leaves(diff, name)
+    leaves, treedef = _flat_leaves(diff, name, [f"args[{i}]" for i in nums])
     _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), name)
 
     def f_diff(*d):
@@ -449,9 +450,9 @@ def jacfwd(fun, argnums=0, has_aux=False):
                 start += xa.size
             tree = tree_unflatten(in_tree, pieces)
             result_leaves.append(tree[0] if single else tree)
-        result = tree_map(core.to_array, tree_unflatten(out_tree, result_leaves))
+        result = tree_map(core.to_output, tree_unflatten(out_tree, result_leaves))
         if has_aux:
-            aux = _split_aux(_outputs(primal_outs.val, leaves), out_tree, aux_store, True)[1]
+            aux = _split_aux(_outputs(primal_outs.val), out_tree, aux_store, True)[1]
             return result, aux
         return result
 
@@ -503,9 +504,9 @@ def jacrev(fun, argnums=0, has_aux=False):
             tree = tree_unflatten(in_tree, pieces)
             result_leaves.append(tree[0] if single else tree)
             start += ya.size
-        result = tree_map(core.to_array, tree_unflatten(out_tree, result_leaves))
+        result = tree_map(core.to_output, tree_unflatten(out_tree, result_leaves))
         if has_aux:
-            return result, _split_aux(_outputs(outs_p, leaves), out_tree, aux_store, True)[1]
+            return result, _split_aux(_outputs(outs_p), out_tree, aux_store, True)[1]
         return result
 
     return jac
@@ -612,22 +613,7 @@ def device_put(x, device=None):
     if device is not None and not isinstance(device, Device):
         raise TypeError(f"device_put: device must be a functrans Device (from functrans.devices()), "
                         f"got {type(device).__name__} {device!r}")
-    return tree_map(lambda v: _put(v, device), x)
-
-
-def _put(v, device):
-    if isinstance(v, core.Tracer):
-        return v
-    a = v if type(v) is core.Array else core.to_array(v, core.owned_ndarrays((v,)))
-    if device is None:
-        return a
-    src = a.device
-    if src is device:
-        return a if a.committed else core.make_array(a._value, device, True)
-    move = core.device_transfers.get((src.platform, device.platform))
-    if move is None:
-        raise NotImplementedError(f"device_put: no transfer from {src} to {device}")
-    return core.make_array(move(a._value, device), device, True)
+    return tree_map(lambda v: core.put(v, device), x)
 
 
 def device_get(x):
@@ -751,7 +737,7 @@ class Jitted:
         kernel, prefix, suffix, out_tree = hit
         outs = kernel(*prefix, *bufs, *suffix)
         if owned is not None:       # an output may be (a view of) the caller's ndarray
-            outs = _outputs(outs, owned)
+            outs = core.to_arrays(outs, core.owned_ndarrays(owned))
         else:
             outs = [core.make_array(o) for o in outs]
         return outs[0] if out_tree is None else tree_unflatten(out_tree, outs)

@@ -581,11 +581,17 @@ class Array(_ArrayOps, metaclass=_ArrayMeta):
         raise _immutable_error(self)
 
     def __repr__(self):
+        # JAX's layout: the values wrap as NumPy's repr does, and the dtype follows on the last
+        # line, or on a line of its own where it would not fit
         v = _host(self._value)
-        shape = f", shape={v.shape}" if v.size == 0 and v.shape != (0,) else ""
-        prefix, suffix = "Array(", f"{shape}, dtype={v.dtype.name})"
-        body = np.array2string(v, prefix=prefix, suffix=suffix, separator=", ")
-        return f"{prefix}{body}{suffix}"
+        prefix = "Array("
+        tail = (f"shape={v.shape}, " if v.size == 0 and v.shape != (0,) else "") + \
+            f"dtype={v.dtype.name})"
+        width = np.get_printoptions()["linewidth"]
+        body = np.array2string(v, prefix=prefix, suffix=",", separator=", ", max_line_width=width)
+        last = len(body) - body.rfind("\n") + 1
+        sep = " " if last + len(tail) + 1 <= width else "\n" + " " * len(prefix)
+        return f"{prefix}{body},{sep}{tail}"
 
     def __str__(self):
         return str(_host(self._value))
@@ -628,16 +634,10 @@ def _unpickle_array(value):
     return make_array(np.array(value))
 
 
-def _root(a):
-    while isinstance(a.base, np.ndarray):
-        a = a.base
-    return a
-
-
 def _aliases(v, owned):
-    """True if ndarray v is (a view of) one of the ndarrays in owned."""
-    r = _root(v)
-    return any(r is _root(o) for o in owned)
+    """True if ndarray v may share memory with one of the ndarrays in owned (a bounds check:
+    it also sees views that numba made, whose .base does not lead back to the input)."""
+    return any(np.may_share_memory(v, o) for o in owned)
 
 
 def _private_copy(v):
@@ -651,10 +651,29 @@ def _private_copy(v):
 
 
 def owned_ndarrays(values):
-    """The writable ndarrays among values (the caller's memory: results must not alias it),
-    or None."""
-    owned = [x for x in values if isinstance(x, np.ndarray) and x.flags.writeable]
+    """The writable ndarrays among values, also inside lists and tuples (the caller's memory:
+    results must not alias it), or None."""
+    owned = []
+    for x in values:
+        if isinstance(x, np.ndarray):
+            if x.flags.writeable:
+                owned.append(x)
+        elif type(x) in (list, tuple):
+            owned.extend(owned_ndarrays(x) or ())
     return owned or None
+
+
+def to_output(x):
+    """x as a result handed to the user: Arrays and tracers as they are; any other array is
+    memory the caller may still write (an input, a closed-over array) and is copied, unless
+    it is read-only memory of its own; scalars become 0-d Arrays."""
+    if type(x) is Array or isinstance(x, Tracer):
+        return x
+    if isinstance(x, np.ndarray):
+        if x.flags.writeable or not x.flags.owndata:
+            x = _private_copy(x)
+        return make_array(x)
+    return to_array(x)
 
 
 def to_array(x, owned=None, device=None, committed=False):
@@ -664,7 +683,11 @@ def to_array(x, owned=None, device=None, committed=False):
     if t is np.ndarray:
         if owned is not None and _aliases(x, owned):
             x = _private_copy(x)
-    elif t is Array or isinstance(x, Tracer):
+    elif t is Array:
+        if device is not None and x._device is not device:     # from an impl's inner binds
+            return make_array(x._value, device, committed)
+        return x
+    elif isinstance(x, Tracer):
         return x
     elif isinstance(x, np.generic):
         x = np.asarray(x)
@@ -673,6 +696,23 @@ def to_array(x, owned=None, device=None, committed=False):
         if x.flags.writeable and not x.flags.owndata:   # a view of the caller's __array__
             x = x.copy()
     return make_array(x, device, committed)
+
+
+def put(x, device=None):
+    """x as an Array on device (committed to it), or where it is (device None: an ndarray goes
+    to the default device, copied). Tracers pass through."""
+    if isinstance(x, Tracer):
+        return x
+    a = x if type(x) is Array else to_output(x)
+    if device is None:
+        return a
+    src = a._device
+    if src is device:
+        return a if a._committed else make_array(a._value, device, True)
+    move = device_transfers.get((src.platform, device.platform))
+    if move is None:
+        raise NotImplementedError(f"device_put: no transfer from {src} to {device}")
+    return make_array(move(a._value, device), device, True)
 
 
 def to_arrays(xs, owned=None):

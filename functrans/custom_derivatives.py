@@ -22,12 +22,10 @@ from .util import safe_map, safe_zip, split_list
 
 
 def _run_eagerly(fun, args, kwargs):
-    """fun(*args, **kwargs) with no transform active; its results as Arrays, copied where they
-    are the caller's own ndarrays (as every functrans function returns)."""
-    out = fun(*args, **kwargs)
-    leaves, tree = tree_flatten(out)
-    owned = core.owned_ndarrays(tree_flatten((args, kwargs))[0])
-    return tree_unflatten(tree, [core.to_array(x, owned) for x in leaves])
+    """fun(*args, **kwargs) with no transform active; its results as Arrays (core.to_output),
+    as every functrans function returns."""
+    leaves, tree = tree_flatten(fun(*args, **kwargs))
+    return tree_unflatten(tree, [core.to_output(x) for x in leaves])
 
 map, zip = safe_map, safe_zip
 

@@ -439,7 +439,7 @@ def convert_element_type(x, new_dtype):
     """x cast to new_dtype (no-op if it already has it)."""
     new_dtype = np.dtype(new_dtype)
     if get_aval(x).dtype == new_dtype:
-        return x
+        return core.to_output(x)
     return convert_element_type_p.bind(x, new_dtype=new_dtype)
 
 
@@ -786,7 +786,7 @@ def broadcast_in_dim(x, shape, broadcast_dimensions):
     """x placed in an array of ``shape``: operand dim i goes to dimension broadcast_dimensions[i]."""
     shape, bd = tuple(map(int, shape)), tuple(map(int, broadcast_dimensions))
     if get_aval(x).shape == shape and bd == tuple(range(len(shape))):
-        return x
+        return core.to_output(x)
     return broadcast_in_dim_p.bind(x, shape=shape, broadcast_dimensions=bd)
 
 
@@ -825,7 +825,7 @@ def reshape(x, new_sizes):
     """x with a new shape of the same size (row-major order)."""
     new_sizes = tuple(map(int, new_sizes))
     if get_aval(x).shape == new_sizes:
-        return x
+        return core.to_output(x)
     return reshape_p.bind(x, new_sizes=new_sizes)
 
 
@@ -854,7 +854,7 @@ def transpose(x, permutation):
     """x with its axes permuted."""
     permutation = tuple(map(int, permutation))
     if permutation == tuple(range(len(permutation))):
-        return x
+        return core.to_output(x)
     return transpose_p.bind(x, permutation=permutation)
 
 
@@ -886,7 +886,7 @@ squeeze_p = primitive("squeeze", lambda x, *, dimensions: np.asarray(x).squeeze(
 def squeeze(x, dimensions):
     """x with the given size-1 dimensions removed."""
     dimensions = tuple(sorted(int(d) for d in dimensions))
-    return squeeze_p.bind(x, dimensions=dimensions) if dimensions else x
+    return squeeze_p.bind(x, dimensions=dimensions) if dimensions else core.to_output(x)
 
 
 def expand_dims(x, dimensions):

@@ -53,7 +53,7 @@ def slice(x, start_indices, limit_indices, strides=None):  # noqa: A001
     start = tuple(int(s) for s in start_indices)
     limit = tuple(int(s) for s in limit_indices)
     if start == (0,) * nd and limit == get_aval(x).shape and strides == (1,) * nd:
-        return x
+        return core.to_output(x)
     return slice_p.bind(x, start_indices=start, limit_indices=limit, strides=strides)
 
 
@@ -196,7 +196,7 @@ def concatenate(xs, dimension):
         raise ValueError("concatenate needs at least one array")
     dimension = _canonical_axes((dimension,), get_aval(xs[0]).ndim, "concatenate")[0]
     if len(xs) == 1:
-        return xs[0]
+        return core.to_output(xs[0])
     return concatenate_p.bind(*xs, dimension=dimension)
 
 

@@ -179,11 +179,20 @@ def _matrix_transpose(x):
 
 
 def _real(x):
-    return x
+    return _complex_part(x, "real") if x.dtype.kind == "c" else x
 
 
 def _imag(x):
-    return zeros_like(x)
+    return _complex_part(x, "imag") if x.dtype.kind == "c" else zeros_like(x)
+
+
+def _complex_part(x, part):
+    """x.real / x.imag of a complex array: concrete values only, for lax has no complex
+    primitives yet (NotImplementedError naming the transform otherwise)."""
+    if isinstance(x, _core.Tracer):
+        raise NotImplementedError(f"{part} of a traced complex array ({x.aval.str_short()}): "
+                                  f"lax has no real/imag primitives yet{_core.where()}")
+    return _core.put(getattr(_np.asarray(x), part), x.device if x.committed else None)
 
 
 _methods = {
@@ -227,17 +236,17 @@ def _returns_arrays(f):
         out = f(*args, **kwargs)
         if type(out) is ndarray or isinstance(out, _core.Tracer):
             return out
-        return _as_arrays(out, args)
+        return _as_arrays(out)
     g.__name__, g.__qualname__, g.__doc__ = f.__name__, f.__qualname__, f.__doc__
     g.__module__, g.__wrapped__ = f.__module__, f
     return g
 
 
-def _as_arrays(out, args):
+def _as_arrays(out):
     if type(out) in (tuple, list):
-        return type(out)(_as_arrays(o, args) for o in out)
+        return type(out)(_as_arrays(o) for o in out)
     if isinstance(out, (_np.ndarray, _np.generic)):
-        return _core.to_array(out, _core.owned_ndarrays(args))
+        return _core.to_output(out)
     return out      # Arrays, tracers, and Python values (None, ints) as the function gave them
 
 

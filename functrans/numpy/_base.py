@@ -136,7 +136,10 @@ oracle_memo = {}  # (fn, keys) -> dtype: the common no-kwargs case without lru_c
 def oracle_dtype(fn, *args, **kwargs):
     """The dtype NumPy's ``fn`` returns for operands like args (weak Python scalars kept weak).
     Raises TypeError (with the user's location) where NumPy rejects the dtypes."""
-    keys = tuple(map(_probe_key, args))
+    try:
+        keys = tuple(map(_probe_key, args))
+    except TypeError:
+        raise _bad_operand(fn, args) from None
     if not kwargs:
         dt = oracle_memo.get((fn, keys))
         if dt is not None:
@@ -152,6 +155,17 @@ def oracle_dtype(fn, *args, **kwargs):
     if not kwargs:
         oracle_memo[fn, keys] = dt
     return dt
+
+
+def _bad_operand(fn, args):
+    """The TypeError naming the position and type of the first operand that is no array."""
+    for i, a in enumerate(args):
+        if not is_arraylike(a) and not isinstance(a, (list, tuple)) and \
+                not hasattr(a, "__array__"):
+            return TypeError(f"{getattr(fn, '__name__', fn)}: the operand at position {i} is a "
+                             f"{type(a).__name__} ({a!r:.60}), not an array{core.where()}")
+    return TypeError(f"{getattr(fn, '__name__', fn)}: operands of types "
+                     f"{', '.join(type(a).__name__ for a in args)} are not arrays{core.where()}")
 
 
 def result_type(*args):

@@ -19,8 +19,9 @@ def _contains_tracer(obj):
     return False
 
 
-def array(object, dtype=None, copy=True, ndmin=0):  # noqa: A002
-    """An array from object (array, scalar or nested sequence, possibly holding tracers)."""
+def array(object, dtype=None, copy=True, order="K", ndmin=0, *, device=None):  # noqa: A002
+    """An Array from object (array, scalar or nested sequence, possibly holding tracers), on
+    ``device`` if given. (Arrays are immutable: ``copy`` and ``order`` change nothing.)"""
     if isinstance(object, Tracer):
         out = object if dtype is None else cast(object, dtype)
     elif isinstance(object, (list, tuple)) and _contains_tracer(object):
@@ -33,22 +34,25 @@ def array(object, dtype=None, copy=True, ndmin=0):  # noqa: A002
         out = object if dtype is None else cast(object, dtype)
     elif isinstance(object, (np.ndarray, np.generic, list, tuple) + PY_SCALARS) or \
             hasattr(object, "__array__"):
-        out = np.array(object, dtype=dtype, copy=True)
+        out = core.make_array(np.array(object, dtype=dtype, copy=True))   # a private copy
     else:
         raise TypeError(f"array: cannot make an array from {type(object).__name__}"
                         f"{core.where()}")
     nd = get_aval(out).ndim
     if ndmin > nd:
         out = lax.reshape(out, (1,) * (ndmin - nd) + get_aval(out).shape)
-    return out
+    return out if device is None else core.put(out, device)
 
 
-def asarray(a, dtype=None):
-    """a as an Array (an Array of the right dtype is returned as it is; NumPy arrays are
-    copied, so that the result never shares the caller's writable memory)."""
-    if type(a) is core.Array and (dtype is None or a.dtype == np.dtype(dtype)):
-        return a
-    return array(a, dtype)
+def asarray(a, dtype=None, order=None, *, copy=None, device=None):
+    """a as an Array (an Array of the right dtype is returned as it is unless copy=True; NumPy
+    arrays are copied, so that the result never shares the caller's writable memory), on
+    ``device`` if given."""
+    if type(a) is core.Array and (dtype is None or a.dtype == np.dtype(dtype)) and not copy:
+        out = a
+    else:
+        out = array(a, dtype)
+    return out if device is None else core.put(out, device)
 
 
 def _shape_tuple(shape):
@@ -90,9 +94,13 @@ def _like(a, dtype, shape):
 
 
 def full_like(a, fill_value, dtype=None, shape=None):
-    """An array shaped like a (dtype of a unless given) filled with fill_value."""
+    """An array shaped like a (dtype of a unless given) filled with fill_value, on the device a
+    is committed to (as JAX)."""
     s, d = _like(a, dtype, shape)
-    return full(s, fill_value, d)
+    out = full(s, fill_value, d)
+    if type(a) is core.Array and a.committed:
+        return core.put(out, a.device)
+    return out
 
 
 def zeros_like(a, dtype=None, shape=None):

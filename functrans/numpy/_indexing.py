@@ -244,7 +244,19 @@ def _stack_indices(arrays, B):
 def getitem(x, idx):
     """x[idx] with NumPy semantics (traced integer indices are clamped into range)."""
     x = as_operand(x)
+    _check_index_devices(x, idx)
     return _getitem_entries(x, _expand(get_aval(x).shape, idx))
+
+
+def _check_index_devices(x, idx):
+    """ValueError naming both devices when x and a concrete index Array are committed to two
+    (concrete index arrays are read on the host, so the primitives' own check never sees
+    them)."""
+    devices = {a.device for a in (x, *(idx if type(idx) is tuple else (idx,)))
+               if type(a) is core.Array and a.committed}
+    if len(devices) > 1:
+        d1, d2 = sorted(devices, key=repr)[:2]
+        raise core.device_mismatch_error("indexing", d1, d2)
 
 
 def _getitem_entries(x, entries):
