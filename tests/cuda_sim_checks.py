@@ -410,6 +410,15 @@ def gpu_arrays_follow_data():
     assert _on_gpu(v) and ft.block_until_ready(v) is v
     back = ft.device_put(y, ft.devices("cpu")[0])
     assert back.device.platform == "cpu" and isinstance(back._value, np.ndarray)
+    # more of functrans.numpy, unchanged CPU code on GPU Arrays
+    for what, f in [("slice", lambda a: a[1:3]), ("gather", lambda a: a[fnp.array([0, 2])]),
+                    ("where", lambda a: fnp.where(a > 0, a, -a)), ("max", lambda a: a.max(axis=0)),
+                    ("concat", lambda a: fnp.concatenate([a, a])), ("rows", lambda a: list(a)[1]),
+                    ("cond", lambda a: lax.cond(True, lambda v: v * 2.0, lambda v: v, a)),
+                    ("sort", lambda a: fnp.sort(a, axis=0))]:
+        got = f(xg)
+        assert _on_gpu(got), f"{what} left the device"
+        assert_same(got, f(x), rtol=1e-6, what=what)
 
 
 @check

@@ -78,12 +78,31 @@ def eval_on_gpu(prim, vals, params, device):
     from . import numba_cuda
     from ..jit_primitive import jit_p
     if prim is jit_p:
-        closed, name = params["jaxpr"], params["name"]
+        outs = numba_cuda.run_device(params["jaxpr"], list(vals), params["name"])
+    elif prim in _host_only:
+        outs = _on_host(prim, vals, params)
     else:
-        closed, name = one_equation(prim, [_aval(v) for v in vals], params), prim.name
-    outs = numba_cuda.run_device(closed, list(vals), name)
+        closed = one_equation(prim, [_aval(v) for v in vals], params)
+        try:
+            outs = numba_cuda.run_device(closed, list(vals), prim.name)
+        except NotImplementedError as e:    # no CUDA lowering: eager code still runs
+            numba_cuda._log(f"eager '{prim.name}' on GPU Arrays runs on the host ({e})")
+            _host_only.add(prim)
+            outs = _on_host(prim, vals, params)
     arrays = [core.make_array(o, device, True) for o in outs]
     return arrays if prim.multiple_results else arrays[0]
+
+
+_host_only = set()      # primitives without a CUDA lowering, seen so far
+
+
+def _on_host(prim, vals, params):
+    """prim's NumPy impl on host copies of vals, the results copied back to the GPU."""
+    from .numba_cuda import is_device_array
+    out = core.impl_rules[prim](*[core._host(v) if is_device_array(v) else v for v in vals],
+                                **params)
+    outs = out if prim.multiple_results else [out]
+    return [to_device(np.asarray(o), None) for o in outs]
 
 
 def synchronize(buffer):
