@@ -85,23 +85,67 @@ def binary_float():
             cuda_vs_eager(getattr(lax, name), x, y, rtol=2e-6, what=f"{name} {dtype.__name__}")
 
 
+def run_all(cases):
+    """Run every (what, thunk) case; raise one AssertionError listing every failure (a check
+    that stops at its first mismatch hides the ones after it)."""
+    failures = []
+    for what, thunk in cases:
+        try:
+            thunk()
+        except Exception as e:  # noqa: BLE001  (collect, report all)
+            failures.append(f"{what}: {' '.join(str(e).split())[:300]}")
+    assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(failures)
+
+
+INT_BINARY = ["add", "sub", "mul", "div", "rem", "max", "min", "bitwise_and", "bitwise_or",
+              "bitwise_xor", "shift_left", "shift_right_logical", "eq", "ne", "lt", "le", "gt",
+              "ge"]
+INT_UNARY = ["neg", "sign", "abs", "bitwise_not"]
+
+
+def int_operands(dtype):
+    """(x, y) covering small values, the dtype's extremes, zero and -1 divisors, and shift
+    counts 0, 1, width-1, width, width+3, 100 and negatives."""
+    info, bits = np.iinfo(dtype), 8 * np.dtype(dtype).itemsize
+    x = RNG.integers(max(info.min, -50), min(info.max, 50), 24, endpoint=True)
+    x = np.concatenate([x, [info.min, info.max, info.max - 2, info.min + 3, 0, 1, 5]])
+    y = RNG.integers(max(info.min, -7), 8, x.size - 7)
+    y[:3] = 0
+    if info.min < 0:
+        y[3] = -1
+    counts = [0, 1, bits - 1, bits, min(bits + 3, info.max), min(100, info.max), 3]
+    y = np.concatenate([y, counts])
+    if info.min < 0:
+        y[-1] = -3
+    return x.astype(dtype), y.astype(dtype)
+
+
+def int_cases(dtype):
+    x, y = int_operands(dtype)
+    name_dt = np.dtype(dtype).name
+    cases = [(f"{n} {name_dt}", (lambda n=n: cuda_vs_eager(getattr(lax, n), x, y,
+                                                             what=f"{n} {name_dt}")))
+             for n in INT_BINARY]
+    cases += [(f"{n} {name_dt}", (lambda n=n: cuda_vs_eager(getattr(lax, n), x,
+                                                              what=f"{n} {name_dt}")))
+              for n in INT_UNARY if not (n == "neg" and np.iinfo(dtype).min == 0)]
+    return cases
+
+
 @check
 def integer_ops():
-    names = ["add", "sub", "mul", "div", "rem", "max", "min", "bitwise_and", "bitwise_or",
-             "bitwise_xor", "shift_left", "shift_right_logical", "eq", "lt", "ge"]
-    for dtype in (np.int32, np.int64, np.uint8):
-        info = np.iinfo(dtype)
-        x = RNG.integers(max(info.min, -50), min(info.max, 50), 24).astype(dtype)
-        y = RNG.integers(max(info.min, -7), 8, 24).astype(dtype)
-        y[:3] = 0
-        if info.min < 0:
-            y[3] = -1
-        for name in names:
-            cuda_vs_eager(getattr(lax, name), x, y, what=f"{name} {np.dtype(dtype).name}")
-        for name in ("neg", "sign", "abs", "bitwise_not"):
-            if name == "neg" and info.min == 0:
-                continue
-            cuda_vs_eager(getattr(lax, name), x, what=f"{name} {np.dtype(dtype).name}")
+    cases = []
+    for dtype in (np.int8, np.int32, np.int64, np.uint8, np.uint32, np.uint64):
+        cases += int_cases(dtype)
+    x, y = int_operands(np.int64)
+    cases.append(("fused int64 chain", lambda: cuda_vs_eager(
+        lambda a, b: lax.shift_right_logical(a, b & 63) + lax.div(a, b) * lax.sign(a), x, y,
+        what="fused int64 chain")))
+    u, v = int_operands(np.uint64)
+    cases.append(("uint64 reductions", lambda: cuda_vs_eager(
+        lambda a: (lax.reduce_max(a, (0,)), lax.reduce_min(a, (0,)), lax.reduce_sum(a, (0,))),
+        u, what="uint64 reductions")))
+    run_all(cases)
 
 
 @check
@@ -361,18 +405,17 @@ def eager_fallback_float16():
 
 @check
 def unsupported_primitive_message():
-    from functrans.backends import numba_cuda
     from functrans.core import Primitive, impl_rules, abstract_eval_rules
     p = Primitive("made_up_op")
     impl_rules[p] = lambda x: x
     abstract_eval_rules[p] = lambda x: x
-    try:
-        ft.jit(lambda v: p.bind(v) + 1, backend="cuda")(np.ones(3, np.float32))
-    except NotImplementedError as e:
-        assert "made_up_op" in str(e) and "CUDA" in str(e), str(e)
-    else:
-        raise AssertionError("expected NotImplementedError")
-    assert numba_cuda.check_available() == "simulator"
+    for args in ((np.ones(3, np.float32),), (np.ones((2, 2), np.float64),)):
+        try:
+            ft.jit(lambda v: p.bind(v) + 1, backend="cuda")(*args)
+        except NotImplementedError as e:
+            assert "made_up_op" in str(e) and "CUDA" in str(e), str(e)
+        else:
+            raise AssertionError(f"expected NotImplementedError for {args[0].dtype}")
 
 
 def main(names):

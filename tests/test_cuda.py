@@ -163,3 +163,59 @@ def test_generated_kernels_compile_to_ptx():
                 assert ".entry" in ptx
                 n += 1
     assert n >= 15
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer scalar rules, typed by numba's CPU compiler: the same type inference the GPU compiler
+# runs (the simulator executes Python, so it cannot see a uint64 value unified with an int64
+# literal into float64, which made int64 shift_right_logical wrong on a real GPU).
+
+INT_OPS = ["add", "sub", "mul", "div", "rem", "max", "min", "and", "or", "xor", "shift_left",
+           "shift_right_logical", "eq", "ne", "lt", "ge", "neg", "sign", "abs", "not"]
+LAX_NAMES = {"and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
+             "not": "bitwise_not"}
+
+
+def _int_operands(dtype):
+    info, bits = np.iinfo(dtype), 8 * np.dtype(dtype).itemsize
+    x = [info.min, info.max, info.max - 2, info.min + 3, 0, 1, 5, -36 if info.min < 0 else 36,
+         2 ** (bits - 3) + 5]
+    y = [0, 1, bits - 1, bits, min(bits + 3, info.max), 100, 3, 0, 4]
+    if info.min < 0:
+        y[-3] = -1
+        y[-2] = -3
+    return np.array(x, dtype=object).astype(dtype), np.array(y, dtype=object).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8", "uint32", "uint64"])
+def test_integer_scalar_rules_keep_integer_types(dtype):
+    import numba
+
+    from functrans.backends import cuda_codegen as cg
+    dt = np.dtype(dtype)
+    x, y = _int_operands(dt)
+    np.seterr(all="ignore")
+    for op in INT_OPS:
+        if op == "neg" and dt.kind == "u":
+            continue
+        unary = op in ("neg", "sign", "abs", "not")
+        lax_fn = getattr(lax, LAX_NAMES.get(op, op))
+        want = np.asarray(lax_fn(x) if unary else lax_fn(x, y))
+        dout = want.dtype
+        expr = cg.cast(cg.SCALAR_RULES[op](["a", "b"][:1 if unary else 2], dt, dout, {}), dout)
+        src = f"def f(a, b):\n    return {expr}\n"
+        ns = {"np": np}
+        exec(src, ns)
+        f = numba.njit(ns["f"])
+        got = np.array([f(a, b) for a, b in zip(x, y)], dtype=dout)
+        sig = f.signatures[0]
+        assert f.nopython_signatures[0].return_type == numba.from_dtype(dout), (op, src, sig)
+        np.testing.assert_array_equal(got, want, err_msg=f"{op} {dtype}: {src}")
+
+
+def test_numpy_row_stack_guard(monkeypatch):
+    from functrans.backends import cuda_compat
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    assert cuda_compat.ensure_numpy_aliases() == ["row_stack"]
+    assert np.row_stack is np.vstack
+    assert cuda_compat.ensure_numpy_aliases() == []

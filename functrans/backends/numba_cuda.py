@@ -21,6 +21,7 @@ import numpy as np
 from .. import core
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from .. import jit_primitive
+from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
