@@ -12,14 +12,19 @@ import time
 import traceback
 import warnings
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    sys.exit("run me with NUMBA_ENABLE_CUDASIM=1")
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and "--gpu" not in sys.argv:
+    sys.exit("run me with NUMBA_ENABLE_CUDASIM=1, or with --gpu on a machine with a GPU")
 
 import numpy as np  # noqa: E402
 
 import functrans as ft  # noqa: E402
 import functrans.numpy as fnp  # noqa: E402
 from functrans import lax  # noqa: E402
+from functrans.backends import numba_cuda  # noqa: E402
+
+# the checks compare with float32 NumPy: GEMMs in full float32 (the GPU default is TF32);
+# matmul_precision checks the default
+numba_cuda.default_matmul_precision = "highest"
 
 np.seterr(all="ignore")
 warnings.simplefilter("ignore")
@@ -243,8 +248,23 @@ def dot_general():
                           rtol=1e-5, atol=atol, what=f"dot {xs}x{ys}")
     a, b = RNG.integers(-4, 4, (3, 5)).astype(np.int32), RNG.integers(-4, 4, (5, 2)).astype(np.int32)
     cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ()))), a, b, what="int")
-    cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ())), np.float32),
+    cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ())),
+                                               preferred_element_type=np.float32),
                   a, b, what="preferred f32")
+    x32 = floats((6, 5))
+    cuda_vs_eager(lambda p: lax.dot_general(p, p, (((1,), (0,)), ((), ())), None, np.float64),
+                  x32[:5], rtol=1e-5, what="preferred f64 of f32")
+    layouts = [((7, 5), (7, 3), (((0,), (0,)), ((), ()))),                 # x.T @ y
+               ((5, 7), (3, 7), (((1,), (1,)), ((), ()))),                 # x @ y.T
+               ((5, 4, 6), (6, 4, 3), (((2,), (0,)), ((1,), (1,)))),      # batch in the middle
+               ((4, 6, 5), (4, 3, 6), (((1,), (2,)), ((0,), (0,)))),      # batched, transposed
+               ((3, 4, 5), (3, 5, 2), (((0, 2), (0, 1)), ((), ()))),     # interleaved: copied
+               ((8, 5), (8, 3), (((), ()), ((0,), (0,))))]                # batched outer
+    for xs, ys, dn in layouts:
+        for dt in (np.float32, np.float64):
+            atol = 2e-5 if dt == np.float32 else 1e-12
+            cuda_vs_eager(lambda a, b: lax.dot_general(a, b, dn), floats(xs, dt), floats(ys, dt),
+                          rtol=1e-5, atol=atol, what=f"dot layout {xs}x{ys} {dn}")
 
 
 @check
@@ -418,6 +438,89 @@ def unsupported_primitive_message():
             raise AssertionError(f"expected NotImplementedError for {args[0].dtype}")
 
 
+@check
+def matmul_precision():
+    x, y = floats((64, 32), lo=-1, hi=1), floats((32, 48), lo=-1, hi=1)
+    want = x.astype(np.float64) @ y.astype(np.float64)
+    before = numba_cuda.stats()["gemm_calls"]
+    numba_cuda.default_matmul_precision = "default"
+    try:
+        tf32 = ft.jit(lambda a, b: a @ b, backend="cuda")(x, y)
+        high = ft.jit(lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
+                                                   precision="highest"), backend="cuda")(x, y)
+    finally:
+        numba_cuda.default_matmul_precision = "highest"
+    np.testing.assert_allclose(high, want, rtol=1e-5, atol=1e-5, err_msg="HIGHEST")
+    np.testing.assert_allclose(tf32, want, rtol=0, atol=0.05, err_msg="DEFAULT (TF32)")
+    if _on_gpu_with_cupy():     # both products were cuBLAS calls
+        assert numba_cuda.stats()["gemm_calls"] >= before + 2, numba_cuda.stats()
+
+
+def _on_gpu_with_cupy():
+    from functrans.backends import cuda_memory
+    return numba_cuda.check_available() == "gpu" and cuda_memory.cupy_module() is not None
+
+
+@check
+def device_resident():
+    from functrans.backends import cuda_memory
+    x, w = floats((4, 3)), floats((3, 5))
+
+    def f(a, b):
+        return fnp.tanh(a @ b), fnp.sum(a), a
+    closed = ft.make_jaxpr(f)(x, w)
+    outs = numba_cuda.run_device(closed, [x, w], "f")
+    assert all(cuda_memory.is_device_array(o) for o in outs), [type(o) for o in outs]
+    assert [tuple(o.shape) for o in outs] == [(4, 5), (), (4, 3)]
+    assert_same([numba_cuda.to_host(o) for o in outs], f(x, w), 1e-5, 1e-6, "run_device")
+    again = numba_cuda.run_device(closed, [outs[2], cuda_memory.to_cupy(cuda_memory.to_device(w),
+                                                                        (3, 5))], "f")
+    assert_same([numba_cuda.to_host(o) for o in again], f(x, w), 1e-5, 1e-6, "device inputs")
+    if _on_gpu_with_cupy():
+        import cupy
+        assert all(isinstance(o, cupy.ndarray) for o in outs)
+        y = cupy.asarray(x)
+        back = numba_cuda.run_device(ft.make_jaxpr(lambda a: a)(x), [y])[0]
+        assert int(back.data.ptr) == int(y.data.ptr), "a device input is used in place"
+
+
+@check
+def memory_pool():
+    from functrans.backends import cuda_memory
+    x = floats((16, 8))
+    step = ft.jit(lambda a: fnp.sum(fnp.tanh(a @ a.T) * 2.0), backend="cuda")
+    step(x)
+    before = numba_cuda.memory_stats()
+    for _ in range(3):
+        step(x)
+    after = numba_cuda.memory_stats()
+    assert after["allocations"] > before["allocations"]
+    if after["pool"] == "cupy":
+        assert after["pool_total_bytes"] == before["pool_total_bytes"], (before, after)
+    try:
+        cuda_memory.empty(2 ** 50, np.float32, (2 ** 25, 2 ** 25))
+    except cuda_memory.DeviceOutOfMemoryError as e:
+        assert str(2 ** 52) in str(e) and "(33554432, 33554432)" in str(e) and "float32" in str(e)
+    else:
+        raise AssertionError("a 4 PiB buffer was allocated")
+
+
+@check
+def loops_on_device():
+    reads = numba_cuda.stats()["host_reads"]
+
+    def body(c, xi):
+        return c * 0.5 + xi, c - xi
+    xs = floats((12, 3))
+    cuda_vs_eager(lambda c, s: lax.scan(body, c, s), floats((3,)), xs, rtol=1e-5, what="scan")
+    cuda_vs_eager(lambda v: lax.fori_loop(0, 9, lambda i, c: c + i.astype(np.float32), v), floats((3,)),
+                  what="fori")
+    assert numba_cuda.stats()["host_reads"] == reads, "scan/fori read device memory back"
+    cuda_vs_eager(lambda v: lax.while_loop(lambda c: c[1] < 5, lambda c: (c[0] * 2, c[1] + 1),
+                                           (v, 0)), floats((3,)), what="while")
+    assert numba_cuda.stats()["host_reads"] == reads + 6, "while: one scalar per test"
+
+
 def main(names):
     results, seconds = {}, {}
     for name in names or CHECKS:
@@ -433,4 +536,4 @@ def main(names):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main([a for a in sys.argv[1:] if not a.startswith("--")])
