@@ -22,10 +22,6 @@ import functrans.numpy as fnp  # noqa: E402
 from functrans import lax  # noqa: E402
 from functrans.backends import numba_cuda  # noqa: E402
 
-# the checks compare with float32 NumPy: GEMMs in full float32 (the GPU default is TF32);
-# matmul_precision checks the default
-numba_cuda.default_matmul_precision = "highest"
-
 np.seterr(all="ignore")
 warnings.simplefilter("ignore")
 RNG = np.random.default_rng(0)
@@ -521,18 +517,35 @@ def loops_on_device():
     assert numba_cuda.stats()["host_reads"] == reads + 6, "while: one scalar per test"
 
 
-def main(names):
+def run_checks(names=None, stream=None):
+    """Run the named checks (all by default); returns ({name: "ok" or failure text},
+    {name: seconds}). With a stream, one line per check is written as it finishes:
+    ``CUDA_CHECK <name> <seconds> ok|FAIL``. GEMMs run in full float32 meanwhile (the checks
+    compare with float32 NumPy; the GPU default is TF32, which matmul_precision checks)."""
     results, seconds = {}, {}
-    for name in names or CHECKS:
-        t0 = time.perf_counter()
-        try:
-            CHECKS[name]()
-            results[name] = "ok"
-        except Exception:  # report every failure, keep going
-            results[name] = traceback.format_exc(limit=6)[-3000:]
-        seconds[name] = round(time.perf_counter() - t0, 2)
+    saved = numba_cuda.default_matmul_precision
+    numba_cuda.default_matmul_precision = "highest"
+    try:
+        for name in names or CHECKS:
+            t0 = time.perf_counter()
+            try:
+                CHECKS[name]()
+                results[name] = "ok"
+            except Exception:  # report every failure, keep going
+                results[name] = traceback.format_exc(limit=6)[-3000:]
+            seconds[name] = round(time.perf_counter() - t0, 2)
+            if stream is not None:
+                verdict = "ok" if results[name] == "ok" else "FAIL"
+                print(f"CUDA_CHECK {name} {seconds[name]} {verdict}", file=stream, flush=True)
+    finally:
+        numba_cuda.default_matmul_precision = saved
+    return results, seconds
+
+
+def main(names):
+    results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))
-    print("CUDA_SIM_RESULTS " + json.dumps(results))
+    print("CUDA_SIM_RESULTS " + json.dumps(results), flush=True)
 
 
 if __name__ == "__main__":

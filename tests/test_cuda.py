@@ -27,12 +27,27 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "memory_pool", "loops_on_device"]
 
 
+def _sim_env():
+    return dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
 @pytest.fixture(scope="module")
-def sim_results():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+def gpu_check_run():
+    """benchmarks/gpu_check.py --sim, started in the background (it overlaps the checks)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--sim",
+                             "--skip-checks"], env=_sim_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def sim_results(gpu_check_run):
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "cuda_sim_checks.py")],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=_sim_env(), capture_output=True, text=True, timeout=600)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("CUDA_SIM_RESULTS ")), None)
     assert line is not None, f"simulator run failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
     return json.loads(line[len("CUDA_SIM_RESULTS "):])
@@ -331,3 +346,17 @@ def test_gemm_plan_needs_a_copy_only_for_interleaved_layouts():
     closed = ft.make_jaxpr(lambda a, b: lax.dot_general(a, b, (((0, 2), (0, 1)), ((), ()))))(x, y)
     plan = cuda_blas.gemm_plan(closed.jaxpr.eqns[0])
     assert plan.xm is None and plan.ym is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/gpu_check.py (the one script run on the GPU machine) on the simulator, tiny sizes
+
+def test_gpu_check_script_prints_the_table_on_the_simulator(gpu_check_run):
+    out, err = gpu_check_run.communicate(timeout=300)
+    assert gpu_check_run.returncode == 0, out[-3000:] + err[-3000:]
+    assert "| workload | functrans | JAX | PyTorch |" in out, out[-3000:]
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and "workload" not in ln]
+    names = ["MLP SGD step", "per-example grads", "HVP", "fused sum", "scan RNN grad", "matmul"]
+    assert [any(ln.startswith(f"| {n}") for ln in rows) for n in names] == [True] * len(names), rows
+    assert not any("error:" in ln or "skipped" in ln for ln in rows), rows
+    assert "steady state:" in out
