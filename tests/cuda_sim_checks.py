@@ -12,14 +12,15 @@ import time
 import traceback
 import warnings
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    sys.exit("run me with NUMBA_ENABLE_CUDASIM=1")
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and "--gpu" not in sys.argv:
+    sys.exit("run me with NUMBA_ENABLE_CUDASIM=1, or with --gpu on a machine with a GPU")
 
 import numpy as np  # noqa: E402
 
 import functrans as ft  # noqa: E402
 import functrans.numpy as fnp  # noqa: E402
 from functrans import lax  # noqa: E402
+from functrans.backends import numba_cuda  # noqa: E402
 
 np.seterr(all="ignore")
 warnings.simplefilter("ignore")
@@ -85,23 +86,67 @@ def binary_float():
             cuda_vs_eager(getattr(lax, name), x, y, rtol=2e-6, what=f"{name} {dtype.__name__}")
 
 
+def run_all(cases):
+    """Run every (what, thunk) case; raise one AssertionError listing every failure (a check
+    that stops at its first mismatch hides the ones after it)."""
+    failures = []
+    for what, thunk in cases:
+        try:
+            thunk()
+        except Exception as e:  # noqa: BLE001  (collect, report all)
+            failures.append(f"{what}: {' '.join(str(e).split())[:300]}")
+    assert not failures, f"{len(failures)} of {len(cases)} cases failed:\n" + "\n".join(failures)
+
+
+INT_BINARY = ["add", "sub", "mul", "div", "rem", "max", "min", "bitwise_and", "bitwise_or",
+              "bitwise_xor", "shift_left", "shift_right_logical", "eq", "ne", "lt", "le", "gt",
+              "ge"]
+INT_UNARY = ["neg", "sign", "abs", "bitwise_not"]
+
+
+def int_operands(dtype):
+    """(x, y) covering small values, the dtype's extremes, zero and -1 divisors, and shift
+    counts 0, 1, width-1, width, width+3, 100 and negatives."""
+    info, bits = np.iinfo(dtype), 8 * np.dtype(dtype).itemsize
+    x = RNG.integers(max(info.min, -50), min(info.max, 50), 24, endpoint=True)
+    x = np.concatenate([x, [info.min, info.max, info.max - 2, info.min + 3, 0, 1, 5]])
+    y = RNG.integers(max(info.min, -7), 8, x.size - 7)
+    y[:3] = 0
+    if info.min < 0:
+        y[3] = -1
+    counts = [0, 1, bits - 1, bits, min(bits + 3, info.max), min(100, info.max), 3]
+    y = np.concatenate([y, counts])
+    if info.min < 0:
+        y[-1] = -3
+    return x.astype(dtype), y.astype(dtype)
+
+
+def int_cases(dtype):
+    x, y = int_operands(dtype)
+    name_dt = np.dtype(dtype).name
+    cases = [(f"{n} {name_dt}", (lambda n=n: cuda_vs_eager(getattr(lax, n), x, y,
+                                                             what=f"{n} {name_dt}")))
+             for n in INT_BINARY]
+    cases += [(f"{n} {name_dt}", (lambda n=n: cuda_vs_eager(getattr(lax, n), x,
+                                                              what=f"{n} {name_dt}")))
+              for n in INT_UNARY if not (n == "neg" and np.iinfo(dtype).min == 0)]
+    return cases
+
+
 @check
 def integer_ops():
-    names = ["add", "sub", "mul", "div", "rem", "max", "min", "bitwise_and", "bitwise_or",
-             "bitwise_xor", "shift_left", "shift_right_logical", "eq", "lt", "ge"]
-    for dtype in (np.int32, np.int64, np.uint8):
-        info = np.iinfo(dtype)
-        x = RNG.integers(max(info.min, -50), min(info.max, 50), 24).astype(dtype)
-        y = RNG.integers(max(info.min, -7), 8, 24).astype(dtype)
-        y[:3] = 0
-        if info.min < 0:
-            y[3] = -1
-        for name in names:
-            cuda_vs_eager(getattr(lax, name), x, y, what=f"{name} {np.dtype(dtype).name}")
-        for name in ("neg", "sign", "abs", "bitwise_not"):
-            if name == "neg" and info.min == 0:
-                continue
-            cuda_vs_eager(getattr(lax, name), x, what=f"{name} {np.dtype(dtype).name}")
+    cases = []
+    for dtype in (np.int8, np.int32, np.int64, np.uint8, np.uint32, np.uint64):
+        cases += int_cases(dtype)
+    x, y = int_operands(np.int64)
+    cases.append(("fused int64 chain", lambda: cuda_vs_eager(
+        lambda a, b: lax.shift_right_logical(a, b & 63) + lax.div(a, b) * lax.sign(a), x, y,
+        what="fused int64 chain")))
+    u, v = int_operands(np.uint64)
+    cases.append(("uint64 reductions", lambda: cuda_vs_eager(
+        lambda a: (lax.reduce_max(a, (0,)), lax.reduce_min(a, (0,)), lax.reduce_sum(a, (0,))),
+        u, what="uint64 reductions")))
+    run_all(cases)
 
 
 @check
@@ -199,8 +244,23 @@ def dot_general():
                           rtol=1e-5, atol=atol, what=f"dot {xs}x{ys}")
     a, b = RNG.integers(-4, 4, (3, 5)).astype(np.int32), RNG.integers(-4, 4, (5, 2)).astype(np.int32)
     cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ()))), a, b, what="int")
-    cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ())), np.float32),
+    cuda_vs_eager(lambda p, q: lax.dot_general(p, q, (((1,), (0,)), ((), ())),
+                                               preferred_element_type=np.float32),
                   a, b, what="preferred f32")
+    x32 = floats((6, 5))
+    cuda_vs_eager(lambda p: lax.dot_general(p, p, (((1,), (0,)), ((), ())), None, np.float64),
+                  x32[:5], rtol=1e-5, what="preferred f64 of f32")
+    layouts = [((7, 5), (7, 3), (((0,), (0,)), ((), ()))),                 # x.T @ y
+               ((5, 7), (3, 7), (((1,), (1,)), ((), ()))),                 # x @ y.T
+               ((5, 4, 6), (6, 4, 3), (((2,), (0,)), ((1,), (1,)))),      # batch in the middle
+               ((4, 6, 5), (4, 3, 6), (((1,), (2,)), ((0,), (0,)))),      # batched, transposed
+               ((3, 4, 5), (3, 5, 2), (((0, 2), (0, 1)), ((), ()))),     # interleaved: copied
+               ((8, 5), (8, 3), (((), ()), ((0,), (0,))))]                # batched outer
+    for xs, ys, dn in layouts:
+        for dt in (np.float32, np.float64):
+            atol = 2e-5 if dt == np.float32 else 1e-12
+            cuda_vs_eager(lambda a, b: lax.dot_general(a, b, dn), floats(xs, dt), floats(ys, dt),
+                          rtol=1e-5, atol=atol, what=f"dot layout {xs}x{ys} {dn}")
 
 
 @check
@@ -361,18 +421,125 @@ def eager_fallback_float16():
 
 @check
 def unsupported_primitive_message():
-    from functrans.backends import numba_cuda
     from functrans.core import Primitive, impl_rules, abstract_eval_rules
     p = Primitive("made_up_op")
     impl_rules[p] = lambda x: x
     abstract_eval_rules[p] = lambda x: x
+    for args in ((np.ones(3, np.float32),), (np.ones((2, 2), np.float64),)):
+        try:
+            ft.jit(lambda v: p.bind(v) + 1, backend="cuda")(*args)
+        except NotImplementedError as e:
+            assert "made_up_op" in str(e) and "CUDA" in str(e), str(e)
+        else:
+            raise AssertionError(f"expected NotImplementedError for {args[0].dtype}")
+
+
+@check
+def matmul_precision():
+    x, y = floats((64, 32), lo=-1, hi=1), floats((32, 48), lo=-1, hi=1)
+    want = x.astype(np.float64) @ y.astype(np.float64)
+    before = numba_cuda.stats()["gemm_calls"]
+    numba_cuda.default_matmul_precision = "default"
     try:
-        ft.jit(lambda v: p.bind(v) + 1, backend="cuda")(np.ones(3, np.float32))
-    except NotImplementedError as e:
-        assert "made_up_op" in str(e) and "CUDA" in str(e), str(e)
+        tf32 = ft.jit(lambda a, b: a @ b, backend="cuda")(x, y)
+        high = ft.jit(lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
+                                                   precision="highest"), backend="cuda")(x, y)
+    finally:
+        numba_cuda.default_matmul_precision = "highest"
+    np.testing.assert_allclose(high, want, rtol=1e-5, atol=1e-5, err_msg="HIGHEST")
+    np.testing.assert_allclose(tf32, want, rtol=0, atol=0.05, err_msg="DEFAULT (TF32)")
+    if _on_gpu_with_cupy():     # both products were cuBLAS calls
+        assert numba_cuda.stats()["gemm_calls"] >= before + 2, numba_cuda.stats()
+
+
+def _on_gpu_with_cupy():
+    from functrans.backends import cuda_memory
+    return numba_cuda.check_available() == "gpu" and cuda_memory.cupy_module() is not None
+
+
+@check
+def device_resident():
+    from functrans.backends import cuda_memory
+    x, w = floats((4, 3)), floats((3, 5))
+
+    def f(a, b):
+        return fnp.tanh(a @ b), fnp.sum(a), a
+    closed = ft.make_jaxpr(f)(x, w)
+    outs = numba_cuda.run_device(closed, [x, w], "f")
+    assert all(cuda_memory.is_device_array(o) for o in outs), [type(o) for o in outs]
+    assert [tuple(o.shape) for o in outs] == [(4, 5), (), (4, 3)]
+    assert_same([numba_cuda.to_host(o) for o in outs], f(x, w), 1e-5, 1e-6, "run_device")
+    again = numba_cuda.run_device(closed, [outs[2], cuda_memory.to_cupy(cuda_memory.to_device(w),
+                                                                        (3, 5))], "f")
+    assert_same([numba_cuda.to_host(o) for o in again], f(x, w), 1e-5, 1e-6, "device inputs")
+    if _on_gpu_with_cupy():
+        import cupy
+        assert all(isinstance(o, cupy.ndarray) for o in outs)
+        y = cupy.asarray(x)
+        back = numba_cuda.run_device(ft.make_jaxpr(lambda a: a)(x), [y])[0]
+        assert int(back.data.ptr) == int(y.data.ptr), "a device input is used in place"
+
+
+@check
+def memory_pool():
+    from functrans.backends import cuda_memory
+    x = floats((16, 8))
+    step = ft.jit(lambda a: fnp.sum(fnp.tanh(a @ a.T) * 2.0), backend="cuda")
+    step(x)
+    before = numba_cuda.memory_stats()
+    for _ in range(3):
+        step(x)
+    after = numba_cuda.memory_stats()
+    assert after["allocations"] > before["allocations"]
+    if after["pool"] == "cupy":
+        assert after["pool_total_bytes"] == before["pool_total_bytes"], (before, after)
+    try:
+        cuda_memory.empty(2 ** 50, np.float32, (2 ** 25, 2 ** 25))
+    except cuda_memory.DeviceOutOfMemoryError as e:
+        assert str(2 ** 52) in str(e) and "(33554432, 33554432)" in str(e) and "float32" in str(e)
     else:
-        raise AssertionError("expected NotImplementedError")
-    assert numba_cuda.check_available() == "simulator"
+        raise AssertionError("a 4 PiB buffer was allocated")
+
+
+@check
+def loops_on_device():
+    reads = numba_cuda.stats()["host_reads"]
+
+    def body(c, xi):
+        return c * 0.5 + xi, c - xi
+    xs = floats((12, 3))
+    cuda_vs_eager(lambda c, s: lax.scan(body, c, s), floats((3,)), xs, rtol=1e-5, what="scan")
+    cuda_vs_eager(lambda v: lax.fori_loop(0, 9, lambda i, c: c + i.astype(np.float32), v), floats((3,)),
+                  what="fori")
+    assert numba_cuda.stats()["host_reads"] == reads, "scan/fori read device memory back"
+    cuda_vs_eager(lambda v: lax.while_loop(lambda c: c[1] < 5, lambda c: (c[0] * 2, c[1] + 1),
+                                           (v, 0)), floats((3,)), what="while")
+    assert numba_cuda.stats()["host_reads"] == reads + 6, "while: one scalar per test"
+
+
+def run_checks(names=None, stream=None):
+    """Run the named checks (all by default); returns ({name: "ok" or failure text},
+    {name: seconds}). With a stream, one line per check is written as it finishes:
+    ``CUDA_CHECK <name> <seconds> ok|FAIL``. GEMMs run in full float32 meanwhile (the checks
+    compare with float32 NumPy; the GPU default is TF32, which matmul_precision checks)."""
+    results, seconds = {}, {}
+    saved = numba_cuda.default_matmul_precision
+    numba_cuda.default_matmul_precision = "highest"
+    try:
+        for name in names or CHECKS:
+            t0 = time.perf_counter()
+            try:
+                CHECKS[name]()
+                results[name] = "ok"
+            except Exception:  # report every failure, keep going
+                results[name] = traceback.format_exc(limit=6)[-3000:]
+            seconds[name] = round(time.perf_counter() - t0, 2)
+            if stream is not None:
+                verdict = "ok" if results[name] == "ok" else "FAIL"
+                print(f"CUDA_CHECK {name} {seconds[name]} {verdict}", file=stream, flush=True)
+    finally:
+        numba_cuda.default_matmul_precision = saved
+    return results, seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,18 +611,10 @@ def gpu_device_mismatch_is_an_error():
 
 
 def main(names):
-    results, seconds = {}, {}
-    for name in names or CHECKS:
-        t0 = time.perf_counter()
-        try:
-            CHECKS[name]()
-            results[name] = "ok"
-        except Exception:  # report every failure, keep going
-            results[name] = traceback.format_exc(limit=6)[-3000:]
-        seconds[name] = round(time.perf_counter() - t0, 2)
+    results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))
-    print("CUDA_SIM_RESULTS " + json.dumps(results))
+    print("CUDA_SIM_RESULTS " + json.dumps(results), flush=True)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main([a for a in sys.argv[1:] if not a.startswith("--")])

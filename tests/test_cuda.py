@@ -23,16 +23,32 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "reductions", "argminmax_cumulative", "dot_general", "pad_concat_slices",
                "gather_scatter", "sort", "control_flow", "custom_rules_and_checkpoint",
                "mlp_training_step", "vmap_grad", "hvp_and_hessian", "eager_fallback_float16",
-               "unsupported_primitive_message", "gpu_arrays_follow_data",
+               "unsupported_primitive_message", "matmul_precision", "device_resident",
+               "memory_pool", "loops_on_device", "gpu_arrays_follow_data",
                "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error"]
 
 
+def _sim_env():
+    return dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
+                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+
+
 @pytest.fixture(scope="module")
-def sim_results():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+def gpu_check_run():
+    """benchmarks/gpu_check.py --sim, started in the background (it overlaps the checks)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--sim",
+                             "--skip-checks"], env=_sim_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.fixture(scope="module")
+def sim_results(gpu_check_run):
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "cuda_sim_checks.py")],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=_sim_env(), capture_output=True, text=True, timeout=600)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("CUDA_SIM_RESULTS ")), None)
     assert line is not None, f"simulator run failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}"
     return json.loads(line[len("CUDA_SIM_RESULTS "):])
@@ -164,3 +180,184 @@ def test_generated_kernels_compile_to_ptx():
                 assert ".entry" in ptx
                 n += 1
     assert n >= 15
+    from functrans.backends import cuda_memory
+    fill = cuda_memory._fill_kernel()
+    for dt in (np.float32, np.float64, np.int64, np.uint8, np.bool_):
+        t = numba.from_dtype(np.dtype(dt))
+        ptx, _ = cuda.compile_ptx(fill.py_func, numba.void(t[::1], t), cc=(9, 0))
+        assert ".entry" in ptx
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer scalar rules, typed by numba's CPU compiler: the same type inference the GPU compiler
+# runs (the simulator executes Python, so it cannot see a uint64 value unified with an int64
+# literal into float64, which made int64 shift_right_logical wrong on a real GPU).
+
+INT_OPS = ["add", "sub", "mul", "div", "rem", "max", "min", "and", "or", "xor", "shift_left",
+           "shift_right_logical", "eq", "ne", "lt", "ge", "neg", "sign", "abs", "not"]
+LAX_NAMES = {"and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor",
+             "not": "bitwise_not"}
+
+
+def _int_operands(dtype):
+    info, bits = np.iinfo(dtype), 8 * np.dtype(dtype).itemsize
+    x = [info.min, info.max, info.max - 2, info.min + 3, 0, 1, 5, -36 if info.min < 0 else 36,
+         2 ** (bits - 3) + 5]
+    y = [0, 1, bits - 1, bits, min(bits + 3, info.max), 100, 3, 0, 4]
+    if info.min < 0:
+        y[-3] = -1
+        y[-2] = -3
+    return np.array(x, dtype=object).astype(dtype), np.array(y, dtype=object).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int32", "int64", "uint8", "uint32", "uint64"])
+def test_integer_scalar_rules_keep_integer_types(dtype):
+    import numba
+
+    from functrans.backends import cuda_codegen as cg
+    dt = np.dtype(dtype)
+    x, y = _int_operands(dt)
+    np.seterr(all="ignore")
+    for op in INT_OPS:
+        if op == "neg" and dt.kind == "u":
+            continue
+        unary = op in ("neg", "sign", "abs", "not")
+        lax_fn = getattr(lax, LAX_NAMES.get(op, op))
+        want = np.asarray(lax_fn(x) if unary else lax_fn(x, y))
+        dout = want.dtype
+        expr = cg.cast(cg.SCALAR_RULES[op](["a", "b"][:1 if unary else 2], dt, dout, {}), dout)
+        src = f"def f(a, b):\n    return {expr}\n"
+        ns = {"np": np}
+        exec(src, ns)
+        f = numba.njit(ns["f"])
+        got = np.array([f(a, b) for a, b in zip(x, y)], dtype=dout)
+        sig = f.signatures[0]
+        assert f.nopython_signatures[0].return_type == numba.from_dtype(dout), (op, src, sig)
+        np.testing.assert_array_equal(got, want, err_msg=f"{op} {dtype}: {src}")
+
+
+def test_numpy_row_stack_guard(monkeypatch):
+    from functrans.backends import cuda_compat
+    monkeypatch.delattr(np, "row_stack", raising=False)
+    assert cuda_compat.ensure_numpy_aliases() == ["row_stack"]
+    assert np.row_stack is np.vstack
+    assert cuda_compat.ensure_numpy_aliases() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# cuBLAS GEMM plans (transpose flags, leading dimensions, batch strides), checked against a
+# NumPy model of column-major gemmEx / gemmStridedBatchedEx on host memory: the GEMM itself
+# needs a GPU, but which call a dot_general becomes does not.
+
+def _colmajor(ptr, dtype, rows, cols, ld):
+    import ctypes
+    dtype = np.dtype(dtype)
+    count = (cols - 1) * ld + rows
+    raw = (ctypes.c_char * (count * dtype.itemsize)).from_address(ptr)
+    flat = np.frombuffer(raw, dtype, count)
+    return np.lib.stride_tricks.as_strided(flat, (rows, cols), (dtype.itemsize, ld * dtype.itemsize))
+
+
+class _FakeCublas:
+    CUBLAS_GEMM_DEFAULT = -1
+
+    def __init__(self, dtype):
+        self.dtype, self.calls = np.dtype(dtype), []
+
+    def _op(self, ptr, trans, rows, cols, ld):
+        return _colmajor(ptr, self.dtype, cols, rows, ld).T if trans else \
+            _colmajor(ptr, self.dtype, rows, cols, ld)
+
+    def gemmEx(self, h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, comp, algo):
+        self.calls.append(("gemmEx", ta, tb, comp))
+        self._mm(ta, tb, m, n, k, A, lda, B, ldb, C, ldc)
+
+    def gemmStridedBatchedEx(self, h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb,
+                             beta, C, ct, ldc, sc, batch, comp, algo):
+        self.calls.append(("strided", ta, tb, comp))
+        it = self.dtype.itemsize
+        for i in range(batch):
+            self._mm(ta, tb, m, n, k, A + i * sa * it, lda, B + i * sb * it, ldb,
+                     C + i * sc * it, ldc)
+
+    def _mm(self, ta, tb, m, n, k, A, lda, B, ldb, C, ldc):
+        c = _colmajor(C, self.dtype, m, n, ldc)
+        c[...] = self._op(A, ta, m, k, lda) @ self._op(B, tb, k, n, ldb)
+
+
+class _FakeCupy:
+    def __init__(self, dtype):
+        import types
+        self.cuda = types.SimpleNamespace(cublas=_FakeCublas(dtype), runtime=types.SimpleNamespace(),
+                                          device=types.SimpleNamespace(get_cublas_handle=lambda: 0))
+
+
+GEMM_CASES = [((5, 7), (7, 3), (((1,), (0,)), ((), ()))),                 # x @ y
+              ((7, 5), (7, 3), (((0,), (0,)), ((), ()))),                 # x.T @ y
+              ((5, 7), (3, 7), (((1,), (1,)), ((), ()))),                 # x @ y.T
+              ((7, 5), (3, 7), (((0,), (1,)), ((), ()))),                 # x.T @ y.T
+              ((4, 5, 6), (4, 6, 3), (((2,), (1,)), ((0,), (0,)))),      # batched
+              ((5, 4, 6), (6, 4, 3), (((2,), (0,)), ((1,), (1,)))),      # batch in the middle
+              ((4, 6, 5), (4, 3, 6), (((1,), (2,)), ((0,), (0,)))),      # batched, transposed
+              ((2, 3, 4, 5), (4, 5, 6), (((2, 3), (0, 1)), ((), ()))),   # two contracting dims
+              ((8, 1, 5), (8, 5, 3), (((2,), (1,)), ((0,), (0,)))),      # per-example rows
+              ((8, 5), (8, 3), (((), ()), ((0,), (0,)))),                # batched outer (K=1)
+              ((6,), (6,), (((0,), (0,)), ((), ()))),                    # vector dot
+              ((1, 6), (6, 1), (((1,), (0,)), ((), ())))]
+
+
+@pytest.mark.parametrize("xs,ys,dn", GEMM_CASES)
+@pytest.mark.parametrize("precision", [None, "highest"])
+def test_gemm_plan_matches_dot_general(xs, ys, dn, precision):
+    from functrans.backends import cuda_blas
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(xs), rng.standard_normal(ys)
+    closed = ft.make_jaxpr(lambda a, b: lax.dot_general(a, b, dn, precision=precision))(x, y)
+    plan = cuda_blas.gemm_plan(closed.jaxpr.eqns[0])
+    assert plan is not None and plan.xm is not None and plan.ym is not None
+    want = lax.dot_general(x, y, dn)
+    out = np.zeros(want.size)
+    fake = _FakeCupy(np.float64)
+    plan._gemm(fake, plan.xm, x.ctypes.data, plan.ym, y.ctypes.data, out.ctypes.data, "64F")
+    np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
+    assert plan.compute_type("default") == "64F"
+
+
+def test_gemm_precision_selects_tf32_or_float32():
+    from functrans.backends import cuda_blas
+    x = np.ones((4, 4), np.float32)
+    dn = (((1,), (0,)), ((), ()))
+
+    def plan(prec):
+        closed = ft.make_jaxpr(lambda a: lax.dot_general(a, a, dn, precision=prec))(x)
+        return cuda_blas.gemm_plan(closed.jaxpr.eqns[0])
+    assert plan(None).compute_type("default") == "32F_FAST_TF32"
+    assert plan(None).compute_type("highest") == "32F"
+    assert plan(lax.Precision.HIGHEST).compute_type("default") == "32F"
+    assert plan(("default", "highest")).compute_type("default") == "32F"
+    assert plan("high").compute_type("highest") == "32F_FAST_TF32"
+    ints = ft.make_jaxpr(lambda a: lax.dot_general(a, a, dn))(x.astype(np.int32))
+    assert cuda_blas.gemm_plan(ints.jaxpr.eqns[0]) is None
+
+
+def test_gemm_plan_needs_a_copy_only_for_interleaved_layouts():
+    from functrans.backends import cuda_blas
+    # contracting dims (0, 2) of x are not one strided run: x is copied to (m, k) first
+    x, y = np.ones((3, 4, 5)), np.ones((3, 5, 2))
+    closed = ft.make_jaxpr(lambda a, b: lax.dot_general(a, b, (((0, 2), (0, 1)), ((), ()))))(x, y)
+    plan = cuda_blas.gemm_plan(closed.jaxpr.eqns[0])
+    assert plan.xm is None and plan.ym is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/gpu_check.py (the one script run on the GPU machine) on the simulator, tiny sizes
+
+def test_gpu_check_script_prints_the_table_on_the_simulator(gpu_check_run):
+    out, err = gpu_check_run.communicate(timeout=300)
+    assert gpu_check_run.returncode == 0, out[-3000:] + err[-3000:]
+    assert "| workload | functrans | JAX | PyTorch |" in out, out[-3000:]
+    rows = [ln for ln in out.splitlines() if ln.startswith("| ") and "workload" not in ln]
+    names = ["MLP SGD step", "per-example grads", "HVP", "fused sum", "scan RNN grad", "matmul"]
+    assert [any(ln.startswith(f"| {n}") for ln in rows) for n in names] == [True] * len(names), rows
+    assert not any("error:" in ln or "skipped" in ln for ln in rows), rows
+    assert "steady state:" in out

@@ -127,11 +127,16 @@ def _maxmin(cmp, sym_bool):
 
 
 def _idiv_expr(x, y, din):
+    """C-style (truncating) integer division, 0 for a zero divisor, -x for -1. Every constant is
+    typed as din: in numba an int64 literal next to a uint64 value unifies to float64."""
+    zero = const(0, din)
     if din.kind == "u":
-        return f"(0 if {y} == 0 else {x} // {y})"
+        return f"({zero} if {y} == {zero} else {cast(f'{x} // {y}', din)})"
     q = f"({x} // {y})"
-    fix = f"(1 if ({q} * {y} != {x} and ({x} < 0) != ({y} < 0)) else 0)"
-    return f"(0 if {y} == 0 else (-{x} if {y} == -1 else {q} + {fix}))"
+    neg = f"(({x} < {zero}) != ({y} < {zero}))"
+    fix = f"({const(1, din)} if ({q} * {y} != {x} and {neg}) else {zero})"
+    return (f"({zero} if {y} == {zero} else ({cast(f'-{x}', din)} if {y} == {const(-1, din)} "
+            f"else {cast(f'{q} + {fix}', din)}))")
 
 
 def _div(a, din, dout, p):
@@ -140,20 +145,23 @@ def _div(a, din, dout, p):
 
 def _rem(a, din, dout, p):
     x, y = a
+    zero = const(0, din)
     if din.kind == "u":
-        return f"(0 if {y} == 0 else {x} % {y})"
+        return f"({zero} if {y} == {zero} else {cast(f'{x} % {y}', din)})"
     if din.kind == "i":
-        return f"(0 if ({y} == 0 or {y} == -1) else {x} - {_idiv_expr(x, y, din)} * {y})"
+        q = _idiv_expr(x, y, din)
+        return (f"({zero} if ({y} == {zero} or {y} == {const(-1, din)}) "
+                f"else {cast(f'{x} - {q} * {y}', din)})")
     return f"cm_fmod({x}, {y})"
 
 
 def _sign(a, din, dout, p):
     x = a[0]
-    if din.kind == "u":
-        return f"(1 if {x} > 0 else 0)"
-    if din.kind == "i":
-        return f"(1 if {x} > 0 else (-1 if {x} < 0 else 0))"
     one, zero = const(1, din), const(0, din)
+    if din.kind == "u":
+        return f"({one} if {x} > {zero} else {zero})"
+    if din.kind == "i":
+        return f"({one} if {x} > {zero} else ({const(-1, din)} if {x} < {zero} else {zero}))"
     return f"({x} if {x} != {x} else ({one} if {x} > 0 else (-{one} if {x} < 0 else {zero})))"
 
 
@@ -173,14 +181,20 @@ def _int_pow(a, din, dout, p):
 
 
 def _shift(kind):
+    """lax shifts: computed on the unsigned type of the same width (no sign extension, no
+    undefined C shifts), and 0 for a count that is negative or >= the bit width (where CUDA's
+    shift instructions would clamp or wrap the count). Every constant is typed as the operand:
+    an int64 literal beside a uint64 value would make numba unify both to float64."""
     def rule(a, din, dout, p):
         bits = 8 * din.itemsize
-        if kind == "left":
-            shifted = f"({a[0]} << {a[1]})"
-        else:
-            u = f"np.uint{bits}"
-            shifted = f"({u}({a[0]}) >> {u}({a[1]}))"
-        return f"(0 if ({a[1]} < 0 or {a[1]} >= {bits}) else {shifted})"
+        x, y = a
+        u = np.dtype(f"uint{bits}")
+        op = "<<" if kind == "left" else ">>"
+        shifted = cast(f"{cast(x, u)} {op} {cast(y, u)}", u)
+        out_of_range = f"{y} >= {const(bits, din)}"
+        if din.kind == "i":
+            out_of_range = f"{y} < {const(0, din)} or " + out_of_range
+        return f"({const(0, din)} if ({out_of_range}) else {cast(shifted, din)})"
     return rule
 
 

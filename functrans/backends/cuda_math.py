@@ -10,6 +10,8 @@ import math
 import numpy as np
 from numba import config
 
+from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
+
 SIMULATED = bool(config.ENABLE_CUDASIM)
 CACHE = not SIMULATED      # cuda.jit(cache=True): the simulator has no machine code to cache
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 import weakref
 
 import numpy as np
@@ -21,10 +22,18 @@ import numpy as np
 from .. import core
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from .. import jit_primitive
+from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
-_stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0}
+_stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
+          "gemm_fallbacks": 0, "host_reads": 0}
+_gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
+
+#: Precision of the float32 GEMMs of dot_generals that give no ``precision=``: "default" (TF32
+#: tensor cores, JAX's GPU default), "high" (also TF32) or "highest" (full float32). Read at
+#: each GEMM; starts from the environment variable FUNCTRANS_DEFAULT_MATMUL_PRECISION.
+default_matmul_precision = os.environ.get("FUNCTRANS_DEFAULT_MATMUL_PRECISION", "default")
 
 # call-like primitives whose body is inlined like a nested jit: name -> param holding the body
 CALL_LIKE = {"custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
@@ -138,7 +147,7 @@ def dtype_supported(dtype):
 
 
 # ---------------------------------------------------------------------------------------------
-# Programs
+# Kernel launches
 
 def _load(launch):
     """The compiled dispatcher of a Launch's source (module written to the kernel cache)."""
@@ -150,19 +159,66 @@ def _load(launch):
     return k
 
 
+class _Kernel:
+    """One Launch bound to its configured dispatcher. After the first launch (where numba's
+    dispatcher types the arguments and compiles) later launches call the compiled kernel
+    directly with the same launch configuration: a Launch's argument types never change, and
+    the dispatcher's per-call type resolution is most of numba's launch overhead. Any failure
+    of that direct call turns it off for the process."""
+    __slots__ = ("launch", "cfg", "compiled")
+    direct_ok = True
+
+    def __init__(self, launch):
+        self.launch, self.compiled = launch, None
+        with warnings.catch_warnings():     # numba warns about small grids: ours are sized
+            warnings.simplefilter("ignore")   # to the work on purpose
+            self.cfg = _load(launch)[launch.grid, launch.block]
+
+    def __call__(self, args):
+        _stats["launches"] += 1
+        cfg = self.cfg
+        if self.compiled is not None and _Kernel.direct_ok:
+            try:
+                return self.compiled.launch(args, cfg.griddim, cfg.blockdim, cfg.stream,
+                                            cfg.sharedmem)
+            except Exception as e:  # noqa: BLE001  (an internal API: fall back for good)
+                _Kernel.direct_ok = False
+                _log(f"direct kernel launch unavailable ({type(e).__name__}: {e}); using numba's "
+                     "dispatcher")
+        cfg(*args)
+        if self.compiled is None and _Kernel.direct_ok and not _simulated():
+            overloads = getattr(cfg.dispatcher, "overloads", {})
+            if len(overloads) == 1 and hasattr(next(iter(overloads.values())), "launch"):
+                self.compiled = next(iter(overloads.values()))
+
+
+def _simulated():
+    from numba import config
+    return bool(config.ENABLE_CUDASIM)
+
+
 def _lit_array(v):
     return np.asarray(v.val, v.aval.dtype).reshape(1)
 
 
+def _size(aval):
+    return int(np.prod(aval.shape, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Programs
+
 class _Program:
     """A ClosedJaxpr as a sequence of device steps; ``run(device args) -> device outputs``
-    (all arrays flat)."""
+    (all arrays flat). Nothing in a step reads device memory back to the host except the
+    predicate of cond/while (one scalar per iteration)."""
 
     def __init__(self, closed, geo):
         from . import plan as plan_mod
         self.closed, self.geo = closed, geo
         self._consts = None
         self._subs = {}
+        self._literals = {}
         self.plan = plan_mod.make_plan(inline_calls(closed))
         self.steps = [self._step(s) for s in self.plan.steps]
         _stats["programs_built"] += 1
@@ -182,24 +238,62 @@ class _Program:
         rule = cuda_ops.op_rules.get(name)
         if rule is None:
             raise NotImplementedError(f"CUDA lowering for primitive '{name}' not implemented")
+        if name == "dot_general":
+            gemm = self._gemm(eqn)
+            if gemm is not None:
+                return gemm
         return self._launcher(rule(eqn, self.geo))
 
     def _launcher(self, launches):
-        kernels = [_load(ln) for ln in launches]
+        kernels = [_Kernel(ln) if ln.work else None for ln in launches]
 
         def run(env):
-            from numba import cuda
             for ln, k in zip(launches, kernels):
                 for v in ln.fresh:
-                    shape = (int(np.prod(v.aval.shape, dtype=np.int64)),)
-                    if ln.fill and v in ln.fill:
-                        env[v] = cuda.to_device(np.full(shape, ln.fill[v], v.aval.dtype))
-                    else:
-                        env[v] = cuda.device_array(shape, v.aval.dtype)
-                if ln.work:
-                    k[ln.grid, ln.block](*[self._value(env, v) for v in ln.reads + ln.writes])
-                    _stats["launches"] += 1
+                    env[v] = self._alloc(v, ln.fill.get(v) if ln.fill else None, env)
+                if k is not None:
+                    k([self._value(env, v) for v in ln.reads + ln.writes])
         run.launches = launches
+        return run
+
+    def _alloc(self, v, fill, env):
+        """A buffer for v: the destination the caller gave for it, else a new pool buffer."""
+        from . import cuda_memory
+        dest = env.get(("dest", v))
+        buf = dest if dest is not None else cuda_memory.empty(_size(v.aval), v.aval.dtype,
+                                                              v.aval.shape)
+        if fill is not None:
+            cuda_memory.fill(buf, fill)
+        return buf
+
+    def _gemm(self, eqn):
+        """A cuBLAS step for a dot_general (a real GPU with CuPy), or None."""
+        from . import cuda_blas, cuda_memory, cuda_ops
+        if cuda_memory.cupy_module() is None or not _gemm_state["enabled"]:
+            return None
+        plan = cuda_blas.gemm_plan(eqn)
+        if plan is None:
+            return None
+        x, y = eqn.inputs
+        out = eqn.out_binders[0]
+        fallback = []
+
+        def run(env):
+            buf = self._alloc(out, None, env)
+            env[out] = buf
+            if _gemm_state["enabled"]:
+                try:
+                    plan(self._value(env, x), self._value(env, y), buf, default_matmul_precision)
+                    _stats["gemm_calls"] += 1
+                    return
+                except Exception as e:  # noqa: BLE001  (cuBLAS unusable here: kernel instead)
+                    _gemm_state.update(enabled=False, reason=f"{type(e).__name__}: {e}")
+                    _log(f"cuBLAS GEMM failed ({_gemm_state['reason']}); using the tiled kernel")
+            if not fallback:
+                fallback.append([_Kernel(ln) for ln in cuda_ops.op_rules["dot_general"](eqn, self.geo)])
+            _stats["gemm_fallbacks"] += 1
+            ln = fallback[0][0].launch
+            fallback[0][0]([self._value(env, v) for v in ln.reads + ln.writes])
         return run
 
     def _sub(self, closed):
@@ -217,7 +311,7 @@ class _Program:
         def run(env):
             i = int(_host_scalar(self._value(env, index)))
             i = min(max(i, 0), len(progs) - 1)
-            outs = progs[i].run([self._value(env, v) for v in ops])
+            outs = progs[i].run([self._value(env, v) for v in ops], self._dests(env, eqn))
             env.update(zip(eqn.out_binders, outs))
         return run
 
@@ -229,7 +323,7 @@ class _Program:
         def run(env):
             vals = [self._value(env, v) for v in eqn.inputs]
             cc, bc, carry = vals[:nc], vals[nc:nc + nb], vals[nc + nb:]
-            while bool(_host_scalar(cond.run(cc + carry)[0])):
+            while bool(_host_scalar(cond.run(cc + carry)[0])):   # one scalar read per step
                 carry = body.run(bc + carry)
             env.update(zip(eqn.out_binders, carry))
         return run
@@ -238,44 +332,57 @@ class _Program:
         p = eqn.params
         body = self._sub(p["jaxpr"])
         n_c, n_carry, length = p["num_consts"], p["num_carry"], p["length"]
-        y_avals = p["jaxpr"].out_avals[n_carry:]
+        x_sizes = [_size(v.aval) // max(length, 1) for v in eqn.inputs[n_c + n_carry:]]
+        y_vars = eqn.out_binders[n_carry:]
+        y_sizes = [_size(v.aval) // max(length, 1) for v in y_vars]
 
         def run(env):
-            from numba import cuda
             vals = [self._value(env, v) for v in eqn.inputs]
             consts, carry, xs = vals[:n_c], vals[n_c:n_c + n_carry], vals[n_c + n_carry:]
-            x_sizes = [int(np.prod(v.aval.shape[1:], dtype=np.int64))
-                       for v in eqn.inputs[n_c + n_carry:]]
-            y_sizes = [int(np.prod(a.shape, dtype=np.int64)) for a in y_avals]
-            ys = [cuda.device_array((length * n,), a.dtype) for n, a in zip(y_sizes, y_avals)]
+            ys = [self._alloc(v, None, env) for v in y_vars]
             order = range(length - 1, -1, -1) if p["reverse"] else range(length)
-            for i in order:
+            for i in order:     # device views of xs[i] and ys[i]: no copy, no host read
                 x_i = [x[i * n:(i + 1) * n] for x, n in zip(xs, x_sizes)]
-                outs = body.run(consts + carry + x_i)
+                y_i = [y[i * n:(i + 1) * n] if n else None for y, n in zip(ys, y_sizes)]
+                outs = body.run(consts + carry + x_i, [None] * n_carry + y_i)
                 carry = outs[:n_carry]
-                for buf, y, n in zip(ys, outs[n_carry:], y_sizes):
-                    if n:
-                        buf[i * n:(i + 1) * n].copy_to_device(y)
             env.update(zip(eqn.out_binders, carry + ys))
         return run
 
     # -- running
     def _value(self, env, v):
         if type(v) is Literal:
-            from numba import cuda
-            return cuda.to_device(_lit_array(v))
+            key = (np.dtype(v.aval.dtype), repr(v.val))
+            buf = self._literals.get(key)
+            if buf is None:       # copied to the device once per program
+                from . import cuda_memory
+                buf = self._literals[key] = cuda_memory.to_device(_lit_array(v))
+            return buf
         return env[v]
 
-    def run(self, dev_args):
-        """Run on flat device arrays; returns the flat device outputs."""
+    def _dests(self, env, eqn):
+        return [env.get(("dest", v)) for v in eqn.out_binders]
+
+    def run(self, dev_args, dests=None):
+        """Run on flat device arrays; returns the flat device outputs. ``dests`` (optional, one
+        entry per output, None for 'allocate') are buffers the outputs are written into: the
+        step computing an output writes it in place, other outputs (inputs passed through,
+        reshapes, literals) are copied there."""
         if self._consts is None:
-            from numba import cuda
-            self._consts = [cuda.to_device(np.ascontiguousarray(c).reshape(-1))
-                            for c in self.plan.consts]
+            from . import cuda_memory
+            self._consts = [cuda_memory.to_device(c) for c in self.plan.consts]
         env = dict(zip(self.plan.inputs, self._consts + list(dev_args)))
+        aliased = set(self.plan.inputs)
+        if dests:
+            for v, d in zip(self.plan.outvars, dests):
+                if d is not None and type(v) is not Literal and v not in aliased:
+                    env.setdefault(("dest", v), d)
         for step in self.steps:
             step(env)
-        return [self._value(env, v) for v in self.plan.outvars]
+        outs = [self._value(env, v) for v in self.plan.outvars]
+        if dests:
+            outs = [_place(o, d) for o, d in zip(outs, dests)]
+        return outs
 
     def sources(self):
         """Every kernel source of this program and its sub-programs."""
@@ -287,39 +394,84 @@ class _Program:
         return out
 
 
+def _place(buf, dest):
+    """buf written into dest (a device-to-device copy unless it is already there)."""
+    if dest is None or buf is dest or _same_memory(buf, dest):
+        return buf if dest is None else dest
+    if dest.size:
+        dest.copy_to_device(buf)
+    return dest
+
+
+def _same_memory(a, b):
+    try:
+        return a.device_ctypes_pointer.value == b.device_ctypes_pointer.value
+    except AttributeError:      # the simulator's arrays
+        return False
+
+
 def _host_scalar(dev):
+    _stats["host_reads"] += 1
     return dev.copy_to_host().reshape(-1)[0]
 
 
 class _Eager:
-    """Fallback for jaxprs with dtypes the CUDA kernels do not handle (float16, complex)."""
+    """Fallback for jaxprs with dtypes the CUDA kernels do not handle (float16, complex): the
+    jaxpr is evaluated on the host (device inputs are copied back first)."""
 
     def __init__(self, closed):
         self.closed = closed
 
     def __call__(self, args):
-        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *args)
+        from . import cuda_memory
+        host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
+        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *host)
+
+    def run_device(self, args):
+        from . import cuda_memory
+        outs = self(args)
+        return [cuda_memory.to_cupy(cuda_memory.to_device(np.asarray(o)), np.shape(o))
+                for o in outs]
 
 
 class _Executable:
-    """A compiled program plus host<->device transfers of its arguments and results."""
+    """A compiled program plus the transfers at its boundary."""
 
     def __init__(self, closed, name):
         self.closed, self.name = closed, name
         self.program = _Program(closed, _geometry())
         self.in_dtypes = [v.aval.dtype for v in closed.jaxpr.invars]
+        self.in_sizes = [_size(v.aval) for v in closed.jaxpr.invars]
         self.out_avals = list(closed.out_avals)
 
+    def _flat_outputs(self, args):
+        from . import cuda_memory
+        if len(args) != len(self.in_sizes):
+            raise TypeError(f"'{self.name}' takes {len(self.in_sizes)} arrays, got {len(args)}")
+        dev = [cuda_memory.as_device(a, d) for a, d in zip(args, self.in_dtypes)]
+        for i, (d, n) in enumerate(zip(dev, self.in_sizes)):
+            if d.size != n:
+                raise ValueError(f"'{self.name}' argument {i}: {d.size} elements, expected {n} "
+                                 f"(shape {self.closed.jaxpr.invars[i].aval.shape})")
+        return self.program.run(dev)
+
+    def run_device(self, args):
+        """Outputs as device arrays (CuPy arrays when CuPy is in use); inputs stay where
+        they are when already on the device (no host copy anywhere)."""
+        from . import cuda_memory
+        outs = self._flat_outputs(args)
+        return [cuda_memory.to_cupy(o, a.shape) for o, a in zip(outs, self.out_avals)]
+
     def __call__(self, args):
-        from numba import cuda
-        dev = [cuda.to_device(np.ascontiguousarray(a, dtype=d).reshape(-1))
-               for a, d in zip(args, self.in_dtypes)]
-        outs = self.program.run(dev)
+        """Outputs as NumPy arrays (copied back; the copy waits for the GPU)."""
+        outs = self._flat_outputs(args)
         return [o.copy_to_host().reshape(a.shape) for o, a in zip(outs, self.out_avals)]
 
 
 def executable(closed, name="fun"):
-    """The callable (list of host args -> list of host outputs) running closed on CUDA."""
+    """The callable (list of args -> list of host outputs; ``.run_device(args)`` -> device
+    outputs) running closed on CUDA. Raises NotImplementedError for a primitive without a
+    CUDA lowering (the same on a GPU and on the simulator)."""
     ex = _programs.get(closed)
     if ex is None:
         if all(dtype_supported(a.dtype) for a in _avals(closed)):
@@ -338,35 +490,32 @@ def is_device_array(a):
     return hasattr(a, "__cuda_array_interface__") or hasattr(a, "copy_to_host")
 
 
-def _flat_device_view(a):
-    """A 1-d numba view of a contiguous device buffer (no copy)."""
-    from numba import cuda
-    if not hasattr(a, "copy_to_host"):
-        a = cuda.as_cuda_array(a)
-    return a.reshape(-1)
-
-
-def run_device(closed, args, name):
-    """Run closed on the GPU with device-resident results: args are device arrays (anything
-    with ``__cuda_array_interface__``) or host values (copied over); returns device arrays of
-    the output shapes, with no copy back to the host."""
-    from numba import cuda
+def run_device(closed, args, name="fun"):
+    """Run a ClosedJaxpr on the GPU with inputs that are host arrays or device arrays (anything
+    with ``__cuda_array_interface__``: CuPy arrays, numba device arrays); returns the outputs
+    as device arrays (CuPy arrays on a GPU with CuPy; numba device arrays otherwise and under
+    the simulator). C-contiguous device inputs of the right dtype are used in place, and no
+    output is copied to the host."""
     check_available()
-    ex = executable(closed, name)
-    if isinstance(ex, _Eager):          # dtypes the kernels lack: on the host, then over
-        outs = ex([core._host(a) if is_device_array(a) else a for a in args])
-        return [cuda.to_device(np.ascontiguousarray(o)) for o in outs]
-    dev = [_flat_device_view(a) if is_device_array(a)
-           else cuda.to_device(np.ascontiguousarray(a, dtype=d).reshape(-1))
-           for a, d in zip(args, ex.in_dtypes)]
-    outs = ex.program.run(dev)
-    return [o.reshape(a.shape) for o, a in zip(outs, ex.out_avals)]
+    return list(executable(closed, name).run_device(list(args)))
 
 
 def run_cuda(closed, args, name):
-    """jit_p's CUDA executor: run closed on the GPU (or the simulator); returns NumPy arrays."""
+    """jit_p's CUDA executor: ``run_device`` with the outputs copied back as NumPy arrays."""
     check_available()
-    return list(executable(closed, name)(args))
+    return list(executable(closed, name)(list(args)))
+
+
+def to_host(x):
+    """A device array returned by ``run_device`` (or any array) as a NumPy array."""
+    from . import cuda_memory
+    return cuda_memory.to_host(x)
+
+
+def memory_stats():
+    """The device memory pool's counters (see ``cuda_memory.pool_stats``)."""
+    from . import cuda_memory
+    return cuda_memory.pool_stats()
 
 
 class Lowered:

@@ -4,6 +4,7 @@ jvp, transpose (if linear) and batching rules right beside it. lax ops take equa
 equal dtypes; functrans.numpy does broadcasting and promotion on top."""
 from __future__ import annotations
 
+import enum
 import functools
 import math
 
@@ -937,7 +938,63 @@ def _free(ndim, *used):
     return [i for i in range(ndim) if i not in used]
 
 
-def _dot_general_aval(x, y, *, dimension_numbers, preferred_element_type):
+class Precision(enum.Enum):
+    """Matmul precision, as JAX's ``lax.Precision``. On a GPU a float32 dot_general runs on TF32
+    tensor cores for DEFAULT and HIGH, and in full float32 for HIGHEST; the CPU backends always
+    compute in full precision. ``Precision("highest")`` also parses JAX's strings."""
+    DEFAULT = 0
+    HIGH = 1
+    HIGHEST = 2
+
+    @classmethod
+    def _missing_(cls, value):
+        if isinstance(value, str):
+            name = _PRECISION_NAMES.get(value.lower())
+            if name is not None:
+                return cls[name]
+        return None
+
+    def __repr__(self):
+        return f"Precision.{self.name}"
+
+    __str__ = __repr__
+
+
+# JAX's precision strings (and the names of its jax_default_matmul_precision values)
+_PRECISION_NAMES = {"default": "DEFAULT", "fastest": "DEFAULT", "bfloat16": "DEFAULT",
+                    "high": "HIGH", "tensorfloat32": "HIGH", "bfloat16_3x": "HIGH",
+                    "highest": "HIGHEST", "float32": "HIGHEST"}
+
+
+def canonicalize_precision(precision):
+    """None, or a pair (lhs, rhs) of Precision from None, one Precision or string, or a pair."""
+    if precision is None:
+        return None
+    if isinstance(precision, (tuple, list)):
+        if len(precision) != 2:
+            raise ValueError(f"precision must be None, one Precision or a pair, got {precision!r}")
+        if precision[0] is None and precision[1] is None:
+            return None
+        return tuple(Precision.DEFAULT if q is None else _one_precision(q) for q in precision)
+    p = _one_precision(precision)
+    return (p, p)
+
+
+def _one_precision(q):
+    try:
+        return Precision(q)
+    except ValueError:
+        raise ValueError(f"unknown precision {q!r}: expected lax.Precision.DEFAULT/HIGH/HIGHEST "
+                         "or 'default'/'high'/'highest'") from None
+
+
+def _precision_params(precision):
+    """dot_general's precision param: present only when set, so programs that never ask for
+    a precision keep the equations (and printed jaxprs) they always had."""
+    return {} if precision is None else {"precision": precision}
+
+
+def _dot_general_aval(x, y, *, dimension_numbers, preferred_element_type, precision=None):
     return _dot_general_aval_memo(x, y, dimension_numbers, preferred_element_type)
 
 
@@ -959,7 +1016,7 @@ def _dot_general_aval_memo(x, y, dimension_numbers, preferred_element_type):
     return ShapedArray(shape, preferred_element_type or x.dtype)
 
 
-def _dot_general_impl(x, y, *, dimension_numbers, preferred_element_type):
+def _dot_general_impl(x, y, *, dimension_numbers, preferred_element_type, precision=None):
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
     dtype = preferred_element_type or x.dtype
     if not lb and len(lc) == 1 and x.ndim <= 2 and y.ndim <= 2:
@@ -983,14 +1040,17 @@ def _dot_general_impl(x, y, *, dimension_numbers, preferred_element_type):
 dot_general_p = primitive("dot_general", _dot_general_impl, _dot_general_aval)
 
 
-def dot_general(x, y, dimension_numbers, preferred_element_type=None):
+def dot_general(x, y, dimension_numbers, precision=None, preferred_element_type=None):
     """Generalised tensor contraction: dimension_numbers = ((lhs_contract, rhs_contract),
-    (lhs_batch, rhs_batch)); output dims are batch, lhs free, rhs free."""
+    (lhs_batch, rhs_batch)); output dims are batch, lhs free, rhs free. ``precision`` (None,
+    a ``Precision``, its string, or a pair) and ``preferred_element_type`` follow JAX; the
+    precision selects TF32 tensor cores (DEFAULT/HIGH) or full float32 (HIGHEST) on a GPU."""
     (lc, rc), (lb, rb) = dimension_numbers
     dn = ((tuple(map(int, lc)), tuple(map(int, rc))),
           (tuple(map(int, lb)), tuple(map(int, rb))))
     pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
-    return dot_general_p.bind(x, y, dimension_numbers=dn, preferred_element_type=pet)
+    return dot_general_p.bind(x, y, dimension_numbers=dn, preferred_element_type=pet,
+                              **_precision_params(canonicalize_precision(precision)))
 
 
 def _ranges_like(*xs):
@@ -1000,11 +1060,13 @@ def _ranges_like(*xs):
         start += len(x)
 
 
-def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, swap_ans=False):
+def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, precision=None,
+                       swap_ans=False):
     dims, out_axes = _dot_transpose_dims(dimension_numbers, x.aval.ndim, get_aval(y).ndim,
                                          swap_ans)
     r = dot_general_p.bind(ct, y, dimension_numbers=dims,
-                           preferred_element_type=preferred_element_type)
+                           preferred_element_type=preferred_element_type,
+                           **_precision_params(precision))
     return convert_element_type(transpose(r, out_axes), x.aval.dtype)
 
 
@@ -1023,19 +1085,21 @@ def _dot_transpose_dims(dimension_numbers, x_nd, y_nd, swap_ans):
     return dims, tuple(map(int, out_axes))
 
 
-def _dot_transpose_rhs(ct, x, y, *, dimension_numbers, preferred_element_type):
+def _dot_transpose_rhs(ct, x, y, *, dimension_numbers, preferred_element_type, precision=None):
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
+    swapped = precision if precision is None else precision[::-1]
     return _dot_transpose_lhs(ct, y, x, dimension_numbers=((rc, lc), (rb, lb)),
-                              preferred_element_type=preferred_element_type, swap_ans=True)
+                              preferred_element_type=preferred_element_type,
+                              precision=swapped, swap_ans=True)
 
 
 defbilinear(dot_general_p, _dot_transpose_lhs, _dot_transpose_rhs)
 
 
-def _dot_general_batch(vals, dims, *, dimension_numbers, preferred_element_type):
+def _dot_general_batch(vals, dims, *, dimension_numbers, preferred_element_type, precision=None):
     (x, y), (dx, dy) = vals, dims
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
-    params = dict(preferred_element_type=preferred_element_type)
+    params = dict(preferred_element_type=preferred_element_type, **_precision_params(precision))
     if dx is not not_mapped and dy is not not_mapped:
         x, y = moveaxis(x, dx, 0), moveaxis(y, dy, 0)
         sh = lambda t: tuple(i + 1 for i in t)  # noqa: E731

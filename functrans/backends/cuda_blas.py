@@ -1,0 +1,176 @@
+"""dot_general as cuBLAS GEMMs (CuPy's cuBLAS bindings, raw device pointers: no copies).
+
+A dot_general is out[b, m, n] = sum_k x[b, m, k] * y[b, k, n], where b, m, k, n each stand
+for a group of dims (batch, lhs free, contracting, rhs free). ``gemm_plan`` checks that every
+group of each operand is one strided run in the operand's C-order buffer and that each
+operand's matrix has a unit-stride side; then the product is one ``gemmEx`` (or
+``gemmStridedBatchedEx`` for b > 1) with transpose flags and leading dimensions read off the
+strides. So ``x.T @ y``, ``x @ y.T``, batch dims in any position, and the layouts that
+transposition and batching rules produce (per-example gradients, HVPs) need no transpose
+copies. An operand that is not such a strided matrix is first copied to (b, m, k) order by
+CuPy. Shapes are row-major; cuBLAS is column-major, so the call computes out^T = y^T x^T.
+
+Precision (float32): DEFAULT and HIGH use TF32 tensor cores (``CUBLAS_COMPUTE_32F_FAST_TF32``,
+JAX's GPU default), HIGHEST full float32 (``CUBLAS_COMPUTE_32F``). float64 is always full.
+Other dtypes, and a preferred_element_type different from the operands', are not GEMMs here
+(the executor runs its own kernel)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..lax.lax import Precision, canonicalize_precision
+
+GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_INT32_MAX = 2 ** 31 - 1
+# cuBLAS / CUDA enum values (stable across CUDA 11-13), used where CuPy lacks the name
+_OP_N, _OP_T = 0, 1
+_COMPUTE = {"32F": ("CUBLAS_COMPUTE_32F", 68), "32F_FAST_TF32": ("CUBLAS_COMPUTE_32F_FAST_TF32", 77),
+            "64F": ("CUBLAS_COMPUTE_64F", 70)}
+_DATA = {np.dtype(np.float32): ("CUDA_R_32F", 0), np.dtype(np.float64): ("CUDA_R_64F", 1)}
+
+
+def _strides(shape):
+    """C-order strides of shape, in elements."""
+    out, acc = [], 1
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= n
+    return out[::-1]
+
+
+def group_run(shape, dims):
+    """(extent, stride) of dims (in this order) read as one strided run of a C-order buffer,
+    or None when they are not one run. Size-1 dims are skipped; an extent of 1 has stride 1."""
+    st = _strides(shape)
+    live = [d for d in dims if shape[d] != 1]
+    extent = int(np.prod([shape[d] for d in live], dtype=np.int64))
+    if not live:
+        return 1, 1
+    for a, b in zip(live, live[1:]):
+        if st[a] != st[b] * shape[b]:
+            return None
+    return extent, st[live[-1]]
+
+
+class _Matrix:
+    """One operand as a strided batch of (rows x cols) matrices: batch stride, and either
+    unit-stride columns (row-major, ld = row stride) or unit-stride rows (ld = column stride)."""
+    __slots__ = ("batch_stride", "row_major", "ld")
+
+    def __init__(self, batch_stride, row_major, ld):
+        self.batch_stride, self.row_major, self.ld = batch_stride, row_major, ld
+
+
+def _matrix(shape, batch, rows, cols):
+    runs = [group_run(shape, g) for g in (batch, rows, cols)]
+    if any(r is None for r in runs):
+        return None
+    (_, bs), (nr, rs), (nc, cs) = runs
+    if cs == 1 and (rs >= nc or nr == 1):
+        return _Matrix(bs, True, max(rs if nr > 1 else nc, 1))
+    if rs == 1 and (cs >= nr or nc == 1):
+        return _Matrix(bs, False, max(cs if nc > 1 else nr, 1))
+    return None
+
+
+class GemmPlan:
+    """The cuBLAS call computing one dot_general equation (see the module docstring)."""
+
+    def __init__(self, eqn):
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        x, y = eqn.inputs
+        xs, ys = tuple(x.aval.shape), tuple(y.aval.shape)
+        lf = [d for d in range(len(xs)) if d not in lc and d not in lb]
+        rf = [d for d in range(len(ys)) if d not in rc and d not in rb]
+        size = lambda sh, g: int(np.prod([sh[d] for d in g], dtype=np.int64))  # noqa: E731
+        self.B, self.M = size(xs, lb), size(xs, lf)
+        self.K, self.N = size(xs, lc), size(ys, rf)
+        self.dtype = np.dtype(x.aval.dtype)
+        self.precision = canonicalize_precision(eqn.params.get("precision"))
+        self.x_shape, self.x_perm = xs, list(lb) + lf + list(lc)
+        self.y_shape, self.y_perm = ys, list(rb) + list(rc) + rf
+        self.xm = _matrix(xs, lb, lf, lc)        # x as (B, M, K)
+        self.ym = _matrix(ys, rb, rc, rf)        # y as (B, K, N)
+
+    def compute_type(self, default_precision):
+        """The cuBLAS compute type name for this product ('32F', '32F_FAST_TF32', '64F')."""
+        if self.dtype == np.float64:
+            return "64F"
+        prec = self.precision or canonicalize_precision(default_precision)
+        return "32F" if Precision.HIGHEST in prec else "32F_FAST_TF32"
+
+    def __call__(self, x, y, out, default_precision="default"):
+        """out (flat, B*M*N) = the product of the flat device buffers x and y."""
+        from . import cuda_memory
+        cp = cuda_memory.cupy_module()
+        if self.B * self.M * self.N == 0:
+            return
+        if self.K == 0:
+            cuda_memory.to_cupy(out, (out.size,)).fill(0)
+            return
+        keep = []                                # canonical copies live until the call is queued
+        xm, xp = self._operand(cp, x, self.xm, self.x_shape, self.x_perm, (self.M, self.K), keep)
+        ym, yp = self._operand(cp, y, self.ym, self.y_shape, self.y_perm, (self.K, self.N), keep)
+        self._gemm(cp, xm, xp, ym, yp, _ptr(out), self.compute_type(default_precision))
+
+    def _operand(self, cp, buf, m, shape, perm, mat_shape, keep):
+        if m is not None:
+            return m, _ptr(buf)
+        from . import cuda_memory
+        c = cp.ascontiguousarray(cuda_memory.to_cupy(buf, shape).transpose(perm))
+        keep.append(c)
+        return _Matrix(mat_shape[0] * mat_shape[1], True, max(mat_shape[1], 1)), int(c.data.ptr)
+
+    def _gemm(self, cp, xm, x_ptr, ym, y_ptr, out_ptr, compute):
+        cublas = cp.cuda.cublas
+        M, N, K, B = self.M, self.N, self.K, self.B
+        if max(M, N, K, B, xm.ld, ym.ld) > _INT32_MAX:
+            raise ValueError("GEMM dimension over 2**31-1")
+        # column-major: C'(N x M) = op(A')(N x K) . op(B')(K x M); A' is y, B' is x
+        op_a, lda = (_OP_N, ym.ld) if ym.row_major else (_OP_T, ym.ld)
+        op_b, ldb = (_OP_T, xm.ld) if not xm.row_major else (_OP_N, xm.ld)
+        dt = _enum(cp.cuda.runtime, *_DATA[self.dtype])
+        ct = _enum(cublas, *_COMPUTE[compute])
+        alpha, beta = _scalars(self.dtype)
+        handle = cp.cuda.device.get_cublas_handle()
+        algo = getattr(cublas, "CUBLAS_GEMM_DEFAULT", -1)
+        if B == 1:
+            cublas.gemmEx(handle, op_a, op_b, N, M, K, alpha.ctypes.data, y_ptr, dt, lda,
+                          x_ptr, dt, ldb, beta.ctypes.data, out_ptr, dt, N, ct, algo)
+        else:
+            cublas.gemmStridedBatchedEx(handle, op_a, op_b, N, M, K, alpha.ctypes.data,
+                                        y_ptr, dt, lda, ym.batch_stride, x_ptr, dt, ldb,
+                                        xm.batch_stride, beta.ctypes.data, out_ptr, dt, N,
+                                        M * N, B, ct, algo)
+
+
+_SCALARS = {}
+
+
+def _scalars(dtype):
+    """Host (alpha=1, beta=0) of dtype, kept alive for cuBLAS to read."""
+    if dtype not in _SCALARS:
+        _SCALARS[dtype] = (np.ones(1, dtype), np.zeros(1, dtype))
+    return _SCALARS[dtype]
+
+
+def _enum(module, name, value):
+    return getattr(module, name, value)
+
+
+def _ptr(buf):
+    return int(buf.device_ctypes_pointer.value or 0)
+
+
+def gemm_plan(eqn):
+    """The GemmPlan of a dot_general equation, or None when it is not a cuBLAS GEMM here
+    (dtype other than float32/float64, a different preferred_element_type, or a literal
+    operand)."""
+    from ..core import Literal
+    x, y = eqn.inputs
+    dt = np.dtype(x.aval.dtype)
+    if type(x) is Literal or type(y) is Literal or dt not in GEMM_DTYPES:
+        return None
+    if np.dtype(y.aval.dtype) != dt or np.dtype(eqn.out_binders[0].aval.dtype) != dt:
+        return None
+    return GemmPlan(eqn)
