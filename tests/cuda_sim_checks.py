@@ -206,6 +206,16 @@ def reductions():
     cuda_vs_eager(lambda v: (lax.reduce_max(v, (2,)), lax.reduce_min(v, (0, 1))), nanx,
                   what="nan max/min")
     cuda_vs_eager(lambda v: lax.reduce_sum(v, (1,)), np.zeros((3, 0), np.float32), what="empty")
+    long = floats((2000,))                     # unrolled per-thread loops, split + atomics
+    cuda_vs_eager(lambda v: (lax.reduce_sum(lax.tanh(v) * v, (0,)), lax.reduce_max(v, (0,))),
+                  long, rtol=1e-5, what="long sum unrolled")
+    cols = floats((40, 6))                     # column sums: thread per output, atomics
+    cuda_vs_eager(lambda v: (lax.reduce_sum(v * 2, (0,)), lax.reduce_max(v, (0,)), v * 2), cols,
+                  rtol=1e-5, what="column reductions")
+    icols = RNG.integers(-9, 9, (3, 30, 5)).astype(np.int64)
+    cuda_vs_eager(lambda v: (lax.reduce_sum(v, (0, 1)), lax.reduce_min(v, (0, 1))), icols,
+                  what="int column reductions")
+    cuda_vs_eager(lambda v: lax.exp(v) * 2 + v, floats((7, 30)), rtol=1e-6, what="unrolled map")
     # a group with elementwise outputs and two reductions over different axes
     cuda_vs_eager(lambda v: (lax.tanh(v), lax.reduce_sum(lax.tanh(v), (0,)),
                              lax.reduce_max(lax.tanh(v), (1, 2))), x, rtol=1e-5, what="multi")

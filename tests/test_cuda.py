@@ -157,7 +157,22 @@ def _ptx_cases():
          (f32(4, 3),)),
         (lambda x, s: [lax.dynamic_slice(x, (s, s), (2, 2)),
                        lax.dynamic_update_slice(x, x[:2, :2], (s, s))], (f32(4, 3), np.int32(1))),
+        # unrolled elementwise loop and block reduction (>= unroll_min elements)
+        (lambda x: [fnp.sum(fnp.tanh(x) * fnp.sin(x) + fnp.exp(-x * x)), fnp.tanh(x) * 2],
+         (f32(1 << 17),)),
+        # column reductions (bias gradients), float with atomics and int64
+        (lambda x: [lax.reduce_sum(x, (0,)), lax.reduce_max(x, (0,)),
+                    lax.reduce_min(x.astype(np.int64), (0,))], (f32(300, 64),)),
+        # control flow bodies and literals
+        (lambda x: lax.scan(lambda c, xi: (c * 0.5 + xi, c - xi), x[0], x), (f32(6, 5),)),
     ]
+
+
+def _all_launches(program):
+    for run in program.steps:
+        yield from getattr(run, "launches", [])
+    for sub, _ in program._subs.values():
+        yield from _all_launches(sub)
 
 
 @pytest.mark.skipif(not _nvvm_available(), reason="no cuda toolkit (NVVM) on this machine")
@@ -167,18 +182,19 @@ def test_generated_kernels_compile_to_ptx():
 
     from functrans.backends import numba_cuda
     assert not config.ENABLE_CUDASIM
-    n = 0
+    n, names = 0, set()
     for f, args in _ptx_cases():
         closed = ft.make_jaxpr(f)(*args)
-        for run in numba_cuda.lower(closed).program.steps:
-            for ln in getattr(run, "launches", []):
-                kernel = numba_cuda._load(ln)
-                sig = numba.void(*[numba.from_dtype(np.dtype(v.aval.dtype))[::1]
-                                   for v in ln.reads + ln.writes])
-                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-                assert ".entry" in ptx
-                n += 1
+        for ln in _all_launches(numba_cuda.lower(closed).program):
+            kernel = numba_cuda._load(ln)
+            sig = numba.void(*[numba.from_dtype(np.dtype(v.aval.dtype))[::1]
+                               for v in ln.reads + ln.writes])
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+            assert ".entry" in ptx
+            names.add(ln.name)
+            n += 1
     assert n >= 15
+    assert {"reduce", "reduce_columns", "reduce_serial", "fused", "dot_general"} <= names, names
     from functrans.backends import cuda_memory
     fill = cuda_memory._fill_kernel()
     for dt in (np.float32, np.float64, np.int64, np.uint8, np.bool_):
