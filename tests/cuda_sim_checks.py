@@ -482,6 +482,15 @@ def device_resident():
     again = numba_cuda.run_device(closed, [outs[2], cuda_memory.to_cupy(cuda_memory.to_device(w),
                                                                         (3, 5))], "f")
     assert_same([numba_cuda.to_host(o) for o in again], f(x, w), 1e-5, 1e-6, "device inputs")
+    # results of one run survive the next (intermediates are reused, never outputs)
+    def g(a):
+        t = fnp.tanh(a) * 2
+        return (lax.reshape(t, (12,)), lax.cond(True, lambda b: b, lambda b: b * 2, fnp.exp(a)),
+                fnp.sum(t))
+    closed_g = ft.make_jaxpr(g)(x)
+    first = numba_cuda.run_device(closed_g, [x])
+    numba_cuda.run_device(closed_g, [x + 1])
+    assert_same([numba_cuda.to_host(o) for o in first], g(x), 1e-5, 1e-6, "first results kept")
     if _on_gpu_with_cupy():
         import cupy
         assert all(isinstance(o, cupy.ndarray) for o in outs)

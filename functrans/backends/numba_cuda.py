@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 import warnings
 import weakref
 
@@ -34,6 +35,11 @@ _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good aft
 #: tensor cores, JAX's GPU default), "high" (also TF32) or "highest" (full float32). Read at
 #: each GEMM; starts from the environment variable FUNCTRANS_DEFAULT_MATMUL_PRECISION.
 default_matmul_precision = os.environ.get("FUNCTRANS_DEFAULT_MATMUL_PRECISION", "default")
+
+#: Keep each compiled program's intermediate buffers between runs (not its outputs), so a
+#: steady-state step allocates only its outputs. FUNCTRANS_CUDA_REUSE_BUFFERS=0 turns it off;
+#: release_workspaces() frees the kept buffers.
+REUSE_BUFFERS = os.environ.get("FUNCTRANS_CUDA_REUSE_BUFFERS", "1") != "0"
 
 # call-like primitives whose body is inlined like a nested jit: name -> param holding the body
 CALL_LIKE = {"custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
@@ -221,6 +227,9 @@ class _Program:
         self._literals = {}
         self.plan = plan_mod.make_plan(inline_calls(closed))
         self.steps = [self._step(s) for s in self.plan.steps]
+        self._reusable = _reusable_vars(self.plan)
+        self._workspace, self._lock = {}, threading.Lock()
+        self._reuse = False       # True while a run owns the workspace
         _stats["programs_built"] += 1
 
     # -- building
@@ -257,11 +266,19 @@ class _Program:
         return run
 
     def _alloc(self, v, fill, env):
-        """A buffer for v: the destination the caller gave for it, else a new pool buffer."""
+        """A buffer for v: the destination the caller gave for it; for an intermediate that
+        cannot escape the run, the buffer it had in the previous run (every kernel runs in
+        order on one stream, so the last run is done with it by the time a kernel of this run
+        writes it); else a new pool buffer."""
         from . import cuda_memory
-        dest = env.get(("dest", v))
-        buf = dest if dest is not None else cuda_memory.empty(_size(v.aval), v.aval.dtype,
-                                                              v.aval.shape)
+        buf = env.get(("dest", v))
+        if buf is None and self._reuse and v in self._reusable:
+            buf = self._workspace.get(v)
+            if buf is None:
+                buf = self._workspace[v] = cuda_memory.empty(_size(v.aval), v.aval.dtype,
+                                                             v.aval.shape)
+        if buf is None:
+            buf = cuda_memory.empty(_size(v.aval), v.aval.dtype, v.aval.shape)
         if fill is not None:
             cuda_memory.fill(buf, fill)
         return buf
@@ -377,12 +394,25 @@ class _Program:
             for v, d in zip(self.plan.outvars, dests):
                 if d is not None and type(v) is not Literal and v not in aliased:
                     env.setdefault(("dest", v), d)
-        for step in self.steps:
-            step(env)
+        owner = REUSE_BUFFERS and self._lock.acquire(blocking=False)   # one run at a time
+        self._reuse = owner
+        try:
+            for step in self.steps:
+                step(env)
+        finally:
+            if owner:
+                self._reuse = False
+                self._lock.release()
         outs = [self._value(env, v) for v in self.plan.outvars]
         if dests:
             outs = [_place(o, d) for o, d in zip(outs, dests)]
         return outs
+
+    def release(self):
+        """Drop this program's (and its sub-programs') kept intermediate buffers."""
+        self._workspace.clear()
+        for prog, _ in self._subs.values():
+            prog.release()
 
     def sources(self):
         """Every kernel source of this program and its sub-programs."""
@@ -392,6 +422,32 @@ class _Program:
         for prog, _ in self._subs.values():
             out += prog.sources()
         return out
+
+
+def _reusable_vars(plan):
+    """The vars whose buffers never leave a run: every value computed by a step except the
+    outputs, what a reshape of an output aliases, and the operands of control flow (a branch
+    or loop body may hand an operand back as its result)."""
+    from .plan import Group
+    escaping = set(v for v in plan.outvars if type(v) is not Literal)
+    defined = set()
+    for step in reversed(plan.steps):
+        eqns = step.eqns if isinstance(step, Group) else [step.eqn]
+        for e in eqns:
+            defined.update(e.out_binders)
+            name = e.primitive.name
+            if name in CONTROL_FLOW or (name == "reshape" and e.out_binders[0] in escaping):
+                escaping.update(v for v in e.inputs if type(v) is not Literal)
+    return defined - escaping
+
+
+def release_workspaces():
+    """Drop the intermediate buffers every compiled program keeps between runs (they return
+    to the memory pool); the next run of each program allocates them again."""
+    for ex in list(_programs.values()):
+        prog = getattr(ex, "program", None)
+        if prog is not None:
+            prog.release()
 
 
 def _place(buf, dest):
