@@ -376,3 +376,17 @@ def test_gpu_check_script_prints_the_table_on_the_simulator(gpu_check_run):
     assert [any(ln.startswith(f"| {n}") for ln in rows) for n in names] == [True] * len(names), rows
     assert not any("error:" in ln or "skipped" in ln for ln in rows), rows
     assert "steady state:" in out
+
+
+def test_numpy_products_pass_precision_and_preferred_type():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+    for f in (lambda x, y: fnp.matmul(x, y, precision="highest"),
+              lambda x, y: fnp.dot(x, y, precision="highest"),
+              lambda x, y: fnp.einsum("ij,jk->ik", x, y, precision="highest")):
+        eqn = [e for e in ft.make_jaxpr(f)(a, b).jaxpr.eqns if e.primitive.name == "dot_general"][0]
+        assert eqn.params["precision"] == (lax.Precision.HIGHEST,) * 2
+    for f in (fnp.matmul, fnp.dot, lambda x, y: fnp.einsum("ij,jk->ik", x, y)):
+        assert f(a, b).dtype == np.float32
+    assert fnp.matmul(a, b, preferred_element_type=np.float64).dtype == np.float64
+    assert fnp.einsum("ij,jk,kl->il", a, b, b.T, preferred_element_type=np.float64).dtype == np.float64
+    assert "precision" not in ft.make_jaxpr(fnp.matmul)(a, b).jaxpr.eqns[0].params
