@@ -277,7 +277,13 @@ class _FakeCublas:
     CUBLAS_GEMM_DEFAULT = -1
 
     def __init__(self, dtype):
-        self.dtype, self.calls = np.dtype(dtype), []
+        self.dtype, self.calls, self.modes = np.dtype(dtype), [], {}
+
+    def setPointerMode(self, handle, mode):
+        self.modes["pointer"] = mode
+
+    def setMathMode(self, handle, mode):
+        self.modes["math"] = mode
 
     def _op(self, ptr, trans, rows, cols, ld):
         return _colmajor(ptr, self.dtype, cols, rows, ld).T if trans else \
@@ -336,6 +342,13 @@ def test_gemm_plan_matches_dot_general(xs, ys, dn, precision):
     plan._gemm(fake, plan.xm, x.ctypes.data, plan.ym, y.ctypes.data, out.ctypes.data, "64F")
     np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
     assert plan.compute_type("default") == "64F"
+    assert fake.cuda.cublas.modes["pointer"] == 0          # alpha/beta are host scalars
+    out32 = np.zeros(want.size, np.float32)
+    fake32 = _FakeCupy(np.float32)
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    plan._gemm(fake32, plan.xm, x32.ctypes.data, plan.ym, y32.ctypes.data, out32.ctypes.data, "32F")
+    np.testing.assert_allclose(out32.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    assert fake32.cuda.cublas.modes["math"] == 0           # full float32: default math mode
 
 
 def test_gemm_precision_selects_tf32_or_float32():

@@ -323,8 +323,9 @@ class _Program:
             buf = self._alloc(out, None, env)
             env[out] = buf
             if _gemm_state["enabled"]:
+                compute = plan.compute_type(default_matmul_precision)   # a bad value raises here
                 try:
-                    plan(self._value(env, x), self._value(env, y), buf, default_matmul_precision)
+                    plan(self._value(env, x), self._value(env, y), buf, compute)
                     _stats["gemm_calls"] += 1
                     return
                 except Exception as e:  # noqa: BLE001  (cuBLAS unusable here: kernel instead)
