@@ -281,7 +281,7 @@ def row_mlp(ctx, cfg):
     out["rate"] = ("TFLOP/s", mlp_flops(batch, sizes) / 1e12)
     out["jax"] = ctx.time_jax(lambda jax, jnp: sgd(jax.grad)(mlp_loss(jnp)), params, x, y)
     out["torch"] = ctx.time_torch(_torch_sgd, params, x, y)
-    out["pool"] = ctx.steady_state_pool(f, params, x, y)
+    out["pool"] = ctx.steady_state_pool(out["call"])
     return out
 
 
@@ -429,7 +429,8 @@ class Context:
 
     def time_functrans(self, f, *args):
         call, first = self.ft.compile(f, *args)
-        return {"functrans": median_time(call, _cuda_sync, repeat=self.repeat), "first": first}
+        return {"functrans": median_time(call, _cuda_sync, repeat=self.repeat), "first": first,
+                "call": call}
 
     def time_jax(self, make, *args):
         if self.jax is None:
@@ -469,11 +470,10 @@ class Context:
         finally:
             rl.set_compute_type(np.float32, saved)
 
-    def steady_state_pool(self, f, *args):
-        """(driver bytes the pool gained over steady-state calls, buffers asked per call, calls)."""
+    def steady_state_pool(self, call):
+        """(driver bytes the pool gained over steady-state calls of an already-run call(),
+        buffers asked per call, calls)."""
         from functrans.backends import numba_cuda
-        call, _ = self.ft.compile(f, *args)
-        call()
         _cuda_sync()
         steps = 1 if SIM else 5
         before = numba_cuda.memory_stats()
