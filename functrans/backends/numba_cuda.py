@@ -565,6 +565,12 @@ def executable(closed, name="fun"):
     return ex
 
 
+def is_device_array(a):
+    """True for GPU buffers: anything with __cuda_array_interface__ (CuPy, numba), and the
+    simulator's device arrays."""
+    return hasattr(a, "__cuda_array_interface__") or hasattr(a, "copy_to_host")
+
+
 def run_device(closed, args, name="fun"):
     """Run a ClosedJaxpr on the GPU with inputs that are host arrays or device arrays (anything
     with ``__cuda_array_interface__``: CuPy arrays, numba device arrays); returns the outputs
