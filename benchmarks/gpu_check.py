@@ -596,9 +596,9 @@ def main(argv=None):
     ap.add_argument("--sim", action="store_true", help="tiny sizes on numba's CUDA simulator")
     ap.add_argument("--repeat", type=int, default=1 if SIM else 10,
                     help="timed calls per measurement")
-    ap.add_argument("--budget", type=float, default=330.0, help="seconds for the whole run")
+    ap.add_argument("--budget", type=float, default=300.0, help="seconds for the whole run")
     ap.add_argument("--checks", default=None, help="comma-separated check names (default all)")
-    ap.add_argument("--check-timeout", type=float, default=170.0)
+    ap.add_argument("--check-timeout", type=float, default=150.0)
     ap.add_argument("--workers", type=int, default=1 if SIM else 8,
                     help="parallel check processes")
     ap.add_argument("--skip-checks", action="store_true")
