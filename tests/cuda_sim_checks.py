@@ -206,6 +206,16 @@ def reductions():
     cuda_vs_eager(lambda v: (lax.reduce_max(v, (2,)), lax.reduce_min(v, (0, 1))), nanx,
                   what="nan max/min")
     cuda_vs_eager(lambda v: lax.reduce_sum(v, (1,)), np.zeros((3, 0), np.float32), what="empty")
+    long = floats((2000,))                     # unrolled per-thread loops, split + atomics
+    cuda_vs_eager(lambda v: (lax.reduce_sum(lax.tanh(v) * v, (0,)), lax.reduce_max(v, (0,))),
+                  long, rtol=1e-5, what="long sum unrolled")
+    cols = floats((40, 6))                     # column sums: thread per output, atomics
+    cuda_vs_eager(lambda v: (lax.reduce_sum(v * 2, (0,)), lax.reduce_max(v, (0,)), v * 2), cols,
+                  rtol=1e-5, what="column reductions")
+    icols = RNG.integers(-9, 9, (3, 30, 5)).astype(np.int64)
+    cuda_vs_eager(lambda v: (lax.reduce_sum(v, (0, 1)), lax.reduce_min(v, (0, 1))), icols,
+                  what="int column reductions")
+    cuda_vs_eager(lambda v: lax.exp(v) * 2 + v, floats((7, 30)), rtol=1e-6, what="unrolled map")
     # a group with elementwise outputs and two reductions over different axes
     cuda_vs_eager(lambda v: (lax.tanh(v), lax.reduce_sum(lax.tanh(v), (0,)),
                              lax.reduce_max(lax.tanh(v), (1, 2))), x, rtol=1e-5, what="multi")
@@ -472,6 +482,15 @@ def device_resident():
     again = numba_cuda.run_device(closed, [outs[2], cuda_memory.to_cupy(cuda_memory.to_device(w),
                                                                         (3, 5))], "f")
     assert_same([numba_cuda.to_host(o) for o in again], f(x, w), 1e-5, 1e-6, "device inputs")
+    # results of one run survive the next (intermediates are reused, never outputs)
+    def g(a):
+        t = fnp.tanh(a) * 2
+        return (lax.reshape(t, (12,)), lax.cond(True, lambda b: b, lambda b: b * 2, fnp.exp(a)),
+                fnp.sum(t))
+    closed_g = ft.make_jaxpr(g)(x)
+    first = numba_cuda.run_device(closed_g, [x])
+    numba_cuda.run_device(closed_g, [x + 1])
+    assert_same([numba_cuda.to_host(o) for o in first], g(x), 1e-5, 1e-6, "first results kept")
     if _on_gpu_with_cupy():
         import cupy
         assert all(isinstance(o, cupy.ndarray) for o in outs)

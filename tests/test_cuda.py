@@ -158,7 +158,22 @@ def _ptx_cases():
          (f32(4, 3),)),
         (lambda x, s: [lax.dynamic_slice(x, (s, s), (2, 2)),
                        lax.dynamic_update_slice(x, x[:2, :2], (s, s))], (f32(4, 3), np.int32(1))),
+        # unrolled elementwise loop and block reduction (>= unroll_min elements)
+        (lambda x: [fnp.sum(fnp.tanh(x) * fnp.sin(x) + fnp.exp(-x * x)), fnp.tanh(x) * 2],
+         (f32(1 << 17),)),
+        # column reductions (bias gradients), float with atomics and int64
+        (lambda x: [lax.reduce_sum(x, (0,)), lax.reduce_max(x, (0,)),
+                    lax.reduce_min(x.astype(np.int64), (0,))], (f32(300, 64),)),
+        # control flow bodies and literals
+        (lambda x: lax.scan(lambda c, xi: (c * 0.5 + xi, c - xi), x[0], x), (f32(6, 5),)),
     ]
+
+
+def _all_launches(program):
+    for run in program.steps:
+        yield from getattr(run, "launches", [])
+    for sub, _ in program._subs.values():
+        yield from _all_launches(sub)
 
 
 @pytest.mark.skipif(not _nvvm_available(), reason="no cuda toolkit (NVVM) on this machine")
@@ -168,18 +183,19 @@ def test_generated_kernels_compile_to_ptx():
 
     from functrans.backends import numba_cuda
     assert not config.ENABLE_CUDASIM
-    n = 0
+    n, names = 0, set()
     for f, args in _ptx_cases():
         closed = ft.make_jaxpr(f)(*args)
-        for run in numba_cuda.lower(closed).program.steps:
-            for ln in getattr(run, "launches", []):
-                kernel = numba_cuda._load(ln)
-                sig = numba.void(*[numba.from_dtype(np.dtype(v.aval.dtype))[::1]
-                                   for v in ln.reads + ln.writes])
-                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
-                assert ".entry" in ptx
-                n += 1
+        for ln in _all_launches(numba_cuda.lower(closed).program):
+            kernel = numba_cuda._load(ln)
+            sig = numba.void(*[numba.from_dtype(np.dtype(v.aval.dtype))[::1]
+                               for v in ln.reads + ln.writes])
+            ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+            assert ".entry" in ptx
+            names.add(ln.name)
+            n += 1
     assert n >= 15
+    assert {"reduce", "reduce_columns", "reduce_serial", "fused", "dot_general"} <= names, names
     from functrans.backends import cuda_memory
     fill = cuda_memory._fill_kernel()
     for dt in (np.float32, np.float64, np.int64, np.uint8, np.bool_):
@@ -262,7 +278,13 @@ class _FakeCublas:
     CUBLAS_GEMM_DEFAULT = -1
 
     def __init__(self, dtype):
-        self.dtype, self.calls = np.dtype(dtype), []
+        self.dtype, self.calls, self.modes = np.dtype(dtype), [], {}
+
+    def setPointerMode(self, handle, mode):
+        self.modes["pointer"] = mode
+
+    def setMathMode(self, handle, mode):
+        self.modes["math"] = mode
 
     def _op(self, ptr, trans, rows, cols, ld):
         return _colmajor(ptr, self.dtype, cols, rows, ld).T if trans else \
@@ -321,6 +343,13 @@ def test_gemm_plan_matches_dot_general(xs, ys, dn, precision):
     plan._gemm(fake, plan.xm, x.ctypes.data, plan.ym, y.ctypes.data, out.ctypes.data, "64F")
     np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
     assert plan.compute_type("default") == "64F"
+    assert fake.cuda.cublas.modes["pointer"] == 0          # alpha/beta are host scalars
+    out32 = np.zeros(want.size, np.float32)
+    fake32 = _FakeCupy(np.float32)
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    plan._gemm(fake32, plan.xm, x32.ctypes.data, plan.ym, y32.ctypes.data, out32.ctypes.data, "32F")
+    np.testing.assert_allclose(out32.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
+    assert fake32.cuda.cublas.modes["math"] == 0           # full float32: default math mode
 
 
 def test_gemm_precision_selects_tf32_or_float32():
@@ -361,3 +390,17 @@ def test_gpu_check_script_prints_the_table_on_the_simulator(gpu_check_run):
     assert [any(ln.startswith(f"| {n}") for ln in rows) for n in names] == [True] * len(names), rows
     assert not any("error:" in ln or "skipped" in ln for ln in rows), rows
     assert "steady state:" in out
+
+
+def test_numpy_products_pass_precision_and_preferred_type():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+    for f in (lambda x, y: fnp.matmul(x, y, precision="highest"),
+              lambda x, y: fnp.dot(x, y, precision="highest"),
+              lambda x, y: fnp.einsum("ij,jk->ik", x, y, precision="highest")):
+        eqn = [e for e in ft.make_jaxpr(f)(a, b).jaxpr.eqns if e.primitive.name == "dot_general"][0]
+        assert eqn.params["precision"] == (lax.Precision.HIGHEST,) * 2
+    for f in (fnp.matmul, fnp.dot, lambda x, y: fnp.einsum("ij,jk->ik", x, y)):
+        assert f(a, b).dtype == np.float32
+    assert fnp.matmul(a, b, preferred_element_type=np.float64).dtype == np.float64
+    assert fnp.einsum("ij,jk,kl->il", a, b, b.T, preferred_element_type=np.float64).dtype == np.float64
+    assert "precision" not in ft.make_jaxpr(fnp.matmul)(a, b).jaxpr.eqns[0].params

@@ -99,8 +99,9 @@ class GemmPlan:
         prec = self.precision or canonicalize_precision(default_precision)
         return "32F" if Precision.HIGHEST in prec else "32F_FAST_TF32"
 
-    def __call__(self, x, y, out, default_precision="default"):
-        """out (flat, B*M*N) = the product of the flat device buffers x and y."""
+    def __call__(self, x, y, out, compute="32F"):
+        """out (flat, B*M*N) = the product of the flat device buffers x and y, with the cuBLAS
+        compute type ``compute`` (see ``compute_type``)."""
         from . import cuda_memory
         cp = cuda_memory.cupy_module()
         if self.B * self.M * self.N == 0:
@@ -111,7 +112,7 @@ class GemmPlan:
         keep = []                                # canonical copies live until the call is queued
         xm, xp = self._operand(cp, x, self.xm, self.x_shape, self.x_perm, (self.M, self.K), keep)
         ym, yp = self._operand(cp, y, self.ym, self.y_shape, self.y_perm, (self.K, self.N), keep)
-        self._gemm(cp, xm, xp, ym, yp, _ptr(out), self.compute_type(default_precision))
+        self._gemm(cp, xm, xp, ym, yp, _ptr(out), compute)
 
     def _operand(self, cp, buf, m, shape, perm, mat_shape, keep):
         if m is not None:
@@ -133,6 +134,7 @@ class GemmPlan:
         ct = _enum(cublas, *_COMPUTE[compute])
         alpha, beta = _scalars(self.dtype)
         handle = cp.cuda.device.get_cublas_handle()
+        _host_scalars_full_math(cublas, handle, compute)
         algo = getattr(cublas, "CUBLAS_GEMM_DEFAULT", -1)
         if B == 1:
             cublas.gemmEx(handle, op_a, op_b, N, M, K, alpha.ctypes.data, y_ptr, dt, lda,
@@ -142,6 +144,14 @@ class GemmPlan:
                                         y_ptr, dt, lda, ym.batch_stride, x_ptr, dt, ldb,
                                         xm.batch_stride, beta.ctypes.data, out_ptr, dt, N,
                                         M * N, B, ct, algo)
+
+
+def _host_scalars_full_math(cublas, handle, compute):
+    """alpha/beta are host pointers here, and a full-precision product must not pick up a TF32
+    math mode another user of CuPy's shared handle may have set."""
+    cublas.setPointerMode(handle, getattr(cublas, "CUBLAS_POINTER_MODE_HOST", 0))
+    if compute == "32F":
+        cublas.setMathMode(handle, getattr(cublas, "CUBLAS_DEFAULT_MATH", 0))
 
 
 _SCALARS = {}

@@ -27,8 +27,15 @@ from .plan import Group
 # loops, multi-block atomics, tree reductions) is still exercised.
 # serial_max: reductions over at most this many elements run one thread per output (a loop);
 # longer ones are block-wide tree reductions.
-GPU_CONFIG = dict(tpb=256, max_blocks=8192, tile=16, red_items=1024, max_split=256, serial_max=32)
-SIM_CONFIG = dict(tpb=32, max_blocks=2, tile=16, red_items=64, max_split=4, serial_max=16)
+# unroll: independent elements per thread and loop iteration in long elementwise loops and
+# block reductions (loads in flight), used from unroll_min elements; fill_blocks: about the
+# blocks that fill the device (132 SMs x 8 resident blocks of 256 threads on an H200), the
+# target of reductions split across blocks; col_*: column reductions (see _red_columns).
+GPU_CONFIG = dict(tpb=256, max_blocks=8192, tile=16, red_items=1024, max_split=1024,
+                  serial_max=32, unroll=4, unroll_min=1 << 17, fill_blocks=1024,
+                  col_min_outputs=32, col_min_chunk=32)
+SIM_CONFIG = dict(tpb=32, max_blocks=2, tile=16, red_items=64, max_split=4, serial_max=16,
+                  unroll=2, unroll_min=48, fill_blocks=4, col_min_outputs=4, col_min_chunk=4)
 
 ATOMIC_DTYPES = {np.dtype(t) for t in ("int32", "int64", "uint32", "uint64", "float32", "float64")}
 
@@ -306,12 +313,18 @@ def _indent(lines, n=1):
 
 
 class Geometry:
-    """Launch parameters (GPU or simulator)."""
+    """Launch parameters (GPU or simulator); see GPU_CONFIG."""
 
     def __init__(self, cfg):
         self.tpb, self.max_blocks, self.tile = cfg["tpb"], cfg["max_blocks"], cfg["tile"]
         self.red_items, self.max_split = cfg["red_items"], cfg["max_split"]
-        self.serial_max = cfg["serial_max"]
+        self.serial_max, self.unroll, self.unroll_min = cfg["serial_max"], cfg["unroll"], cfg["unroll_min"]
+        self.fill_blocks = cfg["fill_blocks"]
+        self.col_min_outputs, self.col_min_chunk = cfg["col_min_outputs"], cfg["col_min_chunk"]
+
+    def unroll_for(self, n):
+        """Elements per thread and iteration of an elementwise loop over n elements."""
+        return self.unroll if n >= self.unroll_min else 1
 
     def stride_grid(self, n):
         return max(1, min(-(-n // self.tpb), self.max_blocks))
@@ -354,16 +367,19 @@ def scalar_read(args, v):
 # Fused groups
 
 class _Body:
-    """Emits the scalar chain of a group at one iteration index."""
+    """Emits the scalar chain of a group at one iteration index. ``tag`` keeps the scalar names
+    of unrolled copies apart; stores of elementwise outputs go to ``stores`` (emitted after
+    every copy's loads, so the compiler may overlap the copies' loads: it cannot move a load
+    above a store to a possibly aliasing array)."""
 
-    def __init__(self, group, args, idx, flat, shape, materialized):
+    def __init__(self, group, args, idx, flat, shape, materialized, tag=""):
         self.g, self.args, self.idx, self.flat, self.shape = group, args, idx, flat, shape
-        self.materialized = materialized
-        self.lines, self.scal, self.n = [], {}, 0
+        self.materialized, self.tag = materialized, tag
+        self.lines, self.stores, self.scal, self.n = [], [], {}, 0
 
     def fresh(self):
         self.n += 1
-        return f"s{self.n}"
+        return f"s{self.tag}{self.n}"
 
     def read(self, v):
         if type(v) is Literal:
@@ -381,6 +397,9 @@ class _Body:
             name, out = eqn.primitive.name, eqn.out_binders[0]
             if name in plan_mod.REDUCTIONS:
                 red_inputs[eqn] = self.read(eqn.inputs[0])
+                if write_outputs and not eqn.params["axes"]:    # a reduction over no axes
+                    self.stores.append(f"{self.args.write(out)}[{self.flat}] = "
+                                       f"{cast(red_inputs[eqn], out.aval.dtype)}")
                 continue
             if name in SCALAR_RULES:
                 din = (eqn.inputs[-1] if name == "select_n" else eqn.inputs[0]).aval.dtype
@@ -392,7 +411,7 @@ class _Body:
             self.lines.append(f"{s} = {cast(expr, out.aval.dtype)}")
             self.scal[out] = s
             if write_outputs and out in self.materialized:
-                self.lines.append(f"{self.args.write(out)}[{self.flat}] = {s}")
+                self.stores.append(f"{self.args.write(out)}[{self.flat}] = {s}")
         return red_inputs
 
     def _index_map(self, eqn):
@@ -406,17 +425,23 @@ class _Body:
         return f"{self.args.read(x)}[{flat_index(ins, xs)}]"
 
 
-def _red_split(eqns, geo, n_out, R):
-    """Blocks along the reduced axis: >1 only when few outputs would leave the GPU idle and the
-    combine has an atomic for this dtype."""
-    if n_out >= geo.max_blocks:
-        return 1
+def _atomic_ok(eqns):
+    """True when every reduction combines across blocks with a CUDA atomic (sum, and max/min
+    of integers: float max/min must propagate NaN, which atomics do not)."""
     for e in eqns:
         dt = np.dtype(e.out_binders[0].aval.dtype)
         name = e.primitive.name
         if dt not in ATOMIC_DTYPES or name == "reduce_prod" or (
                 name in ("reduce_max", "reduce_min") and dt.kind == "f"):
-            return 1
+            return False
+    return True
+
+
+def _red_split(eqns, geo, n_out, R):
+    """Blocks along the reduced axis: >1 only when few outputs would leave the GPU idle and the
+    combine has an atomic for this dtype; enough blocks to fill the device."""
+    if n_out >= geo.max_blocks or not _atomic_ok(eqns):
+        return 1
     return max(1, min(-(-R // geo.red_items), geo.max_split))
 
 
@@ -435,80 +460,191 @@ def group_launches(g, materialized, geo):
 
 
 def _ew_launch(g, materialized, geo, shape):
+    """The elementwise kernel: a grid-stride loop, unrolled ``geo.unroll`` times for large
+    arrays (independent elements per iteration: more loads in flight per thread)."""
     args = Args()
     idx = [f"i{k}" for k in range(len(shape))]
-    body = _Body(g, args, idx, "f", shape, materialized)
-    red_in = body.emit(True)
-    for e, s in red_in.items():      # reductions over no axes are copies
-        body.lines.append(f"{args.write(e.out_binders[0])}[f] = {cast(s, e.out_binders[0].aval.dtype)}")
-    lines = unravel("f", idx, shape) + body.lines
-    return grid_stride(geo, "fused", _size(shape), lines, args.reads, args.writes)
+    n = _size(shape)
+
+    def copy(flat, tag):
+        body = _Body(g, args, idx, flat, shape, materialized, tag)
+        body.emit(True)
+        return unravel(flat, idx, shape) + body.lines, body.stores
+    unroll = geo.unroll_for(n)
+    if unroll == 1:
+        lines, stores = copy("f", "")
+        return grid_stride(geo, "fused", n, lines + stores, args.reads, args.writes)
+    lines = ["f = cuda.grid(1)", "st_ = cuda.gridsize(1)"]
+    lines += _unrolled("f", "st_", n, unroll, copy)
+    grid = max(1, min(-(-n // (geo.tpb * unroll)), geo.max_blocks))
+    return Launch("fused", lines, args.reads, args.writes, grid, geo.tpb, work=n)
+
+
+def _unrolled(var, step, end, unroll, copy, extra=lambda u: []):
+    """``while var < end`` over var, var + step, ...: first ``unroll`` indices per iteration
+    (each copy's loads, then all stores), then the remainder one at a time. copy(flat, tag)
+    -> (lines, stores); extra(u) -> lines after copy u (accumulates)."""
+    body, stores = [], []
+    for u in range(unroll):
+        body.append(f"{var}{u}_ = {var} + {u} * {step}")
+        ls, ss = copy(f"{var}{u}_", f"u{u}_")
+        body += ls + extra(u)
+        stores += ss
+    out = [f"while {var} + {unroll - 1} * {step} < {end}:"]
+    out += _indent(body + stores + [f"{var} += {unroll} * {step}"])
+    ls, ss = copy(var, "")
+    out += [f"while {var} < {end}:"] + _indent(ls + extra(None) + ss + [f"{var} += {step}"])
+    return out
+
+
+class _Reduction:
+    """Shared pieces of the reduction kernels of one group over one set of axes."""
+
+    def __init__(self, g, materialized, geo, shape, axes, eqns, write_outputs):
+        self.g, self.materialized, self.geo, self.shape = g, materialized, geo, shape
+        self.axes, self.eqns, self.write_outputs = axes, eqns, write_outputs
+        self.kept = [d for d in range(len(shape)) if d not in axes]
+        self.kshape, self.rshape = [shape[d] for d in self.kept], [shape[d] for d in axes]
+        self.n_out, self.R = _size(self.kshape), _size(self.rshape)
+        self.idx = [f"i{k}" for k in range(len(shape))]
+        self.args = Args()
+        self.outs = [self.args.write(e.out_binders[0]) for e in eqns]
+        self.dts = [e.out_binders[0].aval.dtype for e in eqns]
+
+    def acc(self, j, u=None):
+        return f"acc{j}" if u is None else f"acc{j}u{u}"
+
+    def init(self, u=None):
+        return [f"{self.acc(j, u)} = {const(_ident(e.primitive.name, dt), dt)}"
+                for j, (e, dt) in enumerate(zip(self.eqns, self.dts))]
+
+    def chain(self, rvar, tag, flat=None):
+        """(lines computing the chain at reduced index rvar, stores); the reduction inputs are
+        left in self.red_in."""
+        flat = flat or f"fl{tag}"
+        body = _Body(self.g, self.args, self.idx, flat, self.shape, self.materialized, tag)
+        self.red_in = body.emit(self.write_outputs)
+        lines = unravel(rvar, [self.idx[d] for d in self.axes], self.rshape)
+        lines.append(f"{flat} = {flat_index(self.idx, self.shape)}")
+        return lines + body.lines, body.stores
+
+    def accumulate(self, u=None):
+        out = []
+        for j, (e, dt) in enumerate(zip(self.eqns, self.dts)):
+            c = combine(e.primitive.name, dt, self.acc(j, u), cast(self.red_in[e], dt))
+            out.append(f"{self.acc(j, u)} = {cast(c, dt)}")
+        return out
+
+    def merge(self, unroll):
+        """Fold the unrolled accumulators into acc<j>."""
+        out = []
+        for u in range(unroll):
+            for j, (e, dt) in enumerate(zip(self.eqns, self.dts)):
+                c = combine(e.primitive.name, dt, self.acc(j), self.acc(j, u))
+                out.append(f"{self.acc(j)} = {cast(c, dt)}")
+        return out
+
+    def loop(self, rvar, start, step, end, unroll):
+        """Lines accumulating the chain over rvar = start, start + step, ... < end."""
+        lines = [f"{rvar} = {start}"]
+        if unroll == 1:
+            body, stores = self.chain(rvar, "")
+            return lines + [f"while {rvar} < {end}:"] + _indent(
+                body + self.accumulate() + stores + [f"{rvar} += {step}"])
+        lines += [ln for u in range(unroll) for ln in self.init(u)]
+
+        def copy(flat_r, tag):
+            return self.chain(flat_r, tag)
+        lines += _unrolled(rvar, step, end, unroll, copy,
+                           extra=lambda u: self.accumulate(u))
+        return lines + self.merge(unroll)
+
+    def store(self, j, index, atomic):
+        op = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
+        e, dt = self.eqns[j], self.dts[j]
+        if atomic:
+            return f"cuda.atomic.{op[e.primitive.name]}({self.outs[j]}, {index}, {self.acc(j)})"
+        return f"{self.outs[j]}[{index}] = {cast(self.acc(j), dt)}"
+
+    def launch(self, name, lines, grid, block, atomic):
+        launch = Launch(name, lines, self.args.reads, self.args.writes, grid, block,
+                        list(self.args.writes), work=self.n_out)
+        if atomic:      # atomics combine into outputs pre-filled with the identity
+            launch.fill = {e.out_binders[0]: _ident(e.primitive.name, dt)
+                           for e, dt in zip(self.eqns, self.dts)}
+        return launch
 
 
 def _red_launch(g, materialized, geo, shape, axes, eqns, write_outputs):
-    kept = [d for d in range(len(shape)) if d not in axes]
-    kshape, rshape = [shape[d] for d in kept], [shape[d] for d in axes]
-    n_out, R = _size(kshape), _size(rshape)
-    split = _red_split(eqns, geo, n_out, R)
-    tpb = geo.tpb
-    args = Args()
-    idx = [f"i{k}" for k in range(len(shape))]
-    body = _Body(g, args, idx, "fl_", shape, materialized)
-    red_in = body.emit(write_outputs)
-    others = [e for e in red_in if e not in eqns]
-    outs = [args.write(e.out_binders[0]) for e in eqns]
-    for e in others:                  # zero-axis reductions in a reducing group: copies
-        if write_outputs and not e.params["axes"]:
-            body.lines.append(f"{args.write(e.out_binders[0])}[fl_] = "
-                              f"{cast(red_in[e], e.out_binders[0].aval.dtype)}")
-    accumulate = []
-    for j, e in enumerate(eqns):
-        dt = e.out_binders[0].aval.dtype
-        accumulate.append(f"acc{j} = {cast(combine(e.primitive.name, dt, f'acc{j}', cast(red_in[e], dt)), dt)}")
-    init = [f"acc{j} = {const(_ident(e.primitive.name, e.out_binders[0].aval.dtype), e.out_binders[0].aval.dtype)}"
-            for j, e in enumerate(eqns)]
-    if R <= geo.serial_max:           # short reductions: one thread per output, a plain loop
-        loop = (unravel("r_", [idx[d] for d in axes], rshape)
-                + [f"fl_ = {flat_index(idx, shape)}"] + body.lines + accumulate)
-        lines = (unravel("f", [idx[d] for d in kept], kshape) + init
-                 + [f"for r_ in range({R}):"] + _indent(loop)
-                 + [f"{outs[j]}[f] = acc{j}" for j in range(len(eqns))])
-        return grid_stride(geo, "reduce_serial", n_out, lines, args.reads, args.writes)
-    sdt = [np.dtype(np.uint8) if np.dtype(e.out_binders[0].aval.dtype) == np.bool_
-           else np.dtype(e.out_binders[0].aval.dtype) for e in eqns]
+    red = _Reduction(g, materialized, geo, shape, axes, eqns, write_outputs)
+    if red.R <= geo.serial_max:
+        return _red_serial(red)
+    if red.kept and red.kept == list(range(len(shape) - len(red.kept), len(shape))) \
+            and red.n_out >= geo.col_min_outputs:
+        return _red_columns(red)
+    return _red_blocks(red)
+
+
+def _red_serial(red):
+    """Short reductions: one thread per output, a plain loop."""
+    geo = red.geo
+    body, stores = red.chain("r_", "")
+    loop = body + red.accumulate() + stores
+    lines = (unravel("f", [red.idx[d] for d in red.kept], red.kshape) + red.init()
+             + [f"for r_ in range({red.R}):"] + _indent(loop)
+             + [red.store(j, "f", False) for j in range(len(red.eqns))])
+    return grid_stride(geo, "reduce_serial", red.n_out, lines, red.args.reads, red.args.writes)
+
+
+def _red_columns(red):
+    """Reductions over leading axes (the kept axes are innermost: column sums such as bias
+    gradients): one thread per output, so a warp reads consecutive addresses; blockIdx.y
+    splits the reduced range into chunks combined with atomics."""
+    geo, tpb = red.geo, red.geo.tpb
+    blocks_x = min(-(-red.n_out // tpb), geo.max_blocks)
+    split = 1
+    if _atomic_ok(red.eqns):
+        want = -(-geo.fill_blocks // blocks_x)
+        split = max(1, min(want, -(-red.R // geo.col_min_chunk), 65535))
+    chunk = -(-red.R // split)
+    lines = [f"f = cuda.blockIdx.x * {tpb} + cuda.threadIdx.x", f"while f < {red.n_out}:"]
+    inner = unravel("f", [red.idx[d] for d in red.kept], red.kshape) + red.init()
+    inner += ["r0c_ = cuda.blockIdx.y * " + str(chunk),
+              f"rec_ = r0c_ + {chunk} if r0c_ + {chunk} < {red.R} else {red.R}"]
+    inner += red.loop("r_", "r0c_", "1", "rec_", 1)
+    inner += [red.store(j, "f", split > 1) for j in range(len(red.eqns))]
+    inner.append(f"f += cuda.gridDim.x * {tpb}")
+    lines += _indent(inner)
+    return red.launch("reduce_columns", lines, (blocks_x, split), tpb, split > 1)
+
+
+def _red_blocks(red):
+    """Long reductions with the reduced axes innermost: a block per output (blockIdx.y
+    splitting the reduced range when there are few outputs), each thread accumulating a
+    strided slice (unrolled for long ones), then a shared-memory tree across the block."""
+    geo, tpb, eqns = red.geo, red.geo.tpb, red.eqns
+    split = _red_split(eqns, geo, red.n_out, red.R)
+    sdt = [np.dtype(np.uint8) if np.dtype(dt) == np.bool_ else np.dtype(dt) for dt in red.dts]
     lines = [f"sm{j} = cuda.shared.array({tpb}, {ctor(sdt[j])})" for j in range(len(eqns))]
-    lines += ["t_ = cuda.threadIdx.x", "o_ = cuda.blockIdx.x", f"while o_ < {n_out}:"]
-    inner = unravel("o_", [idx[d] for d in kept], kshape) + init
-    inner += [f"r_ = cuda.blockIdx.y * {tpb} + t_", f"while r_ < {R}:"]
-    loop = unravel("r_", [idx[d] for d in axes], rshape)
-    loop.append(f"fl_ = {flat_index(idx, shape)}")
-    loop += body.lines + accumulate
-    loop.append(f"r_ += {tpb} * cuda.gridDim.y")
-    inner += _indent(loop)
-    for j in range(len(eqns)):
-        inner.append(f"sm{j}[t_] = {cast(f'acc{j}', sdt[j])}")
+    lines += ["t_ = cuda.threadIdx.x", "o_ = cuda.blockIdx.x", f"while o_ < {red.n_out}:"]
+    inner = unravel("o_", [red.idx[d] for d in red.kept], red.kshape) + red.init()
+    per_thread = red.R // max(tpb * split, 1)
+    unroll = geo.unroll if per_thread >= 2 * geo.unroll and red.R >= geo.unroll_min else 1
+    inner += red.loop("r_", f"cuda.blockIdx.y * {tpb} + t_", f"{tpb} * cuda.gridDim.y", red.R,
+                      unroll)
+    inner += [f"sm{j}[t_] = {cast(red.acc(j), sdt[j])}" for j in range(len(eqns))]
     inner += ["cuda.syncthreads()", f"h_ = {tpb // 2}", "while h_ > 0:", "    if t_ < h_:"]
     for j, e in enumerate(eqns):
         c = combine(e.primitive.name, sdt[j], f"x{j}_", f"y{j}_")
         inner += [f"        x{j}_ = sm{j}[t_]", f"        y{j}_ = sm{j}[t_ + h_]",
                   f"        sm{j}[t_] = {cast(c, sdt[j])}"]
     inner += ["    cuda.syncthreads()", "    h_ //= 2", "if t_ == 0:"]
-    atomic = {"reduce_sum": "add", "reduce_max": "max", "reduce_min": "min"}
-    for j, e in enumerate(eqns):
-        dt = e.out_binders[0].aval.dtype
-        if split > 1:
-            inner.append(f"    cuda.atomic.{atomic[e.primitive.name]}({outs[j]}, o_, sm{j}[0])")
-        else:
-            inner.append(f"    {outs[j]}[o_] = {cast(f'sm{j}[0]', dt)}")
+    for j in range(len(eqns)):
+        inner.append("    " + red.store(j, "o_", split > 1).replace(red.acc(j), f"sm{j}[0]"))
     inner += ["cuda.syncthreads()", "o_ += cuda.gridDim.x"]
     lines += _indent(inner)
-    grid = (max(1, min(n_out, geo.max_blocks)), split)
-    fresh = list(args.writes)
-    launch = Launch("reduce", lines, args.reads, args.writes, grid, tpb, fresh, work=n_out)
-    if split > 1:   # atomics combine into outputs pre-filled with the identity
-        launch.fill = {e.out_binders[0]: _ident(e.primitive.name, e.out_binders[0].aval.dtype)
-                       for e in eqns}
-    return launch
+    grid = (max(1, min(red.n_out, geo.max_blocks)), split)
+    return red.launch("reduce", lines, grid, tpb, split > 1)
 
 
 __all__ = ["Launch", "Geometry", "GPU_CONFIG", "SIM_CONFIG", "group_launches", "grid_stride",

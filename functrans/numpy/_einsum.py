@@ -79,8 +79,10 @@ def _sum_out(x, ls, keep):
     return lax.reduce_sum(x, axes), [c for c in ls if c in keep]
 
 
-def einsum(subscripts, *operands, optimize=None, dtype=None):
-    """Einstein summation over the operands as given by subscripts (NumPy's notation)."""
+def einsum(subscripts, *operands, optimize=None, dtype=None, precision=None,
+           preferred_element_type=None):
+    """Einstein summation over the operands as given by subscripts (NumPy's notation).
+    precision and preferred_element_type go to each lax.dot_general (as in jax.numpy)."""
     if not isinstance(subscripts, str):
         raise TypeError(f"einsum: only the string subscripts form is supported{core.where()}")
     ops = [as_operand(o) for o in operands]
@@ -120,7 +122,12 @@ def einsum(subscripts, *operands, optimize=None, dtype=None):
         contract = [c for c in shared if c not in later]
         dn = ((tuple(ls.index(c) for c in contract), tuple(ly.index(c) for c in contract)),
               (tuple(ls.index(c) for c in batch), tuple(ly.index(c) for c in batch)))
-        x = lax.dot_general(x, y, dn)
+        if get_aval(y).dtype != get_aval(x).dtype:    # after a preferred_element_type product
+            y = cast(y, get_aval(x).dtype)
+        x = lax.dot_general(x, y, dn, precision=precision,
+                            preferred_element_type=preferred_element_type)
         ls = batch + [c for c in ls if c not in shared] + [c for c in ly if c not in shared]
     x, ls = _sum_out(x, ls, set(out_l))
+    if preferred_element_type is not None:
+        x = cast(x, preferred_element_type)
     return lax.transpose(x, tuple(ls.index(c) for c in out_l))

@@ -22,12 +22,14 @@ def _mismatch(name, a, b, detail):
                       f"{core.where()}")
 
 
-def matmul(a, b, /):
-    """The matrix product a @ b with NumPy's rules (1-d promotion, broadcast batch dims)."""
+def matmul(a, b, /, *, precision=None, preferred_element_type=None):
+    """The matrix product a @ b with NumPy's rules (1-d promotion, broadcast batch dims).
+    precision and preferred_element_type go to lax.dot_general (as in jax.numpy)."""
     a, b, _ = _operands(np.matmul, a, b)
     sa, sb = get_aval(a).shape, get_aval(b).shape
+    kw = dict(precision=precision, preferred_element_type=preferred_element_type)
     if len(sa) == 2 and len(sb) == 2 and sa[1] == sb[0]:   # the common case, directly
-        return lax.dot_general(a, b, (((1,), (0,)), ((), ())))
+        return lax.dot_general(a, b, (((1,), (0,)), ((), ())), **kw)
     if not sa or not sb:
         raise ValueError(f"matmul: input operand does not have enough dimensions (shapes {sa} "
                          f"and {sb}){core.where()}")
@@ -44,23 +46,26 @@ def matmul(a, b, /):
     x = broadcast_to_shape(x, batch + xs[-2:])
     y = broadcast_to_shape(y, batch + ys[-2:])
     bd = tuple(range(nb))
-    out = lax.dot_general(x, y, (((nb + 1,), (nb,)), (bd, bd)))
+    out = lax.dot_general(x, y, (((nb + 1,), (nb,)), (bd, bd)), **kw)
     shape = batch + ((xs[-2],) if len(sa) > 1 else ()) + ((ys[-1],) if len(sb) > 1 else ())
     return lax.reshape(out, shape)
 
 
-def dot(a, b):
+def dot(a, b, *, precision=None, preferred_element_type=None):
     """NumPy's dot: a product for scalars, matmul for 2-d, and for N-d a sum over the last axis
-    of a and the second-to-last of b."""
+    of a and the second-to-last of b. precision and preferred_element_type go to
+    lax.dot_general (as in jax.numpy)."""
     a, b, _ = _operands(np.dot, a, b)
     sa, sb = get_aval(a).shape, get_aval(b).shape
     if not sa or not sb:
         from ._ufuncs import multiply
-        return multiply(a, b)
+        out = multiply(a, b)
+        return out if preferred_element_type is None else cast(out, preferred_element_type)
     cb = 0 if len(sb) == 1 else len(sb) - 2
     if sa[-1] != sb[cb]:
         raise _mismatch("dot", a, b, f"shapes not aligned ({sa[-1]} != {sb[cb]})")
-    return lax.dot_general(a, b, (((len(sa) - 1,), (cb,)), ((), ())))
+    return lax.dot_general(a, b, (((len(sa) - 1,), (cb,)), ((), ())), precision=precision,
+                           preferred_element_type=preferred_element_type)
 
 
 def vdot(a, b, /):
