@@ -215,7 +215,8 @@ def reductions():
     icols = RNG.integers(-9, 9, (3, 30, 5)).astype(np.int64)
     cuda_vs_eager(lambda v: (lax.reduce_sum(v, (0, 1)), lax.reduce_min(v, (0, 1))), icols,
                   what="int column reductions")
-    cuda_vs_eager(lambda v: lax.exp(v) * 2 + v, floats((7, 30)), rtol=1e-6, what="unrolled map")
+    cuda_vs_eager(lambda v: lax.exp(v) * 2 + v, floats((7, 30)), rtol=2e-6, atol=1e-7,
+                  what="unrolled map")     # GPU expf is within 2 ulp (measured on the H200)
     # a group with elementwise outputs and two reductions over different axes
     cuda_vs_eager(lambda v: (lax.tanh(v), lax.reduce_sum(lax.tanh(v), (0,)),
                              lax.reduce_max(lax.tanh(v), (1, 2))), x, rtol=1e-5, what="multi")
@@ -584,11 +585,12 @@ def gpu_arrays_follow_data():
     assert_same(ft.device_get(xg), x, what="device_get")
     y = fnp.tanh(xg @ wg) + 1.0                      # eager ops: per-primitive kernels
     assert _on_gpu(y), "eager result left the device"
-    assert_same(y, np.tanh(x @ w) + 1.0, rtol=1e-5, what="eager on gpu")
+    # tanh(s) + 1 cancels for s << 0: an absolute tolerance (on the H200: 0 against 6e-8)
+    assert_same(y, np.tanh(x @ w) + 1.0, rtol=1e-5, atol=1e-6, what="eager on gpu")
     f = ft.jit(lambda a, b: fnp.sum(fnp.tanh(a @ b) ** 2))
     out = f(xg, wg)
     assert _on_gpu(out), "jit result left the device"
-    assert_same(out, f(x, w), rtol=1e-5, what="jit on gpu")
+    assert_same(out, f(x, w), rtol=1e-5, atol=1e-6, what="jit on gpu")
     g = ft.grad(lambda b: fnp.sum(fnp.tanh(xg @ b) ** 2))(wg)
     assert _on_gpu(g), "grad result left the device"
     assert_same(g, ft.grad(lambda b: fnp.sum(fnp.tanh(x @ b) ** 2))(w), rtol=1e-5, atol=1e-5, what="grad")
@@ -604,7 +606,7 @@ def gpu_arrays_follow_data():
                     ("sort", lambda a: fnp.sort(a, axis=0))]:
         got = f(xg)
         assert _on_gpu(got), f"{what} left the device"
-        assert_same(got, f(x), rtol=1e-6, what=what)
+        assert_same(got, f(x), rtol=1e-6, atol=1e-7, what=what)
 
 
 @check
