@@ -169,7 +169,8 @@ def _enum(module, name, value):
 
 
 def _ptr(buf):
-    return int(buf.device_ctypes_pointer.value or 0)
+    from . import cuda_memory
+    return cuda_memory.ptr(buf)
 
 
 def gemm_plan(eqn):

@@ -190,36 +190,70 @@ def _load(launch):
 
 
 class _Kernel:
-    """One Launch bound to its configured dispatcher. After the first launch (where numba's
-    dispatcher types the arguments and compiles) later launches call the compiled kernel
-    directly with the same launch configuration: a Launch's argument types never change, and
-    the dispatcher's per-call type resolution is most of numba's launch overhead. Any failure
-    of that direct call turns it off for the process."""
-    __slots__ = ("launch", "cfg", "compiled")
+    """One Launch bound to its configured dispatcher. The first launch goes through numba's
+    dispatcher (it types the arguments and compiles). Later launches hand the compiled kernel
+    to the driver directly (``cuda.core.launch``) with the arguments packed as numba packs a
+    1-D array (meminfo, parent, size, itemsize, data, shape, stride): a Launch's argument
+    types never change, and numba's per-launch argument conversion is most of its launch
+    overhead. The packing is checked against numba's own for each kernel before it is used,
+    and any failure turns direct launches off for the process."""
+    __slots__ = ("launch", "cfg", "direct")
     direct_ok = True
 
     def __init__(self, launch):
-        self.launch, self.compiled = launch, None
+        self.launch, self.direct = launch, None
         with warnings.catch_warnings():     # numba warns about small grids: ours are sized
             warnings.simplefilter("ignore")   # to the work on purpose
             self.cfg = _load(launch)[launch.grid, launch.block]
 
     def __call__(self, args):
         _stats["launches"] += 1
-        cfg = self.cfg
-        if self.compiled is not None and _Kernel.direct_ok:
+        direct = self.direct
+        if direct is not None and _Kernel.direct_ok:
             try:
-                return self.compiled.launch(args, cfg.griddim, cfg.blockdim, cfg.stream,
-                                            cfg.sharedmem)
-            except Exception as e:  # noqa: BLE001  (an internal API: fall back for good)
+                launch, stream, config, kernel = direct
+                return launch(stream, config, kernel, *_packed(args))
+            except Exception as e:  # noqa: BLE001  (internal APIs: fall back for good)
                 _Kernel.direct_ok = False
-                _log(f"direct kernel launch unavailable ({type(e).__name__}: {e}); using numba's "
+                _log(f"direct kernel launch failed ({type(e).__name__}: {e}); using numba's "
                      "dispatcher")
-        cfg(*args)
-        if self.compiled is None and _Kernel.direct_ok and not _simulated():
-            overloads = getattr(cfg.dispatcher, "overloads", {})
-            if len(overloads) == 1 and hasattr(next(iter(overloads.values())), "launch"):
-                self.compiled = next(iter(overloads.values()))
+        self.cfg(*args)
+        if direct is None and _Kernel.direct_ok and not _simulated():
+            self.direct = _direct_launcher(self.cfg, args)
+
+
+def _packed(bufs):
+    """Kernel parameters of flat device buffers, packed as numba packs 1-D C arrays."""
+    from .cuda_memory import ptr
+    words = []
+    for b in bufs:
+        n, isz = b.size, b.dtype.itemsize
+        words += (0, 0, n, isz, ptr(b), n, isz)
+    return words
+
+
+def _direct_launcher(cfg, args):
+    """(launch, stream, LaunchConfig, kernel handle) for direct launches of cfg's compiled
+    kernel, or None (with the reason logged) when numba packs these args differently or an
+    internal API is missing."""
+    try:
+        from cuda.core import LaunchConfig, launch
+        overloads = cfg.dispatcher.overloads
+        if len(overloads) != 1:
+            return None
+        compiled = next(iter(overloads.values()))
+        theirs, keep = [], []
+        for t, v in zip(compiled.argument_types, args):
+            compiled._prepare_args(t, v, cfg.stream, keep, theirs)
+        if [int(getattr(w, "value", w)) for w in theirs] != _packed(args):
+            _log("numba packs kernel arguments differently here; using its dispatcher")
+            return None
+        kernel = compiled._codelibrary.get_cufunc().kernel
+        config = LaunchConfig(grid=cfg.griddim, block=cfg.blockdim, shmem_size=cfg.sharedmem)
+        return launch, cfg.stream, config, kernel
+    except Exception as e:  # noqa: BLE001
+        _log(f"direct kernel launches unavailable ({type(e).__name__}: {e})")
+        return None
 
 
 def _simulated():
@@ -477,23 +511,26 @@ def release_workspaces():
 
 def _place(buf, dest):
     """buf written into dest (a device-to-device copy unless it is already there)."""
+    from . import cuda_memory
     if dest is None or buf is dest or _same_memory(buf, dest):
         return buf if dest is None else dest
     if dest.size:
-        dest.copy_to_device(buf)
+        cuda_memory.copy_into(dest, buf)
     return dest
 
 
 def _same_memory(a, b):
+    from . import cuda_memory
     try:
-        return a.device_ctypes_pointer.value == b.device_ctypes_pointer.value
+        return cuda_memory.ptr(a) == cuda_memory.ptr(b)
     except AttributeError:      # the simulator's arrays
         return False
 
 
 def _host_scalar(dev):
+    from . import cuda_memory
     _stats["host_reads"] += 1
-    return dev.copy_to_host().reshape(-1)[0]
+    return cuda_memory.to_host(dev).reshape(-1)[0]
 
 
 class _Eager:
@@ -546,7 +583,8 @@ class _Executable:
     def __call__(self, args):
         """Outputs as NumPy arrays (copied back; the copy waits for the GPU)."""
         outs = self._flat_outputs(args)
-        return [o.copy_to_host().reshape(a.shape) for o, a in zip(outs, self.out_avals)]
+        from . import cuda_memory
+        return [cuda_memory.to_host(o).reshape(a.shape) for o, a in zip(outs, self.out_avals)]
 
 
 def executable(closed, name="fun"):
