@@ -196,9 +196,10 @@ class _Kernel:
     1-D array (meminfo, parent, size, itemsize, data, shape, stride): a Launch's argument
     types never change, and numba's per-launch argument conversion is most of its launch
     overhead. The packing is checked against numba's own for each kernel before it is used,
-    and any failure turns direct launches off for the process."""
+    and any failure turns direct launches off for the process (as does
+    FUNCTRANS_CUDA_DIRECT_LAUNCH=0)."""
     __slots__ = ("launch", "cfg", "direct")
-    direct_ok = True
+    direct_ok = os.environ.get("FUNCTRANS_CUDA_DIRECT_LAUNCH", "1") != "0"
 
     def __init__(self, launch):
         self.launch, self.direct = launch, None
