@@ -284,7 +284,7 @@ class _Program:
         self._consts = None
         self._subs = {}
         self._literals = {}
-        self.plan = plan_mod.make_plan(inline_calls(closed))
+        self.plan = plan_mod.make_plan(inline_calls(closed), rewrites=True)
         self.steps = [self._step(s) for s in self.plan.steps]
         self._reusable = _reusable_vars(self.plan)
         self._workspace, self._lock = {}, threading.Lock()
