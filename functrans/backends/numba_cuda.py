@@ -47,6 +47,7 @@ from .. import core
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from .. import jit_primitive
 from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
+from . import cuda_memory
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
@@ -225,7 +226,7 @@ class _Kernel:
 
 def _packed(bufs):
     """Kernel parameters of flat device buffers, packed as numba packs 1-D C arrays."""
-    from .cuda_memory import ptr
+    ptr = cuda_memory.ptr
     words = []
     for b in bufs:
         n, isz = b.size, b.dtype.itemsize
@@ -329,7 +330,6 @@ class _Program:
         cannot escape the run, the buffer it had in the previous run (every kernel runs in
         order on one stream, so the last run is done with it by the time a kernel of this run
         writes it); else a new pool buffer."""
-        from . import cuda_memory
         buf = env.get(("dest", v))
         if buf is None and self._reuse and v in self._reusable:
             buf = self._workspace.get(v)
@@ -344,7 +344,7 @@ class _Program:
 
     def _gemm(self, eqn):
         """A cuBLAS step for a dot_general (a real GPU with CuPy), or None."""
-        from . import cuda_blas, cuda_memory, cuda_ops
+        from . import cuda_blas, cuda_ops
         if cuda_memory.cupy_module() is None or not _gemm_state["enabled"]:
             return None
         plan = cuda_blas.gemm_plan(eqn)
@@ -432,7 +432,6 @@ class _Program:
             key = (np.dtype(v.aval.dtype), repr(v.val))
             buf = self._literals.get(key)
             if buf is None:       # copied to the device once per program
-                from . import cuda_memory
                 buf = self._literals[key] = cuda_memory.to_device(_lit_array(v))
             return buf
         return env[v]
@@ -446,7 +445,6 @@ class _Program:
         step computing an output writes it in place, other outputs (inputs passed through,
         reshapes, literals) are copied there."""
         if self._consts is None:
-            from . import cuda_memory
             self._consts = [cuda_memory.to_device(c) for c in self.plan.consts]
         env = dict(zip(self.plan.inputs, self._consts + list(dev_args)))
         aliased = set(self.plan.inputs)
@@ -512,7 +510,6 @@ def release_workspaces():
 
 def _place(buf, dest):
     """buf written into dest (a device-to-device copy unless it is already there)."""
-    from . import cuda_memory
     if dest is None or buf is dest or _same_memory(buf, dest):
         return buf if dest is None else dest
     if dest.size:
@@ -521,7 +518,6 @@ def _place(buf, dest):
 
 
 def _same_memory(a, b):
-    from . import cuda_memory
     try:
         return cuda_memory.ptr(a) == cuda_memory.ptr(b)
     except AttributeError:      # the simulator's arrays
@@ -529,7 +525,6 @@ def _same_memory(a, b):
 
 
 def _host_scalar(dev):
-    from . import cuda_memory
     _stats["host_reads"] += 1
     return cuda_memory.to_host(dev).reshape(-1)[0]
 
@@ -542,12 +537,10 @@ class _Eager:
         self.closed = closed
 
     def __call__(self, args):
-        from . import cuda_memory
         host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
         return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *host)
 
     def run_device(self, args):
-        from . import cuda_memory
         outs = self(args)
         return [cuda_memory.to_cupy(cuda_memory.to_device(np.asarray(o)), np.shape(o))
                 for o in outs]
@@ -564,7 +557,6 @@ class _Executable:
         self.out_avals = list(closed.out_avals)
 
     def _flat_outputs(self, args):
-        from . import cuda_memory
         if len(args) != len(self.in_sizes):
             raise TypeError(f"'{self.name}' takes {len(self.in_sizes)} arrays, got {len(args)}")
         dev = [cuda_memory.as_device(a, d) for a, d in zip(args, self.in_dtypes)]
@@ -577,14 +569,12 @@ class _Executable:
     def run_device(self, args):
         """Outputs as device arrays (CuPy arrays when CuPy is in use); inputs stay where
         they are when already on the device (no host copy anywhere)."""
-        from . import cuda_memory
         outs = self._flat_outputs(args)
         return [cuda_memory.to_cupy(o, a.shape) for o, a in zip(outs, self.out_avals)]
 
     def __call__(self, args):
         """Outputs as NumPy arrays (copied back; the copy waits for the GPU)."""
         outs = self._flat_outputs(args)
-        from . import cuda_memory
         return [cuda_memory.to_host(o).reshape(a.shape) for o, a in zip(outs, self.out_avals)]
 
 
@@ -628,13 +618,11 @@ def run_cuda(closed, args, name):
 
 def to_host(x):
     """A device array returned by ``run_device`` (or any array) as a NumPy array."""
-    from . import cuda_memory
     return cuda_memory.to_host(x)
 
 
 def memory_stats():
     """The device memory pool's counters (see ``cuda_memory.pool_stats``)."""
-    from . import cuda_memory
     return cuda_memory.pool_stats()
 
 
