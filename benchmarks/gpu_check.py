@@ -150,8 +150,14 @@ def median_time(fn, sync, warmup=None, repeat=10):
 
 
 def _cuda_sync():
+    """Wait for the GPU: cudaDeviceSynchronize through CuPy where it is in use (the cheapest
+    call, as torch.cuda.synchronize), else numba's context synchronize."""
     from functrans.backends import cuda_memory
-    cuda_memory.synchronize()
+    cp = cuda_memory.cupy_module()
+    if cp is not None:
+        cp.cuda.runtime.deviceSynchronize()
+    else:
+        cuda_memory.synchronize()
 
 
 class Functrans:

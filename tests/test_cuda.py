@@ -139,8 +139,10 @@ def _ptx_cases():
                 lax.bitwise_xor(a, b), lax.sign(a), lax.convert_element_type(a, np.bool_)]
 
     idx = np.array([[0], [2], [2]], np.int32)
+    per_example = ft.vmap(ft.grad(loss), in_axes=(None, 0, 0))   # outer products: fused loops
     return [
         (ft.grad(loss), (params, f32(8, 6), f32(8, 3))),
+        (per_example, (params, f32(8, 1, 6), f32(8, 1, 3))),
         (lambda x: [lax.reduce_sum(x, (0,)), lax.reduce_max(x, (1,)), lax.reduce_prod(x, (0, 1))],
          (f32(300, 40),)),
         (lambda x: lax.reduce_sum(x.astype(np.int64), (0,)), (f32(5000),)),

@@ -91,6 +91,7 @@ class GemmPlan:
         self.y_shape, self.y_perm = ys, list(rb) + list(rc) + rf
         self.xm = _matrix(xs, lb, lf, lc)        # x as (B, M, K)
         self.ym = _matrix(ys, rb, rc, rf)        # y as (B, K, N)
+        self._calls = {}                         # (compute, layouts) -> static call args
 
     def compute_type(self, default_precision):
         """The cuBLAS compute type name for this product ('32F', '32F_FAST_TF32', '64F')."""
@@ -123,27 +124,47 @@ class GemmPlan:
         return _Matrix(mat_shape[0] * mat_shape[1], True, max(mat_shape[1], 1)), int(c.data.ptr)
 
     def _gemm(self, cp, xm, x_ptr, ym, y_ptr, out_ptr, compute):
-        cublas = cp.cuda.cublas
+        cublas = _cublas(cp)
+        key = (cp, compute, xm is self.xm, ym is self.ym)
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = self._static_args(cp, cublas, xm, ym, compute)
+        fn, head, (a, b), mid, tail = call
+        handle = cp.cuda.device.get_cublas_handle()
+        _host_scalars_full_math(cublas, handle, compute)
+        fn(handle, *head, y_ptr, *a, x_ptr, *b, *mid, out_ptr, *tail)
+
+    def _static_args(self, cp, cublas, xm, ym, compute):
+        """(function, args before A, (args after A), (after B), args before C, after C) of the
+        cuBLAS call: everything but the three pointers, fixed per layout and compute type."""
         M, N, K, B = self.M, self.N, self.K, self.B
         if max(M, N, K, B, xm.ld, ym.ld) > _INT32_MAX:
             raise ValueError("GEMM dimension over 2**31-1")
         # column-major: C'(N x M) = op(A')(N x K) . op(B')(K x M); A' is y, B' is x
-        op_a, lda = (_OP_N, ym.ld) if ym.row_major else (_OP_T, ym.ld)
-        op_b, ldb = (_OP_T, xm.ld) if not xm.row_major else (_OP_N, xm.ld)
+        op_a = _OP_N if ym.row_major else _OP_T
+        op_b = _OP_N if xm.row_major else _OP_T
         dt = _enum(cp.cuda.runtime, *_DATA[self.dtype])
         ct = _enum(cublas, *_COMPUTE[compute])
         alpha, beta = _scalars(self.dtype)
-        handle = cp.cuda.device.get_cublas_handle()
-        _host_scalars_full_math(cublas, handle, compute)
         algo = getattr(cublas, "CUBLAS_GEMM_DEFAULT", -1)
+        head = (op_a, op_b, N, M, K, alpha.ctypes.data)
         if B == 1:
-            cublas.gemmEx(handle, op_a, op_b, N, M, K, alpha.ctypes.data, y_ptr, dt, lda,
-                          x_ptr, dt, ldb, beta.ctypes.data, out_ptr, dt, N, ct, algo)
-        else:
-            cublas.gemmStridedBatchedEx(handle, op_a, op_b, N, M, K, alpha.ctypes.data,
-                                        y_ptr, dt, lda, ym.batch_stride, x_ptr, dt, ldb,
-                                        xm.batch_stride, beta.ctypes.data, out_ptr, dt, N,
-                                        M * N, B, ct, algo)
+            return (cublas.gemmEx, head, ((dt, ym.ld), (dt, xm.ld)), (beta.ctypes.data,),
+                    (dt, N, ct, algo))
+        return (cublas.gemmStridedBatchedEx, head,
+                ((dt, ym.ld, ym.batch_stride), (dt, xm.ld, xm.batch_stride)),
+                (beta.ctypes.data,), (dt, N, M * N, B, ct, algo))
+
+
+_CUBLAS = {}     # cupy module -> its cuBLAS bindings
+
+
+def _cublas(cp):
+    """CuPy's cuBLAS bindings (imported lazily by CuPy on first use; looked up once)."""
+    mod = _CUBLAS.get(cp)
+    if mod is None:
+        mod = _CUBLAS[cp] = cp.cuda.cublas
+    return mod
 
 
 def _host_scalars_full_math(cublas, handle, compute):
@@ -169,7 +190,8 @@ def _enum(module, name, value):
 
 
 def _ptr(buf):
-    return int(buf.device_ctypes_pointer.value or 0)
+    from . import cuda_memory
+    return cuda_memory.ptr(buf)
 
 
 def gemm_plan(eqn):

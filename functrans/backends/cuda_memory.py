@@ -1,16 +1,19 @@
 """Device buffers of the CUDA executor.
 
-Every buffer the executor allocates is a flat (1-D) numba device array. On a real GPU with CuPy
-installed its memory comes from **CuPy's memory pool** (``cupy.cuda.alloc``, the default
-``cupy.get_default_memory_pool()``), wrapped zero-copy through ``__cuda_array_interface__``:
+Every buffer the executor allocates is a flat (1-D, C-contiguous) device array. On a real GPU
+with CuPy it is a **CuPy array**, from CuPy's memory pool (``cupy.get_default_memory_pool()``):
 once a step has run, the same sizes are served from the pool's cached blocks and the driver
-sees no new allocation. Without CuPy, or under the simulator, numba's own allocator is used.
+sees no new allocation, and results need no conversion to be handed out as CuPy arrays. The
+numba kernels take them through their raw pointers (numba_cuda's launcher), cuBLAS through
+``data.ptr``. Without CuPy, or under the simulator, buffers are numba device arrays from
+numba's allocator.
 
-* ``empty``/``full``/``to_device``: new buffers (flat).
+* ``empty``/``fill``/``to_device``: new buffers (flat).
 * ``as_device(x, dtype)``: any array with ``__cuda_array_interface__`` (CuPy arrays, numba
-  device arrays, torch tensors) as a flat numba array, zero-copy when it is C-contiguous with
-  this dtype; host arrays are copied to the device.
-* ``to_cupy(buf, shape)``: a CuPy view (no copy) of a buffer, for results and cuBLAS.
+  device arrays, torch tensors) as a flat buffer, zero-copy when it is C-contiguous with this
+  dtype; host arrays are copied to the device.
+* ``to_cupy(buf, shape)``: the buffer with this shape (a view, no copy), for results.
+* ``ptr``, ``copy_into``, ``to_host``: what the executor does with a buffer of either kind.
 * ``pool_stats()``: the pool's bytes held from the driver (``pool_total_bytes``) and in use, and
   how many buffers the executor asked for.
 * Running out of device memory raises ``DeviceOutOfMemoryError`` naming the request (bytes,
@@ -65,18 +68,10 @@ def _probe_cupy():
         import cupy
         if cupy.cuda.runtime.getDeviceCount() < 1:
             return False, "CuPy sees no GPU"
-        _wrap(cupy, cupy.cuda.alloc(8), 1, np.dtype(np.float64))   # the zero-copy hand-over works
+        cupy.empty(1, np.float32)        # CuPy can allocate here
     except Exception as e:  # noqa: BLE001  (not installed, no driver, wrong CUDA version...)
         return False, f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
     return cupy, ""
-
-
-def _wrap(cp, memptr, n, dtype):
-    """A flat numba device array over CuPy memory (it holds the memory alive)."""
-    from numba import cuda
-    desc = {"shape": (n,), "strides": None, "typestr": dtype.str,
-            "data": (int(memptr.ptr), False), "version": 3}
-    return cuda.from_cuda_array_interface(desc, owner=memptr, sync=False)
 
 
 def _describe(n, dtype, shape):
@@ -103,16 +98,16 @@ def _is_oom(err):
 
 def empty(n, dtype, shape=None):
     """A new flat device buffer of n elements (shape only names the request in errors)."""
-    from numba import cuda
     dtype = np.dtype(dtype)
     n = int(n)
     _counts["allocations"] += 1
     _counts["bytes_allocated"] += n * dtype.itemsize
     cp = cupy_module()
     try:
-        if cp is None or n == 0:
-            return cuda.device_array((n,), dtype)
-        return _wrap(cp, cp.cuda.alloc(n * dtype.itemsize), n, dtype)
+        if cp is not None:
+            return cp.empty(n, dtype)
+        from numba import cuda
+        return cuda.device_array((n,), dtype)
     except Exception as e:  # noqa: BLE001
         if _is_oom(e):
             raise _out_of_memory(n, dtype, shape, e) from None
@@ -148,9 +143,8 @@ def fill(buf, value):
     """Store value in every element of a flat device buffer, on the device (no host copy)."""
     if buf.size == 0:
         return
-    cp = cupy_module()
-    if cp is not None:
-        to_cupy(buf, (buf.size,)).fill(value)
+    if cupy_module() is not None:
+        buf.fill(value)
         return
     tpb = 32 if _simulated() else 256
     blocks = max(1, min(-(-buf.size // tpb), 2 if _simulated() else 1024))
@@ -162,8 +156,27 @@ def to_device(host):
     host = np.ascontiguousarray(host).reshape(-1)
     buf = empty(host.size, host.dtype, host.shape)
     if host.size:
-        buf.copy_to_device(host)
+        copy_into(buf, host)
     return buf
+
+
+def copy_into(dest, src):
+    """Copy src (a buffer of the same size, or a host array) into the buffer dest."""
+    if cupy_module() is not None:
+        if isinstance(src, np.ndarray):
+            dest.set(src.reshape(dest.shape))
+        else:
+            dest[...] = src
+        return
+    dest.copy_to_device(src)
+
+
+def ptr(buf):
+    """The device address of a buffer's first element."""
+    data = getattr(buf, "data", None)
+    if data is not None and hasattr(data, "ptr"):      # CuPy
+        return int(data.ptr)
+    return int(buf.device_ctypes_pointer.value or 0)   # numba
 
 
 def is_device_array(x):
@@ -179,28 +192,24 @@ def as_device(x, dtype):
     dtype = np.dtype(dtype)
     if not is_device_array(x):
         return to_device(np.asarray(x, dtype))
+    cp = cupy_module()
+    if cp is not None:
+        c = x if isinstance(x, cp.ndarray) else cp.asarray(x)
+        if c.dtype != dtype or not c.flags.c_contiguous:
+            c = cp.ascontiguousarray(c, dtype=dtype)
+        return c.reshape(-1) if c.ndim != 1 else c
     from numba import cuda
     d = x if hasattr(x, "__cuda_ndarray__") else cuda.as_cuda_array(x, sync=False)
     if d.dtype == dtype and (d.is_c_contiguous() or d.size <= 1):
         return d.reshape(d.size) if d.ndim != 1 else d
-    cp = cupy_module()
-    if cp is None:
-        return to_device(d.copy_to_host().astype(dtype))
-    c = cp.ascontiguousarray(cp.asarray(x), dtype=dtype)
-    return cuda.as_cuda_array(c.reshape(-1), sync=False)
+    return to_device(d.copy_to_host().astype(dtype))
 
 
 def to_cupy(buf, shape):
-    """A CuPy array of this shape viewing a flat buffer (no copy); under the simulator or
-    without CuPy, the numba array reshaped."""
-    cp = cupy_module()
-    if cp is None:
-        return buf.reshape(shape) if buf.shape != tuple(shape) else buf
-    dtype = np.dtype(buf.dtype)
-    nbytes = buf.size * dtype.itemsize
-    ptr = buf.device_ctypes_pointer.value or 0
-    mem = cp.cuda.UnownedMemory(ptr, nbytes, buf, device_id=cp.cuda.runtime.getDevice())
-    return cp.ndarray(tuple(shape), dtype, cp.cuda.MemoryPointer(mem, 0))
+    """The buffer with this shape (no copy): a CuPy array on a GPU with CuPy, else the numba
+    array reshaped."""
+    shape = tuple(shape)
+    return buf if tuple(buf.shape) == shape else buf.reshape(shape)
 
 
 def to_host(x):

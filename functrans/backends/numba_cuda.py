@@ -47,6 +47,7 @@ from .. import core
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from .. import jit_primitive
 from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
+from . import cuda_memory
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
@@ -190,36 +191,71 @@ def _load(launch):
 
 
 class _Kernel:
-    """One Launch bound to its configured dispatcher. After the first launch (where numba's
-    dispatcher types the arguments and compiles) later launches call the compiled kernel
-    directly with the same launch configuration: a Launch's argument types never change, and
-    the dispatcher's per-call type resolution is most of numba's launch overhead. Any failure
-    of that direct call turns it off for the process."""
-    __slots__ = ("launch", "cfg", "compiled")
-    direct_ok = True
+    """One Launch bound to its configured dispatcher. The first launch goes through numba's
+    dispatcher (it types the arguments and compiles). Later launches hand the compiled kernel
+    to the driver directly (``cuda.core.launch``) with the arguments packed as numba packs a
+    1-D array (meminfo, parent, size, itemsize, data, shape, stride): a Launch's argument
+    types never change, and numba's per-launch argument conversion is most of its launch
+    overhead. The packing is checked against numba's own for each kernel before it is used,
+    and any failure turns direct launches off for the process (as does
+    FUNCTRANS_CUDA_DIRECT_LAUNCH=0)."""
+    __slots__ = ("launch", "cfg", "direct")
+    direct_ok = os.environ.get("FUNCTRANS_CUDA_DIRECT_LAUNCH", "1") != "0"
 
     def __init__(self, launch):
-        self.launch, self.compiled = launch, None
+        self.launch, self.direct = launch, None
         with warnings.catch_warnings():     # numba warns about small grids: ours are sized
             warnings.simplefilter("ignore")   # to the work on purpose
             self.cfg = _load(launch)[launch.grid, launch.block]
 
     def __call__(self, args):
         _stats["launches"] += 1
-        cfg = self.cfg
-        if self.compiled is not None and _Kernel.direct_ok:
+        direct = self.direct
+        if direct is not None and _Kernel.direct_ok:
             try:
-                return self.compiled.launch(args, cfg.griddim, cfg.blockdim, cfg.stream,
-                                            cfg.sharedmem)
-            except Exception as e:  # noqa: BLE001  (an internal API: fall back for good)
+                launch, stream, config, kernel = direct
+                return launch(stream, config, kernel, *_packed(args))
+            except Exception as e:  # noqa: BLE001  (internal APIs: fall back for good)
                 _Kernel.direct_ok = False
-                _log(f"direct kernel launch unavailable ({type(e).__name__}: {e}); using numba's "
+                _log(f"direct kernel launch failed ({type(e).__name__}: {e}); using numba's "
                      "dispatcher")
-        cfg(*args)
-        if self.compiled is None and _Kernel.direct_ok and not _simulated():
-            overloads = getattr(cfg.dispatcher, "overloads", {})
-            if len(overloads) == 1 and hasattr(next(iter(overloads.values())), "launch"):
-                self.compiled = next(iter(overloads.values()))
+        self.cfg(*args)
+        if direct is None and _Kernel.direct_ok and not _simulated():
+            self.direct = _direct_launcher(self.cfg, args)
+
+
+def _packed(bufs):
+    """Kernel parameters of flat device buffers, packed as numba packs 1-D C arrays."""
+    ptr = cuda_memory.ptr
+    words = []
+    for b in bufs:
+        n, isz = b.size, b.dtype.itemsize
+        words += (0, 0, n, isz, ptr(b), n, isz)
+    return words
+
+
+def _direct_launcher(cfg, args):
+    """(launch, stream, LaunchConfig, kernel handle) for direct launches of cfg's compiled
+    kernel, or None (with the reason logged) when numba packs these args differently or an
+    internal API is missing."""
+    try:
+        from cuda.core import LaunchConfig, launch
+        overloads = cfg.dispatcher.overloads
+        if len(overloads) != 1:
+            return None
+        compiled = next(iter(overloads.values()))
+        theirs, keep = [], []
+        for t, v in zip(compiled.argument_types, args):
+            compiled._prepare_args(t, v, cfg.stream, keep, theirs)
+        if [int(getattr(w, "value", w)) for w in theirs] != _packed(args):
+            _log("numba packs kernel arguments differently here; using its dispatcher")
+            return None
+        kernel = compiled._codelibrary.get_cufunc().kernel
+        config = LaunchConfig(grid=cfg.griddim, block=cfg.blockdim, shmem_size=cfg.sharedmem)
+        return launch, cfg.stream, config, kernel
+    except Exception as e:  # noqa: BLE001
+        _log(f"direct kernel launches unavailable ({type(e).__name__}: {e})")
+        return None
 
 
 def _simulated():
@@ -249,7 +285,7 @@ class _Program:
         self._consts = None
         self._subs = {}
         self._literals = {}
-        self.plan = plan_mod.make_plan(inline_calls(closed))
+        self.plan = plan_mod.make_plan(inline_calls(closed), rewrites=True)
         self.steps = [self._step(s) for s in self.plan.steps]
         self._reusable = _reusable_vars(self.plan)
         self._workspace, self._lock = {}, threading.Lock()
@@ -294,7 +330,6 @@ class _Program:
         cannot escape the run, the buffer it had in the previous run (every kernel runs in
         order on one stream, so the last run is done with it by the time a kernel of this run
         writes it); else a new pool buffer."""
-        from . import cuda_memory
         buf = env.get(("dest", v))
         if buf is None and self._reuse and v in self._reusable:
             buf = self._workspace.get(v)
@@ -309,7 +344,7 @@ class _Program:
 
     def _gemm(self, eqn):
         """A cuBLAS step for a dot_general (a real GPU with CuPy), or None."""
-        from . import cuda_blas, cuda_memory, cuda_ops
+        from . import cuda_blas, cuda_ops
         if cuda_memory.cupy_module() is None or not _gemm_state["enabled"]:
             return None
         plan = cuda_blas.gemm_plan(eqn)
@@ -397,7 +432,6 @@ class _Program:
             key = (np.dtype(v.aval.dtype), repr(v.val))
             buf = self._literals.get(key)
             if buf is None:       # copied to the device once per program
-                from . import cuda_memory
                 buf = self._literals[key] = cuda_memory.to_device(_lit_array(v))
             return buf
         return env[v]
@@ -411,7 +445,6 @@ class _Program:
         step computing an output writes it in place, other outputs (inputs passed through,
         reshapes, literals) are copied there."""
         if self._consts is None:
-            from . import cuda_memory
             self._consts = [cuda_memory.to_device(c) for c in self.plan.consts]
         env = dict(zip(self.plan.inputs, self._consts + list(dev_args)))
         aliased = set(self.plan.inputs)
@@ -480,20 +513,20 @@ def _place(buf, dest):
     if dest is None or buf is dest or _same_memory(buf, dest):
         return buf if dest is None else dest
     if dest.size:
-        dest.copy_to_device(buf)
+        cuda_memory.copy_into(dest, buf)
     return dest
 
 
 def _same_memory(a, b):
     try:
-        return a.device_ctypes_pointer.value == b.device_ctypes_pointer.value
+        return cuda_memory.ptr(a) == cuda_memory.ptr(b)
     except AttributeError:      # the simulator's arrays
         return False
 
 
 def _host_scalar(dev):
     _stats["host_reads"] += 1
-    return dev.copy_to_host().reshape(-1)[0]
+    return cuda_memory.to_host(dev).reshape(-1)[0]
 
 
 class _Eager:
@@ -504,12 +537,10 @@ class _Eager:
         self.closed = closed
 
     def __call__(self, args):
-        from . import cuda_memory
         host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
         return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *host)
 
     def run_device(self, args):
-        from . import cuda_memory
         outs = self(args)
         return [cuda_memory.to_cupy(cuda_memory.to_device(np.asarray(o)), np.shape(o))
                 for o in outs]
@@ -526,7 +557,6 @@ class _Executable:
         self.out_avals = list(closed.out_avals)
 
     def _flat_outputs(self, args):
-        from . import cuda_memory
         if len(args) != len(self.in_sizes):
             raise TypeError(f"'{self.name}' takes {len(self.in_sizes)} arrays, got {len(args)}")
         dev = [cuda_memory.as_device(a, d) for a, d in zip(args, self.in_dtypes)]
@@ -539,14 +569,13 @@ class _Executable:
     def run_device(self, args):
         """Outputs as device arrays (CuPy arrays when CuPy is in use); inputs stay where
         they are when already on the device (no host copy anywhere)."""
-        from . import cuda_memory
         outs = self._flat_outputs(args)
         return [cuda_memory.to_cupy(o, a.shape) for o, a in zip(outs, self.out_avals)]
 
     def __call__(self, args):
         """Outputs as NumPy arrays (copied back; the copy waits for the GPU)."""
         outs = self._flat_outputs(args)
-        return [o.copy_to_host().reshape(a.shape) for o, a in zip(outs, self.out_avals)]
+        return [cuda_memory.to_host(o).reshape(a.shape) for o, a in zip(outs, self.out_avals)]
 
 
 def executable(closed, name="fun"):
@@ -589,13 +618,11 @@ def run_cuda(closed, args, name):
 
 def to_host(x):
     """A device array returned by ``run_device`` (or any array) as a NumPy array."""
-    from . import cuda_memory
     return cuda_memory.to_host(x)
 
 
 def memory_stats():
     """The device memory pool's counters (see ``cuda_memory.pool_stats``)."""
-    from . import cuda_memory
     return cuda_memory.pool_stats()
 
 
