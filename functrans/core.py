@@ -199,40 +199,77 @@ class EvalTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, prim, args, params):
-        # the common case inline (Arrays on no committed device): it runs for every eager op
-        vals = []
+        # the common case, inline (it runs for every eager op): uncommitted Arrays and ndarrays
+        vals, views = [], False
         for x in args:
-            if type(x) is not Array or x._committed:
-                vals, device, owned = _unwrap(prim, args)
-                break
-            vals.append(x._value)
+            t = type(x)
+            if t is Array and not x._committed:
+                vals.append(x._value)
+            elif t is np.ndarray:
+                vals.append(x)
+                views = True
+            else:
+                return self._process_general(prim, args, params)
+        if prim in placement_rules:
+            return self._process_general(prim, args, params)
+        rule = impl_rules.get(prim)
+        if rule is None:
+            raise _no_impl_error(prim)
+        try:
+            out = rule(*vals, **params)
+        except (ValueError, TypeError, IndexError) as e:
+            if getattr(e, "_functrans_located", False):
+                raise
+            raise _located(prim, e) from e
+        t = type(out)
+        if t is np.ndarray:
+            if views:    # it may be a view of the caller's ndarray
+                return to_array(out, owned_ndarrays(args))
+        elif t in _NUMPY_SCALAR_TYPES:     # what NumPy returns for 0-d operands
+            out = np.asarray(out)
         else:
-            device = owned = None
+            return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
+                    else to_array(out))
+        a = _new_object(Array)          # make_array(out), inline
+        a._value = out
+        aval = _aval_memo.get((out.shape, out.dtype))
+        a.aval = aval if aval is not None else _new_aval(out)
+        a._device, a._committed = _CPU0, False
+        return a
+
+    def _process_general(self, prim, args, params):
+        """Any arguments: Python scalars, Arrays committed to a device, escaped tracers."""
+        vals, device, owned = _unwrap(prim, args)
         if device is None and prim in placement_rules:
             device = placement_rules[prim](params)
         if device is not None and device.platform != "cpu":
             return device_impls[device.platform](prim, vals, params, device)
         rule = impl_rules.get(prim)
         if rule is None:
-            raise NotImplementedError(f"evaluation rule (impl) for '{prim.name}' not implemented")
+            raise _no_impl_error(prim)
         try:
             out = rule(*vals, **params)
         except (ValueError, TypeError, IndexError) as e:
             if getattr(e, "_functrans_located", False):
                 raise
-            err = type(e)(f"{prim.name}: {e}{where()}")
-            err._functrans_located = True
-            raise err from e
+            raise _located(prim, e) from e
         if prim.multiple_results:
             return [to_array(o, owned, device, device is not None) for o in out]
-        if owned is None and device is None and type(out) is np.ndarray:
-            a = _new_object(Array)          # make_array(out), inline
-            a._value = out
-            aval = _aval_memo.get((out.shape, out.dtype))
-            a.aval = aval if aval is not None else _new_aval(out)
-            a._device, a._committed = _CPU0, False
-            return a
         return to_array(out, owned, device, device is not None)
+
+
+_NUMPY_SCALAR_TYPES = frozenset(t for t in np.sctypeDict.values() if issubclass(t, np.generic))
+
+
+def _no_impl_error(prim):
+    return NotImplementedError(f"evaluation rule (impl) for '{prim.name}' not implemented")
+
+
+def _located(prim, e):
+    """A copy of the error e of prim's rule, naming prim and the user's line."""
+    err = type(e)(f"{prim.name}: {e}{where()}")
+    err._functrans_located = True
+    return err
 
 
 # platform -> f(prim, buffers, params, device) -> Array(s): eager evaluation on that platform's
@@ -972,9 +1009,7 @@ class StagingTrace(Trace):
             except (TypeError, ValueError) as e:
                 if getattr(e, "_functrans_located", False):
                     raise
-                err = type(e)(f"{prim.name}: {e}{where()}")
-                err._functrans_located = True
-                raise err from e
+                raise _located(prim, e) from e
         outs = [StagedTracer(self, a) for a in out_avals]
         # source lines matter for staged programs; partial evaluation (linearize) skips the
         # stack walk, which would otherwise dominate eager grad's cost
