@@ -171,7 +171,7 @@ def _integer_pow_impl(x, *, y):
     if y < 0:
         with np.errstate(divide="ignore"):
             return (1 / np.power(x, -y)).astype(x.dtype)
-    return np.power(x, y).astype(x.dtype)
+    return np.power(x, y).astype(x.dtype, copy=False)
 
 
 def _integer_pow_aval(x, *, y):
@@ -487,8 +487,10 @@ def full(shape, fill_value, dtype):
     else:
         fill_value = np.asarray(fill_value, dtype)
         if not core.staging():   # a constant whatever the transforms: skip their dispatch
-            return core.make_array(_broadcast_in_dim_impl(
-                fill_value, shape=tuple(map(int, shape)), broadcast_dimensions=()))
+            shape = tuple(map(int, shape))
+            return core.make_array(_broadcast_in_dim_impl(fill_value, shape=shape,
+                                                          broadcast_dimensions=())
+                                   if shape else fill_value)
     return broadcast_in_dim(fill_value, tuple(shape), ())
 
 
