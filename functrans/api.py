@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 
 from . import core
-from .core import ShapedArray, as_array, get_aval, is_float
+from .core import Array, ShapedArray, as_array, get_aval, is_float
 from .devices import Device
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
@@ -21,7 +21,10 @@ map, zip = safe_map, safe_zip
 def _outputs(flat, inputs):
     """Flat results for the user: Arrays, with a copy of any that is (a view of) one of the
     caller's writable ndarray inputs (functions are pure: no output aliases an input)."""
-    return core.to_arrays(flat, core.owned_ndarrays(inputs))
+    for x in flat:
+        if type(x) is not Array:
+            return core.to_arrays(flat, core.owned_ndarrays(inputs))
+    return flat                   # all Arrays already (the common case)
 
 
 def _snapshot(leaves):
