@@ -148,25 +148,28 @@ def defjvp(prim, *rules):
     """jvp from one rule per argument: rule(g, *primals, **params) is that argument's tangent
     contribution (None: the argument has no derivative)."""
     def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
-        t_out = Zero.like(out)
-        for rule, g in zip(rules, tangents):
-            if rule is not None and type(g) is not Zero:
-                t_out = add_tangents(t_out, rule(g, *primals, **params))
-        return out, t_out
+        out = core._state.trace.process_primitive(prim, primals, params)   # prim.bind
+        return out, _sum_contributions(rules, tangents, (), primals, params, out)
     jvp_rules[prim] = jvp
 
 
 def defjvp2(prim, *rules):
     """Like defjvp, but each rule also sees the output: rule(g, ans, *primals, **params)."""
     def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
-        t_out = Zero.like(out)
-        for rule, g in zip(rules, tangents):
-            if rule is not None and type(g) is not Zero:
-                t_out = add_tangents(t_out, rule(g, out, *primals, **params))
-        return out, t_out
+        out = core._state.trace.process_primitive(prim, primals, params)   # prim.bind
+        return out, _sum_contributions(rules, tangents, (out,), primals, params, out)
     jvp_rules[prim] = jvp
+
+
+def _sum_contributions(rules, tangents, extra, primals, params, out):
+    """The sum over the nonzero tangents g of rule(g, *extra, *primals, **params) (defjvp's
+    and defjvp2's output tangent); a Zero like out if there is none."""
+    t_out = None
+    for rule, g in zip(rules, tangents):
+        if rule is not None and type(g) is not Zero:
+            t = rule(g, *extra, *primals, **params)
+            t_out = t if t_out is None else add_tangents(t_out, t)
+    return Zero.like(out) if t_out is None else t_out
 
 
 def defjvp_zero(prim):
