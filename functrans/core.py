@@ -997,33 +997,37 @@ class StagingTrace(Trace):
                 return rule(self, list(args), **params)
         return self.stage(prim, args, params)
 
-    def stage(self, prim, args, params, out_avals=None):
+    def stage(self, prim, args, params):
         """Record prim(*args) as an equation; returns its output tracer(s)."""
-        if out_avals is None:
-            try:
-                rule = abstract_eval_rules.get(prim)
-                if rule is None:
-                    abstract_eval(prim, (), params)        # raises NotImplementedError
-                out = rule(*[get_aval(x) for x in args], **params)
-                out_avals = list(out) if prim.multiple_results else [out]
-            except (TypeError, ValueError) as e:
-                if getattr(e, "_functrans_located", False):
-                    raise
-                raise _located(prim, e) from e
-        outs = [StagedTracer(self, a) for a in out_avals]
+        rule = abstract_eval_rules.get(prim)
+        if rule is None:
+            abstract_eval(prim, (), params)        # raises NotImplementedError
+        try:
+            out_aval = rule(*[x.aval if isinstance(x, Tracer) else get_aval(x) for x in args],
+                            **params)
+        except (TypeError, ValueError) as e:
+            if getattr(e, "_functrans_located", False):
+                raise
+            raise _located(prim, e) from e
+        inputs = [self.to_var(x) for x in args]
         # source lines matter for staged programs; partial evaluation (linearize) skips the
         # stack walk, which would otherwise dominate eager grad's cost
         src = None if self.forward else user_frame()
-        self.eqns.append(JaxprEqn(prim, [self.to_var(x) for x in args], params,
-                                  [t._var for t in outs], src))
-        return outs if prim.multiple_results else outs[0]
+        if prim.multiple_results:
+            outs = [StagedTracer(self, a) for a in out_aval]
+            self.eqns.append(JaxprEqn(prim, inputs, params, [t._var for t in outs], src))
+            return outs
+        out = StagedTracer(self, out_aval)
+        self.eqns.append(JaxprEqn(prim, inputs, params, [out._var], src))
+        return out
 
     def to_var(self, x):
         """The jaxpr atom of x: its Var if it is our tracer, else a Literal or a constvar."""
         if isinstance(x, Tracer):
             if x._trace is self:
                 return x._var
-        elif x.__class__ in _SCALAR_TYPES or (isinstance(x, (np.ndarray, Array)) and not x.shape):
+        elif (x.__class__ in _SCALAR_TYPES
+              or (type(x) is Array or isinstance(x, np.ndarray)) and not x.shape):
             return Literal(x)
         v = self._const_var_of.get(id(x))
         if v is None:

@@ -478,11 +478,16 @@ def broadcasted_iota(dtype, shape, dimension):
     return iota_p.bind(dtype=np.dtype(dtype), shape=tuple(shape), dimension=int(dimension))
 
 
+_PY_SCALARS = frozenset((bool, int, float, complex))
+
+
 def full(shape, fill_value, dtype):
     """An array of the given shape filled with fill_value (a broadcast of a scalar)."""
     dtype = np.dtype(dtype)
-    if isinstance(fill_value, core.Tracer) or (isinstance(fill_value, (np.ndarray, core.Array))
-                                               and fill_value.ndim):
+    if type(fill_value) not in _PY_SCALARS and (
+            isinstance(fill_value, core.Tracer)
+            or (type(fill_value) is core.Array or isinstance(fill_value, np.ndarray))
+            and fill_value.ndim):
         fill_value = convert_element_type(fill_value, dtype)
     else:
         fill_value = np.asarray(fill_value, dtype)
