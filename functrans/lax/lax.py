@@ -34,6 +34,12 @@ def primitive(name, impl, abstract_eval, multiple_results=False):
     return p
 
 
+def _with_dtype(out, dtype):
+    """An impl's result (an ndarray or a NumPy scalar) converted to dtype, if it is not of it
+    already (astype of a NumPy scalar costs as much as the operation itself)."""
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
 def _const(x, v):
     """A 0-d array of value v with x's dtype, broadcast to x's shape (a traceable op)."""
     a = get_aval(x)
@@ -70,17 +76,17 @@ def unop(name, impl, kinds=_float, out_dtype=None):
 def _logistic_impl(x):
     e = np.exp(-np.abs(x))
     one = x.dtype.type(1)
-    return np.where(x >= 0, one / (one + e), e / (one + e)).astype(x.dtype)
+    return _with_dtype(np.where(x >= 0, one / (one + e), e / (one + e)), x.dtype)
 
 
 def _erf_impl(x):
     from scipy.special import erf as _erf
-    return np.asarray(_erf(x)).astype(x.dtype)
+    return _with_dtype(np.asarray(_erf(x)), x.dtype)
 
 
 def _rsqrt_impl(x):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (1 / np.sqrt(x)).astype(x.dtype)
+        return _with_dtype(1 / np.sqrt(x), x.dtype)
 
 
 neg_p, neg = unop("neg", np.negative, _num)
@@ -170,8 +176,8 @@ def _integer_pow_impl(x, *, y):
         return np.ones_like(x)
     if y < 0:
         with np.errstate(divide="ignore"):
-            return (1 / np.power(x, -y)).astype(x.dtype)
-    return np.power(x, y).astype(x.dtype, copy=False)
+            return _with_dtype(1 / np.power(x, -y), x.dtype)
+    return _with_dtype(np.power(x, y), x.dtype)
 
 
 def _integer_pow_aval(x, *, y):
@@ -229,15 +235,15 @@ def _div_impl(x, y):
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.where(y == 0, 0, np.floor_divide(x, np.where(y == 0, 1, y)))
             r = np.where(y == 0, 0, x - q * y)
-            return (q + ((r != 0) & ((x < 0) != (y < 0)))).astype(x.dtype)
+            return _with_dtype(q + ((r != 0) & ((x < 0) != (y < 0))), x.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.true_divide(x, y).astype(x.dtype)
+        return _with_dtype(np.true_divide(x, y), x.dtype)
 
 
 def _rem_impl(x, y):
     with np.errstate(divide="ignore", invalid="ignore"):
         if x.dtype.kind in "iu":
-            return np.where(y == 0, 0, np.fmod(x, np.where(y == 0, 1, y))).astype(x.dtype)
+            return _with_dtype(np.where(y == 0, 0, np.fmod(x, np.where(y == 0, 1, y))), x.dtype)
         return np.fmod(x, y)
 
 
