@@ -1003,13 +1003,12 @@ class StagingTrace(Trace):
         if rule is None:
             abstract_eval(prim, (), params)        # raises NotImplementedError
         try:
-            out_aval = rule(*[x.aval if isinstance(x, Tracer) else get_aval(x) for x in args],
-                            **params)
+            inputs = [self.to_var(x) for x in args]
+            out_aval = rule(*[v.aval for v in inputs], **params)
         except (TypeError, ValueError) as e:
             if getattr(e, "_functrans_located", False):
                 raise
             raise _located(prim, e) from e
-        inputs = [self.to_var(x) for x in args]
         # source lines matter for staged programs; partial evaluation (linearize) skips the
         # stack walk, which would otherwise dominate eager grad's cost
         src = None if self.forward else user_frame()

@@ -76,7 +76,7 @@ class JVPTracer(Tracer):
 
     def __init__(self, trace, primal, tangent):
         self._trace, self.primal, self.tangent = trace, primal, tangent
-        self.aval = get_aval(primal)
+        self.aval = primal.aval if type(primal) is core.Array else get_aval(primal)
 
     def to_concrete_value(self):
         return core.concrete_or_none(self.primal)
@@ -147,29 +147,27 @@ def _bind(prim, primals, params):
 def defjvp(prim, *rules):
     """jvp from one rule per argument: rule(g, *primals, **params) is that argument's tangent
     contribution (None: the argument has no derivative)."""
-    def jvp(primals, tangents, **params):
-        out = core._state.trace.process_primitive(prim, primals, params)   # prim.bind
-        return out, _sum_contributions(rules, tangents, (), primals, params, out)
-    jvp_rules[prim] = jvp
+    jvp_rules[prim] = _jvp_from_contributions(prim, rules, with_ans=False)
 
 
 def defjvp2(prim, *rules):
     """Like defjvp, but each rule also sees the output: rule(g, ans, *primals, **params)."""
+    jvp_rules[prim] = _jvp_from_contributions(prim, rules, with_ans=True)
+
+
+def _jvp_from_contributions(prim, rules, with_ans):
+    """The jvp rule whose output tangent is the sum over the nonzero tangents g of
+    rule(g, *primals, **params) (rule(g, ans, *primals, **params) with_ans)."""
     def jvp(primals, tangents, **params):
         out = core._state.trace.process_primitive(prim, primals, params)   # prim.bind
-        return out, _sum_contributions(rules, tangents, (out,), primals, params, out)
-    jvp_rules[prim] = jvp
-
-
-def _sum_contributions(rules, tangents, extra, primals, params, out):
-    """The sum over the nonzero tangents g of rule(g, *extra, *primals, **params) (defjvp's
-    and defjvp2's output tangent); a Zero like out if there is none."""
-    t_out = None
-    for rule, g in zip(rules, tangents):
-        if rule is not None and type(g) is not Zero:
-            t = rule(g, *extra, *primals, **params)
-            t_out = t if t_out is None else add_tangents(t_out, t)
-    return Zero.like(out) if t_out is None else t_out
+        extra = (out,) if with_ans else ()
+        t_out = None
+        for rule, g in zip(rules, tangents):
+            if rule is not None and type(g) is not Zero:
+                t = rule(g, *extra, *primals, **params)
+                t_out = t if t_out is None else add_tangents(t_out, t)
+        return out, Zero.like(out) if t_out is None else t_out
+    return jvp
 
 
 def defjvp_zero(prim):
