@@ -745,7 +745,8 @@ class Literal:
     def __init__(self, val):
         t = type(val)
         if t is Array:
-            self.val, self.aval = _host(val._value), val.aval
+            v = val._value
+            self.val, self.aval = v if type(v) is np.ndarray else _host(v), val.aval
         else:
             self.val = val if t is np.ndarray else np.asarray(val)
             self.aval = get_aval(self.val)
@@ -990,8 +991,13 @@ class StagingTrace(Trace):
                 elif not x._trace.valid:
                     raise escaped_tracer_error(x)
         if self.forward:
-            if not ours:
-                return _bind_in_parent(self, prim, args, params)
+            if not ours:        # known: to the parent (_bind_in_parent, inline)
+                prev = _state.trace
+                _state.trace = parent = self.parent
+                try:
+                    return parent.process_primitive(prim, args, params)
+                finally:
+                    _state.trace = prev
             rule = partial_eval_rules.get(prim)
             if rule is not None:
                 return rule(self, list(args), **params)

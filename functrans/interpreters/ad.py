@@ -262,12 +262,14 @@ def backward_pass(jaxpr, consts, args, cts_out):
     env = dict(zip(jaxpr.constvars, consts))
     env.update(zip(jaxpr.invars, args))
     linear_eqns = _eval_nonlinear(jaxpr, env)
+    add = ops.get("add")
     ct_env = {}
     for v, ct in zip(jaxpr.outvars, cts_out):
         if type(v) is not Literal:
-            _add_cotangent(ct_env, v, ct)
+            _add_cotangent(ct_env, v, ct, add)
     for eqn in reversed(linear_eqns):
-        cts = _pop_cotangents(ct_env, eqn)
+        cts = (_pop_cotangents(ct_env, eqn) if eqn.primitive.multiple_results
+               else ct_env.pop(eqn.out_binders[0], None))
         if cts is None:
             continue
         rule = transpose_rules.get(eqn.primitive)
@@ -278,7 +280,7 @@ def backward_pass(jaxpr, consts, args, cts_out):
         ins = [v.val if type(v) is Literal else env[v] for v in eqn.inputs]
         for v, x, ct in zip(eqn.inputs, ins, rule(cts, *ins, **eqn.params)):
             if type(x) is UndefPrimal:
-                _add_cotangent(ct_env, v, ct)
+                _add_cotangent(ct_env, v, ct, add)
     return [_cotangent_or_zero(ct_env, v) for v, x in zip(jaxpr.invars, args)
             if type(x) is UndefPrimal]
 
@@ -310,19 +312,17 @@ def _eval_nonlinear(jaxpr, env):
     return linear_eqns
 
 
-def _add_cotangent(ct_env, v, ct):
+def _add_cotangent(ct_env, v, ct, add):
     """Accumulate the cotangent ct (None or a Zero: nothing) of variable v."""
     if ct is None or type(ct) is Zero:
         return
     prev = ct_env.get(v)
-    ct_env[v] = ct if prev is None else ops.get("add")(prev, ct)
+    ct_env[v] = ct if prev is None else add(prev, ct)
 
 
 def _pop_cotangents(ct_env, eqn):
-    """The output cotangent(s) of eqn (a list for multiple results), removed from ct_env;
-    None if nothing flowed into them."""
-    if not eqn.primitive.multiple_results:
-        return ct_env.pop(eqn.out_binders[0], None)
+    """The output cotangents of the multiple-results eqn, removed from ct_env (Zeros where
+    nothing flowed); None if nothing flowed into any."""
     cts = [ct_env.pop(v, None) for v in eqn.out_binders]
     if all(c is None for c in cts):
         return None

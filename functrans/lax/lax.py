@@ -216,7 +216,8 @@ def _nary_aval(name, kinds, out_dtype=None):
             if a.dtype != x.dtype:
                 raise TypeError(f"{name} requires arguments of equal dtypes, got "
                                 f"{' and '.join(b.dtype.name for b in avals)}")
-        _check_kind(name, x, kinds)
+        if x.dtype.kind not in kinds:
+            _check_kind(name, x, kinds)     # raises
         return x if out_dtype is None else x.update(dtype=out_dtype)
     return rule
 
