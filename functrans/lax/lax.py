@@ -491,6 +491,8 @@ _PY_SCALARS = frozenset((bool, int, float, complex))
 def full(shape, fill_value, dtype):
     """An array of the given shape filled with fill_value (a broadcast of a scalar)."""
     dtype = np.dtype(dtype)
+    if type(fill_value) in _PY_SCALARS and shape == () and not core.staging():
+        return _scalar_array(fill_value, dtype)
     if type(fill_value) not in _PY_SCALARS and (
             isinstance(fill_value, core.Tracer)
             or (type(fill_value) is core.Array or isinstance(fill_value, np.ndarray))
@@ -504,6 +506,22 @@ def full(shape, fill_value, dtype):
                                                           broadcast_dimensions=())
                                    if shape else fill_value)
     return broadcast_in_dim(fill_value, tuple(shape), ())
+
+
+_scalar_arrays = {}   # (type, value, dtype) -> 0-d Array: the constants of jvp rules, memoised
+
+
+def _scalar_array(value, dtype):
+    """The Python scalar value as a 0-d Array of dtype (Arrays are immutable: one is shared)."""
+    key = (type(value), value, dtype)
+    a = _scalar_arrays.get(key)
+    if a is None:
+        a = core.make_array(np.asarray(value, dtype))
+        if value != 0 and value == value:    # 0.0 == -0.0 and nan != nan as keys: never shared
+            if len(_scalar_arrays) > 1024:
+                _scalar_arrays.clear()
+            _scalar_arrays[key] = a
+    return a
 
 
 def full_like(x, fill_value):
