@@ -56,7 +56,7 @@ def _flatten_fun(fun, in_tree, out_store, has_aux=False, aux_store=None):
             aux_leaves = []
         out_leaves, out_tree = tree_flatten(out)
         out_store.val = out_tree
-        return [_as_output(x) for x in out_leaves] + [_as_output(x) for x in aux_leaves]
+        return [_as_output(x) for x in out_leaves + aux_leaves]
     return flat
 
 
@@ -214,7 +214,7 @@ def _check_scalar_output(out, name):
     if aval.dtype.kind == "c":
         raise TypeError(f"{name} requires a real-valued output, but the output has complex dtype "
                         f"{aval.dtype}. Take the real part or abs first, or use vjp.")
-    if not is_float(aval.dtype):
+    if aval.dtype.kind != "f":
         raise TypeError(f"{name} requires a real floating-point output, got dtype {aval.dtype}.")
 
 

@@ -193,7 +193,15 @@ def deflinear(prim, transpose_rule):
 
 def defbilinear(prim, lhs_transpose, rhs_transpose):
     """prim(x, y) is linear in each argument separately (mul, dot_general)."""
-    defjvp(prim, lambda g, x, y, **p: prim.bind(g, y, **p), lambda g, x, y, **p: prim.bind(x, g, **p))
+    def jvp(primals, tangents, **params):
+        (x, y), (tx, ty) = primals, tangents
+        out = prim.bind(x, y, **params)
+        t_x = None if type(tx) is Zero else prim.bind(tx, y, **params)
+        t_y = None if type(ty) is Zero else prim.bind(x, ty, **params)
+        if t_x is None:
+            return out, Zero.like(out) if t_y is None else t_y
+        return out, t_x if t_y is None else add_tangents(t_x, t_y)
+    jvp_rules[prim] = jvp
 
     def transpose(ct, x, y, **params):
         if isinstance(x, UndefPrimal):
@@ -294,7 +302,10 @@ def _eval_nonlinear(jaxpr, env):
     """Evaluate (bind) the equations of jaxpr that do not depend on an UndefPrimal of env,
     adding their outputs to env; mark the outputs of the others UndefPrimal. Returns those
     others: the linear equations, in order."""
-    linear_vars = {v for v in jaxpr.invars if type(env[v]) is UndefPrimal}
+    linear_vars = set()
+    for v in jaxpr.invars:
+        if type(env[v]) is UndefPrimal:
+            linear_vars.add(v)
     linear_eqns = []
     for eqn in jaxpr.eqns:
         if not linear_vars.isdisjoint(eqn.inputs):  # (Literals hash by identity: never in it)
@@ -334,26 +345,27 @@ def vjp_flat(f, primals):
     (float0 zeros for integer and bool primals)."""
     outs_p, jaxpr, consts = linearize_flat(f, primals, dce=False)
     avals = [get_aval(p) for p in primals]
+    out_shapes = [get_aval(o).shape for o in outs_p]
+    undefined = [UndefPrimal(v.aval) for v in jaxpr.invars]
 
     def vjp_fn(cts):
-        cts = [_checked_cotangent(i, c, o) for i, (c, o) in enumerate(zip(cts, outs_p))]
-        cts_lin = iter(backward_pass(jaxpr, consts, [UndefPrimal(v.aval) for v in jaxpr.invars],
-                                     cts))
+        cts = [_checked_cotangent(i, c, s) for i, (c, s) in enumerate(zip(cts, out_shapes))]
+        cts_lin = iter(backward_pass(jaxpr, consts, undefined, cts))
         return [instantiate_zeros(next(cts_lin)) if a.dtype.kind == "f"
                 else np.zeros(a.shape, core.float0) for a in avals]
 
     return outs_p, vjp_fn
 
 
-def _checked_cotangent(i, ct, out):
+def _checked_cotangent(i, ct, shape):
     """ct, the cotangent of primal output i, as an array (or a Zero); ValueError unless it has
     the output's shape."""
     if type(ct) is not Zero:
         ct = as_array(ct)
-    shape = ct.aval.shape if type(ct) is Zero else get_aval(ct).shape
-    if shape != get_aval(out).shape:
-        raise ValueError(f"vjp: cotangent {i} has shape {shape}, but the primal output has "
-                         f"shape {get_aval(out).shape}")
+    ct_shape = ct.aval.shape if type(ct) is Zero else get_aval(ct).shape
+    if ct_shape != shape:
+        raise ValueError(f"vjp: cotangent {i} has shape {ct_shape}, but the primal output has "
+                         f"shape {shape}")
     return ct
 
 
