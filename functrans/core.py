@@ -749,7 +749,7 @@ class Literal:
             self.val, self.aval = v if type(v) is np.ndarray else _host(v), val.aval
         else:
             self.val = val if t is np.ndarray else np.asarray(val)
-            self.aval = get_aval(self.val)
+            self.aval = _aval_memo.get((self.val.shape, self.val.dtype)) or get_aval(self.val)
 
     def __repr__(self):
         return f"{self.val.item()!r}:{self.aval.str_short()}"
@@ -1031,8 +1031,8 @@ class StagingTrace(Trace):
         if isinstance(x, Tracer):
             if x._trace is self:
                 return x._var
-        elif (x.__class__ in _SCALAR_TYPES
-              or (type(x) is Array or isinstance(x, np.ndarray)) and not x.shape):
+        elif ((type(x) is Array or isinstance(x, np.ndarray)) and not x.shape
+              or x.__class__ in _SCALAR_TYPES):
             return Literal(x)
         v = self._const_var_of.get(id(x))
         if v is None:
