@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 
 from . import core
-from .core import ShapedArray, as_array, get_aval, is_float
+from .core import Array, ShapedArray, as_array, get_aval, is_float
 from .devices import Device
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
@@ -21,7 +21,10 @@ map, zip = safe_map, safe_zip
 def _outputs(flat):
     """Flat results for the user, as Arrays (core.to_output: an array that is not an Array, such
     as an input or a closed-over array returned as it is, is copied)."""
-    return [core.to_output(x) for x in flat]
+    for x in flat:
+        if type(x) is not Array:
+            return [core.to_output(x) for x in flat]
+    return flat                   # all Arrays already (the common case)
 
 
 def _snapshot(leaves):
@@ -53,7 +56,7 @@ def _flatten_fun(fun, in_tree, out_store, has_aux=False, aux_store=None):
             aux_leaves = []
         out_leaves, out_tree = tree_flatten(out)
         out_store.val = out_tree
-        return [_as_output(x) for x in out_leaves] + [_as_output(x) for x in aux_leaves]
+        return [_as_output(x) for x in out_leaves + aux_leaves]
     return flat
 
 
@@ -175,6 +178,8 @@ def vjp(fun, *primals, has_aux=False):
 
 
 def _argnums_tuple(argnums, nargs, name):
+    if type(argnums) is int and 0 <= argnums < nargs:     # the common case
+        return (argnums,), True
     single = isinstance(argnums, int)
     nums = (argnums,) if single else tuple(argnums)
     for i in nums:
@@ -186,7 +191,10 @@ def _argnums_tuple(argnums, nargs, name):
 
 def _check_grad_inputs(leaves, paths, name):
     """TypeError naming the first non-float leaf; ``paths`` is a thunk (built only on error)."""
-    if all(x.dtype.kind == "f" for x in leaves):
+    for x in leaves:
+        if x.dtype.kind != "f":
+            break
+    else:
         return
     for path, x in zip(paths(), leaves):
         dt = get_aval(x).dtype
@@ -206,7 +214,7 @@ def _check_scalar_output(out, name):
     if aval.dtype.kind == "c":
         raise TypeError(f"{name} requires a real-valued output, but the output has complex dtype "
                         f"{aval.dtype}. Take the real part or abs first, or use vjp.")
-    if not is_float(aval.dtype):
+    if aval.dtype.kind != "f":
         raise TypeError(f"{name} requires a real floating-point output, got dtype {aval.dtype}.")
 
 
@@ -217,40 +225,49 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def value_and_grad_f(*args, **kwargs):
-        nums, single = _argnums_tuple(argnums, len(args), "grad")
-        leaves, treedef = _flat_leaves(tuple(args[i] for i in nums), "grad arguments",
-                                       [f"args[{i}]" for i in nums])
-        _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad")
-
-        out_store, aux_store = _Store(), _Store()
-
-        def f_of_diff(*diff):
-            full = list(args)
-            for i, a in zip(nums, diff):
-                full[i] = a
-            out = fun(*full, **kwargs)
-            if has_aux:
-                if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                    raise TypeError("has_aux=True requires the function to return a pair "
-                                    "(output, aux)")
-                _check_scalar_output(out[0], "grad")
-            else:
-                _check_scalar_output(out, "grad")
-            return out
-
-        flat = _flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store)
-        outs_p, vjp_fn = ad.vjp_flat(flat, leaves)
-        outs_p = _outputs(outs_p)
-        value = outs_p[0]
-        cts = [np.ones((), get_aval(value).dtype)] + [Zero(get_aval(o)) for o in outs_p[1:]]
-        grads = tree_unflatten(treedef, _outputs(vjp_fn(cts)))
-        g = grads[0] if single else grads
-        if has_aux:
-            _, aux = _split_aux(outs_p, out_store.val, aux_store, True)
-            return (value, aux), g
-        return value, g
+        return _value_and_grad(fun, argnums, has_aux, args, kwargs)
 
     return value_and_grad_f
+
+
+def _value_and_grad(fun, argnums, has_aux, args, kwargs):
+    """value_and_grad(fun, argnums, has_aux)(*args, **kwargs)."""
+    nums, single = _argnums_tuple(argnums, len(args), "grad")
+    leaves, treedef = _flat_leaves(tuple([args[i] for i in nums]), "grad arguments",
+                                   [f"args[{i}]" for i in nums])
+    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad")
+    out_store, aux_store = _Store(), _Store()
+    f_of_diff = _scalar_fun_of(fun, args, kwargs, nums, has_aux)
+    outs_p, vjp_fn = ad.vjp_flat(_flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store),
+                                 leaves)
+    outs_p = _outputs(outs_p)
+    value = outs_p[0]
+    cts = [np.array(1, value.dtype)] + [Zero(get_aval(o)) for o in outs_p[1:]]
+    grads = tree_unflatten(treedef, _outputs(vjp_fn(cts)))
+    g = grads[0] if single else grads
+    if has_aux:
+        _, aux = _split_aux(outs_p, out_store.val, aux_store, True)
+        return (value, aux), g
+    return value, g
+
+
+def _scalar_fun_of(fun, args, kwargs, nums, has_aux):
+    """fun as a function of the arguments args[nums] (the others fixed), checking that it
+    returns a real scalar (the first of a pair with has_aux)."""
+    def f_of_diff(*diff):
+        full = list(args)
+        for i, a in zip(nums, diff):
+            full[i] = a
+        out = fun(*full, **kwargs)
+        if has_aux:
+            if not (isinstance(out, (tuple, list)) and len(out) == 2):
+                raise TypeError("has_aux=True requires the function to return a pair "
+                                "(output, aux)")
+            _check_scalar_output(out[0], "grad")
+        else:
+            _check_scalar_output(out, "grad")
+        return out
+    return f_of_diff
 
 
 def _arg_paths(treedef, nums):
@@ -264,14 +281,14 @@ def _arg_paths(treedef, nums):
 def grad(fun, argnums=0, has_aux=False):
     """Returns a function computing the gradient of scalar-valued fun w.r.t. args[argnums]
     (and aux with has_aux=True: (grad, aux))."""
-    vg = value_and_grad(fun, argnums, has_aux)
+    _check_callable(fun, "grad")
 
     @functools.wraps(fun)
     def grad_f(*args, **kwargs):
         if has_aux:
-            (_, aux), g = vg(*args, **kwargs)
+            (_, aux), g = _value_and_grad(fun, argnums, True, args, kwargs)
             return g, aux
-        return vg(*args, **kwargs)[1]
+        return _value_and_grad(fun, argnums, False, args, kwargs)[1]
 
     return grad_f
 

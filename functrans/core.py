@@ -199,40 +199,77 @@ class EvalTrace(Trace):
     __slots__ = ()
 
     def process_primitive(self, prim, args, params):
-        # the common case inline (Arrays on no committed device): it runs for every eager op
-        vals = []
+        # the common case, inline (it runs for every eager op): uncommitted Arrays and ndarrays
+        vals, views = [], False
         for x in args:
-            if type(x) is not Array or x._committed:
-                vals, device, owned = _unwrap(prim, args)
-                break
-            vals.append(x._value)
+            t = type(x)
+            if t is Array and not x._committed:
+                vals.append(x._value)
+            elif t is np.ndarray:
+                vals.append(x)
+                views = True
+            else:
+                return self._process_general(prim, args, params)
+        if prim in placement_rules:
+            return self._process_general(prim, args, params)
+        rule = impl_rules.get(prim)
+        if rule is None:
+            raise _no_impl_error(prim)
+        try:
+            out = rule(*vals, **params)
+        except (ValueError, TypeError, IndexError) as e:
+            if getattr(e, "_functrans_located", False):
+                raise
+            raise _located(prim, e) from e
+        t = type(out)
+        if t is np.ndarray:
+            if views:    # it may be a view of the caller's ndarray
+                return to_array(out, owned_ndarrays(args))
+        elif t in _NUMPY_SCALAR_TYPES:     # what NumPy returns for 0-d operands
+            out = np.asarray(out)
         else:
-            device = owned = None
+            return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
+                    else to_array(out))
+        a = _new_object(Array)          # make_array(out), inline
+        a._value = out
+        aval = _aval_memo.get((out.shape, out.dtype))
+        a.aval = aval if aval is not None else _new_aval(out)
+        a._device, a._committed = _CPU0, False
+        return a
+
+    def _process_general(self, prim, args, params):
+        """Any arguments: Python scalars, Arrays committed to a device, escaped tracers."""
+        vals, device, owned = _unwrap(prim, args)
         if device is None and prim in placement_rules:
             device = placement_rules[prim](params)
         if device is not None and device.platform != "cpu":
             return device_impls[device.platform](prim, vals, params, device)
         rule = impl_rules.get(prim)
         if rule is None:
-            raise NotImplementedError(f"evaluation rule (impl) for '{prim.name}' not implemented")
+            raise _no_impl_error(prim)
         try:
             out = rule(*vals, **params)
         except (ValueError, TypeError, IndexError) as e:
             if getattr(e, "_functrans_located", False):
                 raise
-            err = type(e)(f"{prim.name}: {e}{where()}")
-            err._functrans_located = True
-            raise err from e
+            raise _located(prim, e) from e
         if prim.multiple_results:
             return [to_array(o, owned, device, device is not None) for o in out]
-        if owned is None and device is None and type(out) is np.ndarray:
-            a = _new_object(Array)          # make_array(out), inline
-            a._value = out
-            aval = _aval_memo.get((out.shape, out.dtype))
-            a.aval = aval if aval is not None else _new_aval(out)
-            a._device, a._committed = _CPU0, False
-            return a
         return to_array(out, owned, device, device is not None)
+
+
+_NUMPY_SCALAR_TYPES = frozenset(t for t in np.sctypeDict.values() if issubclass(t, np.generic))
+
+
+def _no_impl_error(prim):
+    return NotImplementedError(f"evaluation rule (impl) for '{prim.name}' not implemented")
+
+
+def _located(prim, e):
+    """A copy of the error e of prim's rule, naming prim and the user's line."""
+    err = type(e)(f"{prim.name}: {e}{where()}")
+    err._functrans_located = True
+    return err
 
 
 # platform -> f(prim, buffers, params, device) -> Array(s): eager evaluation on that platform's
@@ -748,10 +785,11 @@ class Literal:
     def __init__(self, val):
         t = type(val)
         if t is Array:
-            self.val, self.aval = _host(val._value), val.aval
+            v = val._value
+            self.val, self.aval = v if type(v) is np.ndarray else _host(v), val.aval
         else:
             self.val = val if t is np.ndarray else np.asarray(val)
-            self.aval = get_aval(self.val)
+            self.aval = _aval_memo.get((self.val.shape, self.val.dtype)) or get_aval(self.val)
 
     def __repr__(self):
         return f"{self.val.item()!r}:{self.aval.str_short()}"
@@ -993,42 +1031,48 @@ class StagingTrace(Trace):
                 elif not x._trace.valid:
                     raise escaped_tracer_error(x)
         if self.forward:
-            if not ours:
-                return _bind_in_parent(self, prim, args, params)
+            if not ours:        # known: to the parent (_bind_in_parent, inline)
+                prev = _state.trace
+                _state.trace = parent = self.parent
+                try:
+                    return parent.process_primitive(prim, args, params)
+                finally:
+                    _state.trace = prev
             rule = partial_eval_rules.get(prim)
             if rule is not None:
                 return rule(self, list(args), **params)
         return self.stage(prim, args, params)
 
-    def stage(self, prim, args, params, out_avals=None):
+    def stage(self, prim, args, params):
         """Record prim(*args) as an equation; returns its output tracer(s)."""
-        if out_avals is None:
-            try:
-                rule = abstract_eval_rules.get(prim)
-                if rule is None:
-                    abstract_eval(prim, (), params)        # raises NotImplementedError
-                out = rule(*[get_aval(x) for x in args], **params)
-                out_avals = list(out) if prim.multiple_results else [out]
-            except (TypeError, ValueError) as e:
-                if getattr(e, "_functrans_located", False):
-                    raise
-                err = type(e)(f"{prim.name}: {e}{where()}")
-                err._functrans_located = True
-                raise err from e
-        outs = [StagedTracer(self, a) for a in out_avals]
+        rule = abstract_eval_rules.get(prim)
+        if rule is None:
+            abstract_eval(prim, (), params)        # raises NotImplementedError
+        try:
+            inputs = [self.to_var(x) for x in args]
+            out_aval = rule(*[v.aval for v in inputs], **params)
+        except (TypeError, ValueError) as e:
+            if getattr(e, "_functrans_located", False):
+                raise
+            raise _located(prim, e) from e
         # source lines matter for staged programs; partial evaluation (linearize) skips the
         # stack walk, which would otherwise dominate eager grad's cost
         src = None if self.forward else user_frame()
-        self.eqns.append(JaxprEqn(prim, [self.to_var(x) for x in args], params,
-                                  [t._var for t in outs], src))
-        return outs if prim.multiple_results else outs[0]
+        if prim.multiple_results:
+            outs = [StagedTracer(self, a) for a in out_aval]
+            self.eqns.append(JaxprEqn(prim, inputs, params, [t._var for t in outs], src))
+            return outs
+        out = StagedTracer(self, out_aval)
+        self.eqns.append(JaxprEqn(prim, inputs, params, [out._var], src))
+        return out
 
     def to_var(self, x):
         """The jaxpr atom of x: its Var if it is our tracer, else a Literal or a constvar."""
         if isinstance(x, Tracer):
             if x._trace is self:
                 return x._var
-        elif x.__class__ in _SCALAR_TYPES or (isinstance(x, (np.ndarray, Array)) and not x.shape):
+        elif ((type(x) is Array or isinstance(x, np.ndarray)) and not x.shape
+              or x.__class__ in _SCALAR_TYPES):
             return Literal(x)
         v = self._const_var_of.get(id(x))
         if v is None:

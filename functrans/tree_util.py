@@ -136,12 +136,25 @@ def _flatten(x, is_leaf, leaves):
     if t in _LEAF_TYPES:
         leaves.append(x)
         return _LEAF
+    if t is tuple and is_leaf is None and all(type(c) in _LEAF_TYPES for c in x):
+        leaves.extend(x)          # a tuple of leaves (argument lists): one shared treedef
+        return _leaf_tuple_def(len(x))
     node = _registry.get(t) or _node_of(x)
     if node is None:
         leaves.append(x)
         return _LEAF
     children, aux = node.flatten(x)
     return PyTreeDef(type(x), aux, [_flatten(c, is_leaf, leaves) for c in children])
+
+
+_leaf_tuple_defs = {}   # n -> the PyTreeDef of a tuple of n leaves
+
+
+def _leaf_tuple_def(n):
+    d = _leaf_tuple_defs.get(n)
+    if d is None:
+        d = _leaf_tuple_defs[n] = PyTreeDef(tuple, None, [_LEAF] * n)
+    return d
 
 
 def tree_unflatten(treedef, leaves):

@@ -76,7 +76,7 @@ class JVPTracer(Tracer):
 
     def __init__(self, trace, primal, tangent):
         self._trace, self.primal, self.tangent = trace, primal, tangent
-        self.aval = get_aval(primal)
+        self.aval = primal.aval if type(primal) is core.Array else get_aval(primal)
 
     def to_concrete_value(self):
         return core.concrete_or_none(self.primal)
@@ -147,26 +147,27 @@ def _bind(prim, primals, params):
 def defjvp(prim, *rules):
     """jvp from one rule per argument: rule(g, *primals, **params) is that argument's tangent
     contribution (None: the argument has no derivative)."""
-    def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
-        t_out = Zero.like(out)
-        for rule, g in zip(rules, tangents):
-            if rule is not None and type(g) is not Zero:
-                t_out = add_tangents(t_out, rule(g, *primals, **params))
-        return out, t_out
-    jvp_rules[prim] = jvp
+    jvp_rules[prim] = _jvp_from_contributions(prim, rules, with_ans=False)
 
 
 def defjvp2(prim, *rules):
     """Like defjvp, but each rule also sees the output: rule(g, ans, *primals, **params)."""
+    jvp_rules[prim] = _jvp_from_contributions(prim, rules, with_ans=True)
+
+
+def _jvp_from_contributions(prim, rules, with_ans):
+    """The jvp rule whose output tangent is the sum over the nonzero tangents g of
+    rule(g, *primals, **params) (rule(g, ans, *primals, **params) with_ans)."""
     def jvp(primals, tangents, **params):
-        out = prim.bind(*primals, **params)
-        t_out = Zero.like(out)
+        out = core._state.trace.process_primitive(prim, primals, params)   # prim.bind
+        extra = (out,) if with_ans else ()
+        t_out = None
         for rule, g in zip(rules, tangents):
             if rule is not None and type(g) is not Zero:
-                t_out = add_tangents(t_out, rule(g, out, *primals, **params))
-        return out, t_out
-    jvp_rules[prim] = jvp
+                t = rule(g, *extra, *primals, **params)
+                t_out = t if t_out is None else add_tangents(t_out, t)
+        return out, Zero.like(out) if t_out is None else t_out
+    return jvp
 
 
 def defjvp_zero(prim):
@@ -192,7 +193,15 @@ def deflinear(prim, transpose_rule):
 
 def defbilinear(prim, lhs_transpose, rhs_transpose):
     """prim(x, y) is linear in each argument separately (mul, dot_general)."""
-    defjvp(prim, lambda g, x, y, **p: prim.bind(g, y, **p), lambda g, x, y, **p: prim.bind(x, g, **p))
+    def jvp(primals, tangents, **params):
+        (x, y), (tx, ty) = primals, tangents
+        out = prim.bind(x, y, **params)
+        t_x = None if type(tx) is Zero else prim.bind(tx, y, **params)
+        t_y = None if type(ty) is Zero else prim.bind(x, ty, **params)
+        if t_x is None:
+            return out, Zero.like(out) if t_y is None else t_y
+        return out, t_x if t_y is None else add_tangents(t_x, t_y)
+    jvp_rules[prim] = jvp
 
     def transpose(ct, x, y, **params):
         if isinstance(x, UndefPrimal):
@@ -209,20 +218,31 @@ def linearize_flat(f, primals, dce=True):
     """Returns (primal outs, linear jaxpr, residuals). The jaxpr maps the tangents of the float
     primals to the output tangents; its constvars are the residuals. (vjp skips dead-code
     elimination: transposition never reaches equations whose outputs are unused.)"""
-    pe = core.StagingTrace(core.current_trace(), forward=True)
+    parent = core.current_trace()
+    pe = core.StagingTrace(parent, forward=True)
+    jt = JVPTrace(pe)
+    ins, t_in = [], []
+    for p in primals:
+        aval = get_aval(p)
+        if aval.dtype.kind == "f":
+            t = pe.new_arg(aval)
+            t_in.append(t)
+            p = JVPTracer(jt, p, t)
+        ins.append(p)
+    core._state.trace = jt          # (transform_trace(jt), and then pe, without the wrappers)
     try:
-        t_in = [pe.new_arg(get_aval(p)) if is_float(get_aval(p).dtype) else None for p in primals]
-        jt = JVPTrace(pe)
-        with transform_trace(jt):
-            ins = [p if t is None else JVPTracer(jt, p, t) for p, t in zip(primals, t_in)]
-            outs = f(*ins)
-            outs_p, outs_t = unzip2(jt.lift(as_array(o)) for o in outs)
-        with core.set_current_trace(pe):
-            outs_t = [instantiate_zeros(t) for t in outs_t]
-        jaxpr, consts = pe.build([t for t in t_in if t is not None], outs_t, dce=dce)
+        outs_p, outs_t = [], []
+        for o in f(*ins):
+            p, t = jt.lift(as_array(o))
+            outs_p.append(p)
+            outs_t.append(t)
+        core._state.trace = pe
+        outs_t = [instantiate_zeros(t) for t in outs_t]
     finally:
-        pe.valid = False
-    return list(outs_p), jaxpr, consts
+        core._state.trace = parent
+        jt.valid = pe.valid = False
+    jaxpr, consts = pe.build(t_in, outs_t, dce=dce)
+    return outs_p, jaxpr, consts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -248,67 +268,76 @@ def backward_pass(jaxpr, consts, args, cts_out):
     (on known inputs only) are evaluated forward first. Returns the cotangents of the
     UndefPrimal inputs (Zero where nothing flowed)."""
     env = dict(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    linear_eqns = _eval_nonlinear(jaxpr, env)
+    add = ops.get("add")
+    ct_env = {}
+    for v, ct in zip(jaxpr.outvars, cts_out):
+        if type(v) is not Literal:
+            _add_cotangent(ct_env, v, ct, add)
+    for eqn in reversed(linear_eqns):
+        cts = (_pop_cotangents(ct_env, eqn) if eqn.primitive.multiple_results
+               else ct_env.pop(eqn.out_binders[0], None))
+        if cts is None:
+            continue
+        rule = transpose_rules.get(eqn.primitive)
+        if rule is None:
+            raise NotImplementedError(
+                f"Transpose rule (for reverse-mode differentiation) for '{eqn.primitive.name}' "
+                f"not implemented (equation at {core.format_source(eqn.source_info)})")
+        ins = [v.val if type(v) is Literal else env[v] for v in eqn.inputs]
+        for v, x, ct in zip(eqn.inputs, ins, rule(cts, *ins, **eqn.params)):
+            if type(x) is UndefPrimal:
+                _add_cotangent(ct_env, v, ct, add)
+    return [_cotangent_or_zero(ct_env, v) for v, x in zip(jaxpr.invars, args)
+            if type(x) is UndefPrimal]
+
+
+def _cotangent_or_zero(ct_env, v):
+    ct = ct_env.get(v)
+    return Zero(v.aval) if ct is None else ct
+
+
+def _eval_nonlinear(jaxpr, env):
+    """Evaluate (bind) the equations of jaxpr that do not depend on an UndefPrimal of env,
+    adding their outputs to env; mark the outputs of the others UndefPrimal. Returns those
+    others: the linear equations, in order."""
     linear_vars = set()
-    for v, x in zip(jaxpr.invars, args):
-        if type(x) is UndefPrimal:
+    for v in jaxpr.invars:
+        if type(env[v]) is UndefPrimal:
             linear_vars.add(v)
-            env[v] = x
-        else:
-            env[v] = x
-
-    def read(v):
-        return v.val if type(v) is Literal else env[v]
-
     linear_eqns = []
     for eqn in jaxpr.eqns:
         if not linear_vars.isdisjoint(eqn.inputs):  # (Literals hash by identity: never in it)
             linear_eqns.append(eqn)
-            linear_vars.update(eqn.out_binders)
             for v in eqn.out_binders:
+                linear_vars.add(v)
                 env[v] = UndefPrimal(v.aval)
             continue
-        outs = eqn.primitive.bind(*[read(v) for v in eqn.inputs], **eqn.params)
+        outs = eqn.primitive.bind(*[v.val if type(v) is Literal else env[v] for v in eqn.inputs],
+                                  **eqn.params)
         if eqn.primitive.multiple_results:
             env.update(zip(eqn.out_binders, outs))
         else:
             env[eqn.out_binders[0]] = outs
+    return linear_eqns
 
-    ct_env = {}
-    add = ops.get("add")
 
-    def write_ct(v, ct):
-        if ct is None or type(ct) is Zero or type(v) is Literal:
-            return
-        prev = ct_env.get(v)
-        ct_env[v] = ct if prev is None else add(prev, ct)
+def _add_cotangent(ct_env, v, ct, add):
+    """Accumulate the cotangent ct (None or a Zero: nothing) of variable v."""
+    if ct is None or type(ct) is Zero:
+        return
+    prev = ct_env.get(v)
+    ct_env[v] = ct if prev is None else add(prev, ct)
 
-    for v, ct in zip(jaxpr.outvars, cts_out):
-        write_ct(v, ct)
-    pop = ct_env.pop
-    for eqn in reversed(linear_eqns):
-        prim = eqn.primitive
-        if prim.multiple_results:
-            cts = [pop(v, None) for v in eqn.out_binders]
-            if all(c is None for c in cts):
-                continue
-            cts = [Zero(v.aval) if c is None else c for v, c in zip(eqn.out_binders, cts)]
-        else:
-            cts = pop(eqn.out_binders[0], None)
-            if cts is None:
-                continue
-        rule = transpose_rules.get(prim)
-        if rule is None:
-            raise NotImplementedError(
-                f"Transpose rule (for reverse-mode differentiation) for '{prim.name}' not "
-                f"implemented (equation at {core.format_source(eqn.source_info)})")
-        ins = [v.val if type(v) is Literal else env[v] for v in eqn.inputs]
-        cts_in = rule(cts, *ins, **eqn.params)
-        for v, x, ct in zip(eqn.inputs, ins, cts_in):
-            if ct is not None and type(x) is UndefPrimal and type(ct) is not Zero:
-                prev = ct_env.get(v)
-                ct_env[v] = ct if prev is None else add(prev, ct)
-    return [ct_env.get(v, Zero(v.aval)) for v, x in zip(jaxpr.invars, args)
-            if type(x) is UndefPrimal]
+
+def _pop_cotangents(ct_env, eqn):
+    """The output cotangents of the multiple-results eqn, removed from ct_env (Zeros where
+    nothing flowed); None if nothing flowed into any."""
+    cts = [ct_env.pop(v, None) for v in eqn.out_binders]
+    if all(c is None for c in cts):
+        return None
+    return [Zero(v.aval) if c is None else c for v, c in zip(eqn.out_binders, cts)]
 
 
 def vjp_flat(f, primals):
@@ -316,26 +345,28 @@ def vjp_flat(f, primals):
     (float0 zeros for integer and bool primals)."""
     outs_p, jaxpr, consts = linearize_flat(f, primals, dce=False)
     avals = [get_aval(p) for p in primals]
-    out_avals = [get_aval(o) for o in outs_p]
+    out_shapes = [get_aval(o).shape for o in outs_p]
+    undefined = [UndefPrimal(v.aval) for v in jaxpr.invars]
 
     def vjp_fn(cts):
-        cts = [c if type(c) is Zero else as_array(c) for c in cts]
-        for i, (c, a) in enumerate(zip(cts, out_avals)):
-            ca = c.aval if type(c) is Zero else get_aval(c)
-            if ca.shape != a.shape:
-                raise ValueError(f"vjp: cotangent {i} has shape {ca.shape}, but the primal "
-                                 f"output has shape {a.shape}")
-        args = [UndefPrimal(v.aval) for v in jaxpr.invars]
-        cts_lin = iter(backward_pass(jaxpr, consts, args, cts))
-        out = []
-        for a in avals:
-            if is_float(a.dtype):
-                out.append(instantiate_zeros(next(cts_lin)))
-            else:
-                out.append(np.zeros(a.shape, core.float0))
-        return out
+        cts = [_checked_cotangent(i, c, s) for i, (c, s) in enumerate(zip(cts, out_shapes))]
+        cts_lin = iter(backward_pass(jaxpr, consts, undefined, cts))
+        return [instantiate_zeros(next(cts_lin)) if a.dtype.kind == "f"
+                else np.zeros(a.shape, core.float0) for a in avals]
 
     return outs_p, vjp_fn
+
+
+def _checked_cotangent(i, ct, shape):
+    """ct, the cotangent of primal output i, as an array (or a Zero); ValueError unless it has
+    the output's shape."""
+    if type(ct) is not Zero:
+        ct = as_array(ct)
+    ct_shape = ct.aval.shape if type(ct) is Zero else get_aval(ct).shape
+    if ct_shape != shape:
+        raise ValueError(f"vjp: cotangent {i} has shape {ct_shape}, but the primal output has "
+                         f"shape {shape}")
+    return ct
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,12 @@ def primitive(name, impl, abstract_eval, multiple_results=False):
     return p
 
 
+def _with_dtype(out, dtype):
+    """An impl's result (an ndarray or a NumPy scalar) converted to dtype, if it is not of it
+    already (astype of a NumPy scalar costs as much as the operation itself)."""
+    return out if out.dtype == dtype else out.astype(dtype)
+
+
 def _const(x, v):
     """A 0-d array of value v with x's dtype, broadcast to x's shape (a traceable op)."""
     a = get_aval(x)
@@ -71,17 +77,17 @@ def unop(name, impl, kinds=_float, out_dtype=None):
 def _logistic_impl(x):
     e = np.exp(-np.abs(x))
     one = x.dtype.type(1)
-    return np.where(x >= 0, one / (one + e), e / (one + e)).astype(x.dtype)
+    return _with_dtype(np.where(x >= 0, one / (one + e), e / (one + e)), x.dtype)
 
 
 def _erf_impl(x):
     from scipy.special import erf as _erf
-    return np.asarray(_erf(x)).astype(x.dtype)
+    return _with_dtype(np.asarray(_erf(x)), x.dtype)
 
 
 def _rsqrt_impl(x):
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (1 / np.sqrt(x)).astype(x.dtype)
+        return _with_dtype(1 / np.sqrt(x), x.dtype)
 
 
 neg_p, neg = unop("neg", np.negative, _num)
@@ -171,8 +177,8 @@ def _integer_pow_impl(x, *, y):
         return np.ones_like(x)
     if y < 0:
         with np.errstate(divide="ignore"):
-            return (1 / np.power(x, -y)).astype(x.dtype)
-    return np.power(x, y).astype(x.dtype)
+            return _with_dtype(1 / np.power(x, -y), x.dtype)
+    return _with_dtype(np.power(x, y), x.dtype)
 
 
 def _integer_pow_aval(x, *, y):
@@ -211,7 +217,8 @@ def _nary_aval(name, kinds, out_dtype=None):
             if a.dtype != x.dtype:
                 raise TypeError(f"{name} requires arguments of equal dtypes, got "
                                 f"{' and '.join(b.dtype.name for b in avals)}")
-        _check_kind(name, x, kinds)
+        if x.dtype.kind not in kinds:
+            _check_kind(name, x, kinds)     # raises
         return x if out_dtype is None else x.update(dtype=out_dtype)
     return rule
 
@@ -230,15 +237,15 @@ def _div_impl(x, y):
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.where(y == 0, 0, np.floor_divide(x, np.where(y == 0, 1, y)))
             r = np.where(y == 0, 0, x - q * y)
-            return (q + ((r != 0) & ((x < 0) != (y < 0)))).astype(x.dtype)
+            return _with_dtype(q + ((r != 0) & ((x < 0) != (y < 0))), x.dtype)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.true_divide(x, y).astype(x.dtype)
+        return _with_dtype(np.true_divide(x, y), x.dtype)
 
 
 def _rem_impl(x, y):
     with np.errstate(divide="ignore", invalid="ignore"):
         if x.dtype.kind in "iu":
-            return np.where(y == 0, 0, np.fmod(x, np.where(y == 0, 1, y))).astype(x.dtype)
+            return _with_dtype(np.where(y == 0, 0, np.fmod(x, np.where(y == 0, 1, y))), x.dtype)
         return np.fmod(x, y)
 
 
@@ -479,18 +486,43 @@ def broadcasted_iota(dtype, shape, dimension):
     return iota_p.bind(dtype=np.dtype(dtype), shape=tuple(shape), dimension=int(dimension))
 
 
+_PY_SCALARS = frozenset((bool, int, float, complex))
+
+
 def full(shape, fill_value, dtype):
     """An array of the given shape filled with fill_value (a broadcast of a scalar)."""
     dtype = np.dtype(dtype)
-    if isinstance(fill_value, core.Tracer) or (isinstance(fill_value, (np.ndarray, core.Array))
-                                               and fill_value.ndim):
+    if type(fill_value) in _PY_SCALARS and shape == () and not core.staging():
+        return _scalar_array(fill_value, dtype)
+    if type(fill_value) not in _PY_SCALARS and (
+            isinstance(fill_value, core.Tracer)
+            or (type(fill_value) is core.Array or isinstance(fill_value, np.ndarray))
+            and fill_value.ndim):
         fill_value = convert_element_type(fill_value, dtype)
     else:
         fill_value = np.asarray(fill_value, dtype)
         if not core.staging():   # a constant whatever the transforms: skip their dispatch
-            return core.make_array(_broadcast_in_dim_impl(
-                fill_value, shape=tuple(map(int, shape)), broadcast_dimensions=()))
+            shape = tuple(map(int, shape))
+            return core.make_array(_broadcast_in_dim_impl(fill_value, shape=shape,
+                                                          broadcast_dimensions=())
+                                   if shape else fill_value)
     return broadcast_in_dim(fill_value, tuple(shape), ())
+
+
+_scalar_arrays = {}   # (type, value, dtype) -> 0-d Array: the constants of jvp rules, memoised
+
+
+def _scalar_array(value, dtype):
+    """The Python scalar value as a 0-d Array of dtype (Arrays are immutable: one is shared)."""
+    key = (type(value), value, dtype)
+    a = _scalar_arrays.get(key)
+    if a is None:
+        a = core.make_array(np.asarray(value, dtype))
+        if value != 0 and value == value:    # 0.0 == -0.0 and nan != nan as keys: never shared
+            if len(_scalar_arrays) > 1024:
+                _scalar_arrays.clear()
+            _scalar_arrays[key] = a
+    return a
 
 
 def full_like(x, fill_value):

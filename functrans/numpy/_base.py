@@ -21,10 +21,12 @@ def is_weak(x):
     return type(x) in PY_SCALARS
 
 
+_OPERAND_TYPES = frozenset((Array, np.ndarray) + PY_SCALARS)
+
+
 def is_arraylike(x):
     """True for values functrans.numpy accepts as array operands."""
-    return (type(x) is Array or isinstance(x, (Tracer, np.ndarray, np.generic))
-            or type(x) in PY_SCALARS)
+    return type(x) in _OPERAND_TYPES or isinstance(x, (Tracer, np.ndarray, np.generic))
 
 
 def as_operand(x, what="argument"):
@@ -83,7 +85,9 @@ def array_aval(x):
 def binary_operands(fn, x1, x2):
     """(result dtype, x1, x2 promoted to it and broadcast together) for NumPy's ``fn``. The
     common case, two arrays of the result dtype and one shape, costs two dict lookups."""
-    a1, a2 = array_aval(x1), array_aval(x2)
+    # array_aval(x1), array_aval(x2), inline for Arrays and tracers
+    a1 = x1.aval if type(x1) is Array or isinstance(x1, Tracer) else array_aval(x1)
+    a2 = x2.aval if type(x2) is Array or isinstance(x2, Tracer) else array_aval(x2)
     k1 = type(x1) if a1 is None else a1.dtype
     k2 = type(x2) if a2 is None else a2.dtype
     dt = oracle_memo.get((fn, (k1, k2)))

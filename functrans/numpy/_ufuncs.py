@@ -119,6 +119,10 @@ def _int_pow(x, y):
 
 def power(x1, x2, /):
     """Elementwise x1 ** x2 (NumPy's result dtype; static integer exponents use integer_pow)."""
+    if type(x2) is int:    # x ** 3 on floats: the result dtype is x1's (a weak exponent)
+        a = array_aval(x1)
+        if a is not None and a.dtype.kind == "f":
+            return lax.integer_pow(x1, x2) if x2 != 1 else x1
     dt = oracle_dtype(np.power, x1, x2)
     if type(x2) is int or (isinstance(x2, (np.ndarray, np.generic, Array)) and x2.ndim == 0
                            and x2.dtype.kind in "iu" and not isinstance(x2, Tracer)):
