@@ -153,9 +153,12 @@ def main():
     print(f"{'grad(poly) per call, Python float input':58s} {fmt(t_poly):>13s} "
           f"{t_poly / 100e-6:8.2f} {'<= 1.00':>8s}  (vs 100 us)")
     for name, t in others.items():
-        ratio = "" if t is None else f"{t_poly / t:8.2f}"
-        print(f"{'  ' + name + ' grad(poly) per call':58s} {fmt(t):>13s} {ratio:>8s}"
-              + ("  (functrans / it)" if t is not None else ""))
+        ratio = "" if t is None else f"{t_poly_arr / t:8.2f}"
+        # the issue measured autograd at 108 us against the 100 us target: <= 0.93x autograd
+        # is the same target on a machine of another speed
+        target = f"{'<= 0.93':>8s}" if name == "autograd" and t is not None else ""
+        print(f"{'  ' + name + ' grad(poly) per call':58s} {fmt(t):>13s} {ratio:>8s} {target}"
+              + ("  (functrans on an Array / it)" if t is not None else ""))
     print(f"{'value_and_grad MLP 784-512-256-10 b256 f32':58s} {fmt(t_vg):>13s} "
           f"{t_vg / t_np:8.2f} {'<= 1.30':>8s}  (vs NumPy backprop)")
     print(f"{'  NumPy hand-written backprop':58s} {fmt(t_np):>13s}")
