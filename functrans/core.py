@@ -212,15 +212,7 @@ class EvalTrace(Trace):
                 return self._process_general(prim, args, params)
         if prim in placement_rules:
             return self._process_general(prim, args, params)
-        rule = impl_rules.get(prim)
-        if rule is None:
-            raise _no_impl_error(prim)
-        try:
-            out = rule(*vals, **params)
-        except (ValueError, TypeError, IndexError) as e:
-            if getattr(e, "_functrans_located", False):
-                raise
-            raise _located(prim, e) from e
+        out = _run_impl(prim, vals, params)
         t = type(out)
         if t is np.ndarray:
             if views:    # it may be a view of the caller's ndarray
@@ -244,18 +236,23 @@ class EvalTrace(Trace):
             device = placement_rules[prim](params)
         if device is not None and device.platform != "cpu":
             return device_impls[device.platform](prim, vals, params, device)
-        rule = impl_rules.get(prim)
-        if rule is None:
-            raise _no_impl_error(prim)
-        try:
-            out = rule(*vals, **params)
-        except (ValueError, TypeError, IndexError) as e:
-            if getattr(e, "_functrans_located", False):
-                raise
-            raise _located(prim, e) from e
+        out = _run_impl(prim, vals, params)
         if prim.multiple_results:
             return [to_array(o, owned, device, device is not None) for o in out]
         return to_array(out, owned, device, device is not None)
+
+
+def _run_impl(prim, vals, params):
+    """prim's impl rule on vals; its errors name the primitive and the user's line."""
+    rule = impl_rules.get(prim)
+    if rule is None:
+        raise _no_impl_error(prim)
+    try:
+        return rule(*vals, **params)
+    except (ValueError, TypeError, IndexError) as e:
+        if getattr(e, "_functrans_located", False):
+            raise
+        raise _located(prim, e) from e
 
 
 _NUMPY_SCALAR_TYPES = frozenset(t for t in np.sctypeDict.values() if issubclass(t, np.generic))
@@ -1031,13 +1028,8 @@ class StagingTrace(Trace):
                 elif not x._trace.valid:
                     raise escaped_tracer_error(x)
         if self.forward:
-            if not ours:        # known: to the parent (_bind_in_parent, inline)
-                prev = _state.trace
-                _state.trace = parent = self.parent
-                try:
-                    return parent.process_primitive(prim, args, params)
-                finally:
-                    _state.trace = prev
+            if not ours:        # known: to the parent
+                return _bind_in_parent(self, prim, args, params)
             rule = partial_eval_rules.get(prim)
             if rule is not None:
                 return rule(self, list(args), **params)
