@@ -398,8 +398,8 @@ class _ArrayOps:
         return (self[i] for i in range(self.aval.shape[0]))
 
     def __hash__(self):
-        raise TypeError(f"unhashable type: '{type(self).__name__}' ({self.aval.str_short()}); "
-                        "arrays are mutable-looking values and cannot be dict keys or set members")
+        raise TypeError(f"unhashable type: '{type(self).__name__}' ({self.aval.str_short()}), "
+                        "as in JAX; use a tuple of Python values (x.tolist()) as a key")
 
 
 _PROPERTY_METHODS = ("T", "mT", "at", "real", "imag")
