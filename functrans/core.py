@@ -193,6 +193,10 @@ def escaped_tracer_error(x):
         "from transformed functions instead of leaking them.")
 
 
+# the hot paths' NumPy names, bound once (a global lookup instead of a global and an attribute)
+_ndarray, _asarray = np.ndarray, np.asarray
+
+
 class EvalTrace(Trace):
     """The bottom of every stack: runs impl rules on the buffers of Arrays, and returns Arrays
     on the device the inputs were committed to (the default device if none was)."""
@@ -205,7 +209,7 @@ class EvalTrace(Trace):
             t = type(x)
             if t is Array and not x._committed:
                 vals.append(x._value)
-            elif t is np.ndarray:
+            elif t is _ndarray:
                 vals.append(x)
                 views = True
             else:
@@ -222,19 +226,18 @@ class EvalTrace(Trace):
                 raise
             raise _located(prim, e) from e
         t = type(out)
-        if t is np.ndarray:
+        if t is _ndarray:
             if views:    # it may be a view of the caller's ndarray
                 return to_array(out, owned_ndarrays(args))
-        elif t in _NUMPY_SCALAR_TYPES:     # what NumPy returns for 0-d operands
-            out = np.asarray(out)
+            aval = _aval_memo.get((out.shape, out.dtype)) or _new_aval(out)
         else:
-            return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
-                    else to_array(out))
+            aval = _SCALAR_AVALS.get(t)     # a NumPy scalar: what NumPy returns for 0-d operands
+            if aval is None:
+                return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
+                        else to_array(out))
+            out = _asarray(out)
         a = _new_object(Array)          # make_array(out), inline
-        a._value = out
-        aval = _aval_memo.get((out.shape, out.dtype))
-        a.aval = aval if aval is not None else _new_aval(out)
-        a._device, a._committed = _CPU0, False
+        a._value, a.aval, a._device, a._committed = out, aval, _CPU0, False
         return a
 
     def _process_general(self, prim, args, params):
@@ -258,7 +261,9 @@ class EvalTrace(Trace):
         return to_array(out, owned, device, device is not None)
 
 
-_NUMPY_SCALAR_TYPES = frozenset(t for t in np.sctypeDict.values() if issubclass(t, np.generic))
+# NumPy's numeric scalar types -> the aval of the 0-d arrays they stand for
+_SCALAR_AVALS = {t: ShapedArray((), np.dtype(t)) for t in set(np.sctypeDict.values())
+                 if issubclass(t, (np.number, np.bool_))}
 
 
 def _no_impl_error(prim):
