@@ -996,7 +996,7 @@ class StagingTrace(Trace):
                 elif not x._trace.valid:
                     raise escaped_tracer_error(x)
         if self.forward:
-            if not ours:        # known: to the parent (_bind_in_parent, inline)
+            if not ours:        # known: bound in the parent, with the parent current
                 prev = _state.trace
                 _state.trace = parent = self.parent
                 try:
@@ -1075,15 +1075,6 @@ def _freeze_const(x):
 
 for _t in (Array, StagedTracer, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_):
     register_leaf_type(_t)
-
-
-def _bind_in_parent(trace, prim, args, params):
-    prev = _state.trace
-    _state.trace = parent = trace.parent
-    try:
-        return parent.process_primitive(prim, args, params)
-    finally:
-        _state.trace = prev
 
 
 def trace_to_jaxpr(f, in_avals):
