@@ -193,6 +193,10 @@ def escaped_tracer_error(x):
         "from transformed functions instead of leaking them.")
 
 
+# the hot paths' NumPy names, bound once (a global lookup instead of a global and an attribute)
+_ndarray, _asarray = np.ndarray, np.asarray
+
+
 class EvalTrace(Trace):
     """The bottom of every stack: runs impl rules on the buffers of Arrays, and returns Arrays
     on the device the inputs were committed to (the default device if none was)."""
@@ -205,7 +209,7 @@ class EvalTrace(Trace):
             t = type(x)
             if t is Array and not x._committed:
                 vals.append(x._value)
-            elif t is np.ndarray:
+            elif t is _ndarray:
                 vals.append(x)
                 views = True
             else:
@@ -214,19 +218,18 @@ class EvalTrace(Trace):
             return self._process_general(prim, args, params)
         out = _run_impl(prim, vals, params)
         t = type(out)
-        if t is np.ndarray:
+        if t is _ndarray:
             if views:    # it may be a view of the caller's ndarray
                 return to_array(out, owned_ndarrays(args))
-        elif t in _NUMPY_SCALAR_TYPES:     # what NumPy returns for 0-d operands
-            out = np.asarray(out)
+            aval = _aval_memo.get((out.shape, out.dtype)) or _new_aval(out)
         else:
-            return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
-                    else to_array(out))
+            aval = _SCALAR_AVALS.get(t)     # a NumPy scalar: what NumPy returns for 0-d operands
+            if aval is None:
+                return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
+                        else to_array(out))
+            out = _asarray(out)
         a = _new_object(Array)          # make_array(out), inline
-        a._value = out
-        aval = _aval_memo.get((out.shape, out.dtype))
-        a.aval = aval if aval is not None else _new_aval(out)
-        a._device, a._committed = _CPU0, False
+        a._value, a.aval, a._device, a._committed = out, aval, _CPU0, False
         return a
 
     def _process_general(self, prim, args, params):
@@ -255,7 +258,9 @@ def _run_impl(prim, vals, params):
         raise _located(prim, e) from e
 
 
-_NUMPY_SCALAR_TYPES = frozenset(t for t in np.sctypeDict.values() if issubclass(t, np.generic))
+# NumPy's numeric scalar types -> the aval of the 0-d arrays they stand for
+_SCALAR_AVALS = {t: ShapedArray((), np.dtype(t)) for t in set(np.sctypeDict.values())
+                 if issubclass(t, (np.number, np.bool_))}
 
 
 def _no_impl_error(prim):
@@ -1028,8 +1033,13 @@ class StagingTrace(Trace):
                 elif not x._trace.valid:
                     raise escaped_tracer_error(x)
         if self.forward:
-            if not ours:        # known: to the parent
-                return _bind_in_parent(self, prim, args, params)
+            if not ours:        # known: bound in the parent, with the parent current
+                prev = _state.trace
+                _state.trace = parent = self.parent
+                try:
+                    return parent.process_primitive(prim, args, params)
+                finally:
+                    _state.trace = prev
             rule = partial_eval_rules.get(prim)
             if rule is not None:
                 return rule(self, list(args), **params)
@@ -1102,15 +1112,6 @@ def _freeze_const(x):
 
 for _t in (Array, StagedTracer, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_):
     register_leaf_type(_t)
-
-
-def _bind_in_parent(trace, prim, args, params):
-    prev = _state.trace
-    _state.trace = parent = trace.parent
-    try:
-        return parent.process_primitive(prim, args, params)
-    finally:
-        _state.trace = prev
 
 
 def trace_to_jaxpr(f, in_avals):

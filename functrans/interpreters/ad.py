@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import core
-from ..core import (ClosedJaxpr, Literal, Tracer, Trace, as_array, get_aval, is_float,
+from ..core import (ClosedJaxpr, Literal, Tracer, Trace, as_array, get_aval,
                     jaxpr_as_fun, trace_to_jaxpr, transform_trace)
 from ..util import merge_lists, safe_map, safe_zip, split_list, unzip2
 from . import ops
@@ -229,7 +229,7 @@ def linearize_flat(f, primals, dce=True):
             t_in.append(t)
             p = JVPTracer(jt, p, t)
         ins.append(p)
-    core._state.trace = jt          # (transform_trace(jt), and then pe, without the wrappers)
+    core._state.trace = jt      # what transform_trace(jt) does, without a context manager
     try:
         outs_p, outs_t = [], []
         for o in f(*ins):
