@@ -104,7 +104,6 @@ def jvp(fun, primals, tangents, has_aux=False):
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
     outs_p, outs_t = ad.jvp_flat(flat, p_flat, t_flat)
-    inputs = p_flat + t_flat
     outs_p = _outputs(outs_p)
     outs_t = _outputs([_instantiate_tangent(t) for t in outs_t])
     out_p, aux = _split_aux(outs_p, out_store.val, aux_store, has_aux)

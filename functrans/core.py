@@ -376,7 +376,6 @@ def call_in_parent(trace, f, *args):
 # Tracers and Arrays: one set of operators and methods
 
 _array_methods = {}  # filled by functrans.numpy (install_array_methods): operators and methods
-_tracer_methods = _array_methods   # the name rules and older code use
 
 
 class _ArrayOps:

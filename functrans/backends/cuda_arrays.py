@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import core
-from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, ShapedArray, Var
+from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Var
 
 _one_eqn_programs = {}     # (prim, avals, params) -> ClosedJaxpr of that one equation
 
@@ -50,7 +50,7 @@ def _aval(v):
     from .numba_cuda import is_device_array
     if isinstance(v, np.ndarray) or not is_device_array(v):
         return core.get_aval(v)
-    return ShapedArray(tuple(v.shape), np.dtype(v.dtype))
+    return core._new_aval(v)
 
 
 def one_equation(prim, avals, params):
