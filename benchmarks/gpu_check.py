@@ -576,6 +576,43 @@ def run_rows(cfg, args, deadline):
     return lines
 
 
+def profile_dispatch(ctx, cfg):
+    """Host time per call (no device synchronise in between) of small jitted programs on GPU
+    Arrays, and the functions that take it (cProfile, by own time): what bounds launch-bound
+    workloads."""
+    import cProfile
+    import io
+    import pstats
+    import functrans.numpy as fnp
+    n = 8 if SIM else 64
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    batch, sizes = cfg["mlp"]
+    small = (8, [n, n, n, 4])
+    params, (x, y) = init_mlp(small[1]), mlp_data(*small)
+    cases = [("matmul", lambda p, q: p @ q, (a, a)),
+             ("tanh(a)+1", lambda p: fnp.tanh(p) + 1.0, (a,)),
+             ("MLP step (small)", sgd(ctx.ft.ft.grad)(mlp_loss(fnp)), (params, x, y))]
+    calls = 2 if SIM else 300
+    for name, f, args in cases[1:2] if SIM else cases:    # the simulator: that the code runs
+        call, _ = ctx.ft.compile(f, *args)
+        for _ in range(3):
+            call()
+        _cuda_sync()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            call()
+        host = (time.perf_counter() - t0) / calls
+        _cuda_sync()
+        log(f"  {name}: {host * 1e6:.1f} µs of host time per call")
+        prof = cProfile.Profile()
+        prof.runcall(lambda: [call() for _ in range(calls)])
+        _cuda_sync()
+        text = io.StringIO()
+        pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(14)
+        log("\n".join("    " + ln for ln in text.getvalue().splitlines()[6:24] if ln.strip()))
+
+
 def environment():
     """One line per library version and the functrans CUDA status."""
     import importlib.metadata as md
@@ -608,6 +645,8 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=1 if SIM else 8,
                     help="parallel check processes")
     ap.add_argument("--skip-checks", action="store_true")
+    ap.add_argument("--no-profile", dest="profile", action="store_false",
+                    help="skip the host-time profile of small calls")
     ap.add_argument("--rows", default=None, help="comma-separated: mlp,pex,hvp,fused,rnn,matmul")
     args = ap.parse_args(argv)
     args.rows = args.rows.split(",") if args.rows else None
@@ -622,6 +661,12 @@ def main(argv=None):
         run_checks(names, min(args.check_timeout, max(deadline.left() - 60, 30)), args.workers)
     log("\n## (b) benchmarks")
     lines = run_rows(cfg, args, deadline)
+    if args.profile:
+        log("\n## (c) dispatch: host time per call")
+        try:
+            profile_dispatch(Context(1, refs=False), cfg)
+        except Exception as e:  # noqa: BLE001
+            log(f"  profile failed: {type(e).__name__}: {e}")
     log("\n" + HEADER)
     for ln in lines:
         log(ln)

@@ -689,6 +689,9 @@ class Jitted:
         # (shapes, dtypes) of plain-array calls -> (compiled executable, out tree); only for
         # functions without static arguments (their key also holds the static values)
         self._fast = None if self.static_argnums or self.static_argnames else {}
+        # (arg tree, avals, device) of calls on Arrays committed to an accelerator -> (jit_p
+        # params, out tree)
+        self._fast_device = {}
 
     def _trace(self, args, kwargs):
         """(ClosedJaxpr, flat dynamic args incl. lifted tracer consts, out tree)."""
@@ -715,17 +718,53 @@ class Jitted:
         return closed, leaves, out_tree
 
     def __call__(self, *args, **kwargs):
-        if self._fast is not None and not kwargs and core._state.trace is core.eval_trace:
+        fast = self._fast is not None and not kwargs and core._state.trace is core.eval_trace
+        if fast:
             outs = self._call_fast(args)
+            if outs is None and self._fast_device:
+                outs = self._call_on_device(args)
             if outs is not None:
                 return outs
         from .jit_primitive import jit_p
         closed, flat_args, out_tree = self._trace(args, kwargs)
-        outs = jit_p.bind(*flat_args, jaxpr=closed, name=getattr(self.fun, "__name__", "fun"),
-                          backend=self.backend)
-        if self._fast is not None and not kwargs and core._state.trace is core.eval_trace:
+        params = dict(jaxpr=closed, name=getattr(self.fun, "__name__", "fun"), backend=self.backend)
+        outs = jit_p.bind(*flat_args, **params)
+        if fast:
             self._remember_fast(closed, args, flat_args, out_tree)
+            self._remember_device(params, args, flat_args, out_tree)
         return tree_unflatten(out_tree, outs)
+
+    def _call_on_device(self, args):
+        """The outputs of a call whose array leaves are all Arrays committed to one accelerator,
+        with a signature run before: straight to that device's jit executor (no retrace, no
+        bind). None when the call must take the general path."""
+        leaves, tree = tree_flatten(args)
+        device = None
+        for x in leaves:
+            if type(x) is not core.Array or not x._committed or (
+                    device is not None and x._device is not device):
+                return None
+            device = x._device
+        hit = self._fast_device.get((tree, tuple([x.aval for x in leaves]), device))
+        if hit is None:
+            return None
+        from .jit_primitive import jit_p
+        params, out_tree = hit
+        outs = core.device_impls[device.platform](jit_p, [x._value for x in leaves], params, device)
+        return tree_unflatten(out_tree, outs)
+
+    def _remember_device(self, params, args, flat_args, out_tree):
+        leaves, tree = tree_flatten(args)
+        if (len(leaves) != len(flat_args) or any(a is not b for a, b in zip(leaves, flat_args))
+                or len(self._fast_device) >= 64):
+            return
+        devices = {x._device for x in leaves if type(x) is core.Array and x._committed}
+        if len(devices) != 1 or not all(type(x) is core.Array and x._committed for x in leaves):
+            return
+        device = devices.pop()
+        if device.platform in core.device_impls:
+            key = (tree, tuple(x.aval for x in leaves), device)
+            self._fast_device[key] = (params, out_tree)
 
     def _call_fast(self, args):
         """The outputs of a call whose arguments are all arrays at the top level (uncommitted

@@ -537,6 +537,56 @@ def loops_on_device():
     assert numba_cuda.stats()["host_reads"] == reads + 6, "while: one scalar per test"
 
 
+@check
+def cuda_graphs_replay():
+    """Programs of several kernels replay a captured CUDA graph from their second call on (a
+    real GPU with CuPy; never on the simulator). Every result equals the run without graphs,
+    and outputs still held by the caller are never overwritten by a later replay."""
+    from functrans.backends import cuda_graphs
+    before = numba_cuda.stats()
+    params = mlp_params([6, 16, 8, 3])
+    x, y = floats((8, 6)), floats((8, 3))
+    want, p = [], params
+    for _ in range(5):
+        p = ft.jit(sgd_step, backend="cpu")(p, x, y)
+        want.append(p)
+    step = ft.jit(sgd_step, backend="cuda")
+    p, kept = params, []
+    for i in range(5):          # outputs feed the next call: two instances alternate
+        p = step(p, x, y)
+        kept.append(p)
+    for i, (got, w) in enumerate(zip(kept, want)):      # every kept result is still intact
+        assert_same(got, w, 1e-5, 1e-6, f"sgd step {i + 1}")
+    f = ft.jit(lambda a: (fnp.tanh(a) * 2.0 + 1.0, fnp.sum(fnp.sin(a) ** 2), a @ a.T), backend="cuda")
+    outs = [f(x + k) for k in range(4)]       # all held: the third and fourth run without graphs
+    for k, o in enumerate(outs):
+        assert_same(o, f(x + k), 1e-5, 1e-6, f"held output {k}")
+    del outs
+    assert_same(f(x), (np.tanh(x) * 2 + 1, np.sum(np.sin(x) ** 2), x @ x.T), 1e-5, 1e-5, "reused")
+    rnn = ft.grad(lambda w, xs: fnp.sum(lax.scan(lambda h, xi: (fnp.tanh(h @ w + xi), None),
+                                                 fnp.zeros(3, np.float32), xs)[0] ** 2))
+    w, xs = floats((3, 3), lo=-0.5, hi=0.5), floats((5, 3))
+    jr = ft.jit(rnn, backend="cuda")
+    for _ in range(3):
+        assert_same(jr(w, xs), rnn(w, xs), 1e-5, 1e-6, "scan grad")
+    # which programs qualify
+    prog = lambda f, *a: numba_cuda.executable(ft.make_jaxpr(f)(*a)).program  # noqa: E731
+    assert cuda_graphs.launch_count(prog(sgd_step, params, x, y)) >= cuda_graphs.MIN_LAUNCHES
+    scan_prog = prog(rnn, w, xs)
+    assert cuda_graphs.host_free(scan_prog) and cuda_graphs.launch_count(scan_prog) >= 5
+    with_cond = prog(lambda a: lax.cond(a[0] > 0, lambda v: v * 2, lambda v: v - 1, a) * 3, x[0])
+    assert not cuda_graphs.host_free(with_cond)
+    after = numba_cuda.stats()
+    if _on_gpu_with_cupy() and cuda_graphs.ENABLED:
+        assert after["graph_capture_failures"] == before["graph_capture_failures"], after
+        assert after["graph_captures"] >= before["graph_captures"] + 4, after
+        assert after["graph_replays"] >= before["graph_replays"] + 8, after
+        assert after["graph_fallback_runs"] >= before["graph_fallback_runs"] + 2, after
+        assert numba_cuda.memory_stats()["graph_pool_bytes"] > 0
+    else:
+        assert after["graph_captures"] == before["graph_captures"] == 0, after
+
+
 def run_checks(names=None, stream=None):
     """Run the named checks (all by default); returns ({name: "ok" or failure text},
     {name: seconds}). With a stream, one line per check is written as it finishes:

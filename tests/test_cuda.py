@@ -25,7 +25,8 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "mlp_training_step", "vmap_grad", "hvp_and_hessian", "eager_fallback_float16",
                "unsupported_primitive_message", "matmul_precision", "device_resident",
                "memory_pool", "loops_on_device", "gpu_arrays_follow_data",
-               "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error"]
+               "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error",
+               "cuda_graphs_replay"]
 
 
 def _sim_env():
@@ -288,6 +289,9 @@ class _FakeCublas:
     def setMathMode(self, handle, mode):
         self.modes["math"] = mode
 
+    def setStream(self, handle, stream):
+        self.modes["stream"] = stream
+
     def _op(self, ptr, trans, rows, cols, ld):
         return _colmajor(ptr, self.dtype, cols, rows, ld).T if trans else \
             _colmajor(ptr, self.dtype, rows, cols, ld)
@@ -346,6 +350,7 @@ def test_gemm_plan_matches_dot_general(xs, ys, dn, precision):
     np.testing.assert_allclose(out.reshape(want.shape), want, rtol=1e-12, atol=1e-12)
     assert plan.compute_type("default") == "64F"
     assert fake.cuda.cublas.modes["pointer"] == 0          # alpha/beta are host scalars
+    assert fake.cuda.cublas.modes["stream"] == 0           # the null stream, as our kernels
     out32 = np.zeros(want.size, np.float32)
     fake32 = _FakeCupy(np.float32)
     x32, y32 = x.astype(np.float32), y.astype(np.float32)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..lax.lax import Precision, canonicalize_precision
+from . import cuda_graphs
 
 GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT32_MAX = 2 ** 31 - 1
@@ -131,6 +132,7 @@ class GemmPlan:
             call = self._calls[key] = self._static_args(cp, cublas, xm, ym, compute)
         fn, head, (a, b), mid, tail = call
         handle = cp.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, cuda_graphs.stream_ptr())   # the stream our kernels run on
         _host_scalars_full_math(cublas, handle, compute)
         fn(handle, *head, y_ptr, *a, x_ptr, *b, *mid, out_ptr, *tail)
 

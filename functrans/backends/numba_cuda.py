@@ -35,6 +35,7 @@ GEMM kernel)."""
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import sys
 import threading
@@ -47,7 +48,7 @@ from .. import core
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from .. import jit_primitive
 from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
-from . import cuda_memory
+from . import cuda_graphs, cuda_memory
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
@@ -80,7 +81,8 @@ def stats():
     """A copy of the counters: kernels loaded (compiled or read from the cache), kernel
     launches, programs (jaxprs) lowered, cuBLAS GEMMs and GEMMs that fell back to the tiled
     kernel, scalars read back by cond/while, and why cuBLAS was turned off (if it was)."""
-    return dict(_stats, gemm_disabled=_gemm_state["reason"])
+    return dict(_stats, gemm_disabled=_gemm_state["reason"],
+                **{"graph_" + k: v for k, v in cuda_graphs.stats().items()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,6 +213,12 @@ class _Kernel:
     def __call__(self, args):
         _stats["launches"] += 1
         direct = self.direct
+        captured = cuda_graphs.capture.stream
+        if captured is not None:    # a graph's capture (or its warm-up): its stream, direct only
+            if direct is None or not _Kernel.direct_ok:
+                raise cuda_graphs.NotCapturable(f"kernel '{self.launch.name}' has no direct launch")
+            _, _, config, kernel = direct
+            return direct[0](captured[1], config, kernel, *_packed(args))
         if direct is not None and _Kernel.direct_ok:
             try:
                 launch, stream, config, kernel = direct
@@ -268,7 +276,7 @@ def _lit_array(v):
 
 
 def _size(aval):
-    return int(np.prod(aval.shape, dtype=np.int64))
+    return math.prod(aval.shape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,7 +339,8 @@ class _Program:
         order on one stream, so the last run is done with it by the time a kernel of this run
         writes it); else a new pool buffer."""
         buf = env.get(("dest", v))
-        if buf is None and self._reuse and v in self._reusable:
+        if (buf is None and self._reuse and v in self._reusable
+                and cuda_graphs.capture.stream is None):   # a graph owns all its buffers
             buf = self._workspace.get(v)
             if buf is None:
                 buf = self._workspace[v] = cuda_memory.empty(_size(v.aval), v.aval.dtype,
@@ -501,11 +510,13 @@ def _reusable_vars(plan):
 
 def release_workspaces():
     """Drop the intermediate buffers every compiled program keeps between runs (they return
-    to the memory pool); the next run of each program allocates them again."""
+    to the memory pool) and its captured CUDA graphs (each freed once the outputs of its last
+    replay are); the next runs allocate and capture again."""
     for ex in list(_programs.values()):
         prog = getattr(ex, "program", None)
         if prog is not None:
             prog.release()
+    cuda_graphs.release()
 
 
 def _place(buf, dest):
@@ -547,7 +558,8 @@ class _Eager:
 
 
 class _Executable:
-    """A compiled program plus the transfers at its boundary."""
+    """A compiled program plus the transfers at its boundary, and its CUDA graphs (from the
+    second call on; see cuda_graphs.py)."""
 
     def __init__(self, closed, name):
         self.closed, self.name = closed, name
@@ -555,8 +567,9 @@ class _Executable:
         self.in_dtypes = [v.aval.dtype for v in closed.jaxpr.invars]
         self.in_sizes = [_size(v.aval) for v in closed.jaxpr.invars]
         self.out_avals = list(closed.out_avals)
+        self.graphs = False         # False: not decided yet; None: no graphs for this program
 
-    def _flat_outputs(self, args):
+    def _inputs(self, args):
         if len(args) != len(self.in_sizes):
             raise TypeError(f"'{self.name}' takes {len(self.in_sizes)} arrays, got {len(args)}")
         dev = [cuda_memory.as_device(a, d) for a, d in zip(args, self.in_dtypes)]
@@ -564,18 +577,26 @@ class _Executable:
             if d.size != n:
                 raise ValueError(f"'{self.name}' argument {i}: {d.size} elements, expected {n} "
                                  f"(shape {self.closed.jaxpr.invars[i].aval.shape})")
-        return self.program.run(dev)
+        return dev
 
     def run_device(self, args):
         """Outputs as device arrays (CuPy arrays when CuPy is in use); inputs stay where
         they are when already on the device (no host copy anywhere)."""
-        outs = self._flat_outputs(args)
+        dev = self._inputs(args)
+        graphs = self.graphs
+        if graphs is False and not _simulated():
+            graphs = self.graphs = cuda_graphs.for_program(self.program)
+        if graphs:
+            outs = graphs.run(dev, self.out_avals)
+            if outs is not None:
+                return outs
+        outs = self.program.run(dev)
         return [cuda_memory.to_cupy(o, a.shape) for o, a in zip(outs, self.out_avals)]
 
     def __call__(self, args):
         """Outputs as NumPy arrays (copied back; the copy waits for the GPU)."""
-        outs = self._flat_outputs(args)
-        return [cuda_memory.to_host(o).reshape(a.shape) for o, a in zip(outs, self.out_avals)]
+        return [cuda_memory.to_host(o).reshape(a.shape) for o, a in
+                zip(self.run_device(args), self.out_avals)]
 
 
 def executable(closed, name="fun"):
@@ -606,14 +627,20 @@ def run_device(closed, args, name="fun"):
     as device arrays (CuPy arrays on a GPU with CuPy; numba device arrays otherwise and under
     the simulator). C-contiguous device inputs of the right dtype are used in place, and no
     output is copied to the host."""
-    check_available()
-    return list(executable(closed, name).run_device(list(args)))
+    ex = _programs.get(closed)
+    if ex is None:
+        check_available()
+        ex = executable(closed, name)
+    return list(ex.run_device(list(args)))
 
 
 def run_cuda(closed, args, name):
     """jit_p's CUDA executor: ``run_device`` with the outputs copied back as NumPy arrays."""
-    check_available()
-    return list(executable(closed, name)(list(args)))
+    ex = _programs.get(closed)
+    if ex is None:
+        check_available()
+        ex = executable(closed, name)
+    return list(ex(list(args)))
 
 
 def to_host(x):
@@ -622,8 +649,9 @@ def to_host(x):
 
 
 def memory_stats():
-    """The device memory pool's counters (see ``cuda_memory.pool_stats``)."""
-    return cuda_memory.pool_stats()
+    """The device memory pool's counters (see ``cuda_memory.pool_stats``), plus
+    ``graph_pool_bytes``: what the captured CUDA graphs' private pools hold."""
+    return dict(cuda_memory.pool_stats(), graph_pool_bytes=cuda_graphs.memory_bytes())
 
 
 class Lowered:
