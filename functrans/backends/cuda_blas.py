@@ -125,18 +125,16 @@ class GemmPlan:
         return _Matrix(mat_shape[0] * mat_shape[1], True, max(mat_shape[1], 1)), int(c.data.ptr)
 
     def _gemm(self, cp, xm, x_ptr, ym, y_ptr, out_ptr, compute):
-        cublas = _cublas(cp)
-        key = (cp, compute, xm is self.xm, ym is self.ym)
+        blas = _blas(cp)
+        key = (blas, compute, xm is self.xm, ym is self.ym)
         call = self._calls.get(key)
         if call is None:
-            call = self._calls[key] = self._static_args(cp, cublas, xm, ym, compute)
+            call = self._calls[key] = self._static_args(cp, blas, xm, ym, compute)
         fn, head, (a, b), mid, tail = call
-        handle = cp.cuda.device.get_cublas_handle()
-        cublas.setStream(handle, cuda_graphs.stream_ptr())   # the stream our kernels run on
-        _host_scalars_full_math(cublas, handle, compute)
+        handle = blas.prepare(cuda_graphs.stream_ptr(), compute)
         fn(handle, *head, y_ptr, *a, x_ptr, *b, *mid, out_ptr, *tail)
 
-    def _static_args(self, cp, cublas, xm, ym, compute):
+    def _static_args(self, cp, blas, xm, ym, compute):
         """(function, args before A, (args after A), (after B), args before C, after C) of the
         cuBLAS call: everything but the three pointers, fixed per layout and compute type."""
         M, N, K, B = self.M, self.N, self.K, self.B
@@ -146,35 +144,120 @@ class GemmPlan:
         op_a = _OP_N if ym.row_major else _OP_T
         op_b = _OP_N if xm.row_major else _OP_T
         dt = _enum(cp.cuda.runtime, *_DATA[self.dtype])
-        ct = _enum(cublas, *_COMPUTE[compute])
+        ct = _enum(blas.enums, *_COMPUTE[compute])
         alpha, beta = _scalars(self.dtype)
-        algo = getattr(cublas, "CUBLAS_GEMM_DEFAULT", -1)
+        algo = getattr(blas.enums, "CUBLAS_GEMM_DEFAULT", -1)
         head = (op_a, op_b, N, M, K, alpha.ctypes.data)
         if B == 1:
-            return (cublas.gemmEx, head, ((dt, ym.ld), (dt, xm.ld)), (beta.ctypes.data,),
+            return (blas.gemmEx, head, ((dt, ym.ld), (dt, xm.ld)), (beta.ctypes.data,),
                     (dt, N, ct, algo))
-        return (cublas.gemmStridedBatchedEx, head,
+        return (blas.gemmStridedBatchedEx, head,
                 ((dt, ym.ld, ym.batch_stride), (dt, xm.ld, xm.batch_stride)),
                 (beta.ctypes.data,), (dt, N, M * N, B, ct, algo))
 
 
-_CUBLAS = {}     # cupy module -> its cuBLAS bindings
+_BLAS = {}      # cupy module -> its _Blas
 
 
-def _cublas(cp):
-    """CuPy's cuBLAS bindings (imported lazily by CuPy on first use; looked up once)."""
-    mod = _CUBLAS.get(cp)
-    if mod is None:
-        mod = _CUBLAS[cp] = cp.cuda.cublas
-    return mod
+def _blas(cp):
+    """The cuBLAS entry points GEMMs use with this CuPy: our own handle through ctypes on the
+    libcublas CuPy loaded (capturable in CUDA graphs), else CuPy's bindings on CuPy's handle
+    (CuPy refuses any cuBLAS call while a stream is being captured)."""
+    blas = _BLAS.get(cp)
+    if blas is None:
+        blas = None
+        if getattr(cp, "__name__", "") == "cupy":
+            try:
+                blas = _CtypesBlas(cp)
+            except Exception as e:  # noqa: BLE001  (no libcublas found, missing symbol)
+                from . import cuda_memory
+                cuda_memory._log(f"cuBLAS through ctypes unavailable ({type(e).__name__}: {e}); "
+                                 "using CuPy's bindings (no GEMMs in CUDA graphs)")
+        blas = _BLAS[cp] = blas or _CupyBlas(cp)
+    return blas
 
 
-def _host_scalars_full_math(cublas, handle, compute):
-    """alpha/beta are host pointers here, and a full-precision product must not pick up a TF32
-    math mode another user of CuPy's shared handle may have set."""
-    cublas.setPointerMode(handle, getattr(cublas, "CUBLAS_POINTER_MODE_HOST", 0))
-    if compute == "32F":
-        cublas.setMathMode(handle, getattr(cublas, "CUBLAS_DEFAULT_MATH", 0))
+class _CupyBlas:
+    """CuPy's cuBLAS bindings on CuPy's shared handle (modes set before each call, as other
+    users of the handle may change them)."""
+
+    def __init__(self, cp):
+        self.cp = cp
+        self.enums = cp.cuda.cublas
+        self.gemmEx = self.enums.gemmEx
+        self.gemmStridedBatchedEx = self.enums.gemmStridedBatchedEx
+
+    def prepare(self, stream, compute):
+        """The handle to call with, bound to stream, host scalars, full float32 math unless
+        the compute type asks for TF32."""
+        cublas = self.enums
+        handle = self.cp.cuda.device.get_cublas_handle()
+        cublas.setStream(handle, stream)
+        cublas.setPointerMode(handle, getattr(cublas, "CUBLAS_POINTER_MODE_HOST", 0))
+        if compute == "32F":
+            cublas.setMathMode(handle, getattr(cublas, "CUBLAS_DEFAULT_MATH", 0))
+        return handle
+
+
+class _CtypesBlas:
+    """libcublas through ctypes with a handle of our own: default math and host pointer
+    modes that nobody else changes, and no check against stream capture (cuBLAS GEMMs can be
+    captured; CuPy's bindings refuse)."""
+
+    def __init__(self, cp):
+        import ctypes
+        cp.cuda.cublas          # CuPy loads libcublas here
+        lib = ctypes.CDLL(_libcublas_path())
+        vp, i32, i64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_longlong
+        self.enums = cp.cuda.cublas
+
+        def fn(name, *argtypes):
+            f = getattr(lib, name)
+            f.argtypes, f.restype = list(argtypes), i32
+            return _checked(name, f)
+        create = fn("cublasCreate_v2", ctypes.POINTER(vp))
+        self._set_stream = fn("cublasSetStream_v2", vp, vp)
+        self.gemmEx = fn("cublasGemmEx", vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, vp, i32,
+                         i32, vp, vp, i32, i32, i32, i32)
+        self.gemmStridedBatchedEx = fn(
+            "cublasGemmStridedBatchedEx", vp, i32, i32, i32, i32, i32, vp, vp, i32, i32, i64, vp,
+            i32, i32, i64, vp, vp, i32, i32, i64, i32, i32, i32)
+        handle = vp()
+        create(ctypes.byref(handle))
+        self.handle, self.stream = handle.value, None
+        self._lib = lib
+
+    def prepare(self, stream, compute):
+        if stream != self.stream:
+            self._set_stream(self.handle, stream)
+            self.stream = stream
+        return self.handle
+
+
+def _checked(name, f):
+    def call(*args):
+        status = f(*args)
+        if status:
+            raise RuntimeError(f"{name} failed with cuBLAS status {status}")
+    return call
+
+
+def _libcublas_path():
+    """The path of the libcublas this process loaded (read from /proc/self/maps), else the
+    library the linker finds."""
+    import ctypes.util
+    try:
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                path = line.split()[-1]
+                if "/libcublas.so" in path:
+                    return path
+    except OSError:
+        pass
+    found = ctypes.util.find_library("cublas")
+    if found is None:
+        raise OSError("libcublas not found")
+    return found
 
 
 _SCALARS = {}

@@ -373,6 +373,8 @@ class _Program:
                     _stats["gemm_calls"] += 1
                     return
                 except Exception as e:  # noqa: BLE001  (cuBLAS unusable here: kernel instead)
+                    if cuda_graphs.capture.stream is not None:
+                        raise       # the capture fails (its program runs without graphs)
                     _gemm_state.update(enabled=False, reason=f"{type(e).__name__}: {e}")
                     _log(f"cuBLAS GEMM failed ({_gemm_state['reason']}); using the tiled kernel")
             if not fallback:
