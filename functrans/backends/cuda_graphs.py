@@ -74,11 +74,11 @@ def release():
 
 def launch_count(program):
     """Kernel launches and GEMMs one run of program issues (a scan body's once per step)."""
-    from .plan import Group
     n = 0
-    for step in program.plan.steps:
-        if isinstance(step, Group):
-            n += 1
+    for step, run in zip(program.plan.steps, program.steps):
+        launches = getattr(run, "launches", None)
+        if launches is not None:
+            n += sum(1 for ln in launches if ln.work)
             continue
         name = step.eqn.primitive.name
         if name == "scan":

@@ -16,8 +16,9 @@ numba's allocator.
 * ``ptr``, ``copy_into``, ``to_host``: what the executor does with a buffer of either kind.
 * ``pool_stats()``: the pool's bytes held from the driver (``pool_total_bytes``) and in use, and
   how many buffers the executor asked for.
-* Running out of device memory raises ``DeviceOutOfMemoryError`` naming the request (bytes,
-  shape, dtype), after the pool's cached blocks are released (``free_all_blocks``)."""
+* Running out of device memory first releases the captured CUDA graphs that no live result
+  holds and the pool's cached blocks (``free_all_blocks``) and tries again; if that fails too,
+  ``DeviceOutOfMemoryError`` names the request (bytes, shape, dtype)."""
 from __future__ import annotations
 
 import os
@@ -81,7 +82,6 @@ def _describe(n, dtype, shape):
 
 def _out_of_memory(n, dtype, shape, err):
     _counts["oom_errors"] += 1
-    release_pool()
     held = pool_stats()["pool_total_bytes"]
     pool = "" if held is None else f" (the pool still holds {held} bytes in live arrays)"
     return DeviceOutOfMemoryError(
@@ -102,16 +102,31 @@ def empty(n, dtype, shape=None):
     n = int(n)
     _counts["allocations"] += 1
     _counts["bytes_allocated"] += n * dtype.itemsize
-    cp = cupy_module()
     try:
-        if cp is not None:
-            return cp.empty(n, dtype)
-        from numba import cuda
-        return cuda.device_array((n,), dtype)
+        return _allocate(n, dtype)
+    except Exception as e:  # noqa: BLE001
+        if not _is_oom(e):
+            raise
+        err = e
+    from . import cuda_graphs
+    if cuda_graphs.capture.stream is not None:
+        raise _out_of_memory(n, dtype, shape, err)     # fails the capture; the run retries
+    cuda_graphs.release()       # captured graphs hold memory; the free ones go now
+    release_pool()
+    try:
+        return _allocate(n, dtype)      # once more, after the releases
     except Exception as e:  # noqa: BLE001
         if _is_oom(e):
-            raise _out_of_memory(n, dtype, shape, e) from None
+            raise _out_of_memory(n, dtype, shape, err) from None
         raise
+
+
+def _allocate(n, dtype):
+    cp = cupy_module()
+    if cp is not None:
+        return cp.empty(n, dtype)
+    from numba import cuda
+    return cuda.device_array((n,), dtype)
 
 
 _FILL_SOURCE = """import numpy as np

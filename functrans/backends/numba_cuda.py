@@ -20,7 +20,9 @@ copies to NumPy arrays.
 
 Per run: each step launches its kernels on device buffers. Loops (``scan``, ``fori_loop``,
 ``while_loop``) and ``cond`` run on the host, launching their bodies' kernels: ``scan`` slices
-``xs`` and writes ``ys`` on the device (views, no copies), carries stay on the device.
+``xs`` and writes ``ys`` on the device (views, no copies), carries stay on the device. From
+its second call on, a program of several launches without cond/while is replayed as one CUDA
+graph (cuda_graphs.py); its outputs are then the graph's own buffers, leased to the caller.
 Buffers come from the pool; each compiled program keeps its intermediates between runs
 (``REUSE_BUFFERS``), so a steady-state step asks the pool only for its outputs and the driver
 for nothing (``memory_stats()``). Constants and literals are copied to the device once per
