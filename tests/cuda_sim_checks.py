@@ -566,7 +566,7 @@ def cuda_graphs_replay():
         return np.tanh(a) * 2 + 1, np.sum(np.sin(a) ** 2), g, np.max(np.exp(g - 9.0), axis=0), g @ a
     f = ft.jit(h, backend="cuda")
     outs = [f(x + k) for k in range(4)]   # all held: the 2nd and 3rd capture, the 4th runs as is
-    for k, o in enumerate(outs):          # each of these 4 calls runs without a graph too
+    for k, o in enumerate(outs):
         assert_same(o, h_numpy(x + k), 1e-4, 1e-4, f"held output {k}")
     del outs, o
     assert_same(f(x), h_numpy(x), 1e-4, 1e-4, "replayed into a released instance")
@@ -587,11 +587,12 @@ def cuda_graphs_replay():
     after = numba_cuda.stats()
     if _on_gpu_with_cupy() and cuda_graphs.ENABLED:
         assert after["graph_capture_failures"] == before["graph_capture_failures"], after
-        # sgd: 2 captures, 2 replays, 2 runs without (all 5 results kept); h: 2 captures, 3
-        # replays, 5 runs without; the scan: 1 capture, 2 replays
+        # sgd (all 5 results kept): a plain first run, 2 captures and replays, 2 runs without;
+        # h: a plain first run, 2 captures and replays, 1 run without, 1 replay after the del;
+        # the scan: a plain first run, 1 capture, 2 replays
         grew = {k: after["graph_" + k] - before["graph_" + k]
                 for k in ("captures", "replays", "fallback_runs")}
-        assert grew == {"captures": 5, "replays": 7, "fallback_runs": 7}, grew
+        assert grew == {"captures": 5, "replays": 7, "fallback_runs": 3}, grew
         assert numba_cuda.memory_stats()["graph_pool_bytes"] > 0
     else:
         assert after["graph_captures"] == before["graph_captures"] == 0, after
