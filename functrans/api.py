@@ -88,6 +88,7 @@ def jvp(fun, primals, tangents, has_aux=False):
         raise TypeError("primal and tangent arguments to jvp must be tuples or lists; found "
                         f"{type(primals).__name__} and {type(tangents).__name__}")
     p_flat, p_tree = _flat_leaves(tuple(primals), "jvp primals")
+    _check_grad_inputs(p_flat, lambda: tree_paths(p_tree, "primals"), "jvp", ints_ok=True)
     t_flat, t_tree = _flat_leaves(tuple(tangents), "jvp tangents")
     if p_tree != t_tree:
         raise TypeError(f"primal and tangent arguments to jvp must have the same tree structure; "
@@ -124,6 +125,7 @@ def linearize(fun, *primals):
     re-running the primal computation."""
     _check_callable(fun, "linearize")
     p_flat, p_tree = _flat_leaves(primals, "linearize primals")
+    _check_grad_inputs(p_flat, lambda: tree_paths(p_tree, "primals"), "linearize", ints_ok=True)
     p_flat = _snapshot(p_flat)
     out_store = _Store()
     outs_p, jaxpr, consts = ad.linearize_flat(_flatten_fun(fun, p_tree, out_store), p_flat)
@@ -150,6 +152,7 @@ def vjp(fun, *primals, has_aux=False):
     tuple with one cotangent per primal."""
     _check_callable(fun, "vjp")
     p_flat, p_tree = _flat_leaves(primals, "vjp primals")
+    _check_grad_inputs(p_flat, lambda: tree_paths(p_tree, "primals"), "vjp", ints_ok=True)
     p_flat = _snapshot(p_flat)
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
@@ -202,20 +205,26 @@ def _argnums_tuple(argnums, nargs, name):
     return tuple(int(i) % nargs for i in nums), single
 
 
-def _check_grad_inputs(leaves, paths, name):
-    """TypeError naming the first non-float leaf; ``paths`` is a thunk (built only on error)."""
+def _check_grad_inputs(leaves, paths, name, ints_ok=False):
+    """TypeError naming the first leaf that is not a real float (with ``ints_ok``: the first
+    complex leaf, as jvp/vjp/linearize give integer inputs float0 tangents); ``paths`` is a
+    thunk (built only on error)."""
     for x in leaves:
-        if x.dtype.kind != "f":
+        k = x.dtype.kind
+        if k != "f" and (not ints_ok or k == "c"):
             break
     else:
         return
     for path, x in zip(paths(), leaves):
         dt = get_aval(x).dtype
-        if not is_float(dt):
-            kind = "complex" if dt.kind == "c" else dt.name
+        if dt.kind == "c":
+            raise TypeError(f"{name}: argument {path} has dtype {dt}: differentiating with "
+                            "respect to complex values is not supported yet (no transform "
+                            f"handles complex tangents){core.where()}")
+        if not ints_ok and not is_float(dt):
             raise TypeError(f"{name} requires real-valued floating-point inputs, but argument "
-                            f"{path} has dtype {kind}. Convert it with .astype(float), or leave "
-                            "it out of argnums.")
+                            f"{path} has dtype {dt.name}. Convert it with .astype(float), or "
+                            "leave it out of argnums.")
 
 
 class _Shown:

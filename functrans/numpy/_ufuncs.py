@@ -22,6 +22,9 @@ def _unary(ufunc, lax_fn, name=None, int_identity=False):
                 return lax_fn(x)
         x = x if is_weak(x) else as_operand(x)
         dt = oracle_dtype(ufunc, as_operand(x))
+        if dt.kind != "c" and get_aval(as_operand(x)).dtype.kind == "c":
+            raise TypeError(f"{f.__name__}: complex operands are not supported yet (got "
+                            f"{get_aval(as_operand(x)).str_short()}){core.where()}")
         if int_identity and dt.kind in "biu":
             return cast(x, dt)
         return lax_fn(cast(x, dt))
@@ -256,8 +259,19 @@ def where(condition, x=None, y=None, /):
                       broadcast_to_shape(b, shape))
 
 
+def complex_part(x, part):
+    """x.real, x.imag or x.conjugate() of a complex array: of concrete values only, for lax has
+    no complex-part primitives yet (TypeError naming ``part`` for a traced value)."""
+    if isinstance(x, Tracer):
+        raise TypeError(f"{part} of a traced complex value ({x.aval.str_short()}) is not "
+                        f"supported yet: lax has no real/imag/conj primitives{core.where()}")
+    v = getattr(np.asarray(x), part)
+    return core.put(v() if callable(v) else v,
+                    x.device if type(x) is Array and x.committed else None)
+
+
 def _conj(x):
-    return x
+    return complex_part(x, "conjugate") if get_aval(x).dtype.kind == "c" else x
 
 
 add = _binary(np.add, _add)
