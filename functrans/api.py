@@ -901,7 +901,7 @@ class Jitted:
             return
         bufs = [a._value if type(a) is core.Array else a for a in args]
         if not all(type(b) is np.ndarray and b.flags.c_contiguous and b.flags.writeable
-                   for b in bufs):
+                   and b.dtype.isnative for b in bufs):     # the kernel takes them as they are
             return
         ex = backends._executables.get(closed)
         if getattr(ex, "checked", False) and hasattr(ex, "kernel"):
