@@ -87,10 +87,14 @@ def scalar_array(x):
     return np.asarray(check_int64(x))
 
 
+# the dtypes every primitive handles: native-order bool, integer and real float (the only ones
+# the aval memo holds, so a memo hit proves it); a set, for membership is the cheapest test
+_PLAIN_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQefdg")
+
+
 def _is_plain(dtype):
-    """True for the dtypes every primitive handles: native-order bool, integer and real float
-    (the only ones the aval memo holds, so a memo hit proves it)."""
-    return dtype.kind in "biuf" and dtype.isnative
+    """True for the dtypes in _PLAIN_DTYPES."""
+    return dtype in _PLAIN_DTYPES
 
 
 def canonical_buffer(x, what="argument"):
@@ -244,7 +248,7 @@ class EvalTrace(Trace):
             t = type(x)
             if t is Array and x._plain:
                 vals.append(x._value)
-            elif t is _ndarray and x.dtype.isnative and x.dtype.kind in "biuf":
+            elif t is _ndarray and x.dtype in _PLAIN_DTYPES:
                 vals.append(x)
                 views = True
             else:
