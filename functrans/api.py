@@ -234,7 +234,7 @@ class _Shown:
     def __init__(self, x):
         try:
             self.text = get_aval(as_array(x)).str_short()
-        except TypeError:
+        except (TypeError, OverflowError):
             self.text = type(x).__name__
 
     def __repr__(self):
@@ -728,8 +728,9 @@ def _check_static_hashable(static_key, fun, params):
 
 
 def _positional_params(fun):
-    """(names of fun's positional parameters, whether it takes *args, all parameter names), or
-    None when its signature cannot be inspected (builtins, some callables)."""
+    """(names of fun's positional parameters, whether it takes *args, whether it takes
+    **kwargs, the names of all its named parameters), or None when its signature cannot be
+    inspected (builtins, some callables)."""
     try:
         sig = inspect.signature(fun)
     except (TypeError, ValueError):
