@@ -54,6 +54,7 @@ from . import cuda_graphs, cuda_memory
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
+MAX_KERNELS = 1024                          # emptied when full (cache.load_module has an LRU)
 _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
           "gemm_fallbacks": 0, "host_reads": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
@@ -189,6 +190,8 @@ def _load(launch):
     k = _kernels.get(launch.source)
     if k is None:
         from . import cache
+        if len(_kernels) >= MAX_KERNELS:
+            _kernels.clear()
         k = _kernels[launch.source] = cache.load_module(launch.source).kernel
         _stats["kernels_loaded"] += 1
     return k
