@@ -259,12 +259,43 @@ def test_helper_dies_with_its_parent_however_it_ends(tmp_path):
 
 
 def test_finished_helper_is_reaped_while_the_parent_runs():
+    import signal
     from functrans.backends import precompile
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     h = precompile.Helper([])            # nothing to compile: it exits at once
     pid = h.proc.pid
+    assert signal.getsignal(signal.SIGTERM) is precompile._on_sigterm
     deadline = time.monotonic() + 20
     while _state(pid) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _state(pid) is None           # exited and reaped, though nobody called wait_for
     h._close()
     assert not precompile._live
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL      # the default is back
+
+
+# ---------------------------------------------------------------------------------------------
+# In-memory caches are bounded
+
+def test_dropped_jitted_functions_free_their_executables():
+    import gc
+    x = np.arange(6.0)
+    functrans.jit(lambda v: v * 0.5 - 3.0)(x)       # the kernel compiled once, up front
+    gc.collect()
+    before = len(backends._executables)
+    for i in range(30):                              # distinct functions, one kernel source
+        assert functrans.jit(lambda v, c=float(i): v * 0.5 - c)(x)[0] == -i
+    gc.collect()
+    assert len(backends._executables) == before
+
+
+def test_kernel_modules_are_kept_least_recently_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUNCTRANS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cache, "MAX_MODULES", 2)
+    monkeypatch.setattr(cache, "_loaded", type(cache._loaded)())
+    a, b, c = (cache.load_module(f"value = {i}\n") for i in range(3))
+    assert list(cache._loaded) == [b.__name__, c.__name__]
+    assert a.__name__ not in sys.modules and c.__name__ in sys.modules
+    assert cache.load_module("value = 1\n") is b              # still loaded: the same module
+    assert cache.load_module("value = 0\n").value == 0       # evicted: imported again
+    assert list(cache._loaded) == [b.__name__, a.__name__]

@@ -147,28 +147,32 @@ def _install_locator():
             impl._locator_classes = [Locator, *impl._locator_classes]
 
 
-def _guarded(method, what):
+def _guarded(method, what, errors=OSError, repair=None):
     def call(*args, **kwargs):
         try:
             return method(*args, **kwargs)
-        except OSError as e:
-            _warn_once(f"kernel cache directory {cache_dir()!r} failed to {what} ({e})",
+        except errors as e:
+            _warn_once(f"kernel cache directory {cache_dir()!r} failed to {what} "
+                       f"({type(e).__name__}: {e})",
                        "kernels are compiled here when needed and may not be saved")
+            if repair is not None:
+                repair()
             return None
     call.__doc__ = method.__doc__
     return call
 
 
 def _guard_dispatchers(namespace):
-    """Make the numba caches of the dispatchers in a module namespace swallow OSError (a
-    read-only, full or vanished cache directory costs a compile, never a run)."""
+    """Make the numba caches of the dispatchers in a module namespace fail softly: an OSError
+    (a read-only, full or vanished cache directory) costs a compile, never a run, and an entry
+    that does not load (corrupt, truncated) is a miss whose index is emptied for the next save."""
     for obj in list(namespace.values()):
         c = getattr(obj, "_cache", None)
         locator = getattr(getattr(c, "_impl", None), "locator", None)
         if isinstance(locator, Locator) and "save_overload" not in vars(c):
-            c.load_overload = _guarded(c.load_overload, "load")
-            c.save_overload = _guarded(c.save_overload, "save")
             c.flush = _guarded(c.flush, "flush")
+            c.load_overload = _guarded(c.load_overload, "load", Exception, c.flush)
+            c.save_overload = _guarded(c.save_overload, "save")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ class _Program:
 
     def __init__(self, closed, geo):
         from . import plan as plan_mod
-        self.closed, self.geo = closed, geo
+        self.geo = geo          # not closed: _programs is keyed weakly by it
         self._consts = None
         self._subs = {}
         self._literals = {}
@@ -552,11 +552,11 @@ class _Eager:
     jaxpr is evaluated on the host (device inputs are copied back first)."""
 
     def __init__(self, closed):
-        self.closed = closed
+        self.jaxpr, self.consts = closed.jaxpr, closed.consts   # not closed: see _Program
 
     def __call__(self, args):
         host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
-        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *host)
+        return core.eval_jaxpr(self.jaxpr, self.consts, *host)
 
     def run_device(self, args):
         outs = self(args)
@@ -569,7 +569,8 @@ class _Executable:
     second call on; see cuda_graphs.py)."""
 
     def __init__(self, closed, name):
-        self.closed, self.name = closed, name
+        self.name = name        # not closed: see _Program
+        self.in_shapes = [v.aval.shape for v in closed.jaxpr.invars]
         self.program = _Program(closed, _geometry())
         self.in_dtypes = [v.aval.dtype for v in closed.jaxpr.invars]
         self.in_sizes = [_size(v.aval) for v in closed.jaxpr.invars]
@@ -583,7 +584,7 @@ class _Executable:
         for i, (d, n) in enumerate(zip(dev, self.in_sizes)):
             if d.size != n:
                 raise ValueError(f"'{self.name}' argument {i}: {d.size} elements, expected {n} "
-                                 f"(shape {self.closed.jaxpr.invars[i].aval.shape})")
+                                 f"(shape {self.in_shapes[i]})")
         return dev
 
     def run_device(self, args):

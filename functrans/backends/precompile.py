@@ -93,6 +93,8 @@ def _stop(proc, timeout=0.0):
         proc.kill()
         proc.wait()
     proc.stdout.close()
+    if not _live:
+        _uninstall_sigterm()
 
 
 def stop_all():
@@ -114,9 +116,19 @@ def _install_sigterm():
     global _sigterm_installed
     if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
-    _sigterm_installed = True
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_installed = True
+
+
+def _uninstall_sigterm():
+    """Give SIGTERM its default action back once no helper runs (a Python handler waits for
+    the main thread to reach the interpreter; the default acts at once)."""
+    global _sigterm_installed
+    if (_sigterm_installed and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _sigterm_installed = False
 
 
 atexit.register(stop_all)
