@@ -204,7 +204,7 @@ def _start_helper(kernels):
     fresh, seen = [], set()
     for low in kernels:
         modname, path, new = cache.write_source(low.source)
-        if new and modname not in seen:
+        if new and path is not None and modname not in seen:   # None: no disk cache to share
             seen.add(modname)
             fresh.append((modname, path, low))
     chosen = precompile.choose([precompile.cost(kernel_size(low)) for _, _, low in fresh])
