@@ -7,7 +7,7 @@ the functions are dropped after their call (RSS must stay flat), then they are k
 by what each live jitted function holds). Prints RSS every ``--every`` functions. A last phase
 compiles ``--sources`` distinct kernel sources and prints what each one costs.
 
-Run: python benchmarks/memory_bench.py [--n 10000] [--every 1000]"""
+Run: python benchmarks/many_functions_bench.py [--n 10000] [--every 1000]"""
 import argparse
 import gc
 import os
