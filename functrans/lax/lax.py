@@ -319,8 +319,9 @@ def _replace_zero(x):
 
 
 def _pow_jvp_lhs(g, ans, x, y):
-    jac = select(eq(y, _zeros(y)), _zeros(y), mul(_replace_zero(y), pow(x, sub(y, _const(y, 1)))))
-    return mul(g, jac)
+    """y * x ** (y - 1), as JAX for a float exponent: NaN where x is NaN, and 0 * inf = NaN
+    at x = 0, y = 0 (integer exponents go through integer_pow, whose x ** 0 has derivative 0)."""
+    return mul(g, mul(y, pow(x, sub(y, _const(y, 1)))))
 
 
 defjvp2(pow_p, _pow_jvp_lhs, lambda g, ans, x, y: mul(g, mul(log(_replace_zero(x)), ans)))
