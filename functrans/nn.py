@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from . import lax
+from . import core, lax
 from . import numpy as jnp
 from .numpy import _base as jnp_base
 from .numpy._special import logsumexp as jnp_logsumexp
@@ -42,13 +42,19 @@ def _as_dtype_of(ufunc, x, scalar):
 
 def _clamped(x, lo, hi=None):
     """clip(x, lo, hi) with derivative 1 strictly between the bounds and 0 elsewhere, NaN
-    included (as the custom JVPs of jax.nn.relu and relu6). Selects x where it is inside, else
-    the clip of stop_gradient(x), which keeps a NaN a NaN. In lax: relu is in every network."""
-    inside = lax.gt(x, lax.full_like(x, lo))
-    clipped = lax.max(lax.stop_gradient_p.bind(x), lax.full_like(x, lo))
+    included (as the custom JVPs of jax.nn.relu and relu6). Eagerly, with no transform to
+    serve, just max/min (one pass; NaN stays NaN). Otherwise x where it is inside, else the
+    clip of stop_gradient(x), which keeps a NaN a NaN with no derivative."""
+    lo_ = lax.full_like(x, lo)
+    if type(core.current_trace()) is core.EvalTrace:
+        out = lax.max(x, lo_)
+        return out if hi is None else lax.min(out, lax.full_like(x, hi))
+    inside = lax.gt(x, lo_)
+    clipped = lax.max(lax.stop_gradient_p.bind(x), lo_)
     if hi is not None:
-        inside = lax.bitwise_and(inside, lax.lt(x, lax.full_like(x, hi)))
-        clipped = lax.min(clipped, lax.full_like(x, hi))
+        hi_ = lax.full_like(x, hi)
+        inside = lax.bitwise_and(inside, lax.lt(x, hi_))
+        clipped = lax.min(clipped, hi_)
     return lax.select(inside, x, clipped)
 
 
