@@ -6,7 +6,7 @@ Public as ``functrans.config``; ``config.update(name, value)`` sets one, also un
 - ``num_cpu_devices``: how many CPU devices ``functrans.devices()`` lists
   (``FUNCTRANS_NUM_CPU_DEVICES``; as XLA's ``--xla_force_host_platform_device_count``).
 - ``debug_nans``: raise FloatingPointError naming the primitive and the user's line that first
-  produced a NaN, eagerly and under jit (``FUNCTRANS_DEBUG_NANS=1``; docs/debugging.md).
+  produced a NaN, eagerly and under jit (``FUNCTRANS_DEBUG_NANS=1``; docs/nonfinite.md).
 """
 import os
 

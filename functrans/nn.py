@@ -7,8 +7,9 @@ overflow for logits of magnitude 1e4); ``lax.logistic`` for sigmoid; softplus as
 ``max(x, 0) + log1p(exp(-|x|))``; the double-``where`` pattern where one branch would overflow
 (elu), so that the unused branch never produces inf * 0 = NaN in a gradient.
 
-Conventions at kinks (as JAX): relu'(0) = 0, leaky_relu and elu take the x >= 0 / x > 0
-branches as JAX does. ``one_hot`` returns float64 by default (functrans dtypes follow NumPy; JAX
+Conventions at kinks (as JAX): relu'(0) = relu'(NaN) = 0, leaky_relu and elu take the x >= 0 /
+x > 0 branches as JAX does. NaN, +-inf and the other special values give what JAX gives, in value
+and derivative (docs/nonfinite.md; a +inf logit makes its softmax slice NaN). ``one_hot`` returns float64 by default (functrans dtypes follow NumPy; JAX
 uses its default float, float32).
 """
 from __future__ import annotations
