@@ -9,8 +9,8 @@ overflow for logits of magnitude 1e4); ``lax.logistic`` for sigmoid; softplus as
 
 Conventions at kinks (as JAX): relu'(0) = relu'(NaN) = 0, leaky_relu and elu take the x >= 0 /
 x > 0 branches as JAX does. NaN, +-inf and the other special values give what JAX gives, in value
-and derivative (docs/nonfinite.md; a +inf logit makes its softmax slice NaN). ``one_hot`` returns float64 by default (functrans dtypes follow NumPy; JAX
-uses its default float, float32).
+and derivative (docs/nonfinite.md; a +inf logit makes its softmax slice NaN). ``one_hot``
+returns float64 by default (functrans dtypes follow NumPy; JAX uses its default float, float32).
 """
 from __future__ import annotations
 
