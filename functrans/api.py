@@ -815,7 +815,8 @@ class Jitted:
         return closed, leaves, out_tree
 
     def __call__(self, *args, **kwargs):
-        fast = self._fast is not None and not kwargs and core._state.trace is core.eval_trace
+        fast = (self._fast is not None and not kwargs and core._state.trace is core.eval_trace
+                and not core.config.debug_nans)   # debug_nans checks in jit_p's impl
         if fast:
             outs = self._call_fast(args)
             if outs is None and self._fast_device:

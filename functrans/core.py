@@ -13,7 +13,7 @@ import sysconfig
 
 import numpy as np
 
-from ._config import config  # noqa: F401  (re-exported: functrans.core.config)
+from ._config import config  # (also re-exported: functrans.core.config)
 from .devices import default_device
 from .tree_util import register_leaf_type
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
@@ -291,6 +291,9 @@ def _run_impl(prim, vals, params):
     rule = impl_rules.get(prim)
     if rule is None:
         raise _no_impl_error(prim)
+    if config.debug_nans:   # raise at the first NaN (functrans/_debug_nans.py)
+        from ._debug_nans import checked
+        rule = checked(prim, rule)
     try:
         return rule(*vals, **params)
     except (ValueError, TypeError, IndexError) as e:

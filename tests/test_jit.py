@@ -328,6 +328,8 @@ def test_second_process_uses_disk_cache(tmp_path):
                 fh.write(b"\x00garbage")
     c3, l3, v3, _ = _run(tmp_path, 3, cache)
     assert v3 == v1 and c3 + l3 == 1
+    c4, l4, v4, _ = _run(tmp_path, 3, cache)        # the recompile repaired the entries
+    assert (c4, l4, v4) == (0, 1, v1)
 
 
 def test_unwritable_cache_dir_warns_once(tmp_path, monkeypatch):

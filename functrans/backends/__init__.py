@@ -112,11 +112,13 @@ def _normalize(a, dtype):
 class _Executable:
     """A compiled kernel bound to one signature's dims, literals and constants."""
     __slots__ = ("kernel", "prefix", "suffix", "dtypes", "name", "mod", "checked", "n_eqns",
-                 "lowered", "in_avals", "helper")
+                 "source", "in_avals", "helper")
 
     def __init__(self, lowered, name, helper=None):
         from . import cache
-        self.lowered = lowered
+        # not the Lowered: it holds the ClosedJaxpr, which must not be kept alive by its own
+        # entry in the weak-keyed _executables
+        self.source = lowered.source
         self.name = name
         self.mod = cache.load_module(lowered.source)
         self.kernel = self.mod.kernel
@@ -148,7 +150,7 @@ class _Executable:
                 raise
             cache.drop_numba_cache(self.mod)
             cache._warn_once(f"loading cached kernel {self.mod.__name__} failed ({type(e).__name__}: {e})")
-            self.mod = cache.in_memory_module(self.lowered.source)
+            self.mod = cache.in_memory_module(self.source)
             self.kernel = k = self.mod.kernel
             n_sig, hits = len(k.signatures), sum(k._cache_hits.values())
             out = k(*self.prefix, *[_normalize(a, d) for a, d in zip(args, self.dtypes)], *self.suffix)
@@ -202,7 +204,7 @@ def _start_helper(kernels):
     fresh, seen = [], set()
     for low in kernels:
         modname, path, new = cache.write_source(low.source)
-        if new and modname not in seen:
+        if new and path is not None and modname not in seen:   # None: no disk cache to share
             seen.add(modname)
             fresh.append((modname, path, low))
     chosen = precompile.choose([precompile.cost(kernel_size(low)) for _, _, low in fresh])
@@ -283,13 +285,13 @@ class _Split:
 
 class _Eager:
     """Fallback for jaxprs with dtypes numba cannot hold (float16, float0)."""
-    __slots__ = ("closed",)
+    __slots__ = ("jaxpr", "consts")
 
     def __init__(self, closed):
-        self.closed = closed
+        self.jaxpr, self.consts = closed.jaxpr, closed.consts   # not closed: see _Executable
 
     def __call__(self, args):
-        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *args)
+        return core.eval_jaxpr(self.jaxpr, self.consts, *args)
 
 
 def executable(closed, name="fun"):

@@ -54,6 +54,7 @@ from . import cuda_graphs, cuda_memory
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
+MAX_KERNELS = 1024                          # emptied when full (cache.load_module has an LRU)
 _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
           "gemm_fallbacks": 0, "host_reads": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
@@ -189,6 +190,8 @@ def _load(launch):
     k = _kernels.get(launch.source)
     if k is None:
         from . import cache
+        if len(_kernels) >= MAX_KERNELS:
+            _kernels.clear()
         k = _kernels[launch.source] = cache.load_module(launch.source).kernel
         _stats["kernels_loaded"] += 1
     return k
@@ -291,7 +294,7 @@ class _Program:
 
     def __init__(self, closed, geo):
         from . import plan as plan_mod
-        self.closed, self.geo = closed, geo
+        self.geo = geo          # not closed: _programs is keyed weakly by it
         self._consts = None
         self._subs = {}
         self._literals = {}
@@ -549,11 +552,11 @@ class _Eager:
     jaxpr is evaluated on the host (device inputs are copied back first)."""
 
     def __init__(self, closed):
-        self.closed = closed
+        self.jaxpr, self.consts = closed.jaxpr, closed.consts   # not closed: see _Program
 
     def __call__(self, args):
         host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
-        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *host)
+        return core.eval_jaxpr(self.jaxpr, self.consts, *host)
 
     def run_device(self, args):
         outs = self(args)
@@ -566,7 +569,8 @@ class _Executable:
     second call on; see cuda_graphs.py)."""
 
     def __init__(self, closed, name):
-        self.closed, self.name = closed, name
+        self.name = name        # not closed: see _Program
+        self.in_shapes = [v.aval.shape for v in closed.jaxpr.invars]
         self.program = _Program(closed, _geometry())
         self.in_dtypes = [v.aval.dtype for v in closed.jaxpr.invars]
         self.in_sizes = [_size(v.aval) for v in closed.jaxpr.invars]
@@ -580,7 +584,7 @@ class _Executable:
         for i, (d, n) in enumerate(zip(dev, self.in_sizes)):
             if d.size != n:
                 raise ValueError(f"'{self.name}' argument {i}: {d.size} elements, expected {n} "
-                                 f"(shape {self.closed.jaxpr.invars[i].aval.shape})")
+                                 f"(shape {self.in_shapes[i]})")
         return dev
 
     def run_device(self, args):

@@ -14,6 +14,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .cache import _guard_dispatchers, _install_locator
+
 
 def _skip_import_time_blas_probe():
     """numba's CPU target imports numba.np.arraymath on its first compile or cache load, and
@@ -37,6 +39,7 @@ def _skip_import_time_blas_probe():
 
 
 _skip_import_time_blas_probe()
+_install_locator()      # numba keeps these functions' machine code in FUNCTRANS_CACHE_DIR
 
 # inline="always": the helpers are inlined into the kernel's numba IR, so LLVM sees (and
 # vectorises) one loop body; as separate functions they are called per element (8 ns for tanh)
@@ -363,3 +366,6 @@ def cos_f32(x):
     q, r = _reduce_f32(x if abs(x) < _F(np.inf) else _F(0.0))
     y = _quadrant(q + 1, r)                    # cos(x) = sin(x + pi/2)
     return _F(y) if abs(x) < _F(np.inf) else x - x
+
+
+_guard_dispatchers(globals())     # a failing cache write costs a compile, never a run

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import core
 from ..core import Array, Tracer, get_aval
+from ..custom_derivatives import custom_jvp
 from ..lax import lax
 from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, oracle_dtype,
                     oracle_memo, promote, result_type)
@@ -222,12 +223,29 @@ def isfinite(x, /):
     return lax.is_finite(x)
 
 
+@custom_jvp
 def _logaddexp(x, y):
-    amax = lax.max(x, y)
+    """log(exp(x) + exp(y)) without overflow (as JAX): NaN propagates, and infinities of the
+    same sign (where x - y is NaN) give x + y."""
     delta = lax.sub(x, y)
-    out = lax.add(amax, lax.log1p(lax.exp(lax.neg(lax.abs(delta)))))
-    out = lax.select(lax.ne(delta, delta), lax.add(x, y), out)
-    return lax.select(lax.eq(x, y), lax.add(x, _const_like(x, math.log(2))), out)
+    out = lax.add(lax.max(x, y), lax.log1p(lax.exp(lax.neg(lax.abs(delta)))))
+    return lax.select(lax.ne(delta, delta), lax.add(x, y), out)
+
+
+def _finite_or_zero_at_inf(x):
+    """x with +inf replaced by 0 (so exp(x - out) is 1, not NaN, where x = out = +inf)."""
+    return lax.select(lax.eq(x, _const_like(x, math.inf)), _const_like(x, 0), x)
+
+
+@_logaddexp.defjvp
+def _logaddexp_jvp(primals, tangents):
+    """d out = tx exp(x - out) + ty exp(y - out): the weights are the softmax of (x, y), so a
+    tie splits the tangent in halves, as JAX."""
+    out = _logaddexp(*primals)
+    o = _finite_or_zero_at_inf(out)
+    terms = [lax.mul(t, lax.exp(lax.sub(_finite_or_zero_at_inf(v), o)))
+             for v, t in zip(primals, tangents)]
+    return out, lax.add(*terms)
 
 
 def clip(a, a_min=None, a_max=None, *, min=None, max=None):  # noqa: A002
