@@ -4,9 +4,9 @@ Each row runs in a fresh subprocess with an empty FUNCTRANS_CACHE_DIR, so nothin
 between rows but the OS page cache. "first call" is the first call of the jitted function in
 that process, numba's start-up included (what a user's script waits for); it is given as wall
 time and as this process's CPU time (the machine is shared: CPU time does not count the time
-other processes took the cores). "split" is the default; "unsplit" sets
+other processes took the cores; a helper compiling in parallel is in the wall time only). "split" is the default; "unsplit" sets
 FUNCTRANS_SPLIT_GROUPS=0 (one loop nest per fused group, however large). Steady state is the
-best of several calls; NumPy is the same program run eagerly with numpy.
+least CPU time of several calls; NumPy is the same program run eagerly with numpy.
 
     python benchmarks/compile_bench.py            # the table
     python benchmarks/compile_bench.py --quick    # small rows only
@@ -92,11 +92,13 @@ UNSPLIT_ROWS = ["sin chain, 8 steps", "sin chain, 100 steps", "MLP 200 layers, j
 
 
 def _best(f, *args, repeat=5):
+    """The least CPU time of this process over repeat calls (the kernels and NumPy's calls
+    here run on one thread; CPU time leaves out the time other processes held the core)."""
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = time.process_time()
         f(*args)
-        best = min(best, time.perf_counter() - t)
+        best = min(best, time.process_time() - t)
     return best
 
 

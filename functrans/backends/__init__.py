@@ -211,7 +211,8 @@ def _start_helper(kernels):
         modname, path, new = cache.write_source(low.source)
         if new and path is not None:   # None: no disk cache to share
             fresh.append((modname, path, low))
-    chosen = precompile.choose([precompile.cost(kernel_size(low)) for _, _, low in fresh])
+    from .numba_cpu import plan_cost
+    chosen = precompile.choose([precompile.cost(plan_cost(low.plan)) for _, _, low in fresh])
     if not chosen:
         return None
     jobs = [(fresh[i][0], fresh[i][1], _arg_spec(fresh[i][2])) for i in chosen]

@@ -989,9 +989,14 @@ def _reads(steps):
     return out
 
 
+def plan_cost(kplan):
+    """The compile cost of a plan's equations (eqn_cost units)."""
+    return sum(_step_cost(s) for s in kplan.steps)
+
+
 def should_split(kplan):
     """True if the plan is big enough to be compiled as several kernels."""
-    return sum(_step_cost(s) for s in kplan.steps) > SPLIT_EQNS
+    return plan_cost(kplan) > SPLIT_EQNS
 
 
 def split_plan(kplan):
