@@ -13,7 +13,7 @@ from .interpreters import ad, batching
 from .interpreters.ad import Zero
 from ._args import check_callable as _check_callable, flat_leaves as _flat_leaves
 from .tree_util import tree_flatten, tree_map, tree_paths, tree_structure, tree_unflatten
-from .util import safe_map, safe_zip
+from .util import gc_paused, safe_map, safe_zip
 
 map, zip = safe_map, safe_zip
 
@@ -805,7 +805,8 @@ class Jitted:
             self.trace_count += 1
             out_store = _Store()
             flat = _flatten_fun(lambda a, k: f_dyn(*a, **k), in_tree, out_store)
-            jaxpr, consts = core.trace_to_jaxpr(flat, list(avals))
+            with gc_paused():
+                jaxpr, consts = core.trace_to_jaxpr(flat, list(avals))
             tracer_consts = [isinstance(c, core.Tracer) for c in consts]
             if any(tracer_consts):  # closes over an enclosing transform's values: pass them in
                 jaxpr = core.Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.eqns, jaxpr.outvars)

@@ -14,6 +14,7 @@ import numpy as np
 from .. import core
 from .. import jit_primitive
 from ..devices import Device, backend_probes
+from ..util import gc_paused
 
 _stats = {"compiles": 0, "disk_loads": 0, "kernels_built": 0, "traces_lowered": 0,
           "helper_kernels": 0}
@@ -69,7 +70,8 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
     if backend not in (None, "cpu"):
         raise NotImplementedError(f"jit backend {backend!r} has no lowering (use 'cpu' or 'cuda')")
     from . import numba_cpu, plan
-    kplan = plan.make_plan(closed, rewrites=True)
+    kplan = plan.make_plan(closed, rewrites=True, eqn_cost=numba_cpu.eqn_cost,
+                           group_cap=numba_cpu.group_cap())
     _stats["traces_lowered"] += 1
     if numba_cpu.should_split(kplan):
         return SplitLowered(closed, kplan)
@@ -201,13 +203,16 @@ def _start_helper(kernels):
     from . import cache, precompile
     if not precompile.enabled():
         return None
-    fresh, seen = [], set()
+    first_of_source = {}
     for low in kernels:
+        first_of_source.setdefault(low.source, low)
+    fresh = []
+    for low in first_of_source.values():
         modname, path, new = cache.write_source(low.source)
-        if new and path is not None and modname not in seen:   # None: no disk cache to share
-            seen.add(modname)
+        if new and path is not None:   # None: no disk cache to share
             fresh.append((modname, path, low))
-    chosen = precompile.choose([precompile.cost(kernel_size(low)) for _, _, low in fresh])
+    from .numba_cpu import plan_cost
+    chosen = precompile.choose([precompile.cost(plan_cost(low.plan)) for _, _, low in fresh])
     if not chosen:
         return None
     jobs = [(fresh[i][0], fresh[i][1], _arg_spec(fresh[i][2])) for i in chosen]
@@ -299,8 +304,9 @@ def executable(closed, name="fun"):
     ex = _executables.get(closed)
     if ex is None:
         if _supported(closed):
-            low = lower_for_backend(closed)
-            ex = _Split(low, name) if isinstance(low, SplitLowered) else _Executable(low, name)
+            with gc_paused():
+                low = lower_for_backend(closed)
+                ex = _Split(low, name) if isinstance(low, SplitLowered) else _Executable(low, name)
         else:
             _log(f"'{name}' uses a dtype numba cannot compile; evaluating it eagerly")
             ex = _Eager(closed)

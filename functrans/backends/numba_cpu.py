@@ -8,6 +8,8 @@ f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``. Large plans are
 several such modules by ``split_plan`` (see the end of this file)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..core import Literal, Var
@@ -947,12 +949,36 @@ def generate(kplan, name="kernel"):
 # superlinearly with function size; small kernels are also cached, and shared, by content)
 
 NUMPY_OPS = {"dot_general"}   # run by their numpy impl between kernels: no compile
-SPLIT_EQNS = 24        # plans with more equations than this are split
-SEGMENT_EQNS = 16      # about this many equations per kernel
+# sizes in compile-cost units (eqn_cost): most equations cost 1
+SPLIT_EQNS = 24        # plans costing more than this are split
+SEGMENT_EQNS = 16      # a kernel is closed once its steps cost this much
+GROUP_COST_CAP = 24    # fused groups costing more are cut into pieces (plan.cut_group)
+# float32 functions of vmath.py are inlined into the loop body as numba IR, which numba
+# compiles slowly (sin/cos twice: the table-free nest and the full one); LLVM also stops
+# vectorising a loop body holding more than about two sins (measured: 1.4 ns an element and
+# sin at two per loop, 6-9 ns at four to eight)
+_INLINED_COST = {"sin": 10, "cos": 10, "exp": 4, "log": 4, "tanh": 4, "logistic": 4}
+
+
+def eqn_cost(eqn):
+    """The compile cost of an equation in units of a plain arithmetic one."""
+    if eqn.out_binders and eqn.out_binders[0].aval.dtype == np.float32:
+        return _INLINED_COST.get(eqn.primitive.name, 1)
+    return 1
+
+
+def group_cap():
+    """The cost cap of one fused group (GROUP_COST_CAP), or None when group cutting is turned
+    off (``FUNCTRANS_SPLIT_GROUPS=0``: one loop nest per group, however large)."""
+    return None if os.environ.get("FUNCTRANS_SPLIT_GROUPS", "1") == "0" else GROUP_COST_CAP
 
 
 def _step_eqns(step):
     return [step.eqn] if isinstance(step, Op) else step.eqns
+
+
+def _step_cost(step):
+    return sum(eqn_cost(e) for e in _step_eqns(step))
 
 
 def _reads(steps):
@@ -963,9 +989,14 @@ def _reads(steps):
     return out
 
 
+def plan_cost(kplan):
+    """The compile cost of a plan's equations (eqn_cost units)."""
+    return sum(_step_cost(s) for s in kplan.steps)
+
+
 def should_split(kplan):
     """True if the plan is big enough to be compiled as several kernels."""
-    return sum(len(_step_eqns(s)) for s in kplan.steps) > SPLIT_EQNS
+    return plan_cost(kplan) > SPLIT_EQNS
 
 
 def split_plan(kplan):
@@ -981,7 +1012,7 @@ def split_plan(kplan):
             cur, n = [], 0
             continue
         cur.append(step)
-        n += len(_step_eqns(step))
+        n += _step_cost(step)
         if n >= SEGMENT_EQNS:
             runs.append(cur)
             cur, n = [], 0
@@ -999,6 +1030,8 @@ def split_plan(kplan):
         if isinstance(run, Op):
             parts.append(("numpy", run.eqn))
         elif outs:
-            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized | set(outs))
+            # outs are read by a later step or returned, so already materialized (one shared
+            # set: a copy per kernel made this quadratic in the number of kernels)
+            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized)
             parts.append(("kernel", sub))
     return parts[::-1]

@@ -51,7 +51,8 @@ def enabled():
 
 
 def cost(n_eqns):
-    """Estimated seconds to compile a kernel of n_eqns equations."""
+    """Estimated seconds to compile a kernel of n_eqns equations (numba_cpu.eqn_cost units:
+    plain arithmetic equations)."""
     return KERNEL_FIXED_S + KERNEL_PER_EQN_S * n_eqns
 
 
