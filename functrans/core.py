@@ -7,11 +7,13 @@ transform application makes a new trace object, so perturbation confusion cannot
 """
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import sysconfig
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
 from ._config import config  # (also re-exported: functrans.core.config)
 from .devices import default_device
@@ -266,7 +268,7 @@ class EvalTrace(Trace):
         else:
             aval = _SCALAR_AVALS.get(t)     # a NumPy scalar: what NumPy returns for 0-d operands
             if aval is None:
-                return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
+                return (to_arrays(out, owned_ndarrays(args)) if prim.multiple_results
                         else to_array(out))
             out = _asarray(out)
         a = _new_object(Array)          # make_array(out), inline
@@ -343,7 +345,9 @@ def _unwrap(prim, args):
             vals.append(x._value)
         elif t is np.ndarray:
             if x.flags.writeable:
-                owned = [x] if owned is None else owned + [x]
+                if owned is None:
+                    owned = _Owned()
+                owned.append(x)
             if not _is_plain(x.dtype):
                 x = canonical_buffer(x, f"{prim.name}: an operand")
                 cplx = cplx or x.dtype.kind == "c"
@@ -752,8 +756,55 @@ def _unpickle_array(value):
 
 def _aliases(v, owned):
     """True if ndarray v may share memory with one of the ndarrays in owned (a bounds check:
-    it also sees views that numba made, whose .base does not lead back to the input)."""
-    return any(np.may_share_memory(v, o) for o in owned)
+    it also sees views that numba made, whose .base does not lead back to the input). Many
+    owned arrays (a jitted call on a pytree of weights) are checked through one sorted index
+    of their byte ranges, built once per list: each result costs a bisection, not a scan."""
+    if len(owned) <= 8:
+        return any(np.may_share_memory(v, o) for o in owned)
+    ranges = getattr(owned, "ranges", None)
+    if ranges is None:
+        ranges = _ByteRanges(owned)
+        if type(owned) is _Owned:
+            owned.ranges = ranges
+    return ranges.overlaps(v)
+
+
+class _Owned(list):
+    """The caller's writable ndarrays of one call (what its results must not alias), with the
+    index of their byte ranges once one is needed."""
+    __slots__ = ("ranges",)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.ranges = None
+
+
+class _ByteRanges:
+    """The union of some arrays' byte ranges, as sorted disjoint [start, end) intervals."""
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, arrays):
+        merged = []
+        for lo, hi in sorted(_byte_bounds(a) for a in arrays):
+            if merged and lo < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.starts = [lo for lo, _ in merged]
+        self.ends = [hi for _, hi in merged]
+
+    def overlaps(self, a):
+        lo, hi = _byte_bounds(a)
+        i = bisect.bisect_left(self.starts, hi) - 1     # the last interval starting before hi
+        return i >= 0 and self.ends[i] > lo
+
+
+def _byte_bounds(a):
+    """[first byte, one past the last byte) that ndarray a can touch."""
+    if a.size == 0:
+        return 0, 0
+    lo, hi = byte_bounds(a)
+    return lo, hi
 
 
 def _private_copy(v):
@@ -769,7 +820,7 @@ def _private_copy(v):
 def owned_ndarrays(values):
     """The writable ndarrays among values, also inside lists and tuples (the caller's memory:
     results must not alias it), or None."""
-    owned = []
+    owned = _Owned()
     for x in values:
         if isinstance(x, np.ndarray):
             if x.flags.writeable:
