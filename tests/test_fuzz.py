@@ -9,6 +9,7 @@ examples; jit compiles dominate, so it gets the fewest); ``long`` runs with ``py
 (many random examples, second-order derivatives, nested jit). A failure prints the program
 (ops, shapes, dtypes, inputs) and hypothesis's reproduction blob."""
 import contextlib
+import os
 
 import numpy as np
 import pytest
@@ -124,13 +125,14 @@ def check_linearize(prog, profile):
         assert_outputs([t_lin[i] for i in keep], [t_jvp[i] for i in keep], scale=10)
 
 
-# check -> (program options, examples in the ci profile, in the long one)
+# check -> (program options, examples in the ci profile, in the long one). The long counts are
+# multiplied by $FUNCTRANS_FUZZ_SCALE (default 1).
 CHECKS = {
-    check_numpy: (dict(), 60, 3000),
-    check_jit: (dict(max_steps=4), 3, 150),
-    check_grad: (dict(float_dtypes=("float64",), diff="any", float_output=True), 25, 800),
-    check_batching: (dict(), 30, 1500),
-    check_linearize: (dict(float_dtypes=("float64",), diff="fwd", float_output=True), 20, 800),
+    check_numpy: (dict(), 200, 4000),
+    check_jit: (dict(max_steps=4), 4, 150),
+    check_grad: (dict(float_dtypes=("float64",), diff="any", float_output=True), 100, 2000),
+    check_batching: (dict(), 100, 2000),
+    check_linearize: (dict(float_dtypes=("float64",), diff="fwd", float_output=True), 60, 1000),
 }
 
 
@@ -141,6 +143,7 @@ def test_fuzz(check, profile):
     (``fuzz-ci`` / ``fuzz-long``, registered in conftest.py)."""
     options, n_ci, n_long = CHECKS[check]
     long = profile == "long"
+    n_long = max(1, round(n_long * float(os.environ.get("FUNCTRANS_FUZZ_SCALE", "1"))))
 
     @settings(settings.get_profile(f"fuzz-{profile}"), max_examples=n_long if long else n_ci)
     @given(prog=programs(long=long, **options))
