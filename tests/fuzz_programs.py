@@ -1011,6 +1011,12 @@ class Program:
         """The NumPy outputs for member 0 (recorded while generating)."""
         return [self.members[i][0] for i in self.outputs]
 
+    def least_float(self):
+        """The least precise float dtype among all the program's values (tolerances follow
+        it: a float32 step's rounding reaches float64 outputs computed from it)."""
+        floats = [a.dtype for a in self.avals if a.kind == "f"]
+        return min(floats, key=lambda d: d.itemsize) if floats else np.dtype(np.float64)
+
     def modes(self):
         """Derivative modes every step defines."""
         return frozenset.intersection(MODES, *(s.op.diff for s in self.steps))
