@@ -76,12 +76,15 @@ def check_numpy(prog, profile):
 
 
 def check_jit(prog, profile):
-    """jit (numba CPU) equals eager."""
-    args = prog.args()
-    eager = prog(FT, *args)
-    with explain(prog, "jit vs eager"):
-        assert_outputs(ft.jit(lambda *a: prog(FT, *a), backend="cpu")(*args), eager, prog,
-                       scale=10)
+    """jit (numba CPU) equals eager; in the long profile jit of the vmapped program too."""
+    def f(*a):
+        return prog(FT, *a)
+    cases = [("jit", f, prog.args())]
+    if profile == "long":
+        cases.append(("jit(vmap)", ft.vmap(f, in_axes=tuple(prog.in_axes)), prog.batched_args()))
+    for what, fun, args in cases:
+        with explain(prog, f"{what} vs eager"):
+            assert_outputs(ft.jit(fun, backend="cpu")(*args), fun(*args), prog, scale=10)
 
 
 def check_grad(prog, profile):
