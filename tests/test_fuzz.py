@@ -9,6 +9,7 @@ examples; jit compiles dominate, so it gets the fewest); ``long`` runs with ``py
 (many random examples, second-order derivatives, nested jit). A failure prints the program
 (ops, shapes, dtypes, inputs) and hypothesis's reproduction blob."""
 import contextlib
+import functools
 import os
 
 import numpy as np
@@ -159,7 +160,39 @@ def test_fuzz(check, profile):
 
 
 # ---------------------------------------------------------------------------------------------
-# The op table reaches every primitive
+# Every row, once: a single-step program of each row through every check that applies (the
+# random profiles draw rows at random, so a short run may miss some)
+
+@functools.lru_cache(maxsize=None)
+def single_step_program(name):
+    """The first single-step program of row ``name`` on a nonempty input of 2 or 3 dims (so
+    that transposes and reshapes are not no-ops) that hypothesis generates (derandomised: the
+    same one every run); float64 when the row has derivatives to check."""
+    options = (dict(float_dtypes=("float64",), diff="any", float_output=True)
+               if OPS[name].diff else {})
+    quick = settings(database=None, derandomize=True, phases=[Phase.generate],
+                     max_examples=300, deadline=None)
+    def nontrivial(p):
+        return len(p.steps) == 1 and p.in_avals[0].ndim >= 2 and 0 not in p.in_avals[0].shape
+    return find(programs(only=[name], max_steps=1, **options), nontrivial, settings=quick)
+
+
+def _checks_for(prog):
+    checks = [check_numpy, check_batching]
+    if prog.modes():
+        checks.append(check_grad)
+    if "fwd" in prog.modes():
+        checks.append(check_linearize)
+    return checks
+
+
+@pytest.mark.parametrize("name", [n for n, op in OPS.items() if not op.long_only])
+def test_every_row(name):
+    """Each row of the table passes every check but jit (too many compiles for CI)."""
+    prog = single_step_program(name)
+    for check in _checks_for(prog):
+        check(prog, "ci")
+
 
 def _primitive_names(jaxpr, names):
     """Add the names of the primitives of jaxpr and of the jaxprs in its equations' params."""
@@ -173,14 +206,12 @@ def _primitive_names(jaxpr, names):
 
 
 def test_op_table_reaches_every_primitive():
-    """Every primitive with an impl appears in the jaxpr of some single-op program (custom_lin
-    exists only inside linearized custom_vjp functions: the grad check reaches it)."""
+    """Every primitive with an impl appears in the jaxpr of some single-step program
+    (custom_lin exists only inside linearized custom_vjp functions: the grad check reaches
+    it)."""
     names = set()
-    quick = settings(database=None, derandomize=True, phases=[Phase.generate],
-                     max_examples=200, deadline=None)
     for name in OPS:
-        prog = find(programs(only=[name], max_steps=1), lambda p: len(p.steps) == 1,
-                    settings=quick)
+        prog = single_step_program(name)
         _primitive_names(ft.make_jaxpr(lambda *a, p=prog: p(FT, *a))(*prog.args()), names)
     missing = {p.name for p in core.impl_rules} - names - {"custom_lin"}
     assert not missing, f"primitives no op of the fuzz table reaches: {sorted(missing)}"
