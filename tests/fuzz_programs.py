@@ -45,26 +45,14 @@ class FT:
     np = jnp
     name = "functrans"
     asarray = staticmethod(jnp.asarray)
-
-    @staticmethod
-    def cond(pred, true_fun, false_fun, *ops):
-        return lax.cond(pred, true_fun, false_fun, *ops)
-
-    @staticmethod
-    def switch(index, funs, *ops):
-        return lax.switch(index, funs, *ops)
+    cond = staticmethod(lax.cond)
+    switch = staticmethod(lax.switch)
+    fori_loop = staticmethod(lax.fori_loop)
+    while_loop = staticmethod(lax.while_loop)
 
     @staticmethod
     def scan(body, init, xs, reverse):
         return lax.scan(body, init, xs, reverse=reverse)
-
-    @staticmethod
-    def fori_loop(lo, hi, body, init):
-        return lax.fori_loop(lo, hi, body, init)
-
-    @staticmethod
-    def while_loop(cond_fun, body_fun, init):
-        return lax.while_loop(cond_fun, body_fun, init)
 
     checkpoint = staticmethod(ft.checkpoint)
     jit = staticmethod(ft.jit)
