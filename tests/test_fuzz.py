@@ -194,6 +194,20 @@ def test_every_row(name):
         check(prog, "ci")
 
 
+@pytest.mark.fuzz
+def test_jit_every_row():
+    """Long profile: the single-step programs of all rows in ONE jitted function (one compile,
+    minutes on a loaded 2-core machine) equal eager."""
+    progs = [single_step_program(n) for n, op in OPS.items() if not op.long_only]
+    args = [p.args() for p in progs]
+
+    def all_rows(args):
+        return [p(FT, *a) for p, a in zip(progs, args)]
+    for prog, got, want in zip(progs, ft.jit(all_rows)(args), all_rows(args)):
+        with explain(prog, "jit (all rows together) vs eager"):
+            assert_outputs(got, want, prog, scale=10)
+
+
 def _primitive_names(jaxpr, names):
     """Add the names of the primitives of jaxpr and of the jaxprs in its equations' params."""
     for eqn in jaxpr.eqns:
