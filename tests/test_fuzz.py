@@ -178,6 +178,7 @@ def single_step_program(name):
 
 
 def _checks_for(prog):
+    """The checks a program takes: derivatives only in the modes all its rows define."""
     checks = [check_numpy, check_batching]
     if prog.modes():
         checks.append(check_grad)
