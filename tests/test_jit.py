@@ -189,6 +189,14 @@ def test_reductions_propagate_nan_and_size_zero():
     _close(g(z), [np.zeros(3, np.float32), z], 0)
 
 
+def test_pad_of_a_scalar():
+    """A 0-d pad (an empty padding config) is a copy; numba has no fill() for 0-d arrays, which
+    the lowering used (found by tests/test_fuzz.py: ``lax_pad(v0, config=[])``)."""
+    f = functrans.jit(lambda x, v: [sl.pad(x, np.float32(0), []), sl.pad(x, v, [])])
+    x, v = np.float32(0.5), np.float32(2.0)
+    _close(f(x, v), [np.float32(0.5), np.float32(0.5)], 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Slicing family and control flow
 

@@ -596,7 +596,8 @@ def _lower_pad(em, eqn):
     out = eqn.out_binders[0]
     o = em.alloc(out)
     fill = em.lit(pv.val, pv.aval.dtype) if type(pv) is Literal else f"{em.array(pv)}[()]"
-    em.line(f"{o}.fill({fill})")
+    # numba has no fill() for 0-d arrays (a 0-d pad is a copy: the fill is overwritten)
+    em.line(f"{o}[()] = {fill}" if not em.shapes[out] else f"{o}.fill({fill})")
     xs, osh = em.shape_of(x), em.shapes[out]
     cfg = eqn.params["padding_config"]
     xn = em.array(x)
