@@ -15,6 +15,7 @@ from .. import core
 from .. import jit_primitive
 from ..devices import Device, backend_probes
 from ..util import gc_paused
+from .plan import release_points
 
 _stats = {"compiles": 0, "disk_loads": 0, "kernels_built": 0, "traces_lowered": 0,
           "helper_kernels": 0}
@@ -266,6 +267,11 @@ class _Split:
                 self.program.append((True, _Executable(x, name, helper), None, ins, outs))
         self.out_slots = [in_slot(v) for v in kplan.outvars]
         self.n_slots = len(slots)
+        # each step drops the values it was the last to read: the driver's list of slots must
+        # not keep every intermediate alive until the call returns
+        drops = release_points([ins for _, _, _, ins, _ in self.program],
+                               [outs for _, _, _, _, outs in self.program], set(self.out_slots))
+        self.program = [step + (tuple(d),) for step, d in zip(self.program, drops)]
         self.name, self.checked = name, True
         self.prefix, self.suffix, self.kernel = (), (), self._run
 
@@ -274,7 +280,7 @@ class _Split:
         for k, c in self.fixed:
             vals[k] = c
         vals[self.n_fixed_args:self.n_fixed_args + len(args)] = args
-        for compiled, f, params, ins, outs in self.program:
+        for compiled, f, params, ins, outs, drops in self.program:
             if compiled:
                 res = f([vals[i] for i in ins])
             else:
@@ -282,6 +288,9 @@ class _Split:
                 res = res if isinstance(res, (tuple, list)) else (res,)
             for o, r in zip(outs, res):
                 vals[o] = r
+            res = None
+            for k in drops:
+                vals[k] = None
         return tuple(np.asarray(vals[k]) for k in self.out_slots)
 
     def __call__(self, args):

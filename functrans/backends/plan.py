@@ -66,6 +66,38 @@ class KernelPlan:
         return "KernelPlan(\n  " + "\n  ".join(map(repr, self.steps)) + "\n)"
 
 
+def step_eqns(step):
+    """The equations a step computes (one for an Op)."""
+    return [step.eqn] if isinstance(step, Op) else step.eqns
+
+
+def step_reads(step):
+    """The vars a step reads from earlier steps or the inputs. A control-flow Op's branch and
+    body jaxprs are closed (every outer value they use is an operand of the equation), so a use
+    inside them is a use at the Op."""
+    defined = set(o for e in step_eqns(step) for o in e.out_binders)
+    return list(dict.fromkeys(v for e in step_eqns(step) for v in e.inputs
+                              if type(v) is Var and v not in defined))
+
+
+def release_points(reads, writes, keep):
+    """Liveness over a straight-line sequence of steps: step i reads ``reads[i]`` and writes
+    ``writes[i]`` (hashable names). Returns one list per step: the names whose last use is that
+    step (read there and by no later step, or written there and never read), in first-seen
+    order, leaving out those in ``keep`` (the results)."""
+    last = {}
+    for i, (rs, ws) in enumerate(zip(reads, writes)):
+        for n in ws:
+            last.setdefault(n, i)
+        for n in rs:
+            last[n] = i
+    out = [[] for _ in reads]
+    for n, i in last.items():
+        if n not in keep:
+            out[i].append(n)
+    return out
+
+
 def inline_jit(closed):
     """(invars, consts-as-(Var, value), eqns, outvars) with nested call equations (jit,
     checkpoint, custom_jvp/vjp calls) inlined."""
