@@ -313,7 +313,9 @@ def _assign_shapes(em, eqn):
 # ---------------------------------------------------------------------------------------------
 # Fused groups
 
-def _emit_group(em, g, materialized):
+def _emit_group(em, g, materialized, in_place):
+    """The loop nest of a group. ``in_place`` maps outputs to dead inputs of the same shape and
+    dtype whose buffers they are written into (see in_place_outputs)."""
     shape = em.shapes[g.shape_var]
     r = len(shape)
     idx = [f"i{k}" for k in range(r)]
@@ -336,8 +338,12 @@ def _emit_group(em, g, materialized):
 
     for eqn in g.eqns:   # buffers first: they must exist before the loop nest
         for o in eqn.out_binders:
-            if o in materialized:
+            if o in in_place:
+                em.names[o] = em.names[in_place[o]]
+            elif o in materialized:
                 em.alloc(o)
+    for v in in_place.values():   # an element is read before the same element is overwritten
+        read(v)
 
     trig_args = []                       # float32 sin/cos arguments (see _emit_nests)
     for eqn in g.eqns:
@@ -911,15 +917,72 @@ def check_lowerable(kplan):
                                       f"'{step.eqn.primitive.name}' not implemented")
 
 
+# Ops whose lowering (or numpy impl, for dot_general in split plans) writes the result into a
+# buffer of its own; every other Op's result may be its operand or a view of it
+_FRESH_OPS = {"dot_general", "pad", "concatenate", "cumsum", "cumprod", "cummax", "cummin",
+              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort"}
+
+
+def owned_buffers(kplan):
+    """The vars computed by the plan whose buffers nothing else can alias: the outputs of groups
+    and of _FRESH_OPS, less every var an aliasing Op reads (reshape views its operand; a branch
+    or loop body may hand an operand back)."""
+    owned, aliased = set(), set()
+    for step in kplan.steps:
+        if isinstance(step, Group):
+            owned.update(o for e in step.eqns for o in e.out_binders)
+        elif step.eqn.primitive.name in _FRESH_OPS:
+            owned.update(step.eqn.out_binders)
+        else:
+            aliased.update(v for v in step.eqn.inputs if type(v) is Var)
+    return owned - aliased
+
+
+def _reads_float32_trig(group):
+    return any(e.primitive.name in ("sin", "cos") and e.out_binders[0].aval.dtype == np.float32
+               for e in group.eqns)
+
+
+def in_place_outputs(kplan):
+    """One dict per step: {output: input} for each materialized elementwise output of a group
+    that is written into the buffer of an input of the same shape and dtype that dies in that
+    group. Such an input must be owned (owned_buffers) or donated, and read only at the loop
+    index (no index map reads it). Groups calling float32 sin/cos get none: their second,
+    exact pass reads the inputs again."""
+    steps = kplan.steps
+    reads = [plan_mod.step_reads(s) for s in steps]
+    dying = plan_mod.release_points(reads, [[] for _ in steps],
+                                    set(v for v in kplan.outvars if type(v) is Var))
+    free = owned_buffers(kplan) | kplan.donated
+    out = []
+    for step, rs, dead in zip(steps, reads, dying):
+        pairs = {}
+        if isinstance(step, Group) and not _reads_float32_trig(step):
+            mapped = set(v for e in step.eqns if e.primitive.name in plan_mod.INDEX_MAPS
+                         for v in e.inputs)
+            spare = [v for v in dead if v in free and v not in mapped]
+            for e in step.eqns:
+                o = e.out_binders[0]
+                if e.primitive.name in plan_mod.REDUCTIONS or o not in kplan.materialized:
+                    continue
+                src = next((v for v in spare if v.aval.shape == o.aval.shape
+                            and v.aval.dtype == o.aval.dtype), None)
+                if src is not None:
+                    spare.remove(src)
+                    pairs[o] = src
+        out.append(pairs)
+    return out
+
+
 def emit_plan(em, kplan):
     """Emit the steps of a plan whose input names/shapes are bound; returns output names."""
     check_lowerable(kplan)
     for step in kplan.steps:
         for e in ([step.eqn] if isinstance(step, Op) else step.eqns):
             _assign_shapes(em, e)
-    for step in kplan.steps:
+    for step, in_place in zip(kplan.steps, in_place_outputs(kplan)):
         if isinstance(step, Group):
-            _emit_group(em, step, kplan.materialized)
+            _emit_group(em, step, kplan.materialized, in_place)
         else:
             lower_rules[step.eqn.primitive.name](em, step.eqn)
     return [em.array(v) for v in kplan.outvars]
@@ -1020,6 +1083,7 @@ def split_plan(kplan):
     if cur:
         runs.append(cur)
     live = set(v for v in kplan.outvars if type(v) is Var)
+    owned = owned_buffers(kplan)
     parts = []
     for run in reversed(runs):
         steps = [run] if isinstance(run, Op) else run
@@ -1027,12 +1091,13 @@ def split_plan(kplan):
         outs = [v for v in dict.fromkeys(o for st in steps for e in _step_eqns(st)
                                          for o in e.out_binders) if v in live]
         reads = list(dict.fromkeys(v for v in _reads(steps) if v not in defs))
+        donated = [v for v in reads if v in owned and v not in live]   # dead after this run
         live = (live - defs) | set(reads)
         if isinstance(run, Op):
             parts.append(("numpy", run.eqn))
         elif outs:
             # outs are read by a later step or returned, so already materialized (one shared
             # set: a copy per kernel made this quadratic in the number of kernels)
-            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized)
+            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized, donated)
             parts.append(("kernel", sub))
     return parts[::-1]

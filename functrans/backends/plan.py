@@ -56,11 +56,14 @@ class Op:
 
 
 class KernelPlan:
-    """inputs (consts then args), steps, outputs, and the vars that need a buffer."""
+    """inputs (consts then args), steps, outputs, the vars that need a buffer, and the inputs
+    the plan may overwrite once it is done reading them."""
 
-    def __init__(self, inputs, consts, steps, outvars, materialized):
+    def __init__(self, inputs, consts, steps, outvars, materialized, donated=()):
         self.inputs, self.consts, self.steps = inputs, consts, steps
         self.outvars, self.materialized = outvars, materialized
+        # inputs whose buffers the caller hands over: dead after this plan, aliased by nothing
+        self.donated = frozenset(donated)
 
     def __repr__(self):
         return "KernelPlan(\n  " + "\n  ".join(map(repr, self.steps)) + "\n)"
