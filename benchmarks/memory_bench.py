@@ -22,6 +22,8 @@ Time is the best of several calls, measured in the same subprocess after the mem
 before/after comparison comes from one run.
 
 Run:  python benchmarks/memory_bench.py [--layers 64] [--baseline /path/to/other/checkout]
+(``--child IMPL [--remat]`` runs one measurement in this process and prints it as JSON; the
+tests use it with a smaller chain.)
 """
 from __future__ import annotations
 
@@ -68,11 +70,11 @@ def best_ms(call, repeat=7):
     return best * 1e3
 
 
-def make_inputs(layers):
+def make_inputs(layers, width=WIDTH, batch=BATCH):
     """(x, list of weights): a float32 batch and ``layers`` square weight matrices."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((BATCH, WIDTH), dtype=np.float32)
-    ws = [rng.standard_normal((WIDTH, WIDTH), dtype=np.float32) / np.float32(np.sqrt(WIDTH))
+    x = rng.standard_normal((batch, width), dtype=np.float32)
+    ws = [rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
           for _ in range(layers)]
     return x, ws
 
@@ -129,9 +131,10 @@ def numpy_grad(x, ws, remat):
     return ct
 
 
-def measure(impl, remat, layers):
-    """{'mib': peak growth, 'ms': best time} of one implementation, in this process."""
-    x, ws = make_inputs(layers)
+def measure(impl, remat, layers, width=WIDTH, batch=BATCH, repeat=7):
+    """{'mib': peak growth, 'ms': best time of ``repeat`` calls} of one implementation, in
+    this process."""
+    x, ws = make_inputs(layers, width, batch)
     if impl == "functrans":
         import functrans
         import functrans.numpy as fnp
@@ -149,7 +152,7 @@ def measure(impl, remat, layers):
     for _ in range(3):
         call()
     mib = peak_growth_mib(call)
-    return {"mib": mib, "ms": best_ms(call)}
+    return {"mib": mib, "ms": best_ms(call, repeat)}
 
 
 def run_child(impl, remat, layers, pythonpath=None):
@@ -172,11 +175,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=64)
     ap.add_argument("--baseline", help="another functrans checkout to measure beside this one")
-    ap.add_argument("--child", help=argparse.SUPPRESS)
-    ap.add_argument("--remat", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["functrans", "jax", "numpy"],
+                    help="measure one implementation in this process; print JSON")
+    ap.add_argument("--remat", action="store_true", help="with --child: checkpoint segments")
+    ap.add_argument("--width", type=int, default=WIDTH, help="with --child")
+    ap.add_argument("--batch", type=int, default=BATCH, help="with --child")
+    ap.add_argument("--repeat", type=int, default=7, help="with --child: timed calls")
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(measure(a.child, a.remat, a.layers)))
+        print(json.dumps(measure(a.child, a.remat, a.layers, a.width, a.batch, a.repeat)))
         return
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rows = [("functrans", "functrans", here), ("JAX", "jax", None),
