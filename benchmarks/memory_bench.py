@@ -17,9 +17,10 @@ without remat and with ``checkpoint`` around every 8 layers. Compared: functrans
    function is called once (its result is kept), and the growth is ``VmHWM`` afterwards minus
    ``VmRSS`` before: every byte the call had live at once, its result included.
 
-Time is the best of several calls, measured in the same subprocess after the memory.
-``--baseline PATH`` adds a functrans row run from another checkout (e.g. the main branch), so a
-before/after comparison comes from one run.
+Time is the best of several calls in other subprocesses with the ordinary malloc settings,
+over ``--rounds`` rounds that alternate between the rows (so load changes on a shared machine
+hit every row alike). ``--baseline PATH`` adds a functrans row run from another checkout (e.g.
+the main branch), so a before/after comparison comes from one run.
 
 Run:  python benchmarks/memory_bench.py [--layers 64] [--baseline /path/to/other/checkout]
 (``--child IMPL [--remat]`` runs one measurement in this process and prints it as JSON; the
@@ -131,9 +132,9 @@ def numpy_grad(x, ws, remat):
     return ct
 
 
-def measure(impl, remat, layers, width=WIDTH, batch=BATCH, repeat=7):
-    """{'mib': peak growth, 'ms': best time of ``repeat`` calls} of one implementation, in
-    this process."""
+def measure(impl, remat, layers, width=WIDTH, batch=BATCH, repeat=0):
+    """{'mib': peak growth of one call} of one implementation, in this process; with
+    ``repeat``, {'ms': best time of that many calls} instead."""
     x, ws = make_inputs(layers, width, batch)
     if impl == "functrans":
         import functrans
@@ -151,16 +152,21 @@ def measure(impl, remat, layers, width=WIDTH, batch=BATCH, repeat=7):
         call = lambda: numpy_grad(x, ws, remat)       # noqa: E731
     for _ in range(3):
         call()
-    mib = peak_growth_mib(call)
-    return {"mib": mib, "ms": best_ms(call, repeat)}
+    if repeat:
+        return {"ms": best_ms(call, repeat)}
+    return {"mib": peak_growth_mib(call)}
 
 
-def run_child(impl, remat, layers, pythonpath=None):
-    """measure() in a fresh subprocess with mmap-backed malloc; None if impl is unavailable."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+def run_child(impl, remat, layers, pythonpath=None, repeat=0):
+    """measure() in a fresh subprocess (with mmap-backed malloc unless timing); None if impl
+    is unavailable."""
+    env = dict(os.environ)
+    if not repeat:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
-    cmd = [sys.executable, __file__, "--child", impl, "--layers", str(layers)]
+    cmd = [sys.executable, __file__, "--child", impl, "--layers", str(layers),
+           "--repeat", str(repeat)]
     if remat:
         cmd.append("--remat")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -180,7 +186,9 @@ def main():
     ap.add_argument("--remat", action="store_true", help="with --child: checkpoint segments")
     ap.add_argument("--width", type=int, default=WIDTH, help="with --child")
     ap.add_argument("--batch", type=int, default=BATCH, help="with --child")
-    ap.add_argument("--repeat", type=int, default=7, help="with --child: timed calls")
+    ap.add_argument("--repeat", type=int, default=0,
+                    help="with --child: time this many calls instead of measuring memory")
+    ap.add_argument("--rounds", type=int, default=2, help="timing subprocesses per row")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(measure(a.child, a.remat, a.layers, a.width, a.batch, a.repeat)))
@@ -196,13 +204,19 @@ def main():
     print("| implementation | remat | peak growth (MiB) | time (ms) |")
     print("|---|---|---|---|")
     for remat in (False, True):
-        for label, impl, path in rows:
-            r = run_child(impl, remat, a.layers, path)
-            how = f"checkpoint every {SEGMENT}" if remat else "none"
-            if r is None:
+        mem = {label: run_child(impl, remat, a.layers, path) for label, impl, path in rows}
+        ms = {label: float("inf") for label, _, _ in rows if mem[label] is not None}
+        for _ in range(a.rounds):
+            for label, impl, path in rows:
+                if label in ms:
+                    ms[label] = min(ms[label], run_child(impl, remat, a.layers, path, 7)["ms"])
+        how = f"checkpoint every {SEGMENT}" if remat else "none"
+        for label, _, _ in rows:
+            if mem[label] is None:
                 print(f"| {label} | {how} | not installed | |")
             else:
-                print(f"| {label} | {how} | {r['mib']:.1f} | {r['ms']:.1f} |", flush=True)
+                print(f"| {label} | {how} | {mem[label]['mib']:.1f} | {ms[label]:.1f} |",
+                      flush=True)
 
 
 if __name__ == "__main__":
