@@ -71,17 +71,18 @@ def best_ms(call, repeat=7):
     return best * 1e3
 
 
-def make_inputs(layers, width=WIDTH, batch=BATCH):
+def make_inputs(layers, width=WIDTH, batch=BATCH, seed=0):
     """(x, list of weights): a float32 batch and ``layers`` square weight matrices."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((batch, width), dtype=np.float32)
     ws = [rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
           for _ in range(layers)]
     return x, ws
 
 
-def framework_grad(ft, np_mod, remat):
-    """The jitted gradient function of the chain in a JAX-like framework ``ft``."""
+def chain_loss(ft, np_mod, remat, segment_layers=SEGMENT):
+    """loss(x, ws) = sum of the chain's output in a JAX-like framework ``ft``; with remat, each
+    run of ``segment_layers`` layers is wrapped in ``ft.checkpoint``."""
     def segment(x, ws):
         for w in ws:
             x = np_mod.tanh(x @ w)
@@ -89,12 +90,17 @@ def framework_grad(ft, np_mod, remat):
 
     def loss(x, ws):
         if remat:
-            for i in range(0, len(ws), SEGMENT):
-                x = ft.checkpoint(segment)(x, ws[i:i + SEGMENT])
+            for i in range(0, len(ws), segment_layers):
+                x = ft.checkpoint(segment)(x, ws[i:i + segment_layers])
         else:
             x = segment(x, ws)
         return np_mod.sum(x)
-    return ft.jit(ft.grad(loss))
+    return loss
+
+
+def framework_grad(ft, np_mod, remat):
+    """The jitted gradient function of the chain in a JAX-like framework ``ft``."""
+    return ft.jit(ft.grad(chain_loss(ft, np_mod, remat)))
 
 
 def numpy_grad(x, ws, remat):

@@ -3,6 +3,7 @@ driver's slots; numba frees a kernel's locals at their last use), elementwise gr
 dead buffers they own, split kernels are handed their dying inputs, and checkpoint really trades
 saved activations for recomputation. Peak memory is measured by benchmarks/memory_bench.py in a
 subprocess (see its docstring for the method)."""
+import importlib.util
 import json
 import os
 import pathlib
@@ -22,28 +23,23 @@ from functrans.backends.plan import Group, Op, release_points, step_eqns, step_r
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def _chain_loss(remat, segment=4):
-    def seg(x, ws):
-        for w in ws:
-            x = fnp.tanh(x @ w)
-        return x
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("memory_bench",
+                                                  ROOT / "benchmarks" / "memory_bench.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
-    def loss(x, ws):
-        if remat:
-            for i in range(0, len(ws), segment):
-                x = functrans.checkpoint(seg)(x, ws[i:i + segment])
-        else:
-            x = seg(x, ws)
-        return fnp.sum(x)
-    return loss
+
+memory_bench = _load_bench()
+
+
+def _chain_loss(remat):
+    return memory_bench.chain_loss(functrans, fnp, remat, segment_layers=4)
 
 
 def _chain_inputs(layers, width=8, batch=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch, width), dtype=np.float32)
-    ws = [rng.standard_normal((width, width), dtype=np.float32) / np.float32(np.sqrt(width))
-          for _ in range(layers)]
-    return x, ws
+    return memory_bench.make_inputs(layers, width, batch, seed)
 
 
 def test_release_points_are_last_uses():
