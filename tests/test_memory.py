@@ -18,7 +18,7 @@ import functrans
 import functrans.numpy as fnp
 from functrans import lax
 from functrans.backends import numba_cpu
-from functrans.backends.plan import Group, Op, release_points, step_eqns, step_reads
+from functrans.backends.plan import Group, Op, plan_liveness, release_points, step_eqns
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -49,12 +49,6 @@ def test_release_points_are_last_uses():
     assert [sorted(r) for r in got] == [["x"], [], ["b", "w"], ["a", "c"], ["e"]]
 
 
-def _releases(plan):
-    reads = [step_reads(s) for s in plan.steps]
-    writes = [[o for e in step_eqns(s) for o in e.out_binders] for s in plan.steps]
-    return reads, writes, release_points(reads, writes, set(plan.outvars))
-
-
 def test_plan_release_points_count_uses_inside_loop_bodies():
     def f(x, w):
         a = fnp.tanh(x @ w)
@@ -62,7 +56,7 @@ def test_plan_release_points_count_uses_inside_loop_bodies():
         return lax.fori_loop(0, 3, lambda i, c: c * a, b)   # a is read inside the body only
     x, (w,) = _chain_inputs(1)
     plan = functrans.jit(f).lower(x, w).plan
-    reads, writes, rel = _releases(plan)
+    reads, writes, rel = plan_liveness(plan)
     loop = next(i for i, s in enumerate(plan.steps)
                 if isinstance(s, Op) and s.eqn.primitive.name == "scan")
     tanh_step = next(i for i, s in enumerate(plan.steps) if isinstance(s, Group))
@@ -78,7 +72,7 @@ def test_plan_release_points_count_uses_inside_loop_bodies():
 
 
 def _check_in_place(plan, pairs_per_step):
-    reads, _, rel = _releases(plan)
+    reads, _, rel = plan_liveness(plan)
     owned = numba_cpu.owned_buffers(plan) | plan.donated
     n = 0
     for step, pairs, rs, dead in zip(plan.steps, pairs_per_step, reads, rel):
@@ -199,3 +193,32 @@ def test_peak_memory_of_a_jitted_chain_gradient():
     assert plain <= 16 * act + 4 * act, plain
     assert remat <= 9 * act + 5 * act, remat
     assert remat < plain - 4 * act, (remat, plain)
+
+
+def test_cuda_workspace_slots_are_shared_only_by_disjoint_lives():
+    from functrans.backends import numba_cuda
+    from functrans.backends.plan import make_plan
+
+    def f(x, ws):
+        y = functrans.grad(_chain_loss(False))(x, ws)
+        return y.reshape(-1).reshape(y.shape) * 2.0, y.reshape(-1)
+    x, ws = _chain_inputs(6)
+    plan = make_plan(functrans.make_jaxpr(f)(x, ws), rewrites=True)
+    reusable = numba_cuda._reusable_vars(plan)
+    slots = numba_cuda._workspace_slots(plan, reusable)
+    reads, writes, _ = plan_liveness(plan)
+    born = {v: i for i, ws_ in enumerate(writes) for v in ws_}
+    dies = {v: max([i for i, r in enumerate(reads) if v in r], default=born[v]) for v in born}
+    by_slot = {}
+    for v, k in slots.items():
+        by_slot.setdefault(k, []).append(v)
+    for vs in by_slot.values():
+        vs.sort(key=born.get)
+        for a, b in zip(vs, vs[1:]):
+            assert dies[a] < born[b]
+            assert (a.aval.size, a.aval.dtype) == (b.aval.size, b.aval.dtype)
+    assert len(by_slot) < len(slots)       # a chain reuses its buffers
+    viewed = [e.inputs[0] for s in plan.steps for e in step_eqns(s)
+              if e.primitive.name == "reshape"]
+    assert viewed and not any(v in slots for v in viewed)
+    assert not any(v in slots for v in plan.outvars)

@@ -949,18 +949,15 @@ def in_place_outputs(kplan):
     group. Such an input must be owned (owned_buffers) or donated, and read only at the loop
     index (no index map reads it). Groups calling float32 sin/cos get none: their second,
     exact pass reads the inputs again."""
-    steps = kplan.steps
-    reads = [plan_mod.step_reads(s) for s in steps]
-    dying = plan_mod.release_points(reads, [[] for _ in steps],
-                                    set(v for v in kplan.outvars if type(v) is Var))
+    reads, _, dying = plan_mod.plan_liveness(kplan)
     free = owned_buffers(kplan) | kplan.donated
     out = []
-    for step, rs, dead in zip(steps, reads, dying):
+    for step, rs, dead in zip(kplan.steps, reads, dying):
         pairs = {}
         if isinstance(step, Group) and not _reads_float32_trig(step):
             mapped = set(v for e in step.eqns if e.primitive.name in plan_mod.INDEX_MAPS
                          for v in e.inputs)
-            spare = [v for v in dead if v in free and v not in mapped]
+            spare = [v for v in dead if v in free and v in rs and v not in mapped]
             for e in step.eqns:
                 o = e.out_binders[0]
                 if e.primitive.name in plan_mod.REDUCTIONS or o not in kplan.materialized:

@@ -23,9 +23,9 @@ Per run: each step launches its kernels on device buffers. Loops (``scan``, ``fo
 ``xs`` and writes ``ys`` on the device (views, no copies), carries stay on the device. From
 its second call on, a program of several launches without cond/while is replayed as one CUDA
 graph (cuda_graphs.py); its outputs are then the graph's own buffers, leased to the caller.
-Buffers come from the pool; each compiled program keeps its intermediates between runs
-(``REUSE_BUFFERS``), so a steady-state step asks the pool only for its outputs and the driver
-for nothing (``memory_stats()``). Constants and literals are copied to the device once per
+Buffers come from the pool; each compiled program keeps its intermediates between runs, in
+workspace buffers that values with disjoint lives share (``REUSE_BUFFERS``), so a steady-state
+step asks the pool only for its outputs and the driver for nothing (``memory_stats()``). Constants and literals are copied to the device once per
 compiled program. float32 GEMMs use TF32 tensor cores unless the dot_general asks for
 ``precision=HIGHEST`` (``default_matmul_precision``). One run of a program at a time: the
 kept intermediates are not shared between threads (a concurrent run allocates its own).
@@ -301,6 +301,7 @@ class _Program:
         self.plan = plan_mod.make_plan(inline_calls(closed), rewrites=True)
         self.steps = [self._step(s) for s in self.plan.steps]
         self._reusable = _reusable_vars(self.plan)
+        self._slots = _workspace_slots(self.plan, self._reusable)
         self._workspace, self._lock = {}, threading.Lock()
         self._reuse = False       # True while a run owns the workspace
         _stats["programs_built"] += 1
@@ -340,16 +341,18 @@ class _Program:
 
     def _alloc(self, v, fill, env):
         """A buffer for v: the destination the caller gave for it; for an intermediate that
-        cannot escape the run, the buffer it had in the previous run (every kernel runs in
-        order on one stream, so the last run is done with it by the time a kernel of this run
-        writes it); else a new pool buffer."""
+        cannot escape the run, its workspace slot's buffer, kept from the previous run and
+        shared with the intermediates whose lives do not overlap v's (every kernel runs in
+        order on one stream, so the earlier readers are done with it by the time a later
+        kernel writes it); else a new pool buffer."""
         buf = env.get(("dest", v))
         if (buf is None and self._reuse and v in self._reusable
                 and cuda_graphs.capture.stream is None):   # a graph owns all its buffers
-            buf = self._workspace.get(v)
+            slot = self._slots.get(v, v)
+            buf = self._workspace.get(slot)
             if buf is None:
-                buf = self._workspace[v] = cuda_memory.empty(_size(v.aval), v.aval.dtype,
-                                                             v.aval.shape)
+                buf = self._workspace[slot] = cuda_memory.empty(_size(v.aval), v.aval.dtype,
+                                                                v.aval.shape)
         if buf is None:
             buf = cuda_memory.empty(_size(v.aval), v.aval.dtype, v.aval.shape)
         if fill is not None:
@@ -513,6 +516,31 @@ def _reusable_vars(plan):
             if name in CONTROL_FLOW or (name == "reshape" and e.out_binders[0] in escaping):
                 escaping.update(v for v in e.inputs if type(v) is not Literal)
     return defined - escaping
+
+
+def _workspace_slots(plan, reusable):
+    """{var: slot number} for the reusable vars that may share a workspace buffer: a slot is
+    handed to a new value once the last step reading its previous value has run (liveness over
+    the steps, plan.release_points), and only to a value of the same size and dtype. The
+    operands of a reshape keep a buffer of their own: the reshape's result is the same buffer
+    and may live longer."""
+    from .plan import plan_liveness, step_eqns
+    viewed = set(v for s in plan.steps for e in step_eqns(s)
+                 if e.primitive.name == "reshape" for v in e.inputs)
+    _, writes, dying = plan_liveness(plan)
+    slots, free = {}, {}
+
+    def kind(v):
+        return _size(v.aval), np.dtype(v.aval.dtype)
+    for written, dead in zip(writes, dying):
+        for v in written:
+            if v in reusable and v not in viewed:
+                spare = free.get(kind(v))
+                slots[v] = spare.pop() if spare else len(slots)
+        for v in dead:
+            if v in slots:
+                free.setdefault(kind(v), []).append(slots[v])
+    return slots
 
 
 def release_workspaces():

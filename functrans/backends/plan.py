@@ -101,6 +101,16 @@ def release_points(reads, writes, keep):
     return out
 
 
+def plan_liveness(kplan):
+    """(reads, writes, dying): per step of ``kplan``, the vars it reads from earlier steps or the
+    inputs, the vars it computes, and the vars whose last use it is (release_points; the plan's
+    outputs never die)."""
+    reads = [step_reads(s) for s in kplan.steps]
+    writes = [[o for e in step_eqns(s) for o in e.out_binders] for s in kplan.steps]
+    keep = set(v for v in kplan.outvars if type(v) is Var)
+    return reads, writes, release_points(reads, writes, keep)
+
+
 def inline_jit(closed):
     """(invars, consts-as-(Var, value), eqns, outvars) with nested call equations (jit,
     checkpoint, custom_jvp/vjp calls) inlined."""
