@@ -614,6 +614,44 @@ def profile_dispatch(ctx, cfg):
         log("\n".join("    " + ln for ln in text.getvalue().splitlines()[6:24] if ln.strip()))
 
 
+_CACHE_CHILD = """
+import json, warnings
+warnings.simplefilter("always")
+import numpy as np, functrans, functrans.numpy as fnp
+from functrans.backends import numba_cuda
+with warnings.catch_warnings(record=True) as caught:
+    f = functrans.jit(lambda x: fnp.tanh(x) * 2.0 + 1.0, backend="cuda")
+    x = np.arange(1000, dtype=np.float32) / 1000
+    err = float(np.max(np.abs(np.asarray(f(x)) - (np.tanh(x) * 2 + 1))))
+kernels = list(numba_cuda._kernels.values())
+print(json.dumps(dict(err=err, hits=sum(sum(k._cache_hits.values()) for k in kernels),
+                      misses=sum(sum(k._cache_misses.values()) for k in kernels),
+                      warnings=[str(w.message) for w in caught])))
+"""
+
+
+def check_disk_cache():
+    """Two processes jit the same CUDA function over one fresh FUNCTRANS_CACHE_DIR (and an
+    empty HOME): the second loads every kernel from disk, nothing is written outside the cache
+    dir, no warning. Prints what it saw."""
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as home:
+        env = dict(os.environ, FUNCTRANS_CACHE_DIR=cache, HOME=home,
+                   XDG_CACHE_HOME=os.path.join(home, ".cache"),
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        runs = []
+        for _ in range(2):
+            proc = subprocess.run([sys.executable, "-c", _CACHE_CHILD], env=env,
+                                  capture_output=True, text=True, timeout=120)
+            line = (proc.stdout.strip().splitlines() or [""])[-1]
+            runs.append(json.loads(line) if line.startswith("{") else {"error": proc.stderr[-800:]})
+        outside = [os.path.join(r, f) for r, _, fs in os.walk(home) for f in fs]
+        ok = (all("error" not in r for r in runs) and runs[1].get("misses") == 0
+              and runs[1].get("hits", 0) > 0 and not outside
+              and not any(r.get("warnings") for r in runs))
+        log(f"  {'PASS' if ok else 'FAIL'}  disk cache: first {runs[0]}, second {runs[1]}, "
+            f"files outside the cache dir: {outside[:5]}")
+
+
 def environment():
     """One line per library version and the functrans CUDA status."""
     import importlib.metadata as md
@@ -660,6 +698,12 @@ def main(argv=None):
         names = args.checks.split(",") if args.checks else (QUICK_CHECKS if SIM else [])
         log(f"\n## (a) CUDA checks{' (' + ', '.join(names) + ')' if names else ''}")
         run_checks(names, min(args.check_timeout, max(deadline.left() - 60, 30)), args.workers)
+    if not args.skip_checks and not SIM:
+        log("\n## (a2) the kernel cache across processes")
+        try:
+            check_disk_cache()
+        except Exception as e:  # noqa: BLE001
+            log(f"  FAIL  disk cache check: {type(e).__name__}: {e}")
     log("\n## (b) benchmarks")
     lines = run_rows(cfg, args, deadline)
     if args.profile:
