@@ -57,6 +57,12 @@ def _beta_logpdf(z, a, b):
     return _outside(z, 0, 1, -jnp.inf, inside)
 
 
+def _cauchy_ppf(q):
+    """tan(pi (q - 1/2)), exactly -inf at 0 and inf at 1, nan outside [0, 1]."""
+    inner = jnp.tan(math.pi * (q - 0.5))
+    return _prob_checked(q, jnp.where(q == 0, -jnp.inf, jnp.where(q == 1, jnp.inf, inner)))
+
+
 def _prob_checked(q, value):
     """value where 0 <= q <= 1, nan elsewhere."""
     return _outside(q, 0, 1, jnp.nan, value)
@@ -86,8 +92,7 @@ _FAMILIES = {
                    "logcdf": lambda z: jnp.log(0.5 + jnp.arctan(z) / math.pi),
                    "sf": lambda z: 0.5 - jnp.arctan(z) / math.pi,
                    "logsf": lambda z: jnp.log(0.5 - jnp.arctan(z) / math.pi),
-                   "ppf": lambda q: _prob_checked(q, jnp.tan(math.pi * (q - 0.5))),
-                   "isf": lambda q: _prob_checked(q, jnp.tan(math.pi * (0.5 - q)))}),
+                   "ppf": lambda q: _cauchy_ppf(q), "isf": lambda q: -_cauchy_ppf(q)}),
     "t": (1, {"logpdf": _t_logpdf}),
     "gamma": (1, {"logpdf": _gamma_logpdf}),
     "beta": (2, {"logpdf": _beta_logpdf}),
