@@ -102,37 +102,37 @@ def sgd(step_size):
     return init, update, lambda x: x
 
 
-@optimizer
-def momentum(step_size, mass):
-    """Heavy-ball momentum: v <- mass * v + g; x <- x - step_size(i) * v. Returns the triple."""
-    step_size = make_schedule(step_size)
-
+def _zeros_init(n):
+    """The per-array init giving (x0, then n zero arrays like x0)."""
     def init(x0):
-        return x0, jnp.zeros_like(x0)
+        return (x0,) + tuple(jnp.zeros_like(x0) for _ in range(n))
+    return init
+
+
+def _momentum(step_size, mass, lookahead):
+    """Heavy-ball (lookahead False) or Nesterov (True) momentum, per array."""
+    step_size = make_schedule(step_size)
 
     def update(i, g, state):
         x, velocity = state
         velocity = mass * velocity + g
-        return x - step_size(i) * velocity, velocity
+        direction = mass * velocity + g if lookahead else velocity
+        return x - step_size(i) * direction, velocity
 
-    return init, update, _first
+    return _zeros_init(1), update, _first
+
+
+@optimizer
+def momentum(step_size, mass):
+    """Heavy-ball momentum: v <- mass * v + g; x <- x - step_size(i) * v. Returns the triple."""
+    return _momentum(step_size, mass, lookahead=False)
 
 
 @optimizer
 def nesterov(step_size, mass):
     """Nesterov momentum: v <- mass * v + g; x <- x - step_size(i) * (mass * v + g). Returns
     the optimizer triple."""
-    step_size = make_schedule(step_size)
-
-    def init(x0):
-        return x0, jnp.zeros_like(x0)
-
-    def update(i, g, state):
-        x, velocity = state
-        velocity = mass * velocity + g
-        return x - step_size(i) * (mass * velocity + g), velocity
-
-    return init, update, _first
+    return _momentum(step_size, mass, lookahead=True)
 
 
 @optimizer
@@ -141,9 +141,6 @@ def adagrad(step_size, momentum=0.9):
     that sum is 0), averaged with weight ``momentum``. Returns the optimizer triple."""
     step_size = make_schedule(step_size)
 
-    def init(x0):
-        return x0, jnp.zeros_like(x0), jnp.zeros_like(x0)
-
     def update(i, g, state):
         x, g_sq, m = state
         g_sq = g_sq + jnp.square(g)
@@ -151,7 +148,7 @@ def adagrad(step_size, momentum=0.9):
         m = (1.0 - momentum) * (g * g_sq_inv_sqrt) + momentum * m
         return x - step_size(i) * m, g_sq, m
 
-    return init, update, _first
+    return _zeros_init(2), update, _first
 
 
 @optimizer
@@ -160,15 +157,12 @@ def rmsprop(step_size, gamma=0.9, eps=1e-8):
     Returns the optimizer triple."""
     step_size = make_schedule(step_size)
 
-    def init(x0):
-        return x0, jnp.zeros_like(x0)
-
     def update(i, g, state):
         x, avg_sq_grad = state
         avg_sq_grad = avg_sq_grad * gamma + jnp.square(g) * (1.0 - gamma)
         return x - step_size(i) * g / jnp.sqrt(avg_sq_grad + eps), avg_sq_grad
 
-    return init, update, _first
+    return _zeros_init(1), update, _first
 
 
 @optimizer
@@ -177,16 +171,13 @@ def rmsprop_momentum(step_size, gamma=0.9, eps=1e-8, momentum=0.9):
     sqrt(a + eps); x <- x - m. Returns the optimizer triple."""
     step_size = make_schedule(step_size)
 
-    def init(x0):
-        return x0, jnp.zeros_like(x0), jnp.zeros_like(x0)
-
     def update(i, g, state):
         x, avg_sq_grad, mom = state
         avg_sq_grad = avg_sq_grad * gamma + jnp.square(g) * (1.0 - gamma)
         mom = momentum * mom + step_size(i) * g / jnp.sqrt(avg_sq_grad + eps)
         return x - mom, avg_sq_grad, mom
 
-    return init, update, _first
+    return _zeros_init(2), update, _first
 
 
 def _bias_correction(b, i, like):
@@ -200,9 +191,6 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8):
     x <- x - step_size(i) * m_hat / (sqrt(v_hat) + eps). Returns the optimizer triple."""
     step_size = make_schedule(step_size)
 
-    def init(x0):
-        return x0, jnp.zeros_like(x0), jnp.zeros_like(x0)
-
     def update(i, g, state):
         x, m, v = state
         m = (1 - b1) * g + b1 * m
@@ -211,7 +199,7 @@ def adam(step_size, b1=0.9, b2=0.999, eps=1e-8):
         v_hat = v / _bias_correction(b2, i, v)
         return x - step_size(i) * m_hat / (jnp.sqrt(v_hat) + eps), m, v
 
-    return init, update, _first
+    return _zeros_init(2), update, _first
 
 
 @optimizer
@@ -220,16 +208,13 @@ def adamax(step_size, b1=0.9, b2=0.999, eps=1e-8):
     x <- x - step_size(i) / (1 - b1^(i+1)) * m / (u + eps). Returns the optimizer triple."""
     step_size = make_schedule(step_size)
 
-    def init(x0):
-        return x0, jnp.zeros_like(x0), jnp.zeros_like(x0)
-
     def update(i, g, state):
         x, m, u = state
         m = (1 - b1) * g + b1 * m
         u = jnp.maximum(b2 * u, jnp.abs(g))
         return x - (step_size(i) / _bias_correction(b1, i, m)) * m / (u + eps), m, u
 
-    return init, update, _first
+    return _zeros_init(2), update, _first
 
 
 @optimizer
