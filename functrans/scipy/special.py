@@ -99,19 +99,22 @@ def ndtr(x):
     return U.multiply(0.5, lax.erfc(U.multiply(x, -1 / math.sqrt(2.0))))
 
 
-# asymptotic series of log_ndtr for x < _LOG_NDTR_LOW: the terms (-1)^k (2k-1)!! / x^(2k)
-_LOG_NDTR_LOW, _LOG_NDTR_HIGH, _LOG_NDTR_TERMS = -20.0, 0.0, 6
+# asymptotic series of log_ndtr below a threshold (where ndtr nears underflow: -20 in float64,
+# -10 in float32): the terms (-1)^k (2k-1)!! / x^(2k)
+_LOG_NDTR_LOW = {np.dtype(np.float64): -20.0, np.dtype(np.float32): -10.0}
+_LOG_NDTR_HIGH, _LOG_NDTR_TERMS = 0.0, 6
 
 
 def log_ndtr(x):
-    """log(ndtr(x)), accurate in both tails: an asymptotic series below -20, log1p(-ndtr(-x))
-    above 0, log(ndtr(x)) between. Finite derivatives everywhere."""
+    """log(ndtr(x)), accurate in both tails: an asymptotic series below -20 (-10 for float32),
+    log1p(-ndtr(-x)) above 0, log(ndtr(x)) between. Finite derivatives everywhere."""
     (x,) = _inexact(x)
-    low = U.less(x, _LOG_NDTR_LOW)
+    lo = _LOG_NDTR_LOW.get(np.dtype(x.dtype), -20.0)
+    low = U.less(x, lo)
     high = U.greater(x, _LOG_NDTR_HIGH)
     # each branch sees only inputs inside its own range (so no branch makes a nan derivative)
-    x_mid = U.clip(x, _LOG_NDTR_LOW, _LOG_NDTR_HIGH)
-    x_low = U.minimum(x, _LOG_NDTR_LOW)
+    x_mid = U.clip(x, lo, _LOG_NDTR_HIGH)
+    x_low = U.minimum(x, lo)
     x_high = U.maximum(x, _LOG_NDTR_HIGH)
     mid = U.log(ndtr(x_mid))
     upper = U.log1p(U.negative(ndtr(U.negative(x_high))))
