@@ -15,11 +15,10 @@ def register_pytree_node(nodetype, flatten_func, unflatten_func, flatten_with_ke
     """Register a container type: flatten(x) -> (children, aux); unflatten(aux, children) -> x.
     Returns nodetype. Without flatten_with_keys_func its children's key paths are
     FlattenedIndexKey(i)."""
-    keys = None
-    if flatten_with_keys_func is not None:
-        def keys(x, n, f=flatten_with_keys_func):
-            return [k for k, _ in f(x)[0]]
-    _registry[nodetype] = _Node(flatten_func, unflatten_func, keys)
+    def keys(x, n):
+        return [k for k, _ in flatten_with_keys_func(x)[0]]
+    _registry[nodetype] = _Node(flatten_func, unflatten_func,
+                                None if flatten_with_keys_func is None else keys)
     return nodetype
 
 

@@ -197,7 +197,6 @@ def test_sm3_matrix_accumulators_and_scalar_params():
     init, update, get_params = optimizers.sm3(0.1)
     g = np.array([[1.0, 2.0], [3.0, 4.0]])
     state = update(0, g, init(np.zeros((2, 2))))
-    x, m, vs, shape = state.packed_state[0][0], None, None, None
     out = get_params(state)
     np.testing.assert_allclose(out, -0.1 * 0.1 * np.sign(g))   # first step: g / |g|
     sub = jax.tree_util.tree_unflatten(state.subtree_defs[0], state.packed_state[0])

@@ -9,7 +9,6 @@ import math
 import numpy as np
 import scipy.special as _sc
 
-from ..core import ShapedArray  # noqa: F401  (avals are the operands' own)
 from ..interpreters.ad import defjvp, defjvp2
 from ..interpreters.batching import defvectorized
 from .lax import _check_kind, _const, _float, _with_dtype, exp, mul, neg, primitive, unop

@@ -23,15 +23,6 @@ def _inexact(*args):
     return promote(dt if dt.kind == "f" else np.dtype(np.float64), *args)
 
 
-def _unary(lax_fn, name, doc):
-    def f(x):
-        (x,) = _inexact(x)
-        return lax_fn(x)
-    f.__name__ = f.__qualname__ = name
-    f.__doc__ = doc
-    return f
-
-
 # name -> (lax function, docstring); each is applied elementwise after promotion to float
 _UNARY = {
     "erf": (lax.erf, "The error function 2/sqrt(pi) int_0^x exp(-t^2) dt, elementwise."),
@@ -43,7 +34,22 @@ _UNARY = {
     "ndtri": (lax.ndtri, "The inverse of ndtr, the standard normal quantile function: -inf at "
                          "0, inf at 1, nan outside [0, 1]."),
 }
-globals().update({n: _unary(f, n, d) for n, (f, d) in _UNARY.items()})
+
+
+def _unary(name):
+    """The function applying _UNARY[name]'s lax function after promotion to float."""
+    lax_fn, doc = _UNARY[name]
+
+    def f(x):
+        (x,) = _inexact(x)
+        return lax_fn(x)
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = doc
+    return f
+
+
+erf, erfc, erfinv, expit = _unary("erf"), _unary("erfc"), _unary("erfinv"), _unary("expit")
+gammaln, digamma, ndtri = _unary("gammaln"), _unary("digamma"), _unary("ndtri")
 
 
 def polygamma(n, x):
@@ -82,7 +88,8 @@ def _xlog_fn(log_fn, dlog_fn, name, doc):
     return f
 
 
-xlogy = _xlog_fn(U.log, lambda y: U.divide(1.0, y), "xlogy", "x * log(y), and 0 where x == 0 (so 0 * log(0) = 0).")
+xlogy = _xlog_fn(U.log, lambda y: U.divide(1.0, y), "xlogy",
+                 "x * log(y), and 0 where x == 0 (so 0 * log(0) = 0).")
 xlog1py = _xlog_fn(U.log1p, lambda y: U.divide(1.0, U.add(y, 1.0)), "xlog1py",
                    "x * log1p(y), and 0 where x == 0 (so 0 * log1p(-1) = 0).")
 
