@@ -12,8 +12,6 @@ import math
 import sys
 import types
 
-import numpy as np
-
 from ... import numpy as jnp
 from ...nn import softplus
 from .. import special as sp
