@@ -388,7 +388,7 @@ def digamma_f64(x):
         return -math.inf if math.copysign(1.0, x) > 0 else math.inf
     acc = 0.0
     if x < 0.0:
-        if math.floor(x) == x:
+        if np.floor(x) == x:            # np.floor stays a float (math.floor is an int here)
             return math.nan
         acc = -math.pi / math.tan(math.pi * x)      # psi(x) = psi(1 - x) - pi / tan(pi x)
         x = 1.0 - x
@@ -405,14 +405,17 @@ def digamma_f64(x):
 @numba.njit(**_SJ)
 def polygamma_f64(m, x):
     """The m-th derivative of digamma, m >= 1: (-1)^(m+1) m! zeta(m + 1, x) by recurrence and
-    the Euler-Maclaurin tail; +-inf (the sign of (-1)^(m+1)) at poles and -inf, 0 at +inf."""
+    the Euler-Maclaurin tail; +-inf (the sign of (-1)^(m+1)) at poles and -inf, 0 at +inf, nan
+    below -2^31 (the recurrence would take that many steps)."""
     sign = 1.0 if m % 2 == 1 else -1.0
     if x != x:
         return x
     if x == math.inf:
         return 0.0 * sign
-    if x <= 0.0 and math.floor(x) == x:
+    if x <= 0.0 and np.floor(x) == x:   # the poles, -inf included
         return sign * math.inf
+    if x < -2147483648.0:
+        return math.nan
     s = m + 1
     acc = 0.0
     while x < 15.0 + m:
