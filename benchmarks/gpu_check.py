@@ -37,7 +37,8 @@ SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1" or "--sim" in sys.argv
 if SIM:
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"       # before numba is imported
 if "FUNCTRANS_CACHE_DIR" not in os.environ:        # first calls compile from scratch
-    os.environ["FUNCTRANS_CACHE_DIR"] = tempfile.mkdtemp(prefix="functrans-gpu-check-")
+    _CACHE_TMP = tempfile.TemporaryDirectory(prefix="functrans-gpu-check-")   # removed at exit
+    os.environ["FUNCTRANS_CACHE_DIR"] = _CACHE_TMP.name
 # JAX would otherwise take 75% of the GPU's memory up front, leaving CuPy and torch the rest
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 

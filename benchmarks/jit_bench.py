@@ -251,13 +251,13 @@ def bench_first_call(rows):
     import tempfile
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(here)
-    d = tempfile.mkdtemp(prefix="ftbench-")
-    env = dict(os.environ, FUNCTRANS_CACHE_DIR=d, FTBENCH_NO_BASELINES="1")
     res = []
-    for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", _FIRST.format(root=root, here=here)], env=env,
-                             capture_output=True, text=True, check=True).stdout.split()
-        res.append((float(out[0]), float(out[1])))
+    with tempfile.TemporaryDirectory(prefix="ftbench-") as d:
+        env = dict(os.environ, FUNCTRANS_CACHE_DIR=d, FTBENCH_NO_BASELINES="1")
+        for _ in range(2):
+            out = subprocess.run([sys.executable, "-c", _FIRST.format(root=root, here=here)],
+                                 env=env, capture_output=True, text=True, check=True).stdout.split()
+            res.append((float(out[0]), float(out[1])))
     rows.append(("first call MLP step, cold cache", res[0][0], "n/a", "n/a",
                  f"whole process {res[0][1]:.2f} s"))
     rows.append(("first call MLP step, warm disk cache", res[1][0], "n/a", "n/a",

@@ -1,6 +1,7 @@
 """functrans: JAX-style composable function transformations for NumPy code, compiled with numba."""
 from . import core, tree, tree_util  # noqa: F401
 from .core import Array  # noqa: F401
+from ._config import config  # noqa: F401
 from .lax import lax as _lax  # noqa: F401  (registers the primitives)
 from .api import (ShapeDtypeStruct, block_until_ready, device_get, device_put, eval_shape, grad,  # noqa: F401
                   hessian, hvp, jacfwd, jacrev, jit, jvp, linearize, make_jaxpr, value_and_grad, vjp,

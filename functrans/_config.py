@@ -1,18 +1,42 @@
 """Global switches, read where they matter (one object, so a test can monkeypatch one place).
+Public as ``functrans.config``; ``config.update(name, value)`` sets one, also under JAX's
+``jax_``-prefixed name (``functrans.config.update("jax_debug_nans", True)``).
 
 - ``check_jaxprs``: type-check every jaxpr built (on in the tests; ``FUNCTRANS_CHECK_JAXPRS=1``).
 - ``num_cpu_devices``: how many CPU devices ``functrans.devices()`` lists
   (``FUNCTRANS_NUM_CPU_DEVICES``; as XLA's ``--xla_force_host_platform_device_count``).
+- ``debug_nans``: raise FloatingPointError naming the primitive and the user's line that first
+  produced a NaN, eagerly and under jit (``FUNCTRANS_DEBUG_NANS=1``; docs/nonfinite.md).
 """
 import os
 
 
 class _Config:
-    __slots__ = ("check_jaxprs", "num_cpu_devices")
+    __slots__ = ("check_jaxprs", "num_cpu_devices", "debug_nans")
 
     def __init__(self):
         self.check_jaxprs = os.environ.get("FUNCTRANS_CHECK_JAXPRS", "") == "1"
         self.num_cpu_devices = int(os.environ.get("FUNCTRANS_NUM_CPU_DEVICES", "1") or 1)
+        self.debug_nans = os.environ.get("FUNCTRANS_DEBUG_NANS", "") == "1"
+
+    def _name(self, name):
+        key = name[4:] if name.startswith("jax_") else name
+        if key not in self.__slots__:
+            raise AttributeError(f"Unrecognized config option: {name}")
+        return key
+
+    def update(self, name, value):
+        """Set the option ``name`` (``"debug_nans"`` or JAX's ``"jax_debug_nans"``) to value."""
+        setattr(self, self._name(name), value)
+
+    def read(self, name):
+        """The value of the option ``name`` (with or without JAX's ``jax_`` prefix)."""
+        return getattr(self, self._name(name))
+
+    def __getattr__(self, name):    # config.jax_debug_nans, as JAX spells it
+        if name.startswith("jax_"):
+            return self.read(name)
+        raise AttributeError(name)
 
 
 config = _Config()

@@ -14,7 +14,7 @@ from .interpreters.ad import Zero
 from ._args import check_callable as _check_callable, flat_leaves as _flat_leaves
 from .tree_util import (node_children, tree_flatten, tree_map, tree_paths, tree_structure,
                         tree_unflatten)
-from .util import safe_map, safe_zip
+from .util import gc_paused, safe_map, safe_zip
 
 map, zip = safe_map, safe_zip
 
@@ -89,6 +89,7 @@ def jvp(fun, primals, tangents, has_aux=False):
         raise TypeError("primal and tangent arguments to jvp must be tuples or lists; found "
                         f"{type(primals).__name__} and {type(tangents).__name__}")
     p_flat, p_tree = _flat_leaves(tuple(primals), "jvp primals")
+    _check_grad_inputs(p_flat, lambda: tree_paths(p_tree, "primals"), "jvp", ints_ok=True)
     t_flat, t_tree = _flat_leaves(tuple(tangents), "jvp tangents")
     if p_tree != t_tree:
         raise TypeError(f"primal and tangent arguments to jvp must have the same tree structure; "
@@ -125,6 +126,7 @@ def linearize(fun, *primals):
     re-running the primal computation."""
     _check_callable(fun, "linearize")
     p_flat, p_tree = _flat_leaves(primals, "linearize primals")
+    _check_grad_inputs(p_flat, lambda: tree_paths(p_tree, "primals"), "linearize", ints_ok=True)
     p_flat = _snapshot(p_flat)
     out_store = _Store()
     outs_p, jaxpr, consts = ad.linearize_flat(_flatten_fun(fun, p_tree, out_store), p_flat)
@@ -151,6 +153,7 @@ def vjp(fun, *primals, has_aux=False):
     tuple with one cotangent per primal."""
     _check_callable(fun, "vjp")
     p_flat, p_tree = _flat_leaves(primals, "vjp primals")
+    _check_grad_inputs(p_flat, lambda: tree_paths(p_tree, "primals"), "vjp", ints_ok=True)
     p_flat = _snapshot(p_flat)
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
@@ -178,44 +181,89 @@ def vjp(fun, *primals, has_aux=False):
 
 
 def _argnums_tuple(argnums, nargs, name):
+    """(argnums as a tuple of non-negative ints, whether a single int was given). As JAX's grad:
+    TypeError when the caller passed too few positional arguments for an argnum, ValueError
+    for a negative argnum below -nargs, TypeError for argnums that are not ints."""
     if type(argnums) is int and 0 <= argnums < nargs:     # the common case
         return (argnums,), True
-    single = isinstance(argnums, int)
-    nums = (argnums,) if single else tuple(argnums)
-    for i in nums:
-        if not -nargs <= i < nargs:
-            raise ValueError(f"{name}: argnums {argnums} out of range for a function called "
-                             f"with {nargs} positional arguments")
-    return tuple(i % nargs for i in nums), single
+    single = isinstance(argnums, (int, np.integer))
+    try:
+        nums = (argnums,) if single else tuple(argnums)
+    except TypeError:
+        nums = (argnums,)
+    if not nums or not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool)
+                           for i in nums):
+        raise TypeError(f"{name}: argnums must be an int or a non-empty tuple of ints, got "
+                        f"{argnums!r}")
+    if max(nums) >= nargs:
+        raise TypeError(f"{name}: differentiating with respect to argnums={argnums!r} requires "
+                        f"at least {max(nums) + 1} positional arguments to be passed by the "
+                        f"caller, but got only {nargs} positional arguments{core.where()}")
+    if min(nums) < -nargs:
+        raise ValueError(f"{name}: argnums {argnums!r} out of range: negative argnums must be "
+                         f">= -len(args) = {-nargs} (the function was called with {nargs} "
+                         f"positional arguments){core.where()}")
+    return tuple(int(i) % nargs for i in nums), single
 
 
-def _check_grad_inputs(leaves, paths, name):
-    """TypeError naming the first non-float leaf; ``paths`` is a thunk (built only on error)."""
+def _check_grad_inputs(leaves, paths, name, ints_ok=False):
+    """TypeError naming the first leaf that is not a real float (with ``ints_ok``: the first
+    complex leaf, as jvp/vjp/linearize give integer inputs float0 tangents); ``paths`` is a
+    thunk (built only on error)."""
     for x in leaves:
-        if x.dtype.kind != "f":
+        k = x.dtype.kind
+        if k != "f" and (not ints_ok or k == "c"):
             break
     else:
         return
     for path, x in zip(paths(), leaves):
         dt = get_aval(x).dtype
-        if not is_float(dt):
-            kind = "complex" if dt.kind == "c" else dt.name
+        if dt.kind == "c":
+            raise TypeError(f"{name}: argument {path} has dtype {dt}: differentiating with "
+                            "respect to complex values is not supported yet (no transform "
+                            f"handles complex tangents){core.where()}")
+        if not ints_ok and not is_float(dt):
             raise TypeError(f"{name} requires real-valued floating-point inputs, but argument "
-                            f"{path} has dtype {kind}. Convert it with .astype(float), or leave "
-                            "it out of argnums.")
+                            f"{path} has dtype {dt.name}. Convert it with .astype(float), or "
+                            "leave it out of argnums.")
+
+
+class _Shown:
+    """A pytree leaf shown by its aval (or type) in error messages: ``(f64[], f64[3])``."""
+    __slots__ = ("text",)
+
+    def __init__(self, x):
+        try:
+            self.text = get_aval(as_array(x)).str_short()
+        except (TypeError, OverflowError):
+            self.text = type(x).__name__
+
+    def __repr__(self):
+        return self.text
+
+
+_GRAD_HINT = ("grad needs a function returning one real scalar: use jacrev or vjp to "
+              "differentiate a non-scalar or pytree output, or has_aux=True to return auxiliary "
+              "data alongside the scalar as a pair (output, aux).")
 
 
 def _check_scalar_output(out, name):
-    aval = get_aval(out)
+    """TypeError (JAX's wording, naming the output's structure) unless out is a real scalar."""
+    if not isinstance(out, (core.Array, np.ndarray, np.generic, bool, int, float, complex)):
+        leaves, treedef = tree_flatten(out)
+        shown = tree_unflatten(treedef, [_Shown(x) for x in leaves])
+        raise TypeError(f"Gradient only defined for scalar-output functions. Output was "
+                        f"{shown!r}{core.where()}. {_GRAD_HINT}")
+    aval = get_aval(as_array(out))
     if aval.shape != ():
-        raise TypeError(f"{name} requires a scalar output: gradient only defined for "
-                        f"scalar-output functions, but the output had shape {aval.shape}. Use "
-                        "jacrev or vjp for non-scalar outputs.")
+        raise TypeError(f"Gradient only defined for scalar-output functions. Output had shape: "
+                        f"{aval.shape} ({aval.str_short()}){core.where()}. {_GRAD_HINT}")
     if aval.dtype.kind == "c":
         raise TypeError(f"{name} requires a real-valued output, but the output has complex dtype "
                         f"{aval.dtype}. Take the real part or abs first, or use vjp.")
     if aval.dtype.kind != "f":
-        raise TypeError(f"{name} requires a real floating-point output, got dtype {aval.dtype}.")
+        raise TypeError(f"{name} requires real-valued outputs (a floating-point dtype), but got "
+                        f"{aval.dtype}. For functions with integer outputs, use vjp directly.")
 
 
 def value_and_grad(fun, argnums=0, has_aux=False):
@@ -659,7 +707,19 @@ def block_until_ready(x):
 # ---------------------------------------------------------------------------------------------
 # jit
 
-def _check_static_hashable(static_key, fun):
+def _static_arg_label(i_or_name, params):
+    """'y' (position 1) for a static argument given by position or by name; ``params`` are the
+    function's positional parameter names (None when its signature is unknown)."""
+    if isinstance(i_or_name, str):
+        pos = params.index(i_or_name) if params and i_or_name in params else None
+        return f"'{i_or_name}'" + ("" if pos is None else f" (position {pos})")
+    if params and 0 <= i_or_name < len(params):
+        return f"'{params[i_or_name]}' (position {i_or_name})"
+    return f"at position {i_or_name}"
+
+
+def _check_static_hashable(static_key, fun, params):
+    """ValueError (as JAX) naming the first unhashable static argument by name and position."""
     try:
         hash(static_key)
     except TypeError:
@@ -667,12 +727,46 @@ def _check_static_hashable(static_key, fun):
         for i, v in list(pos) + list(kw):
             try:
                 hash(v)
-            except TypeError:
+            except TypeError as e:
                 raise ValueError(
-                    f"Non-hashable static argument {i!r} of {getattr(fun, '__name__', fun)}: "
-                    f"{type(v).__name__} {v!r}. Static arguments must be hashable (use a tuple "
-                    "instead of a list, or pass arrays as dynamic arguments).") from None
+                    f"Non-hashable static arguments are not supported: static argument "
+                    f"{_static_arg_label(i, params)} of {getattr(fun, '__name__', fun)} is "
+                    f"{type(v).__name__} {v!r:.80} ({e}){core.where()}. Static arguments must be "
+                    "hashable: use a tuple instead of a list, or pass arrays as dynamic "
+                    "arguments.") from None
         raise
+
+
+def _positional_params(fun):
+    """(names of fun's positional parameters, whether it takes *args, whether it takes
+    **kwargs, the names of all its named parameters), or None when its signature cannot be
+    inspected (builtins, some callables)."""
+    try:
+        sig = inspect.signature(fun)
+    except (TypeError, ValueError):
+        return None
+    ps = list(sig.parameters.values())
+    pos = [p.name for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    var = any(p.kind is p.VAR_POSITIONAL for p in ps)
+    varkw = any(p.kind is p.VAR_KEYWORD for p in ps)
+    return pos, var, varkw, [p.name for p in ps if p.kind is not p.VAR_POSITIONAL]
+
+
+def _check_static_specs(fun, static_argnums, static_argnames, sig):
+    """ValueError at jit() time (as JAX) for static_argnums beyond the function's positional
+    parameters, or static_argnames it does not take; each names the argument."""
+    if sig is None:
+        return
+    pos, var, varkw, names = sig
+    name = getattr(fun, "__name__", fun)
+    for i in static_argnums:
+        if not var and not -len(pos) <= i < len(pos):
+            raise ValueError(f"jit: static_argnums contains {i}, but {name} accepts only "
+                             f"{len(pos)} positional arguments ({', '.join(pos) or 'none'})")
+    bad = [n for n in static_argnames if n not in names]
+    if bad and not varkw:
+        raise ValueError(f"jit: static_argnames {bad} are not parameters of {name}: it takes "
+                         f"({', '.join(names) or 'no arguments'})")
 
 
 class Jitted:
@@ -684,13 +778,16 @@ class Jitted:
         self.fun = fun
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
         self.static_argnames = (static_argnames,) if isinstance(static_argnames, str) else tuple(static_argnames)
-        if self.static_argnames:
-            try:
-                params = list(inspect.signature(fun).parameters)
-                self.static_argnums += tuple(params.index(n) for n in self.static_argnames
-                                             if n in params and params.index(n) not in self.static_argnums)
-            except (TypeError, ValueError):
-                pass
+        sig = _positional_params(fun)
+        _check_static_specs(fun, self.static_argnums, self.static_argnames, sig)
+        self._params = None if sig is None else sig[0]
+        if sig is not None:      # as JAX: static arguments may be passed by name or position
+            params = sig[0]
+            self.static_argnames += tuple(params[i] for i in self.static_argnums
+                                          if -len(params) <= i < len(params)
+                                          and params[i] not in self.static_argnames)
+            self.static_argnums += tuple(params.index(n) for n in self.static_argnames
+                                         if n in params and params.index(n) not in self.static_argnums)
         if backend not in (None, "cpu", "cuda"):
             raise ValueError(f"jit backend must be 'cpu' or 'cuda', got {backend!r}")
         self.backend = backend or "cpu"
@@ -709,7 +806,7 @@ class Jitted:
         pos_static = [i for i in self.static_argnums if -len(args) <= i < len(args)]
         f_dyn, dyn_args, dyn_kw, static_key = _static_split(self.fun, args, kwargs, pos_static,
                                                             self.static_argnames)
-        _check_static_hashable(static_key, self.fun)
+        _check_static_hashable(static_key, self.fun, self._params)
         leaves, in_tree = _flat_leaves((dyn_args, dyn_kw), "jit arguments")
         avals = tuple(get_aval(x) for x in leaves)
         key = (in_tree, avals, static_key)
@@ -718,7 +815,8 @@ class Jitted:
             self.trace_count += 1
             out_store = _Store()
             flat = _flatten_fun(lambda a, k: f_dyn(*a, **k), in_tree, out_store)
-            jaxpr, consts = core.trace_to_jaxpr(flat, list(avals))
+            with gc_paused():
+                jaxpr, consts = core.trace_to_jaxpr(flat, list(avals))
             tracer_consts = [isinstance(c, core.Tracer) for c in consts]
             if any(tracer_consts):  # closes over an enclosing transform's values: pass them in
                 jaxpr = core.Jaxpr([], jaxpr.constvars + jaxpr.invars, jaxpr.eqns, jaxpr.outvars)
@@ -728,7 +826,8 @@ class Jitted:
         return closed, leaves, out_tree
 
     def __call__(self, *args, **kwargs):
-        fast = self._fast is not None and not kwargs and core._state.trace is core.eval_trace
+        fast = (self._fast is not None and not kwargs and core._state.trace is core.eval_trace
+                and not core.config.debug_nans)   # debug_nans checks in jit_p's impl
         if fast:
             outs = self._call_fast(args)
             if outs is None and self._fast_device:
@@ -815,7 +914,7 @@ class Jitted:
             return
         bufs = [a._value if type(a) is core.Array else a for a in args]
         if not all(type(b) is np.ndarray and b.flags.c_contiguous and b.flags.writeable
-                   for b in bufs):
+                   and b.dtype.isnative for b in bufs):     # the kernel takes them as they are
             return
         ex = backends._executables.get(closed)
         if getattr(ex, "checked", False) and hasattr(ex, "kernel"):

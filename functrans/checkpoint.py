@@ -25,6 +25,7 @@ from .util import merge_lists, safe_map, safe_zip, split_list
 map, zip = safe_map, safe_zip
 
 checkpoint_p = Primitive("checkpoint", multiple_results=True)
+core.complex_primitives.add(checkpoint_p)     # its bodies are checked equation by equation
 impl_rules[checkpoint_p] = lambda *args, jaxpr: core.eval_jaxpr(jaxpr.jaxpr, jaxpr.consts, *args)
 abstract_eval_rules[checkpoint_p] = lambda *avals, jaxpr: list(jaxpr.out_avals)
 

@@ -7,13 +7,15 @@ transform application makes a new trace object, so perturbation confusion cannot
 """
 from __future__ import annotations
 
+import bisect
 import os
 import sys
 import sysconfig
 
 import numpy as np
+from numpy.lib.array_utils import byte_bounds
 
-from ._config import config  # noqa: F401  (re-exported: functrans.core.config)
+from ._config import config  # (also re-exported: functrans.core.config)
 from .devices import default_device
 from .tree_util import register_leaf_type
 from .errors import (ConcretizationTypeError, TracerArrayConversionError,
@@ -68,7 +70,47 @@ def is_float(dtype):
     return np.dtype(dtype).kind == "f"
 
 
-_aval_memo = {}
+_aval_memo = {}   # (shape, dtype) -> ShapedArray, for native real and bool dtypes only
+
+
+_INT64_MIN, _INT64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def check_int64(x):
+    """x; OverflowError (as JAX) if it is a Python int outside int64, which NumPy would make an
+    object (or uint64) array, or convert to a float silently."""
+    if type(x) is int and not _INT64_MIN <= x <= _INT64_MAX:
+        raise OverflowError(f"Python int {x} too large to convert to int64")
+    return x
+
+
+def scalar_array(x):
+    """The Python or NumPy scalar x as a 0-d ndarray (check_int64's OverflowError)."""
+    return np.asarray(check_int64(x))
+
+
+# the dtypes every primitive handles: native-order bool, integer and real float (the only ones
+# the aval memo holds, so a memo hit proves it); a set, for membership is the cheapest test
+_PLAIN_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQefdg")
+
+
+def _is_plain(dtype):
+    """True for the dtypes in _PLAIN_DTYPES."""
+    return dtype in _PLAIN_DTYPES
+
+
+def canonical_buffer(x, what="argument"):
+    """The ndarray x in the layout functrans computes on: native byte order (a big-endian
+    array is copied). TypeError naming ``what`` for dtypes that are not numbers or bools
+    (object, strings, records, datetimes)."""
+    dt = x.dtype
+    if dt.kind not in "biufc":
+        if dt == float0:        # the tangents of integer inputs, which the API hands out
+            return x
+        raise TypeError(f"{what} has dtype {dt} ({x!r:.60}), which is not a valid functrans "
+                        "array type: only bool, integer, floating-point and complex arrays are "
+                        f"supported{where()}")
+    return x if dt.isnative else x.astype(dt.newbyteorder("="))
 
 
 def get_aval(x):
@@ -76,29 +118,28 @@ def get_aval(x):
     if type(x) is Array or isinstance(x, Tracer):
         return x.aval
     if type(x) is np.ndarray or isinstance(x, np.generic):
-        key = (x.shape, x.dtype)
-        a = _aval_memo.get(key)
-        if a is None:
-            if len(_aval_memo) > 4096:
-                _aval_memo.clear()
-            a = _aval_memo[key] = ShapedArray(x.shape, x.dtype)
-        return a
+        a = _aval_memo.get((x.shape, x.dtype))
+        return a if a is not None else _new_aval(x)
     if isinstance(x, np.ndarray):
-        return ShapedArray(x.shape, x.dtype)
+        return _new_aval(x)
     if isinstance(x, (bool, int, float, complex)):
-        return ShapedArray((), np.asarray(x).dtype)
+        return _new_aval(scalar_array(x))
     raise TypeError(f"Value {x!r} of type {type(x).__name__} is not a valid functrans array type")
 
 
 def as_array(x):
-    """x as an array value: Arrays, tracers and ndarrays pass through; scalars and objects
-    with ``__array__`` become ndarrays; anything else is a TypeError naming its type."""
-    if type(x) is Array or isinstance(x, (Tracer, np.ndarray)):
+    """x as an array value: Arrays and tracers pass through; ndarrays in native byte order
+    (copied if big-endian); scalars and objects with ``__array__`` become ndarrays. TypeError
+    naming its type for anything else, or its dtype for non-numeric arrays; OverflowError for
+    Python ints outside int64."""
+    if type(x) is Array or isinstance(x, Tracer):
         return x
+    if isinstance(x, np.ndarray):
+        return x if _is_plain(x.dtype) else canonical_buffer(x, "value")
     if isinstance(x, (bool, int, float, complex, np.generic)):
-        return np.asarray(x)
+        return canonical_buffer(scalar_array(x), "value")
     if hasattr(x, "__array__") and not isinstance(x, type):
-        return np.asarray(x)
+        return canonical_buffer(np.asarray(x), "value")
     raise TypeError(f"Value {x!r} of type {type(x).__name__} is not a valid functrans array type")
 
 
@@ -207,9 +248,9 @@ class EvalTrace(Trace):
         vals, views = [], False
         for x in args:
             t = type(x)
-            if t is Array and not x._committed:
+            if t is Array and x._plain:
                 vals.append(x._value)
-            elif t is _ndarray:
+            elif t is _ndarray and x.dtype in _PLAIN_DTYPES:
                 vals.append(x)
                 views = True
             else:
@@ -221,15 +262,17 @@ class EvalTrace(Trace):
         if t is _ndarray:
             if views:    # it may be a view of the caller's ndarray
                 return to_array(out, owned_ndarrays(args))
-            aval = _aval_memo.get((out.shape, out.dtype)) or _new_aval(out)
+            aval = _aval_memo.get((out.shape, out.dtype))
+            if aval is None:        # a new shape, or a dtype that is not plain (complex)
+                return make_array(out)
         else:
             aval = _SCALAR_AVALS.get(t)     # a NumPy scalar: what NumPy returns for 0-d operands
             if aval is None:
-                return ([to_array(o, owned_ndarrays(args)) for o in out] if prim.multiple_results
+                return (to_arrays(out, owned_ndarrays(args)) if prim.multiple_results
                         else to_array(out))
             out = _asarray(out)
         a = _new_object(Array)          # make_array(out), inline
-        a._value, a.aval, a._device, a._committed = out, aval, _CPU0, False
+        a._value, a.aval, a._device, a._committed, a._plain = out, aval, _CPU0, False, True
         return a
 
     def _process_general(self, prim, args, params):
@@ -250,6 +293,9 @@ def _run_impl(prim, vals, params):
     rule = impl_rules.get(prim)
     if rule is None:
         raise _no_impl_error(prim)
+    if config.debug_nans:   # raise at the first NaN (functrans/_debug_nans.py)
+        from ._debug_nans import checked
+        rule = checked(prim, rule)
     try:
         return rule(*vals, **params)
     except (ValueError, TypeError, IndexError) as e:
@@ -260,7 +306,7 @@ def _run_impl(prim, vals, params):
 
 # NumPy's numeric scalar types -> the aval of the 0-d arrays they stand for
 _SCALAR_AVALS = {t: ShapedArray((), np.dtype(t)) for t in set(np.sctypeDict.values())
-                 if issubclass(t, (np.number, np.bool_))}
+                 if issubclass(t, (np.number, np.bool_)) and _is_plain(np.dtype(t))}
 
 
 def _no_impl_error(prim):
@@ -284,8 +330,10 @@ placement_rules = {}
 
 def _unwrap(prim, args):
     """(the buffers of args, the device they are committed to or None, the writable ndarrays
-    among them or None). ValueError naming both devices when args are committed to two."""
-    vals, device, owned = [], None, None
+    among them or None). ValueError naming both devices when args are committed to two;
+    ndarrays in native byte order; TypeError naming prim for a complex operand when prim is not
+    in complex_primitives, and for a non-numeric ndarray."""
+    vals, device, owned, cplx = [], None, None, False
     for x in args:
         t = type(x)
         if t is Array:
@@ -293,16 +341,39 @@ def _unwrap(prim, args):
                 if device is not None:
                     raise device_mismatch_error(prim.name, device, x._device)
                 device = x._device
+            cplx = cplx or x.aval.dtype.kind == "c"
             vals.append(x._value)
         elif t is np.ndarray:
             if x.flags.writeable:
-                owned = [x] if owned is None else owned + [x]
+                if owned is None:
+                    owned = _Owned()
+                owned.append(x)
+            if not _is_plain(x.dtype):
+                x = canonical_buffer(x, f"{prim.name}: an operand")
+                cplx = cplx or x.dtype.kind == "c"
             vals.append(x)
         elif isinstance(x, Tracer):
             raise escaped_tracer_error(x)
         else:
+            cplx = cplx or isinstance(x, (complex, np.complexfloating))
             vals.append(x)
+    if cplx and prim not in complex_primitives:
+        raise _located(prim, complex_operand_error(prim))
     return vals, device, owned
+
+
+# Primitives whose every rule (impl, abstract eval, jvp, transpose, batching, the CPU backend)
+# handles complex operands correctly; higher-order primitives are here too, for their bodies
+# are checked equation by equation. Any other primitive given a complex operand raises
+# TypeError naming it, eagerly and when staged (full complex support is a later issue: lifting
+# the guard for a primitive is adding it here, with tests).
+complex_primitives = set()
+
+
+def complex_operand_error(prim):
+    """The TypeError for a complex operand of a primitive not in complex_primitives."""
+    return TypeError(f"complex operands are not supported by '{prim.name}' yet (only a few "
+                     "primitives handle complex numbers so far: see core.complex_primitives)")
 
 
 def device_mismatch_error(what, d1, d2):
@@ -513,7 +584,9 @@ class Array(_ArrayOps, metaclass=_ArrayMeta):
     on a device (a host ndarray on the CPU). Every functrans function returns Arrays.
     ``isinstance(x, Array)`` also holds for traced values, as in JAX; ``numpy.asarray(x)`` is a
     read-only view; updates are functional: ``x.at[idx].set(y)``."""
-    __slots__ = ("_value", "aval", "_device", "_committed")
+    # _plain: uncommitted, with a dtype every primitive handles (not complex): the Arrays that
+    # EvalTrace's inline path may take without looking further
+    __slots__ = ("_value", "aval", "_device", "_committed", "_plain")
     __array_priority__ = 100
 
     def __init__(self, *args, **kwargs):
@@ -651,17 +724,26 @@ def make_array(value, device=None, committed=False):
     """An Array over ``value`` (a host ndarray, or a buffer of ``device``); it takes ownership:
     nothing may write into ``value`` afterwards."""
     a = _new_object(Array)
-    a._value = value
     aval = _aval_memo.get((value.shape, value.dtype))
-    a.aval = aval if aval is not None else _new_aval(value)
+    if aval is None:        # not a plain dtype, or a new shape: canonicalise, then look again
+        if type(value) is np.ndarray:
+            value = canonical_buffer(value)
+        aval = _new_aval(value)
+        a._plain = not committed and _is_plain(aval.dtype)
+    else:
+        a._plain = not committed
+    a._value, a.aval = value, aval
     a._device = _CPU0 if device is None else device
     a._committed = committed
     return a
 
 
 def _new_aval(buffer):
-    """The (memoised) aval of a buffer: a host ndarray or a device array."""
+    """The aval of a buffer (a host ndarray, NumPy scalar or device array), memoised for plain
+    dtypes (_is_plain); a big-endian buffer has the aval of its native-order copy."""
     shape, dtype = tuple(buffer.shape), np.dtype(buffer.dtype)
+    if not _is_plain(dtype):
+        return ShapedArray(shape, dtype.newbyteorder("=") if dtype.kind in "biufc" else dtype)
     if len(_aval_memo) > 4096:
         _aval_memo.clear()
     a = _aval_memo[(shape, dtype)] = ShapedArray(shape, dtype)
@@ -674,8 +756,55 @@ def _unpickle_array(value):
 
 def _aliases(v, owned):
     """True if ndarray v may share memory with one of the ndarrays in owned (a bounds check:
-    it also sees views that numba made, whose .base does not lead back to the input)."""
-    return any(np.may_share_memory(v, o) for o in owned)
+    it also sees views that numba made, whose .base does not lead back to the input). Many
+    owned arrays (a jitted call on a pytree of weights) are checked through one sorted index
+    of their byte ranges, built once per list: each result costs a bisection, not a scan."""
+    if len(owned) <= 8:
+        return any(np.may_share_memory(v, o) for o in owned)
+    ranges = getattr(owned, "ranges", None)
+    if ranges is None:
+        ranges = _ByteRanges(owned)
+        if type(owned) is _Owned:
+            owned.ranges = ranges
+    return ranges.overlaps(v)
+
+
+class _Owned(list):
+    """The caller's writable ndarrays of one call (what its results must not alias), with the
+    index of their byte ranges once one is needed."""
+    __slots__ = ("ranges",)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.ranges = None
+
+
+class _ByteRanges:
+    """The union of some arrays' byte ranges, as sorted disjoint [start, end) intervals."""
+    __slots__ = ("starts", "ends")
+
+    def __init__(self, arrays):
+        merged = []
+        for lo, hi in sorted(_byte_bounds(a) for a in arrays):
+            if merged and lo < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.starts = [lo for lo, _ in merged]
+        self.ends = [hi for _, hi in merged]
+
+    def overlaps(self, a):
+        lo, hi = _byte_bounds(a)
+        i = bisect.bisect_left(self.starts, hi) - 1     # the last interval starting before hi
+        return i >= 0 and self.ends[i] > lo
+
+
+def _byte_bounds(a):
+    """[first byte, one past the last byte) that ndarray a can touch."""
+    if a.size == 0:
+        return 0, 0
+    lo, hi = byte_bounds(a)
+    return lo, hi
 
 
 def _private_copy(v):
@@ -691,7 +820,7 @@ def _private_copy(v):
 def owned_ndarrays(values):
     """The writable ndarrays among values, also inside lists and tuples (the caller's memory:
     results must not alias it), or None."""
-    owned = []
+    owned = _Owned()
     for x in values:
         if isinstance(x, np.ndarray):
             if x.flags.writeable:
@@ -789,8 +918,12 @@ class Literal:
             v = val._value
             self.val, self.aval = v if type(v) is np.ndarray else _host(v), val.aval
         else:
-            self.val = val if t is np.ndarray else np.asarray(val)
-            self.aval = _aval_memo.get((self.val.shape, self.val.dtype)) or get_aval(self.val)
+            v = val if t is np.ndarray else scalar_array(val)
+            aval = _aval_memo.get((v.shape, v.dtype))
+            if aval is None:
+                v = canonical_buffer(v, "a constant")
+                aval = get_aval(v)
+            self.val, self.aval = v, aval
 
     def __repr__(self):
         return f"{self.val.item()!r}:{self.aval.str_short()}"
@@ -1051,7 +1184,12 @@ class StagingTrace(Trace):
             abstract_eval(prim, (), params)        # raises NotImplementedError
         try:
             inputs = [self.to_var(x) for x in args]
-            out_aval = rule(*[v.aval for v in inputs], **params)
+            in_avals = [v.aval for v in inputs]
+            if prim not in complex_primitives:
+                for a in in_avals:
+                    if a.dtype.kind == "c":
+                        raise complex_operand_error(prim)
+            out_aval = rule(*in_avals, **params)
         except (TypeError, ValueError) as e:
             if getattr(e, "_functrans_located", False):
                 raise
@@ -1104,7 +1242,7 @@ def _freeze_const(x):
     becomes an Array over a copy, so mutating it later changes nothing."""
     if type(x) is Array or isinstance(x, Tracer):
         return x
-    if isinstance(x, np.ndarray) and not x.flags.writeable and x.flags.owndata:
+    if isinstance(x, np.ndarray) and not x.flags.writeable and x.flags.owndata and _is_plain(x.dtype):
         return x
     return make_array(np.array(x))
 

@@ -128,6 +128,7 @@ def _broadcast_all(vals, dims, size):
 # custom_jvp
 
 custom_jvp_call_p = Primitive("custom_jvp_call", multiple_results=True)
+core.complex_primitives.add(custom_jvp_call_p)     # its bodies are checked equation by equation
 impl_rules[custom_jvp_call_p] = _call_impl
 abstract_eval_rules[custom_jvp_call_p] = _call_aval
 
@@ -236,6 +237,7 @@ batching.batch_rules[custom_jvp_call_p] = _custom_jvp_batch
 # custom_vjp
 
 custom_vjp_call_p = Primitive("custom_vjp_call", multiple_results=True)
+core.complex_primitives.add(custom_vjp_call_p)     # its bodies are checked equation by equation
 impl_rules[custom_vjp_call_p] = _call_impl
 abstract_eval_rules[custom_vjp_call_p] = _call_aval
 

@@ -11,6 +11,7 @@ from .util import safe_map, safe_zip, split_list
 map, zip = safe_map, safe_zip
 
 jit_p = Primitive("jit", multiple_results=True)
+core.complex_primitives.add(jit_p)     # its body is checked equation by equation
 
 # backend name -> f(closed_jaxpr, args, name) -> list of outputs; filled by functrans.backends
 # (this module imports nothing from there: backends sit above the primitives they run)

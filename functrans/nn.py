@@ -7,9 +7,10 @@ overflow for logits of magnitude 1e4); ``lax.logistic`` for sigmoid; softplus as
 ``max(x, 0) + log1p(exp(-|x|))``; the double-``where`` pattern where one branch would overflow
 (elu), so that the unused branch never produces inf * 0 = NaN in a gradient.
 
-Conventions at kinks (as JAX): relu'(0) = 0, leaky_relu and elu take the x >= 0 / x > 0
-branches as JAX does. ``one_hot`` returns float64 by default (functrans dtypes follow NumPy; JAX
-uses its default float, float32).
+Conventions at kinks (as JAX): relu'(0) = relu'(NaN) = 0, leaky_relu and elu take the x >= 0 /
+x > 0 branches as JAX does. NaN, +-inf and the other special values give what JAX gives, in value
+and derivative (docs/nonfinite.md; a +inf logit makes its softmax slice NaN). ``one_hot``
+returns float64 by default (functrans dtypes follow NumPy; JAX uses its default float, float32).
 """
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import math
 
 import numpy as np
 
-from . import lax
+from . import core, lax
 from . import numpy as jnp
 from .numpy import _base as jnp_base
+from .numpy._special import logsumexp as jnp_logsumexp
 
 __all__ = ["relu", "relu6", "sigmoid", "log_sigmoid", "softplus", "gelu", "silu", "swish", "elu",
-           "leaky_relu", "tanh", "softmax", "log_softmax", "logsumexp", "one_hot"]
+           "celu", "selu", "leaky_relu", "tanh", "softmax", "log_softmax", "logsumexp", "one_hot"]
 
 
 def _float_operand(x, name):
@@ -39,20 +41,34 @@ def _as_dtype_of(ufunc, x, scalar):
     return jnp_base.cast(x, jnp_base.oracle_dtype(ufunc, x, scalar))
 
 
+def _clamped(x, lo, hi=None):
+    """clip(x, lo, hi) with derivative 1 strictly between the bounds and 0 elsewhere, NaN
+    included (as the custom JVPs of jax.nn.relu and relu6). Eagerly, with no transform to
+    serve, just max/min (one pass; NaN stays NaN). Otherwise x where it is inside, else the
+    clip of stop_gradient(x), which keeps a NaN a NaN with no derivative."""
+    lo_ = lax.full_like(x, lo)
+    if type(core.current_trace()) is core.EvalTrace:
+        out = lax.max(x, lo_)
+        return out if hi is None else lax.min(out, lax.full_like(x, hi))
+    inside = lax.gt(x, lo_)
+    clipped = lax.max(lax.stop_gradient_p.bind(x), lo_)
+    if hi is not None:
+        hi_ = lax.full_like(x, hi)
+        inside = lax.bitwise_and(inside, lax.lt(x, hi_))
+        clipped = lax.min(clipped, hi_)
+    return lax.select(inside, x, clipped)
+
+
 def relu(x):
-    """max(x, 0) elementwise (NaN stays NaN), with derivative 0 at x == 0 (as JAX). A select
-    rather than JAX's custom_jvp of max: the same values and derivatives, except that the
-    derivative at a NaN input is 1 here (0 in JAX), for a third of the eager cost."""
-    x = _as_dtype_of(np.maximum, x, 0)
-    zero = lax.full_like(x, 0)
-    return lax.select(lax.le(x, zero), zero, x)
+    """max(x, 0) elementwise (NaN stays NaN), with derivative 0 at x == 0 and at NaN (as
+    JAX)."""
+    return _clamped(_as_dtype_of(np.maximum, x, 0), 0)
 
 
 def relu6(x):
-    """min(max(x, 0), 6) elementwise (NaN stays NaN), with derivative 0 at both kinks."""
-    x = _as_dtype_of(np.minimum, _as_dtype_of(np.maximum, x, 0), 6.0)
-    zero, six = lax.full_like(x, 0), lax.full_like(x, 6)
-    return lax.select(lax.le(x, zero), zero, lax.select(lax.ge(x, six), six, x))
+    """min(max(x, 0), 6) elementwise (NaN stays NaN), with derivative 0 at both kinks and at
+    NaN (as JAX)."""
+    return _clamped(_as_dtype_of(np.minimum, _as_dtype_of(np.maximum, x, 0), 6.0), 0, 6)
 
 
 def sigmoid(x):
@@ -102,6 +118,24 @@ def elu(x, alpha=1.0):
     return jnp.where(positive, x, alpha * jnp.expm1(safe_x))
 
 
+def celu(x, alpha=1.0):
+    """The continuously differentiable ELU: max(x, 0) + alpha * expm1(min(x, 0) / alpha), as
+    JAX (derivative 1 at 0)."""
+    x = _float_operand(x, "celu")
+    zero = jnp.zeros_like(x)
+    return jnp.maximum(x, zero) + alpha * jnp.expm1(jnp.minimum(x, zero) / alpha)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def selu(x):
+    """The scaled ELU: scale * elu(x, alpha) with the self-normalising constants of
+    Klambauer et al. (scale 1.0507..., alpha 1.6732...), as JAX."""
+    return _SELU_SCALE * elu(_float_operand(x, "selu"), _SELU_ALPHA)
+
+
 def leaky_relu(x, negative_slope=0.01):
     """x for x >= 0, negative_slope * x otherwise (derivative 1 at 0, as JAX)."""
     x = _float_operand(x, "leaky_relu")
@@ -120,54 +154,63 @@ def _axes_tuple(axis, ndim):
     return tuple(int(a) % ndim if ndim else 0 for a in axes)
 
 
-def _shifted(x, axes):
-    """(x - shift, shift, expand): the shift is the max of x over axes (0 where not finite),
-    with no gradient (cut before the max, so that no transform differentiates it only to drop
-    the result); expand broadcasts a value reduced over axes back to x's shape. In lax
-    directly: softmax sits in every classifier's loss, and the jnp layer's promotion and
-    broadcasting checks would double its eager cost."""
+def _shifted(x, axes, where):
+    """(x - max(x), expand, mask) over axes, the max taken of stop_gradient(x) (the softmax
+    family is shift-invariant, so cutting the gradient of the shift is exact, and no transform
+    differentiates a max only to drop the result). As JAX, the shift is the max as it is: a
+    +inf (or NaN) entry makes the whole slice NaN. ``where`` (optional, broadcastable to x)
+    masks entries out as -inf; mask is it broadcast, or None. expand broadcasts a value reduced
+    over axes back to x's shape. In lax directly: softmax sits in every classifier's loss, and
+    the jnp layer's promotion and broadcasting checks would double its eager cost."""
     kept = tuple(i for i in range(x.ndim) if i not in axes)
 
     def expand(r):
         return lax.broadcast_in_dim(r, x.shape, kept)
-    m = lax.reduce_max(lax.stop_gradient(x), axes)
-    m = lax.select(lax.is_finite(m), m, lax.full_like(m, 0))
-    return lax.sub(x, expand(m)), m, expand
+    mask = None
+    if where is not None:
+        mask = jnp.broadcast_to(jnp.asarray(where, dtype=bool), x.shape)
+        x = lax.select(mask, x, lax.full_like(x, -np.inf))
+    m = lax.reduce_max(lax.stop_gradient_p.bind(x), axes)
+    return lax.sub(x, expand(m)), expand, mask
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False):
-    """log(sum(b * exp(a))) over ``axis`` (all axes by default), computed stably: finite for
-    logits of magnitude 1e4, -inf entries contribute nothing (and get zero gradient), and the
-    result is -inf when every entry is -inf. ``b`` (optional) are non-negative weights
-    broadcastable to a."""
-    a = _float_operand(a, "logsumexp")
-    axes = _axes_tuple(axis, a.ndim)
-    shifted, shift, _ = _shifted(a, axes)
-    e = jnp.exp(shifted)
-    if b is not None:
-        e = e * jnp.asarray(b)
-    total = jnp.sum(e, axis=axes)
-    positive = total > 0  # all -inf (or zero weights): -inf, without log(0)'s warning or NaN grad
-    out = jnp.where(positive, jnp.log(jnp.where(positive, total, 1)), -jnp.inf) + shift
-    return jnp.expand_dims(out, axes) if keepdims else out
+def _sum_exp(shifted, axes, mask):
+    """sum(exp(shifted)) over axes, of the entries the mask keeps; (exp(shifted), the sum)."""
+    e = lax.exp(shifted)
+    kept = e if mask is None else lax.select(mask, e, lax.full_like(e, 0))
+    return e, lax.reduce_sum(kept, axes)
 
 
-def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along axis, computed stably (Jacobian diag(y) - y y^T)."""
+def _masked(out, mask, fill):
+    return out if mask is None else lax.select(mask, out, lax.full_like(out, fill))
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=None):
+    """log(sum(b * exp(a))) over ``axis``: the same function as
+    ``functrans.scipy.special.logsumexp`` (as in JAX)."""
+    return jnp_logsumexp(a, axis=axis, b=b, keepdims=keepdims, return_sign=return_sign,
+                         where=where)
+
+
+def softmax(x, axis=-1, where=None):
+    """exp(x) / sum(exp(x)) along axis, computed stably (Jacobian diag(y) - y y^T). As JAX, a
+    +inf or NaN entry makes its slice all NaN; entries masked out by ``where`` are 0."""
     x = _float_operand(x, "softmax")
     axes = _axes_tuple(axis, x.ndim)
-    shifted, _, expand = _shifted(x, axes)
-    unnormalized = lax.exp(shifted)
-    return lax.div(unnormalized, expand(lax.reduce_sum(unnormalized, axes)))
+    shifted, expand, mask = _shifted(x, axes, where)
+    e, total = _sum_exp(shifted, axes, mask)
+    return _masked(lax.div(e, expand(total)), mask, 0)
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=-1, where=None):
     """x - logsumexp(x) along axis, computed stably; -inf entries stay -inf with finite
-    gradients elsewhere."""
+    gradients elsewhere. As JAX, a +inf or NaN entry makes its slice all NaN; entries masked
+    out by ``where`` are -inf."""
     x = _float_operand(x, "log_softmax")
     axes = _axes_tuple(axis, x.ndim)
-    shifted, _, expand = _shifted(x, axes)
-    return lax.sub(shifted, expand(lax.log(lax.reduce_sum(lax.exp(shifted), axes))))
+    shifted, expand, mask = _shifted(x, axes, where)
+    _, total = _sum_exp(shifted, axes, mask)
+    return _masked(lax.sub(shifted, expand(lax.log(total))), mask, -np.inf)
 
 
 def one_hot(x, num_classes, dtype=np.float64, axis=-1):

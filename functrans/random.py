@@ -104,11 +104,13 @@ def bits(key, shape=(), dtype=np.uint32):
 
 def PRNGKey(seed):
     """A key (uint32 array of shape (2,)) from an integer seed: [high 32 bits, low 32 bits]."""
-    if isinstance(seed, (float, np.floating)) or get_aval(core.as_array(seed)).dtype.kind not in "iub":
-        raise TypeError(f"PRNGKey seed must be an integer, got {seed!r}")
     if isinstance(seed, (int, np.integer)) and not -2**63 <= int(seed) < 2**64:
         raise OverflowError(f"PRNGKey seed {seed} does not fit in 64 bits")
-    s = core.as_array(np.uint64(seed).astype(np.int64) if isinstance(seed, int) and seed >= 2**63 else seed)
+    if isinstance(seed, int) and seed >= 2**63:     # a uint64 seed: its bits, as an int64
+        seed = np.uint64(seed).astype(np.int64)
+    if isinstance(seed, (float, np.floating)) or get_aval(core.as_array(seed)).dtype.kind not in "iub":
+        raise TypeError(f"PRNGKey seed must be an integer, got {seed!r}")
+    s = core.as_array(seed)
     if get_aval(s).shape != ():
         raise TypeError(f"PRNGKey seed must be a scalar, got shape {get_aval(s).shape}")
     s = lax.convert_element_type(s, np.int64)

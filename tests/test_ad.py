@@ -381,7 +381,7 @@ def test_argnums_int_and_tuple():
     v, (gx2,) = ft.value_and_grad(_f2, argnums=(0,))(x, y)
     assert v == _f2(x, y) and np.allclose(gx2, gx)
     np.testing.assert_allclose(ft.grad(_f2, argnums=-1)(x, y), x ** 2 + 1)
-    with pytest.raises(ValueError, match="argnums"):
+    with pytest.raises(TypeError, match="argnums=2 requires at least 3 positional"):
         ft.grad(_f2, argnums=2)(x, y)
 
 
@@ -453,7 +453,7 @@ def test_linearize_matches_jvp_without_rerunning_primal():
 # Errors
 
 def test_grad_of_non_scalar_output_is_a_type_error():
-    with pytest.raises(TypeError, match=r"scalar.*shape \(3,\)"):
+    with pytest.raises(TypeError, match=r"scalar-output.*shape: \(3,\).*jacrev.*has_aux"):
         ft.grad(lambda x: x * 2.0)(np.ones(3))
 
 

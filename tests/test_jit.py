@@ -189,6 +189,14 @@ def test_reductions_propagate_nan_and_size_zero():
     _close(g(z), [np.zeros(3, np.float32), z], 0)
 
 
+def test_pad_of_a_scalar():
+    """A 0-d pad (an empty padding config) is a copy; numba has no fill() for 0-d arrays, which
+    the lowering used (found by tests/test_fuzz.py: ``lax_pad(v0, config=[])``)."""
+    f = functrans.jit(lambda x, v: [sl.pad(x, np.float32(0), []), sl.pad(x, v, [])])
+    x, v = np.float32(0.5), np.float32(2.0)
+    _close(f(x, v), [np.float32(0.5), np.float32(0.5)], 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # Slicing family and control flow
 
@@ -328,6 +336,8 @@ def test_second_process_uses_disk_cache(tmp_path):
                 fh.write(b"\x00garbage")
     c3, l3, v3, _ = _run(tmp_path, 3, cache)
     assert v3 == v1 and c3 + l3 == 1
+    c4, l4, v4, _ = _run(tmp_path, 3, cache)        # the recompile repaired the entries
+    assert (c4, l4, v4) == (0, 1, v1)
 
 
 def test_unwritable_cache_dir_warns_once(tmp_path, monkeypatch):

@@ -14,6 +14,8 @@ import numpy as np
 from .. import core
 from .. import jit_primitive
 from ..devices import Device, backend_probes
+from ..util import gc_paused
+from .plan import release_points
 
 _stats = {"compiles": 0, "disk_loads": 0, "kernels_built": 0, "traces_lowered": 0,
           "helper_kernels": 0}
@@ -69,7 +71,8 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
     if backend not in (None, "cpu"):
         raise NotImplementedError(f"jit backend {backend!r} has no lowering (use 'cpu' or 'cuda')")
     from . import numba_cpu, plan
-    kplan = plan.make_plan(closed, rewrites=True)
+    kplan = plan.make_plan(closed, rewrites=True, eqn_cost=numba_cpu.eqn_cost,
+                           group_cap=numba_cpu.group_cap())
     _stats["traces_lowered"] += 1
     if numba_cpu.should_split(kplan):
         return SplitLowered(closed, kplan)
@@ -112,11 +115,13 @@ def _normalize(a, dtype):
 class _Executable:
     """A compiled kernel bound to one signature's dims, literals and constants."""
     __slots__ = ("kernel", "prefix", "suffix", "dtypes", "name", "mod", "checked", "n_eqns",
-                 "lowered", "in_avals", "helper")
+                 "source", "in_avals", "helper")
 
     def __init__(self, lowered, name, helper=None):
         from . import cache
-        self.lowered = lowered
+        # not the Lowered: it holds the ClosedJaxpr, which must not be kept alive by its own
+        # entry in the weak-keyed _executables
+        self.source = lowered.source
         self.name = name
         self.mod = cache.load_module(lowered.source)
         self.kernel = self.mod.kernel
@@ -148,7 +153,7 @@ class _Executable:
                 raise
             cache.drop_numba_cache(self.mod)
             cache._warn_once(f"loading cached kernel {self.mod.__name__} failed ({type(e).__name__}: {e})")
-            self.mod = cache.in_memory_module(self.lowered.source)
+            self.mod = cache.in_memory_module(self.source)
             self.kernel = k = self.mod.kernel
             n_sig, hits = len(k.signatures), sum(k._cache_hits.values())
             out = k(*self.prefix, *[_normalize(a, d) for a, d in zip(args, self.dtypes)], *self.suffix)
@@ -199,13 +204,16 @@ def _start_helper(kernels):
     from . import cache, precompile
     if not precompile.enabled():
         return None
-    fresh, seen = [], set()
+    first_of_source = {}
     for low in kernels:
+        first_of_source.setdefault(low.source, low)
+    fresh = []
+    for low in first_of_source.values():
         modname, path, new = cache.write_source(low.source)
-        if new and modname not in seen:
-            seen.add(modname)
+        if new and path is not None:   # None: no disk cache to share
             fresh.append((modname, path, low))
-    chosen = precompile.choose([precompile.cost(kernel_size(low)) for _, _, low in fresh])
+    from .numba_cpu import plan_cost
+    chosen = precompile.choose([precompile.cost(plan_cost(low.plan)) for _, _, low in fresh])
     if not chosen:
         return None
     jobs = [(fresh[i][0], fresh[i][1], _arg_spec(fresh[i][2])) for i in chosen]
@@ -259,6 +267,11 @@ class _Split:
                 self.program.append((True, _Executable(x, name, helper), None, ins, outs))
         self.out_slots = [in_slot(v) for v in kplan.outvars]
         self.n_slots = len(slots)
+        # each step drops the values it was the last to read: the driver's list of slots must
+        # not keep every intermediate alive until the call returns
+        drops = release_points([ins for _, _, _, ins, _ in self.program],
+                               [outs for _, _, _, _, outs in self.program], set(self.out_slots))
+        self.program = [step + (tuple(d),) for step, d in zip(self.program, drops)]
         self.name, self.checked = name, True
         self.prefix, self.suffix, self.kernel = (), (), self._run
 
@@ -267,7 +280,7 @@ class _Split:
         for k, c in self.fixed:
             vals[k] = c
         vals[self.n_fixed_args:self.n_fixed_args + len(args)] = args
-        for compiled, f, params, ins, outs in self.program:
+        for compiled, f, params, ins, outs, drops in self.program:
             if compiled:
                 res = f([vals[i] for i in ins])
             else:
@@ -275,6 +288,9 @@ class _Split:
                 res = res if isinstance(res, (tuple, list)) else (res,)
             for o, r in zip(outs, res):
                 vals[o] = r
+            res = None
+            for k in drops:
+                vals[k] = None
         return tuple(np.asarray(vals[k]) for k in self.out_slots)
 
     def __call__(self, args):
@@ -283,13 +299,13 @@ class _Split:
 
 class _Eager:
     """Fallback for jaxprs with dtypes numba cannot hold (float16, float0)."""
-    __slots__ = ("closed",)
+    __slots__ = ("jaxpr", "consts")
 
     def __init__(self, closed):
-        self.closed = closed
+        self.jaxpr, self.consts = closed.jaxpr, closed.consts   # not closed: see _Executable
 
     def __call__(self, args):
-        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *args)
+        return core.eval_jaxpr(self.jaxpr, self.consts, *args)
 
 
 def executable(closed, name="fun"):
@@ -297,8 +313,9 @@ def executable(closed, name="fun"):
     ex = _executables.get(closed)
     if ex is None:
         if _supported(closed):
-            low = lower_for_backend(closed)
-            ex = _Split(low, name) if isinstance(low, SplitLowered) else _Executable(low, name)
+            with gc_paused():
+                low = lower_for_backend(closed)
+                ex = _Split(low, name) if isinstance(low, SplitLowered) else _Executable(low, name)
         else:
             _log(f"'{name}' uses a dtype numba cannot compile; evaluating it eagerly")
             ex = _Eager(closed)

@@ -21,6 +21,7 @@ from .. import core
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Var
 
 _one_eqn_programs = {}     # (prim, avals, params) -> ClosedJaxpr of that one equation
+MAX_ONE_EQN_PROGRAMS = 1024   # emptied when full: eager ops on ever new shapes stay bounded
 
 
 def to_device(value, device):
@@ -68,6 +69,8 @@ def one_equation(prim, avals, params):
         closed = ClosedJaxpr(Jaxpr([], invars, [JaxprEqn(prim, invars, params, outvars)],
                                    outvars), [])
         if key is not None:
+            if len(_one_eqn_programs) >= MAX_ONE_EQN_PROGRAMS:
+                _one_eqn_programs.clear()
             _one_eqn_programs[key] = closed
     return closed
 

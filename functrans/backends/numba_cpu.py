@@ -8,6 +8,8 @@ f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``. Large plans are
 several such modules by ``split_plan`` (see the end of this file)."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..core import Literal, Var
@@ -332,7 +334,9 @@ def _assign_shapes(em, eqn):
 # ---------------------------------------------------------------------------------------------
 # Fused groups
 
-def _emit_group(em, g, materialized):
+def _emit_group(em, g, materialized, in_place):
+    """The loop nest of a group. ``in_place`` maps outputs to dead inputs of the same shape and
+    dtype whose buffers they are written into (see in_place_outputs)."""
     shape = em.shapes[g.shape_var]
     r = len(shape)
     idx = [f"i{k}" for k in range(r)]
@@ -355,8 +359,12 @@ def _emit_group(em, g, materialized):
 
     for eqn in g.eqns:   # buffers first: they must exist before the loop nest
         for o in eqn.out_binders:
-            if o in materialized:
+            if o in in_place:
+                em.names[o] = em.names[in_place[o]]
+            elif o in materialized:
                 em.alloc(o)
+    for v in in_place.values():   # an element is read before the same element is overwritten
+        read(v)
 
     trig_args = []                       # float32 sin/cos arguments (see _emit_nests)
     for eqn in g.eqns:
@@ -615,7 +623,8 @@ def _lower_pad(em, eqn):
     out = eqn.out_binders[0]
     o = em.alloc(out)
     fill = em.lit(pv.val, pv.aval.dtype) if type(pv) is Literal else f"{em.array(pv)}[()]"
-    em.line(f"{o}.fill({fill})")
+    # numba has no fill() for 0-d arrays (a 0-d pad is a copy: the fill is overwritten)
+    em.line(f"{o}[()] = {fill}" if not em.shapes[out] else f"{o}.fill({fill})")
     xs, osh = em.shape_of(x), em.shapes[out]
     cfg = eqn.params["padding_config"]
     xn = em.array(x)
@@ -929,15 +938,69 @@ def check_lowerable(kplan):
                                       f"'{step.eqn.primitive.name}' not implemented")
 
 
+# Ops whose lowering (or numpy impl, for dot_general in split plans) writes the result into a
+# buffer of its own; every other Op's result may be its operand or a view of it
+_FRESH_OPS = {"dot_general", "pad", "concatenate", "cumsum", "cumprod", "cummax", "cummin",
+              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort"}
+
+
+def owned_buffers(kplan):
+    """The vars computed by the plan whose buffers nothing else can alias: the outputs of groups
+    and of _FRESH_OPS, less every var an aliasing Op reads (reshape views its operand; a branch
+    or loop body may hand an operand back)."""
+    owned, aliased = set(), set()
+    for step in kplan.steps:
+        if isinstance(step, Group):
+            owned.update(o for e in step.eqns for o in e.out_binders)
+        elif step.eqn.primitive.name in _FRESH_OPS:
+            owned.update(step.eqn.out_binders)
+        else:
+            aliased.update(v for v in step.eqn.inputs if type(v) is Var)
+    return owned - aliased
+
+
+def _reads_float32_trig(group):
+    return any(e.primitive.name in ("sin", "cos") and e.out_binders[0].aval.dtype == np.float32
+               for e in group.eqns)
+
+
+def in_place_outputs(kplan):
+    """One dict per step: {output: input} for each materialized elementwise output of a group
+    that is written into the buffer of an input of the same shape and dtype that dies in that
+    group. Such an input must be owned (owned_buffers) or donated, and read only at the loop
+    index (no index map reads it). Groups calling float32 sin/cos get none: their second,
+    exact pass reads the inputs again."""
+    reads, _, dying = plan_mod.plan_liveness(kplan)
+    free = owned_buffers(kplan) | kplan.donated
+    out = []
+    for step, rs, dead in zip(kplan.steps, reads, dying):
+        pairs = {}
+        if isinstance(step, Group) and not _reads_float32_trig(step):
+            mapped = set(v for e in step.eqns if e.primitive.name in plan_mod.INDEX_MAPS
+                         for v in e.inputs)
+            spare = [v for v in dead if v in free and v in rs and v not in mapped]
+            for e in step.eqns:
+                o = e.out_binders[0]
+                if e.primitive.name in plan_mod.REDUCTIONS or o not in kplan.materialized:
+                    continue
+                src = next((v for v in spare if v.aval.shape == o.aval.shape
+                            and v.aval.dtype == o.aval.dtype), None)
+                if src is not None:
+                    spare.remove(src)
+                    pairs[o] = src
+        out.append(pairs)
+    return out
+
+
 def emit_plan(em, kplan):
     """Emit the steps of a plan whose input names/shapes are bound; returns output names."""
     check_lowerable(kplan)
     for step in kplan.steps:
         for e in ([step.eqn] if isinstance(step, Op) else step.eqns):
             _assign_shapes(em, e)
-    for step in kplan.steps:
+    for step, in_place in zip(kplan.steps, in_place_outputs(kplan)):
         if isinstance(step, Group):
-            _emit_group(em, step, kplan.materialized)
+            _emit_group(em, step, kplan.materialized, in_place)
         else:
             lower_rules[step.eqn.primitive.name](em, step.eqn)
     return [em.array(v) for v in kplan.outvars]
@@ -968,12 +1031,36 @@ def generate(kplan, name="kernel"):
 # superlinearly with function size; small kernels are also cached, and shared, by content)
 
 NUMPY_OPS = {"dot_general"}   # run by their numpy impl between kernels: no compile
-SPLIT_EQNS = 24        # plans with more equations than this are split
-SEGMENT_EQNS = 16      # about this many equations per kernel
+# sizes in compile-cost units (eqn_cost): most equations cost 1
+SPLIT_EQNS = 24        # plans costing more than this are split
+SEGMENT_EQNS = 16      # a kernel is closed once its steps cost this much
+GROUP_COST_CAP = 24    # fused groups costing more are cut into pieces (plan.cut_group)
+# float32 functions of vmath.py are inlined into the loop body as numba IR, which numba
+# compiles slowly (sin/cos twice: the table-free nest and the full one); LLVM also stops
+# vectorising a loop body holding more than about two sins (measured: 1.4 ns an element and
+# sin at two per loop, 6-9 ns at four to eight)
+_INLINED_COST = {"sin": 10, "cos": 10, "exp": 4, "log": 4, "tanh": 4, "logistic": 4}
+
+
+def eqn_cost(eqn):
+    """The compile cost of an equation in units of a plain arithmetic one."""
+    if eqn.out_binders and eqn.out_binders[0].aval.dtype == np.float32:
+        return _INLINED_COST.get(eqn.primitive.name, 1)
+    return 1
+
+
+def group_cap():
+    """The cost cap of one fused group (GROUP_COST_CAP), or None when group cutting is turned
+    off (``FUNCTRANS_SPLIT_GROUPS=0``: one loop nest per group, however large)."""
+    return None if os.environ.get("FUNCTRANS_SPLIT_GROUPS", "1") == "0" else GROUP_COST_CAP
 
 
 def _step_eqns(step):
     return [step.eqn] if isinstance(step, Op) else step.eqns
+
+
+def _step_cost(step):
+    return sum(eqn_cost(e) for e in _step_eqns(step))
 
 
 def _reads(steps):
@@ -984,9 +1071,14 @@ def _reads(steps):
     return out
 
 
+def plan_cost(kplan):
+    """The compile cost of a plan's equations (eqn_cost units)."""
+    return sum(_step_cost(s) for s in kplan.steps)
+
+
 def should_split(kplan):
     """True if the plan is big enough to be compiled as several kernels."""
-    return sum(len(_step_eqns(s)) for s in kplan.steps) > SPLIT_EQNS
+    return plan_cost(kplan) > SPLIT_EQNS
 
 
 def split_plan(kplan):
@@ -1002,13 +1094,14 @@ def split_plan(kplan):
             cur, n = [], 0
             continue
         cur.append(step)
-        n += len(_step_eqns(step))
+        n += _step_cost(step)
         if n >= SEGMENT_EQNS:
             runs.append(cur)
             cur, n = [], 0
     if cur:
         runs.append(cur)
     live = set(v for v in kplan.outvars if type(v) is Var)
+    owned = owned_buffers(kplan)
     parts = []
     for run in reversed(runs):
         steps = [run] if isinstance(run, Op) else run
@@ -1016,10 +1109,13 @@ def split_plan(kplan):
         outs = [v for v in dict.fromkeys(o for st in steps for e in _step_eqns(st)
                                          for o in e.out_binders) if v in live]
         reads = list(dict.fromkeys(v for v in _reads(steps) if v not in defs))
+        donated = [v for v in reads if v in owned and v not in live]   # dead after this run
         live = (live - defs) | set(reads)
         if isinstance(run, Op):
             parts.append(("numpy", run.eqn))
         elif outs:
-            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized | set(outs))
+            # outs are read by a later step or returned, so already materialized (one shared
+            # set: a copy per kernel made this quadratic in the number of kernels)
+            sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized, donated)
             parts.append(("kernel", sub))
     return parts[::-1]

@@ -23,9 +23,9 @@ Per run: each step launches its kernels on device buffers. Loops (``scan``, ``fo
 ``xs`` and writes ``ys`` on the device (views, no copies), carries stay on the device. From
 its second call on, a program of several launches without cond/while is replayed as one CUDA
 graph (cuda_graphs.py); its outputs are then the graph's own buffers, leased to the caller.
-Buffers come from the pool; each compiled program keeps its intermediates between runs
-(``REUSE_BUFFERS``), so a steady-state step asks the pool only for its outputs and the driver
-for nothing (``memory_stats()``). Constants and literals are copied to the device once per
+Buffers come from the pool; each compiled program keeps its intermediates between runs, in
+workspace buffers that values with disjoint lives share (``REUSE_BUFFERS``), so a steady-state
+step asks the pool only for its outputs and the driver for nothing (``memory_stats()``). Constants and literals are copied to the device once per
 compiled program. float32 GEMMs use TF32 tensor cores unless the dot_general asks for
 ``precision=HIGHEST`` (``default_matmul_precision``). One run of a program at a time: the
 kept intermediates are not shared between threads (a concurrent run allocates its own).
@@ -54,6 +54,7 @@ from . import cuda_graphs, cuda_memory
 
 _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
+MAX_KERNELS = 1024                          # emptied when full (cache.load_module has an LRU)
 _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
           "gemm_fallbacks": 0, "host_reads": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
@@ -189,6 +190,8 @@ def _load(launch):
     k = _kernels.get(launch.source)
     if k is None:
         from . import cache
+        if len(_kernels) >= MAX_KERNELS:
+            _kernels.clear()
         k = _kernels[launch.source] = cache.load_module(launch.source).kernel
         _stats["kernels_loaded"] += 1
     return k
@@ -291,13 +294,14 @@ class _Program:
 
     def __init__(self, closed, geo):
         from . import plan as plan_mod
-        self.closed, self.geo = closed, geo
+        self.geo = geo          # not closed: _programs is keyed weakly by it
         self._consts = None
         self._subs = {}
         self._literals = {}
         self.plan = plan_mod.make_plan(inline_calls(closed), rewrites=True)
         self.steps = [self._step(s) for s in self.plan.steps]
         self._reusable = _reusable_vars(self.plan)
+        self._slots = _workspace_slots(self.plan, self._reusable)
         self._workspace, self._lock = {}, threading.Lock()
         self._reuse = False       # True while a run owns the workspace
         _stats["programs_built"] += 1
@@ -337,16 +341,18 @@ class _Program:
 
     def _alloc(self, v, fill, env):
         """A buffer for v: the destination the caller gave for it; for an intermediate that
-        cannot escape the run, the buffer it had in the previous run (every kernel runs in
-        order on one stream, so the last run is done with it by the time a kernel of this run
-        writes it); else a new pool buffer."""
+        cannot escape the run, its workspace slot's buffer, kept from the previous run and
+        shared with the intermediates whose lives do not overlap v's (every kernel runs in
+        order on one stream, so the earlier readers are done with it by the time a later
+        kernel writes it); else a new pool buffer."""
         buf = env.get(("dest", v))
         if (buf is None and self._reuse and v in self._reusable
                 and cuda_graphs.capture.stream is None):   # a graph owns all its buffers
-            buf = self._workspace.get(v)
+            slot = self._slots.get(v, v)
+            buf = self._workspace.get(slot)
             if buf is None:
-                buf = self._workspace[v] = cuda_memory.empty(_size(v.aval), v.aval.dtype,
-                                                             v.aval.shape)
+                buf = self._workspace[slot] = cuda_memory.empty(_size(v.aval), v.aval.dtype,
+                                                                v.aval.shape)
         if buf is None:
             buf = cuda_memory.empty(_size(v.aval), v.aval.dtype, v.aval.shape)
         if fill is not None:
@@ -512,6 +518,31 @@ def _reusable_vars(plan):
     return defined - escaping
 
 
+def _workspace_slots(plan, reusable):
+    """{var: slot number} for the reusable vars that may share a workspace buffer: a slot is
+    handed to a new value once the last step reading its previous value has run (liveness over
+    the steps, plan.release_points), and only to a value of the same size and dtype. The
+    operands of a reshape keep a buffer of their own: the reshape's result is the same buffer
+    and may live longer."""
+    from .plan import plan_liveness, step_eqns
+    viewed = set(v for s in plan.steps for e in step_eqns(s)
+                 if e.primitive.name == "reshape" for v in e.inputs)
+    _, writes, dying = plan_liveness(plan)
+    slots, free = {}, {}
+
+    def kind(v):
+        return _size(v.aval), np.dtype(v.aval.dtype)
+    for written, dead in zip(writes, dying):
+        for v in written:
+            if v in reusable and v not in viewed:
+                spare = free.get(kind(v))
+                slots[v] = spare.pop() if spare else len(slots)
+        for v in dead:
+            if v in slots:
+                free.setdefault(kind(v), []).append(slots[v])
+    return slots
+
+
 def release_workspaces():
     """Drop the intermediate buffers every compiled program keeps between runs (they return
     to the memory pool) and its captured CUDA graphs (each freed once the outputs of its last
@@ -549,11 +580,11 @@ class _Eager:
     jaxpr is evaluated on the host (device inputs are copied back first)."""
 
     def __init__(self, closed):
-        self.closed = closed
+        self.jaxpr, self.consts = closed.jaxpr, closed.consts   # not closed: see _Program
 
     def __call__(self, args):
         host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
-        return core.eval_jaxpr(self.closed.jaxpr, self.closed.consts, *host)
+        return core.eval_jaxpr(self.jaxpr, self.consts, *host)
 
     def run_device(self, args):
         outs = self(args)
@@ -566,7 +597,8 @@ class _Executable:
     second call on; see cuda_graphs.py)."""
 
     def __init__(self, closed, name):
-        self.closed, self.name = closed, name
+        self.name = name        # not closed: see _Program
+        self.in_shapes = [v.aval.shape for v in closed.jaxpr.invars]
         self.program = _Program(closed, _geometry())
         self.in_dtypes = [v.aval.dtype for v in closed.jaxpr.invars]
         self.in_sizes = [_size(v.aval) for v in closed.jaxpr.invars]
@@ -580,7 +612,7 @@ class _Executable:
         for i, (d, n) in enumerate(zip(dev, self.in_sizes)):
             if d.size != n:
                 raise ValueError(f"'{self.name}' argument {i}: {d.size} elements, expected {n} "
-                                 f"(shape {self.closed.jaxpr.invars[i].aval.shape})")
+                                 f"(shape {self.in_shapes[i]})")
         return dev
 
     def run_device(self, args):

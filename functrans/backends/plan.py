@@ -57,14 +57,59 @@ class Op:
 
 
 class KernelPlan:
-    """inputs (consts then args), steps, outputs, and the vars that need a buffer."""
+    """inputs (consts then args), steps, outputs, the vars that need a buffer, and the inputs
+    the plan may overwrite once it is done reading them."""
 
-    def __init__(self, inputs, consts, steps, outvars, materialized):
+    def __init__(self, inputs, consts, steps, outvars, materialized, donated=()):
         self.inputs, self.consts, self.steps = inputs, consts, steps
         self.outvars, self.materialized = outvars, materialized
+        # inputs whose buffers the caller hands over: dead after this plan, aliased by nothing
+        self.donated = frozenset(donated)
 
     def __repr__(self):
         return "KernelPlan(\n  " + "\n  ".join(map(repr, self.steps)) + "\n)"
+
+
+def step_eqns(step):
+    """The equations a step computes (one for an Op)."""
+    return [step.eqn] if isinstance(step, Op) else step.eqns
+
+
+def step_reads(step):
+    """The vars a step reads from earlier steps or the inputs. A control-flow Op's branch and
+    body jaxprs are closed (every outer value they use is an operand of the equation), so a use
+    inside them is a use at the Op."""
+    defined = set(o for e in step_eqns(step) for o in e.out_binders)
+    return list(dict.fromkeys(v for e in step_eqns(step) for v in e.inputs
+                              if type(v) is Var and v not in defined))
+
+
+def release_points(reads, writes, keep):
+    """Liveness over a straight-line sequence of steps: step i reads ``reads[i]`` and writes
+    ``writes[i]`` (hashable names). Returns one list per step: the names whose last use is that
+    step (read there and by no later step, or written there and never read), in first-seen
+    order, leaving out those in ``keep`` (the results)."""
+    last = {}
+    for i, (rs, ws) in enumerate(zip(reads, writes)):
+        for n in ws:
+            last.setdefault(n, i)
+        for n in rs:
+            last[n] = i
+    out = [[] for _ in reads]
+    for n, i in last.items():
+        if n not in keep:
+            out[i].append(n)
+    return out
+
+
+def plan_liveness(kplan):
+    """(reads, writes, dying): per step of ``kplan``, the vars it reads from earlier steps or the
+    inputs, the vars it computes, and the vars whose last use it is (release_points; the plan's
+    outputs never die)."""
+    reads = [step_reads(s) for s in kplan.steps]
+    writes = [[o for e in step_eqns(s) for o in e.out_binders] for s in kplan.steps]
+    keep = set(v for v in kplan.outvars if type(v) is Var)
+    return reads, writes, release_points(reads, writes, keep)
 
 
 def inline_jit(closed):
@@ -337,11 +382,88 @@ def drop_unused(eqns, outvars):
     return kept[::-1]
 
 
-def make_plan(closed, rewrites=False):
+def _materialized(steps, outvars):
+    """The vars that need a buffer: outputs, Op operands, reduction results, operands of
+    index maps, and values computed in one Group and read by a later step."""
+    materialized = set(v for v in outvars if type(v) is Var)
+    owner = {}                  # var -> index of the Group step computing it
+    for i, step in enumerate(steps):
+        if isinstance(step, Op):
+            materialized.update(v for v in step.eqn.inputs if type(v) is Var)
+            continue
+        materialized.update(step.pending)
+        for e in step.eqns:
+            ins = [v for v in e.inputs if type(v) is Var]
+            if e.primitive.name in INDEX_MAPS:     # index maps read whole arrays
+                materialized.update(ins)
+            else:
+                materialized.update(v for v in ins if owner.get(v, i) != i)
+            owner.update((o, i) for o in e.out_binders)
+    return materialized
+
+
+def _piece_end(eqns, costs, last_use, start, cap):
+    """Where the piece of a Group starting at eqns[start] ends. It takes equations while their
+    cost stays within cap; among the ends that fill at least half of cap it picks the one
+    where the fewest values computed in the piece are still read afterwards (each needs a
+    buffer), the latest on a tie, so a repeated pattern is cut at the same place each time."""
+    n, cost, crossing, p = len(eqns), 0, 0, start
+    expiring = {}               # index of last reader -> values of this piece it last reads
+    best = None                 # (crossing values, end)
+    while p < n and (p == start or cost + costs[p] <= cap):
+        cost += costs[p]
+        for o in eqns[p].out_binders:
+            u = last_use.get(o, p)
+            if u > p:
+                crossing += 1
+                expiring[u] = expiring.get(u, 0) + 1
+        crossing -= expiring.pop(p, 0)
+        p += 1
+        if 2 * cost >= cap and (best is None or crossing <= best[0]):
+            best = (crossing, p)
+    return p if p == n or best is None else best[1]
+
+
+def cut_group(group, eqn_cost, cap):
+    """The Group as a list of consecutive Groups over the same iteration shape, each costing
+    at most cap under eqn_cost (an equation costlier than cap is a piece alone). A value
+    computed in one piece and read by a later one is then materialized (see _materialized)."""
+    eqns = group.eqns
+    costs = [eqn_cost(e) for e in eqns]
+    if sum(costs) <= cap:
+        return [group]
+    last_use = {}
+    for i, e in enumerate(eqns):
+        for v in e.inputs:
+            if type(v) is Var:
+                last_use[v] = i
+    pieces, start = [], 0
+    while start < len(eqns):
+        end = _piece_end(eqns, costs, last_use, start, cap)
+        piece = Group(_iter_var(eqns[start]))   # a var the piece's own kernel knows
+        piece.eqns = eqns[start:end]
+        for e in piece.eqns:
+            target = piece.pending if e.primitive.name in REDUCTIONS else piece.local
+            target.update(e.out_binders)
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def cut_groups(steps, eqn_cost, cap):
+    """steps with every Group costlier than cap cut into pieces (cut_group)."""
+    out = []
+    for step in steps:
+        out.extend(cut_group(step, eqn_cost, cap) if isinstance(step, Group) else [step])
+    return out
+
+
+def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None):
     """The KernelPlan of a ClosedJaxpr. rewrites=True (the CPU backend) also folds splat
     constants into the loops that read them (fold_splats), lowers outer-product dot_generals
     as fused loops (fuse_outer_products) and feeds transposes to dot_general as BLAS flags
-    (absorb_transposes_into_dots)."""
+    (absorb_transposes_into_dots). With a group_cap, every Group whose equations cost more
+    than group_cap under eqn_cost (equation -> number) is cut into pieces (cut_groups)."""
     invars, const_pairs, eqns, outvars = inline_jit(closed)
     if rewrites:
         eqns, outvars = fold_splats(eqns, outvars)
@@ -371,22 +493,9 @@ def make_plan(closed, rewrites=False):
         else:
             hoisted.append(Op(eqn))   # independent of the open group: run it before the group
     flush()
-
-    used_later = set(v for v in outvars if type(v) is Var)
-    materialized = set(used_later)
-    for step in steps:
-        if isinstance(step, Op):
-            materialized.update(v for v in step.eqn.inputs if type(v) is Var)
-    for i, step in enumerate(steps):
-        if isinstance(step, Group):
-            materialized.update(step.pending)
-            for later in steps[i + 1:]:
-                eq = [later.eqn] if isinstance(later, Op) else later.eqns
-                for e in eq:
-                    materialized.update(v for v in e.inputs if type(v) is Var and v in step.local)
-            for e in step.eqns:   # index maps read whole arrays
-                if e.primitive.name in INDEX_MAPS:
-                    materialized.update(v for v in e.inputs if type(v) is Var)
+    if group_cap is not None:
+        steps = cut_groups(steps, eqn_cost, group_cap)
+    materialized = _materialized(steps, outvars)
     consts = [c for _, c in const_pairs]
     return KernelPlan([v for v, _ in const_pairs] + invars, consts, steps, outvars, materialized)
 

@@ -9,13 +9,22 @@ Before a handed-off kernel first runs, this process waits for the helper, then l
 kernel from the cache. A helper that fails or is slow changes nothing but time: the kernel is
 then compiled here as it would have been.
 
+The helper never outlives this process: it watches its stdin, a pipe only this process
+writes to, and exits when the pipe closes (this process exited, however it ended, even by
+SIGKILL). This process kills and reaps its helpers at exit (atexit, and on SIGTERM when no
+other handler is installed), and a thread waits on each helper, so a finished one is reaped
+at once and leaves no zombie.
+
 ``FUNCTRANS_PARALLEL_COMPILE=0`` turns this off."""
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 # seconds, measured here (numba 0.68): a helper's start (Python, numba import, target init),
@@ -42,7 +51,8 @@ def enabled():
 
 
 def cost(n_eqns):
-    """Estimated seconds to compile a kernel of n_eqns equations."""
+    """Estimated seconds to compile a kernel of n_eqns equations (numba_cpu.eqn_cost units:
+    plain arithmetic equations)."""
     return KERNEL_FIXED_S + KERNEL_PER_EQN_S * n_eqns
 
 
@@ -67,6 +77,64 @@ def choose(costs):
     return list(range(best, n))
 
 
+_live = set()          # the Popen objects of helpers not yet closed
+_sigterm_installed = False
+
+
+def _stop(proc, timeout=0.0):
+    """Close the helper's pipes and reap it (killing it if it has not exited after timeout)."""
+    _live.discard(proc)
+    try:
+        proc.stdin.close()              # the helper's watcher sees EOF and exits
+    except OSError:
+        pass
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    proc.stdout.close()
+    if not _live:
+        _uninstall_sigterm()
+
+
+def stop_all():
+    """Kill and reap every helper process this process started (run at exit)."""
+    for proc in list(_live):
+        _stop(proc)
+
+
+def _on_sigterm(signum, frame):
+    """SIGTERM with no handler of the user's: stop the helpers, then die of SIGTERM as before."""
+    stop_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_sigterm():
+    """Chain into SIGTERM once, only where the default action is set and we are in the main
+    thread (a user's handler is never replaced; the pipe covers that case)."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_installed = True
+
+
+def _uninstall_sigterm():
+    """Give SIGTERM its default action back once no helper runs (a Python handler waits for
+    the main thread to reach the interpreter; the default acts at once)."""
+    global _sigterm_installed
+    if (_sigterm_installed and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        _sigterm_installed = False
+
+
+atexit.register(stop_all)
+
+
 class Helper:
     """One helper process compiling the given (module name, path, argument spec) jobs, in
     order; it reports each one done on its stdout."""
@@ -79,8 +147,12 @@ class Helper:
         self.pending = {name for name, _, _ in jobs}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "functrans.backends.precompile", json.dumps(jobs)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=None if log else subprocess.DEVNULL, text=True)
+        _live.add(self.proc)
+        _install_sigterm()
+        # reaps the helper as soon as it exits (Popen.wait is safe from several threads)
+        threading.Thread(target=self.proc.wait, daemon=True, name="functrans-helper-reaper").start()
 
     def has(self, name):
         """Whether the helper was given the kernel module ``name``."""
@@ -102,21 +174,25 @@ class Helper:
 
     def _close(self):
         proc, done, self.proc, self.pending = self.proc, not self.pending, None, set()
-        try:
-            proc.wait(timeout=5 if done else 0)   # all reported: it is exiting by itself
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
+        _stop(proc, timeout=5 if done else 0)   # all reported: it is exiting by itself
 
     def __del__(self):
         if getattr(self, "proc", None) is not None:
             self._close()
 
 
+def _exit_on_eof(stream):
+    """Block until the parent closes our stdin (or dies), then exit at once."""
+    try:
+        stream.read()
+    finally:
+        os._exit(0)
+
+
 def main(argv):
     """The helper: compile each job's kernel for its argument types (numba writes the disk
-    cache), printing the module name after each."""
+    cache), printing the module name after each. Exits as soon as its stdin closes."""
+    threading.Thread(target=_exit_on_eof, args=(sys.stdin,), daemon=True).start()
     from . import cache
     for name, path, spec in json.loads(argv[1]):
         t0 = time.perf_counter()

@@ -14,6 +14,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .cache import _guard_dispatchers, _install_locator
+
 
 def _skip_import_time_blas_probe():
     """numba's CPU target imports numba.np.arraymath on its first compile or cache load, and
@@ -37,6 +39,7 @@ def _skip_import_time_blas_probe():
 
 
 _skip_import_time_blas_probe()
+_install_locator()      # numba keeps these functions' machine code in FUNCTRANS_CACHE_DIR
 
 # inline="always": the helpers are inlined into the kernel's numba IR, so LLVM sees (and
 # vectorises) one loop body; as separate functions they are called per element (8 ns for tanh)
@@ -478,3 +481,6 @@ def ndtri_f64(p):
     if p < 0.25:
         return -math.sqrt(2.0) * _erfcinv_small(2.0 * p)
     return math.sqrt(2.0) * _erfcinv_small(2.0 * (1.0 - p))
+
+
+_guard_dispatchers(globals())     # a failing cache write costs a compile, never a run

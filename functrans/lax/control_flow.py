@@ -142,6 +142,7 @@ def _params_str(**kw):
 # cond / switch
 
 cond_p = Primitive("cond", multiple_results=True)
+core.complex_primitives.add(cond_p)     # its bodies are checked equation by equation
 
 
 def switch(index, branches, *operands):
@@ -327,6 +328,7 @@ core.partial_eval_rules[cond_p] = _cond_partial_eval
 # while_loop
 
 while_p = Primitive("while", multiple_results=True)
+core.complex_primitives.add(while_p)     # its bodies are checked equation by equation
 
 _WHILE_REVERSE_ERROR = (
     "Reverse-mode differentiation does not work for lax.while_loop or lax.fori_loop with "
@@ -483,6 +485,7 @@ core.partial_eval_rules[while_p] = _while_partial_eval
 # scan
 
 scan_p = Primitive("scan", multiple_results=True)
+core.complex_primitives.add(scan_p)     # its bodies are checked equation by equation
 
 
 def scan(f, init, xs=None, length=None, reverse=False, unroll=1):

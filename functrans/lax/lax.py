@@ -90,7 +90,7 @@ def _rsqrt_impl(x):
         return _with_dtype(1 / np.sqrt(x), x.dtype)
 
 
-neg_p, neg = unop("neg", np.negative, _num)
+neg_p, neg = unop("neg", np.negative, _num + "c")
 sign_p, sign = unop("sign", np.sign, _num)
 floor_p, floor = unop("floor", np.floor)
 ceil_p, ceil = unop("ceil", np.ceil)
@@ -319,8 +319,9 @@ def _replace_zero(x):
 
 
 def _pow_jvp_lhs(g, ans, x, y):
-    jac = select(eq(y, _zeros(y)), _zeros(y), mul(_replace_zero(y), pow(x, sub(y, _const(y, 1)))))
-    return mul(g, jac)
+    """y * x ** (y - 1), as JAX for a float exponent: NaN where x is NaN, and 0 * inf = NaN
+    at x = 0, y = 0 (integer exponents go through integer_pow, whose x ** 0 has derivative 0)."""
+    return mul(g, mul(y, pow(x, sub(y, _const(y, 1)))))
 
 
 defjvp2(pow_p, _pow_jvp_lhs, lambda g, ans, x, y: mul(g, mul(log(_replace_zero(x)), ans)))
@@ -454,6 +455,10 @@ def convert_element_type(x, new_dtype):
 def _convert_jvp(primals, tangents, *, new_dtype):
     (x,), (g,) = primals, tangents
     out = convert_element_type_p.bind(x, new_dtype=new_dtype)
+    if type(g) is not Zero and np.dtype(new_dtype).kind == "c":
+        raise TypeError(f"convert_element_type: differentiating a conversion from "
+                        f"{get_aval(x).dtype} to {np.dtype(new_dtype)} is not supported yet (no "
+                        f"transform handles complex values yet){core.where()}")
     if type(g) is Zero or not core.is_float(new_dtype) or not core.is_float(get_aval(x).dtype):
         return out, Zero(get_aval(out))
     return out, convert_element_type_p.bind(g, new_dtype=new_dtype)
@@ -734,29 +739,46 @@ deflinear(cumsum_p, lambda ct, x, *, axis, reverse: [cumsum(ct, axis, not revers
 
 
 def _prefix_scan(op, x, axis, reverse):
-    """Inclusive prefix scan by log2(n) doubling steps of slice/pad/op (Hillis-Steele). Used
-    only for differentiation: its jvp is the jvp of cumprod/cummax/cummin."""
+    """Inclusive prefix scan by odd/even recursion (the scheme of JAX's associative_scan: the
+    pairs are combined, their scan gives the odd positions, one more op the even ones). Used only
+    for differentiation: its jvp is the jvp of cumprod/cummax/cummin, so the derivative, NaN
+    from 0 * inf included, is JAX's."""
+    if reverse:
+        return rev(_prefix_scan(op, rev(x, (axis,)), axis, False), (axis,))
     from . import slicing
     a = get_aval(x)
     n = a.shape[axis]
-    ident = {mul: 1, max: -np.inf, min: np.inf}[op]
-    if a.dtype.kind != "f":
-        ident = {mul: 1, max: np.iinfo(a.dtype).min if a.dtype.kind in "iu" else False,
-                 min: np.iinfo(a.dtype).max if a.dtype.kind in "iu" else True}[op]
-    shift = 1
-    while shift < n:
-        lo, hi = [0] * a.ndim, list(a.shape)
+    if n < 2:
+        return x
+
+    def part(lo, hi, stride=1):     # x[lo:hi:stride] along axis
+        start, limit, strides = [0] * a.ndim, list(a.shape), [1] * a.ndim
+        start[axis], limit[axis], strides[axis] = lo, hi, stride
+        return slicing.slice(x, start, limit, strides)
+    odd = _prefix_scan(op, op(part(0, n - 1, 2), part(1, n, 2)), axis, False)
+    if n % 2 == 0:      # the even positions after the first: the odd scan one step on
+        odd_prefix = slicing.slice(odd, [0] * a.ndim,
+                                   [d - (i == axis) for i, d in enumerate(get_aval(odd).shape)])
+    else:
+        odd_prefix = odd
+    even = slicing.concatenate([part(0, 1), op(odd_prefix, part(2, n, 2))], axis)
+    return _interleave(even, odd, axis)
+
+
+def _interleave(even, odd, axis):
+    """even[0], odd[0], even[1], ... along axis (even has as many entries as odd, or one more),
+    as the sum of the two padded with zeros between their entries."""
+    from . import slicing
+    a = get_aval(even)
+    n_even, n_odd = a.shape[axis], get_aval(odd).shape[axis]
+    zero = np.zeros((), a.dtype)
+
+    def spread(v, lo, hi):
         cfg = [(0, 0, 0)] * a.ndim
-        if reverse:
-            lo[axis] = shift
-            cfg[axis] = (0, shift, 0)
-        else:
-            hi[axis] = n - shift
-            cfg[axis] = (shift, 0, 0)
-        shifted = slicing.pad(slicing.slice(x, lo, hi), np.asarray(ident, a.dtype), cfg)
-        x = op(x, shifted)
-        shift *= 2
-    return x
+        cfg[axis] = (lo, hi, 1)
+        return slicing.pad(v, zero, cfg)
+    combine = bitwise_or if a.dtype == np.bool_ else add
+    return combine(spread(even, 0, n_odd - n_even + 1), spread(odd, 1, n_even - n_odd))
 
 
 def _cumulative_jvp(op):
@@ -1151,3 +1173,10 @@ def _dot_general_batch(vals, dims, *, dimension_numbers, preferred_element_type,
 
 
 batch_rules[dot_general_p] = _dot_general_batch
+
+
+# The primitives above whose every rule handles complex operands today (core.complex_primitives:
+# any other raises TypeError naming itself on a complex operand).
+core.complex_primitives.update([add_p, sub_p, mul_p, div_p, neg_p, eq_p, ne_p, select_n_p,
+                                reduce_sum_p, dot_general_p, broadcast_in_dim_p, reshape_p,
+                                transpose_p, squeeze_p, rev_p, stop_gradient_p])

@@ -781,3 +781,7 @@ def _sort_batch(vals, dims, *, dimension, num_keys):
 
 jvp_rules[sort_p] = _sort_jvp
 batch_rules[sort_p] = _sort_batch
+
+
+# the primitives above whose every rule handles complex operands today (see core.complex_primitives)
+core.complex_primitives.update([slice_p, pad_p, concatenate_p, gather_p, dynamic_slice_p])

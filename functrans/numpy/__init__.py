@@ -11,6 +11,7 @@ from ..lax import lax as _lax
 from . import linalg  # noqa: F401
 from ._base import as_operand as _as_operand, is_arraylike as _is_arraylike
 from ._base import result_type  # noqa: F401
+from ._ufuncs import complex_part
 from ._creation import (arange, array, asarray, empty, empty_like, eye, full, full_like,  # noqa: F401
                         identity, linspace, ones, ones_like, tri, zeros, zeros_like)
 from ._einsum import einsum  # noqa: F401
@@ -179,20 +180,11 @@ def _matrix_transpose(x):
 
 
 def _real(x):
-    return _complex_part(x, "real") if x.dtype.kind == "c" else x
+    return complex_part(x, "real") if x.dtype.kind == "c" else x
 
 
 def _imag(x):
-    return _complex_part(x, "imag") if x.dtype.kind == "c" else zeros_like(x)
-
-
-def _complex_part(x, part):
-    """x.real / x.imag of a complex array: concrete values only, for lax has no complex
-    primitives yet (NotImplementedError naming the transform otherwise)."""
-    if isinstance(x, _core.Tracer):
-        raise NotImplementedError(f"{part} of a traced complex array ({x.aval.str_short()}): "
-                                  f"lax has no real/imag primitives yet{_core.where()}")
-    return _core.put(getattr(_np.asarray(x), part), x.device if x.committed else None)
+    return complex_part(x, "imag") if x.dtype.kind == "c" else zeros_like(x)
 
 
 _methods = {

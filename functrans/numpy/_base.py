@@ -35,7 +35,7 @@ def as_operand(x, what="argument"):
     if type(x) is Array or isinstance(x, (Tracer, np.ndarray)):
         return x
     if isinstance(x, (np.generic,) + PY_SCALARS):
-        return np.asarray(x)
+        return core.scalar_array(x)
     if isinstance(x, (list, tuple)):
         from ._creation import array
         return array(x)
@@ -112,7 +112,7 @@ def weak_constant(x, dtype):
     key = (type(x), x, dtype)
     c = _weak_constants.get(key)
     if c is None or x == 0:   # 0.0 == -0.0 as keys: never share a zero
-        c = np.asarray(x, dtype)
+        c = np.asarray(core.check_int64(x), dtype)
         if x != 0 and x == x:
             if len(_weak_constants) > 1024:
                 _weak_constants.clear()
@@ -203,7 +203,7 @@ def cast(x, dtype):
         return x
     dtype = np.dtype(dtype)
     if is_weak(x) or isinstance(x, np.generic):
-        return np.asarray(x, dtype)
+        return np.asarray(core.check_int64(x), dtype)
     x = as_operand(x)
     return lax.convert_element_type(x, dtype)
 

@@ -19,6 +19,24 @@ def _contains_tracer(obj):
     return False
 
 
+def _host_copy(obj, dtype):
+    """A private ndarray copy of obj; without a dtype, OverflowError (as JAX) for a Python int
+    outside int64 (NumPy would make it uint64 or an object array)."""
+    v = np.array(obj, dtype=dtype, copy=True)
+    if dtype is None and (v.dtype.kind in "Ou" or (   # [1, 2**63] becomes float64 in NumPy
+            v.dtype.kind == "f" and v.size and np.max(np.abs(v)) >= 2.0 ** 63)):
+        _check_python_ints(obj)
+    return v
+
+
+def _check_python_ints(obj):
+    if isinstance(obj, (list, tuple)):
+        for o in obj:
+            _check_python_ints(o)
+    elif isinstance(obj, int):
+        core.scalar_array(obj)
+
+
 def array(object, dtype=None, copy=True, order="K", ndmin=0, *, device=None):  # noqa: A002
     """An Array from object (array, scalar or nested sequence, possibly holding tracers), on
     ``device`` if given. (Arrays are immutable: ``copy`` and ``order`` change nothing.)"""
@@ -34,7 +52,7 @@ def array(object, dtype=None, copy=True, order="K", ndmin=0, *, device=None):  #
         out = object if dtype is None else cast(object, dtype)
     elif isinstance(object, (np.ndarray, np.generic, list, tuple) + PY_SCALARS) or \
             hasattr(object, "__array__"):
-        out = core.make_array(np.array(object, dtype=dtype, copy=True))   # a private copy
+        out = core.make_array(_host_copy(object, dtype))
     else:
         raise TypeError(f"array: cannot make an array from {type(object).__name__}"
                         f"{core.where()}")

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import core
 from ..core import Array, Tracer, get_aval
+from ..custom_derivatives import custom_jvp
 from ..lax import lax
 from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, oracle_dtype,
                     oracle_memo, promote, result_type)
@@ -22,6 +23,9 @@ def _unary(ufunc, lax_fn, name=None, int_identity=False):
                 return lax_fn(x)
         x = x if is_weak(x) else as_operand(x)
         dt = oracle_dtype(ufunc, as_operand(x))
+        if dt.kind != "c" and get_aval(as_operand(x)).dtype.kind == "c":
+            raise TypeError(f"{f.__name__}: complex operands are not supported yet (got "
+                            f"{get_aval(as_operand(x)).str_short()}){core.where()}")
         if int_identity and dt.kind in "biu":
             return cast(x, dt)
         return lax_fn(cast(x, dt))
@@ -219,12 +223,29 @@ def isfinite(x, /):
     return lax.is_finite(x)
 
 
+@custom_jvp
 def _logaddexp(x, y):
-    amax = lax.max(x, y)
+    """log(exp(x) + exp(y)) without overflow (as JAX): NaN propagates, and infinities of the
+    same sign (where x - y is NaN) give x + y."""
     delta = lax.sub(x, y)
-    out = lax.add(amax, lax.log1p(lax.exp(lax.neg(lax.abs(delta)))))
-    out = lax.select(lax.ne(delta, delta), lax.add(x, y), out)
-    return lax.select(lax.eq(x, y), lax.add(x, _const_like(x, math.log(2))), out)
+    out = lax.add(lax.max(x, y), lax.log1p(lax.exp(lax.neg(lax.abs(delta)))))
+    return lax.select(lax.ne(delta, delta), lax.add(x, y), out)
+
+
+def _finite_or_zero_at_inf(x):
+    """x with +inf replaced by 0 (so exp(x - out) is 1, not NaN, where x = out = +inf)."""
+    return lax.select(lax.eq(x, _const_like(x, math.inf)), _const_like(x, 0), x)
+
+
+@_logaddexp.defjvp
+def _logaddexp_jvp(primals, tangents):
+    """d out = tx exp(x - out) + ty exp(y - out): the weights are the softmax of (x, y), so a
+    tie splits the tangent in halves, as JAX."""
+    out = _logaddexp(*primals)
+    o = _finite_or_zero_at_inf(out)
+    terms = [lax.mul(t, lax.exp(lax.sub(_finite_or_zero_at_inf(v), o)))
+             for v, t in zip(primals, tangents)]
+    return out, lax.add(*terms)
 
 
 def clip(a, a_min=None, a_max=None, *, min=None, max=None):  # noqa: A002
@@ -256,8 +277,19 @@ def where(condition, x=None, y=None, /):
                       broadcast_to_shape(b, shape))
 
 
+def complex_part(x, part):
+    """x.real, x.imag or x.conjugate() of a complex array: of concrete values only, for lax has
+    no complex-part primitives yet (TypeError naming ``part`` for a traced value)."""
+    if isinstance(x, Tracer):
+        raise TypeError(f"{part} of a traced complex value ({x.aval.str_short()}) is not "
+                        f"supported yet: lax has no real/imag/conj primitives{core.where()}")
+    v = getattr(np.asarray(x), part)
+    return core.put(v() if callable(v) else v,
+                    x.device if type(x) is Array and x.committed else None)
+
+
 def _conj(x):
-    return x
+    return complex_part(x, "conjugate") if get_aval(x).dtype.kind == "c" else x
 
 
 add = _binary(np.add, _add)
