@@ -18,3 +18,4 @@ from . import nn  # noqa: F401
 __version__ = "0.1.0"
 from . import numpy  # noqa: F401,E402
 from . import scipy  # noqa: F401,E402
+from . import example_libraries  # noqa: F401,E402

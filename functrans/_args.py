@@ -28,7 +28,7 @@ def flat_leaves(tree, what, roots=None):
         if roots is None:
             roots = ("args", "kwargs") if pair else None
         paths = (tree_paths(treedef, "args") if roots is None else
-                 [p for child, root in zip(treedef.children, roots)
+                 [p for child, root in zip(treedef.children(), roots)
                   for p in tree_paths(child, root)])
         for x, path in zip(leaves, paths):
             _check_leaf(x, f"{what}: {path}")

@@ -12,7 +12,8 @@ from .devices import Device
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
 from ._args import check_callable as _check_callable, flat_leaves as _flat_leaves
-from .tree_util import tree_flatten, tree_map, tree_paths, tree_structure, tree_unflatten
+from .tree_util import (node_children, tree_flatten, tree_map, tree_paths, tree_structure,
+                        tree_unflatten)
 from .util import gc_paused, safe_map, safe_zip
 
 map, zip = safe_map, safe_zip
@@ -320,7 +321,7 @@ def _scalar_fun_of(fun, args, kwargs, nums, has_aux):
 def _arg_paths(treedef, nums):
     """Readable paths of the leaves of the differentiated-arguments tuple, named by argnum."""
     out = []
-    for i, child in zip(nums, treedef.children):
+    for i, child in zip(nums, treedef.children()):
         out.extend(tree_paths(child, f"args[{i}]"))
     return out
 
@@ -372,6 +373,15 @@ def _broadcast_prefix(prefix, tree, name, what):
                                  f"corresponding value, got specification {p!r} (length {len(p)}) "
                                  f"for value tree {t_def} (length {len(t)}).")
             for a, b in zip(p, t):
+                rec(a, b)
+            return
+        p_kids, t_kids = node_children(p), node_children(t)
+        if p_kids is not None:    # a registered node (dataclass, Partial, namedtuple...)
+            if p_kids[1] != t_kids[1] or len(p_kids[0]) != len(t_kids[0]):
+                raise ValueError(f"{name} {what} specification must be a tree prefix of the "
+                                 f"corresponding value, got specification {p!r} for value tree "
+                                 f"{t_def}.")
+            for a, b in zip(p_kids[0], t_kids[0]):
                 rec(a, b)
             return
         raise ValueError(f"{name} {what} must be an int, None, or a (nested) container with "

@@ -692,6 +692,24 @@ def gpu_device_mismatch_is_an_error():
             raise AssertionError("mixing a GPU and a committed CPU Array did not raise")
 
 
+
+@check
+def special_functions():
+    """lgamma and erfc lower to CUDA math; digamma, polygamma, erf_inv and ndtri raise
+    NotImplementedError naming the primitive."""
+    for dtype in (np.float32, np.float64):
+        x = np.concatenate([floats((21,), dtype, 0.1, 6.0), SPECIAL.astype(dtype)])
+        cuda_vs_eager(lambda v: (lax.lgamma(v), lax.erfc(v)), x, rtol=2e-6, atol=1e-6,
+                      what=f"lgamma/erfc {dtype.__name__}")
+    for name, f in [("digamma", lax.digamma), ("polygamma", lambda v: lax.polygamma(1, v)),
+                    ("erf_inv", lax.erf_inv), ("ndtri", lax.ndtri)]:
+        try:
+            ft.jit(f, backend="cuda")(np.full(3, 0.5))
+        except NotImplementedError as e:
+            assert f"primitive '{name}'" in str(e), str(e)
+        else:
+            raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
+
 def main(names):
     results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))

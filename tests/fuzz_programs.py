@@ -58,6 +58,16 @@ class FT:
     jit = staticmethod(ft.jit)
     sigmoid = staticmethod(ft.nn.sigmoid)
     erf = staticmethod(lax.erf)
+    erfc = staticmethod(lax.erfc)
+    lgamma = staticmethod(lax.lgamma)
+    digamma = staticmethod(lax.digamma)
+    erf_inv = staticmethod(lax.erf_inv)
+    ndtri = staticmethod(lax.ndtri)
+
+    @staticmethod
+    def trigamma(x):
+        return lax.polygamma(1, x)
+
     rsqrt = staticmethod(lax.rsqrt)
     stop_gradient = staticmethod(lax.stop_gradient)
 
@@ -161,6 +171,15 @@ class NP:
         return 1 / (1 + np.exp(-x))
 
     erf = staticmethod(scipy.special.erf)
+    erfc = staticmethod(scipy.special.erfc)
+    lgamma = staticmethod(scipy.special.gammaln)
+    digamma = staticmethod(scipy.special.digamma)
+    erf_inv = staticmethod(scipy.special.erfinv)
+    ndtri = staticmethod(scipy.special.ndtri)
+
+    @staticmethod
+    def trigamma(x):
+        return np.asarray(scipy.special.polygamma(1, x), np.asarray(x).dtype)  # keeps float32
 
     @staticmethod
     def rsqrt(x):
@@ -461,7 +480,13 @@ for _name, (_kinds, _dom, _prep) in UNARY.items():
 # Unary lax-only functions, methods of the namespaces.
 for _name, _prep, _diff in [("sigmoid", None, MODES), ("erf", None, MODES),
                             ("rsqrt", _square_plus(0.2), MODES), ("softplus", None, MODES),
-                            ("xtanh", None, {"rev"}), ("stop_gradient", None, ())]:
+                            ("xtanh", None, {"rev"}), ("stop_gradient", None, ()),
+                            ("erfc", None, MODES), ("lgamma", _square_plus(0.2), MODES),
+                            ("digamma", _square_plus(0.2), MODES),
+                            ("trigamma", _square_plus(0.2), MODES),
+                            ("erf_inv", _tanh_times(0.9), MODES),
+                            ("ndtri", ("0.5+0.45*tanh(x)", lambda ns, x: 0.5 + 0.45 * ns.np.tanh(x)),
+                             MODES)]:
     add_op(_unary_name(_name, _prep), lambda ns, x, _n=_name, _p=_prep: _unary(ns, x, getattr(ns, _n), _p),
            ["f"], diff=_diff)
 

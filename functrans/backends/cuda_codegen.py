@@ -254,6 +254,18 @@ SCALAR_RULES = {
 for _n in ["exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "tan", "asin", "acos", "atan",
            "sinh", "cosh", "asinh", "acosh", "atanh", "sqrt", "erf", "atan2"]:
     SCALAR_RULES[_n] = _call(_n)
+SCALAR_RULES["lgamma"] = _call("lgamma")
+SCALAR_RULES["erfc"] = _call("erfc")
+
+
+def _no_cuda(name):
+    def rule(a, din, dout, p):
+        raise NotImplementedError(f"CUDA lowering for primitive '{name}' not implemented")
+    return rule
+
+
+for _n in ["digamma", "polygamma", "erf_inv", "ndtri"]:
+    SCALAR_RULES[_n] = _no_cuda(_n)
 
 
 def _ident(name, dtype):

@@ -17,23 +17,30 @@ CACHE = not SIMULATED      # cuda.jit(cache=True): the simulator has no machine 
 
 # name -> (real CUDA callable, simulator callable); names ending _f32/_f64 are per-dtype
 _MATH = ["exp", "log", "log1p", "expm1", "tanh", "sin", "cos", "tan", "asin", "acos", "atan",
-         "sinh", "cosh", "asinh", "acosh", "atanh", "sqrt", "erf", "atan2", "fmod", "isfinite"]
+         "sinh", "cosh", "asinh", "acosh", "atanh", "sqrt", "erf", "atan2", "fmod", "isfinite",
+         "erfc", "lgamma"]
 _NP_NAME = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "asinh": "arcsinh",
             "acosh": "arccosh", "atanh": "arctanh", "atan2": "arctan2"}
 # libdevice name stems for functions Python's math module lacks or types as integers
 _LIBDEVICE = {"floor": "floor", "ceil": "ceil", "rint": "rint", "cbrt": "cbrt", "exp2": "exp2"}
 
 
-def _sim_erf():
-    vec = np.vectorize(math.erf, otypes=[np.float64])
+def _sim_math(f):
+    """A math-module function as a NumPy-style callable for the simulator (keeps the dtype)."""
+    vec = np.vectorize(f, otypes=[np.float64])
     return lambda x: type(x)(vec(x)) if isinstance(x, np.floating) else vec(x)
+
+
+def _sim_lgamma(x):
+    return math.inf if x == -math.inf or (x <= 0 and x == math.floor(x)) else math.lgamma(x)
 
 
 def _table():
     names = {}
     if SIMULATED:
         for n in _MATH:
-            names["cm_" + n] = _sim_erf() if n == "erf" else getattr(np, _NP_NAME.get(n, n))
+            scalar = {"erf": math.erf, "erfc": math.erfc, "lgamma": _sim_lgamma}.get(n)
+            names["cm_" + n] = _sim_math(scalar) if scalar else getattr(np, _NP_NAME.get(n, n))
         for n in _LIBDEVICE:
             for suffix in ("f32", "f64"):
                 names[f"cm_{n}_{suffix}"] = getattr(np, n)

@@ -184,6 +184,27 @@ SCALAR_RULES = {
 }
 
 
+def _special(fname):
+    """The rule calling a float64 helper of vmath.py (polygamma's order m goes first), cast
+    back to the operand's dtype."""
+    def rule(a, din, dout, p):
+        args = ([str(p["m"])] if "m" in p else []) + [a[0]]
+        return f"{dtype_ctor(dout)}({fname}({', '.join(args)}))"
+    return rule
+
+
+_HEADER += ("from functrans.backends.vmath import (digamma_f64, polygamma_f64, erfinv_f64, "
+            "ndtri_f64)\n")
+SCALAR_RULES.update({
+    "lgamma": _unary_float(generic="math.lgamma"),
+    "erfc": _unary_float(generic="math.erfc"),
+    "digamma": _special("digamma_f64"),
+    "polygamma": _special("polygamma_f64"),
+    "erf_inv": _special("erfinv_f64"),
+    "ndtri": _special("ndtri_f64"),
+})
+
+
 # reductions: (combine(acc, v, dtype) -> expr, identity(dtype))
 def _ident_max(dt):
     return -np.inf if dt.kind == "f" else (np.iinfo(dt).min if dt.kind in "iu" else False)

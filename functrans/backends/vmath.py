@@ -368,4 +368,119 @@ def cos_f32(x):
     return _F(y) if abs(x) < _F(np.inf) else x - x
 
 
+
+# ---------------------------------------------------------------------------------------------
+# Special functions (float64; float32 callers cast the result). Each gives scipy.special's
+# value at the edges: poles, +-inf and nan.
+
+_SJ = dict(cache=True, error_model="numpy")
+# B_2j / (2j) (digamma's asymptotic series) and B_2j / (2j)! (Hurwitz zeta's), j = 1..8
+_PSI_C = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12, -3617 / 8160)
+_ZETA_C = (1 / 12, -1 / 720, 1 / 30240, -1 / 1209600, 1 / 47900160, -691 / 1307674368000,
+           1 / 74724249600, -3617 / 10670622842880000)
+
+
+@numba.njit(**_SJ)
+def digamma_f64(x):
+    """psi(x) = d/dx log Gamma(x): -inf at +0, +inf at -0, nan at negative integers and -inf."""
+    if x != x or x == -math.inf:
+        return math.nan
+    if x == math.inf:
+        return x
+    if x == 0.0:
+        return -math.inf if math.copysign(1.0, x) > 0 else math.inf
+    acc = 0.0
+    if x < 0.0:
+        if np.floor(x) == x:            # np.floor stays a float (math.floor is an int here)
+            return math.nan
+        acc = -math.pi / math.tan(math.pi * x)      # psi(x) = psi(1 - x) - pi / tan(pi x)
+        x = 1.0 - x
+    while x < 10.0:                                 # psi(x) = psi(x + 1) - 1 / x
+        acc -= 1.0 / x
+        x += 1.0
+    z = 1.0 / (x * x)
+    tail = 0.0
+    for j in range(7, -1, -1):                      # sum_j B_2j / (2j x^2j), Horner in z
+        tail = (tail + _PSI_C[j]) * z
+    return acc + math.log(x) - 0.5 / x - tail
+
+
+@numba.njit(**_SJ)
+def polygamma_f64(m, x):
+    """The m-th derivative of digamma, m >= 1: (-1)^(m+1) m! zeta(m + 1, x) by recurrence and
+    the Euler-Maclaurin tail; +-inf (the sign of (-1)^(m+1)) at poles and -inf, 0 at +inf, nan
+    below -2^31 (the recurrence would take that many steps)."""
+    sign = 1.0 if m % 2 == 1 else -1.0
+    if x != x:
+        return x
+    if x == math.inf:
+        return 0.0 * sign
+    if x <= 0.0 and np.floor(x) == x:   # the poles, -inf included
+        return sign * math.inf
+    if x < -2147483648.0:
+        return math.nan
+    s = m + 1
+    acc = 0.0
+    while x < 15.0 + m:
+        acc += (1.0 / x) ** s
+        x += 1.0
+    xs = x ** (-s)
+    acc += x * xs / m + 0.5 * xs
+    rise, term = float(s), xs / x                   # s (s+1) ... (s+2j-2) x^(-s-2j+1)
+    for j in range(8):
+        acc += _ZETA_C[j] * rise * term
+        rise *= (s + 2 * j + 1) * (s + 2 * j + 2)
+        term /= x * x
+    return sign * math.gamma(m + 1.0) * acc
+
+
+@numba.njit(**_SJ)
+def _erfinv_small(y):
+    """erfinv(y) for |y| <= 0.5: series start, Newton steps on erf."""
+    x = 0.886226925452758 * y * (1.0 + y * y * (0.2617993877991494 + y * y * 0.14393173084921979))
+    for _ in range(4):
+        x -= (math.erf(x) - y) * 0.886226925452758 * math.exp(x * x)
+    return x
+
+
+@numba.njit(**_SJ)
+def _erfcinv_small(c):
+    """The z > 0 with erfc(z) = c, for 0 < c <= 0.5: a rational start (Abramowitz & Stegun
+    26.2.23), then Newton steps on erfc (exp(z^2) split in two so it does not overflow)."""
+    t = math.sqrt(-2.0 * math.log(0.5 * c))
+    z = (t - (2.515517 + t * (0.802853 + t * 0.010328))
+         / (1.0 + t * (1.432788 + t * (0.189269 + t * 0.001308)))) / math.sqrt(2.0)
+    for _ in range(5):
+        h = math.exp(0.5 * z * z)
+        z += (math.erfc(z) - c) * 0.886226925452758 * h * h
+    return z
+
+
+@numba.njit(**_SJ)
+def erfinv_f64(y):
+    """The inverse of erf on [-1, 1]: +-inf at +-1, nan outside."""
+    a = abs(y)
+    if not a <= 1.0:
+        return math.nan
+    if a == 1.0:
+        return math.copysign(math.inf, y)
+    if a <= 0.5:
+        return _erfinv_small(y)
+    return math.copysign(_erfcinv_small(1.0 - a), y)
+
+
+@numba.njit(**_SJ)
+def ndtri_f64(p):
+    """The inverse of the standard normal CDF on [0, 1]: -inf at 0, inf at 1, nan outside."""
+    if not 0.0 <= p <= 1.0:
+        return math.nan
+    if p == 0.0 or p == 1.0:
+        return -math.inf if p == 0.0 else math.inf
+    if 0.25 <= p <= 0.75:
+        return math.sqrt(2.0) * _erfinv_small(2.0 * p - 1.0)
+    if p < 0.25:
+        return -math.sqrt(2.0) * _erfcinv_small(2.0 * p)
+    return math.sqrt(2.0) * _erfcinv_small(2.0 * (1.0 - p))
+
+
 _guard_dispatchers(globals())     # a failing cache write costs a compile, never a run

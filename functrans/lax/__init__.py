@@ -7,3 +7,4 @@ from .lax import (abs, add, argmax, argmin, broadcast_in_dim, broadcasted_iota, 
 from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_slice,  # noqa: F401
                       gather, scatter_add, scatter, scatter_mul, sort, argsort)
 from .control_flow import cond, switch, while_loop, fori_loop, scan, map, cond_p, while_p, scan_p  # noqa: F401,A004
+from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402

@@ -1,2 +1,2 @@
-"""functrans.scipy: the traced subset of SciPy (special.logsumexp)."""
-from . import special  # noqa: F401
+"""functrans.scipy: the traced subset of SciPy (special, stats)."""
+from . import special, stats  # noqa: F401

@@ -1,0 +1,2 @@
+"""functrans.example_libraries: JAX's small example libraries, ``optimizers`` and ``stax``."""
+from . import optimizers, stax  # noqa: F401
