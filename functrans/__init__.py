@@ -3,9 +3,10 @@ from . import core, tree, tree_util  # noqa: F401
 from .core import Array  # noqa: F401
 from ._config import config  # noqa: F401
 from .lax import lax as _lax  # noqa: F401  (registers the primitives)
-from .api import (ShapeDtypeStruct, block_until_ready, device_get, device_put, eval_shape, grad,  # noqa: F401
-                  hessian, hvp, jacfwd, jacrev, jit, jvp, linearize, make_jaxpr, value_and_grad, vjp,
-                  vmap)
+from .api import (ShapeDtypeStruct, block_until_ready, device_get, device_put, disable_jit,  # noqa: F401
+                  eval_shape, grad, hessian, hvp, jacfwd, jacrev, jit, jvp, linearize, make_jaxpr,
+                  value_and_grad, vjp, vmap)
+from .api import jacrev as jacobian  # noqa: F401  (JAX's alias)
 from .devices import Device, default_backend, devices, local_devices  # noqa: F401
 from . import jit_primitive as _jit_primitive  # noqa: F401
 from . import backends as _backends  # noqa: F401  (registers the jit CPU executor; numba loads lazily)

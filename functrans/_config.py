@@ -7,22 +7,31 @@ Public as ``functrans.config``; ``config.update(name, value)`` sets one, also un
   (``FUNCTRANS_NUM_CPU_DEVICES``; as XLA's ``--xla_force_host_platform_device_count``).
 - ``debug_nans``: raise FloatingPointError naming the primitive and the user's line that first
   produced a NaN, eagerly and under jit (``FUNCTRANS_DEBUG_NANS=1``; docs/nonfinite.md).
+- ``disable_jit``: ``jit``-decorated functions run as plain Python, un-traced, so prints and
+  breakpoints see concrete values (``FUNCTRANS_DISABLE_JIT=1`` or ``JAX_DISABLE_JIT=1``; also the
+  ``functrans.disable_jit()`` context manager).
 """
+import difflib
 import os
 
 
 class _Config:
-    __slots__ = ("check_jaxprs", "num_cpu_devices", "debug_nans")
+    __slots__ = ("check_jaxprs", "num_cpu_devices", "debug_nans", "disable_jit")
 
     def __init__(self):
         self.check_jaxprs = os.environ.get("FUNCTRANS_CHECK_JAXPRS", "") == "1"
         self.num_cpu_devices = int(os.environ.get("FUNCTRANS_NUM_CPU_DEVICES", "1") or 1)
         self.debug_nans = os.environ.get("FUNCTRANS_DEBUG_NANS", "") == "1"
+        self.disable_jit = "1" in (os.environ.get("FUNCTRANS_DISABLE_JIT", ""),
+                                   os.environ.get("JAX_DISABLE_JIT", ""))
 
     def _name(self, name):
         key = name[4:] if name.startswith("jax_") else name
         if key not in self.__slots__:
-            raise AttributeError(f"Unrecognized config option: {name}")
+            known = [n for k in self.__slots__ for n in (k, "jax_" + k)]
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise AttributeError(f"Unrecognized config option: {name!r}{hint}")
         return key
 
     def update(self, name, value):

@@ -1,8 +1,10 @@
 """User-facing transforms: pytree flattening, argnums and has_aux around the flat interpreters."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
+import types
 
 import numpy as np
 
@@ -825,7 +827,13 @@ class Jitted:
         closed, out_tree = entry
         return closed, leaves, out_tree
 
+    def __get__(self, obj, objtype=None):
+        """As a method: bound to the instance, which becomes the first argument."""
+        return self if obj is None else types.MethodType(self, obj)
+
     def __call__(self, *args, **kwargs):
+        if core.config.disable_jit:
+            return self.fun(*args, **kwargs)
         fast = (self._fast is not None and not kwargs and core._state.trace is core.eval_trace
                 and not core.config.debug_nans)   # debug_nans checks in jit_p's impl
         if fast:
@@ -932,6 +940,18 @@ class Jitted:
     def cache_size(self):
         """Number of traced signatures held."""
         return len(self._cache)
+
+
+@contextlib.contextmanager
+def disable_jit(disable=True):
+    """A context in which jit-decorated functions run as plain Python (un-traced: prints and
+    breakpoints see concrete values), as ``jax.disable_jit``; restores the setting on exit."""
+    saved = core.config.disable_jit
+    core.config.disable_jit = bool(disable)
+    try:
+        yield
+    finally:
+        core.config.disable_jit = saved
 
 
 def jit(fun=None, static_argnums=(), static_argnames=(), backend=None, **unused):
