@@ -996,7 +996,7 @@ def emit_plan(em, kplan):
     """Emit the steps of a plan whose input names/shapes are bound; returns output names."""
     check_lowerable(kplan)
     for step in kplan.steps:
-        for e in ([step.eqn] if isinstance(step, Op) else step.eqns):
+        for e in plan_mod.step_eqns(step):
             _assign_shapes(em, e)
     for step, in_place in zip(kplan.steps, in_place_outputs(kplan)):
         if isinstance(step, Group):
@@ -1055,18 +1055,14 @@ def group_cap():
     return None if os.environ.get("FUNCTRANS_SPLIT_GROUPS", "1") == "0" else GROUP_COST_CAP
 
 
-def _step_eqns(step):
-    return [step.eqn] if isinstance(step, Op) else step.eqns
-
-
 def _step_cost(step):
-    return sum(eqn_cost(e) for e in _step_eqns(step))
+    return sum(eqn_cost(e) for e in plan_mod.step_eqns(step))
 
 
 def _reads(steps):
     out = []
     for st in steps:
-        for e in _step_eqns(st):
+        for e in plan_mod.step_eqns(st):
             out.extend(v for v in e.inputs if type(v) is Var)
     return out
 
@@ -1105,8 +1101,8 @@ def split_plan(kplan):
     parts = []
     for run in reversed(runs):
         steps = [run] if isinstance(run, Op) else run
-        defs = set(o for st in steps for e in _step_eqns(st) for o in e.out_binders)
-        outs = [v for v in dict.fromkeys(o for st in steps for e in _step_eqns(st)
+        defs = set(o for st in steps for e in plan_mod.step_eqns(st) for o in e.out_binders)
+        outs = [v for v in dict.fromkeys(o for st in steps for e in plan_mod.step_eqns(st)
                                          for o in e.out_binders) if v in live]
         reads = list(dict.fromkeys(v for v in _reads(steps) if v not in defs))
         donated = [v for v in reads if v in owned and v not in live]   # dead after this run

@@ -505,12 +505,11 @@ def _reusable_vars(plan):
     """The vars whose buffers never leave a run: every value computed by a step except the
     outputs, what a reshape of an output aliases, and the operands of control flow (a branch
     or loop body may hand an operand back as its result)."""
-    from .plan import Group
+    from .plan import step_eqns
     escaping = set(v for v in plan.outvars if type(v) is not Literal)
     defined = set()
     for step in reversed(plan.steps):
-        eqns = step.eqns if isinstance(step, Group) else [step.eqn]
-        for e in eqns:
+        for e in step_eqns(step):
             defined.update(e.out_binders)
             name = e.primitive.name
             if name in CONTROL_FLOW or (name == "reshape" and e.out_binders[0] in escaping):
