@@ -664,6 +664,7 @@ def environment():
         except md.PackageNotFoundError:
             pass
     log(f"python {sys.version.split()[0]}; " + ", ".join(vers))
+    import functrans as ft
     from functrans.backends import cuda_memory, numba_cuda
     try:
         where = numba_cuda.check_available()
@@ -671,7 +672,7 @@ def environment():
         log(f"functrans CUDA: {e}")
         return False
     log(f"functrans CUDA: {where}; CuPy: {cuda_memory.cupy_status()}; "
-        f"default matmul precision: {numba_cuda.default_matmul_precision}")
+        f"default matmul precision: {ft.config.default_matmul_precision or 'default'}")
     return True
 
 

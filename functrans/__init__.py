@@ -3,7 +3,8 @@ from . import core, tree, tree_util  # noqa: F401
 from .core import Array  # noqa: F401
 from ._config import config  # noqa: F401
 from .lax import lax as _lax  # noqa: F401  (registers the primitives)
-from .api import (ShapeDtypeStruct, block_until_ready, device_get, device_put, disable_jit,  # noqa: F401
+from .api import (ShapeDtypeStruct, block_until_ready, default_matmul_precision, device_get,  # noqa: F401
+                  device_put, disable_jit,
                   eval_shape, grad, hessian, hvp, jacfwd, jacrev, jit, jvp, linearize, make_jaxpr,
                   value_and_grad, vjp, vmap)
 from .api import jacrev as jacobian  # noqa: F401  (JAX's alias)

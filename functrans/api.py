@@ -810,8 +810,11 @@ class Jitted:
                                                             self.static_argnames)
         _check_static_hashable(static_key, self.fun, self._params)
         leaves, in_tree = _flat_leaves((dyn_args, dyn_kw), "jit arguments")
+        if not core.x64_enabled():  # 64-bit arguments are passed (and traced) as 32-bit ones
+            leaves = [x if type(x) is core.Array or isinstance(x, core.Tracer)
+                      else core.canonical_buffer(np.asarray(x)) for x in leaves]
         avals = tuple(get_aval(x) for x in leaves)
-        key = (in_tree, avals, static_key)
+        key = (in_tree, avals, static_key, core.x64_enabled())
         entry = self._cache.get(key)
         if entry is None:
             self.trace_count += 1
@@ -835,7 +838,8 @@ class Jitted:
         if core.config.disable_jit:
             return self.fun(*args, **kwargs)
         fast = (self._fast is not None and not kwargs and core._state.trace is core.eval_trace
-                and not core.config.debug_nans)   # debug_nans checks in jit_p's impl
+                and not core.config.debug_nans    # debug_nans checks in jit_p's impl
+                and core.x64_enabled())           # without x64, arguments are converted
         if fast:
             outs = self._call_fast(args)
             if outs is None and self._fast_device:
@@ -952,6 +956,19 @@ def disable_jit(disable=True):
         yield
     finally:
         core.config.disable_jit = saved
+
+
+@contextlib.contextmanager
+def default_matmul_precision(precision):
+    """A context in which float32 matmuls without ``precision=`` use ``precision`` (JAX's names:
+    "default", "high", "highest", "float32", "tensorfloat32", "bfloat16"...), as
+    ``jax.default_matmul_precision``; restores the setting on exit."""
+    saved = core.config.default_matmul_precision
+    core.config.default_matmul_precision = precision
+    try:
+        yield
+    finally:
+        core.config.default_matmul_precision = saved
 
 
 def jit(fun=None, static_argnums=(), static_argnames=(), backend=None, **unused):

@@ -15,6 +15,7 @@ import sysconfig
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
+from ._config import _checks as _config_checks
 from ._config import config  # (also re-exported: functrans.core.config)
 from .devices import default_device
 from .tree_util import register_leaf_type
@@ -90,8 +91,15 @@ def scalar_array(x):
 
 
 # the dtypes every primitive handles: native-order bool, integer and real float (the only ones
-# the aval memo holds, so a memo hit proves it); a set, for membership is the cheapest test
-_PLAIN_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQefdg")
+# the aval memo holds, so a memo hit proves it); a set, for membership is the cheapest test.
+# With jax_enable_x64 off the 64-bit ones leave the set (set_x64), so that every value entering
+# through a slow path is canonicalised to 32 bits there.
+_ALL_PLAIN_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQefdg")
+_PLAIN_DTYPES = _ALL_PLAIN_DTYPES
+# 64-bit dtype -> its 32-bit counterpart: what values become with jax_enable_x64 off (as JAX)
+_NARROW = {np.dtype(a): np.dtype(b) for a, b in
+           [("i8", "i4"), ("u8", "u4"), ("f8", "f4"), ("c16", "c8"), ("g", "f4")]}
+_x64 = True
 
 
 def _is_plain(dtype):
@@ -99,10 +107,40 @@ def _is_plain(dtype):
     return dtype in _PLAIN_DTYPES
 
 
+def x64_enabled():
+    """True when 64-bit values are kept (the default); False after
+    ``config.update("jax_enable_x64", False)``, when they are canonicalised to 32 bits."""
+    return _x64
+
+
+def canonicalize_dtype(dtype):
+    """dtype as values of it are stored: itself, or with x64 off its 32-bit counterpart."""
+    dtype = np.dtype(dtype)
+    return dtype if _x64 else _NARROW.get(dtype, dtype)
+
+
+def set_x64(enabled):
+    """Switch 64-bit canonicalisation (config's jax_enable_x64 hook): the plain dtypes, the
+    scalar avals and the aval memo follow."""
+    global _x64, _PLAIN_DTYPES, _SCALAR_AVALS
+    _x64 = bool(enabled)
+    _PLAIN_DTYPES = _ALL_PLAIN_DTYPES if _x64 else _ALL_PLAIN_DTYPES - _NARROW.keys()
+    _SCALAR_AVALS = {t: a for t, a in _ALL_SCALAR_AVALS.items() if _is_plain(a.dtype)}
+    _aval_memo.clear()
+
+
+def _check_x64(value):
+    set_x64(value)
+    return bool(value)
+
+
+_config_checks["enable_x64"] = _check_x64
+
+
 def canonical_buffer(x, what="argument"):
     """The ndarray x in the layout functrans computes on: native byte order (a big-endian
-    array is copied). TypeError naming ``what`` for dtypes that are not numbers or bools
-    (object, strings, records, datetimes)."""
+    array is copied), 32-bit with x64 off. TypeError naming ``what`` for dtypes that are not
+    numbers or bools (object, strings, records, datetimes)."""
     dt = x.dtype
     if dt.kind not in "biufc":
         if dt == float0:        # the tangents of integer inputs, which the API hands out
@@ -110,6 +148,8 @@ def canonical_buffer(x, what="argument"):
         raise TypeError(f"{what} has dtype {dt} ({x!r:.60}), which is not a valid functrans "
                         "array type: only bool, integer, floating-point and complex arrays are "
                         f"supported{where()}")
+    if not _x64 and dt.newbyteorder("=") in _NARROW:
+        return x.astype(_NARROW[dt.newbyteorder("=")])
     return x if dt.isnative else x.astype(dt.newbyteorder("="))
 
 
@@ -305,8 +345,10 @@ def _run_impl(prim, vals, params):
 
 
 # NumPy's numeric scalar types -> the aval of the 0-d arrays they stand for
-_SCALAR_AVALS = {t: ShapedArray((), np.dtype(t)) for t in set(np.sctypeDict.values())
-                 if issubclass(t, (np.number, np.bool_)) and _is_plain(np.dtype(t))}
+_ALL_SCALAR_AVALS = {t: ShapedArray((), np.dtype(t)) for t in set(np.sctypeDict.values())
+                     if issubclass(t, (np.number, np.bool_)) and _is_plain(np.dtype(t))}
+_SCALAR_AVALS = _ALL_SCALAR_AVALS
+set_x64(config.enable_x64)     # the environment's choice (FUNCTRANS_ENABLE_X64, JAX_ENABLE_X64)
 
 
 def _no_impl_error(prim):
@@ -726,8 +768,8 @@ def make_array(value, device=None, committed=False):
     a = _new_object(Array)
     aval = _aval_memo.get((value.shape, value.dtype))
     if aval is None:        # not a plain dtype, or a new shape: canonicalise, then look again
-        if type(value) is np.ndarray:
-            value = canonical_buffer(value)
+        if isinstance(value, (np.ndarray, np.generic)):
+            value = canonical_buffer(np.asarray(value))
         aval = _new_aval(value)
         a._plain = not committed and _is_plain(aval.dtype)
     else:
@@ -743,7 +785,9 @@ def _new_aval(buffer):
     dtypes (_is_plain); a big-endian buffer has the aval of its native-order copy."""
     shape, dtype = tuple(buffer.shape), np.dtype(buffer.dtype)
     if not _is_plain(dtype):
-        return ShapedArray(shape, dtype.newbyteorder("=") if dtype.kind in "biufc" else dtype)
+        if dtype.kind not in "biufc":
+            return ShapedArray(shape, dtype)
+        return ShapedArray(shape, canonicalize_dtype(dtype.newbyteorder("=")))
     if len(_aval_memo) > 4096:
         _aval_memo.clear()
     a = _aval_memo[(shape, dtype)] = ShapedArray(shape, dtype)
@@ -1217,7 +1261,9 @@ class StagingTrace(Trace):
         if v is None:
             v = self._const_var_of[id(x)] = Var(get_aval(x))
             self.constvars.append(v)
-            self.consts.append(x if self.forward else _freeze_const(x))
+            self.consts.append(_freeze_const(x) if not self.forward else
+                               make_array(canonical_buffer(x)) if type(x) is np.ndarray
+                               and not _is_plain(x.dtype) else x)
             self._keepalive.append(x)      # its id is our key: keep it from being reused
         return v
 
@@ -1244,7 +1290,7 @@ def _freeze_const(x):
         return x
     if isinstance(x, np.ndarray) and not x.flags.writeable and x.flags.owndata and _is_plain(x.dtype):
         return x
-    return make_array(np.array(x))
+    return make_array(canonical_buffer(np.array(x), "a constant"))
 
 
 for _t in (Array, StagedTracer, np.ndarray, np.float64, np.float32, np.int64, np.int32, np.bool_):

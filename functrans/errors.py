@@ -13,6 +13,11 @@ class TracerIntegerConversionError(ConcretizationTypeError):
     """int() or index of an abstract traced value."""
 
 
+class NonConcreteBooleanIndexError(IndexError, ConcretizationTypeError):
+    """A boolean mask index of an abstract traced value (its true count would set the result
+    shape); an IndexError as in JAX, and a ConcretizationTypeError."""
+
+
 class TracerArrayConversionError(TypeError):
     """np.asarray() of a traced value: NumPy functions cannot be traced."""
 

@@ -86,7 +86,7 @@ def _check_shape(shape, name):
 
 def bits(key, shape=(), dtype=np.uint32):
     """Uniformly random unsigned integers of the given shape (dtype uint32 or uint64)."""
-    shape, dtype = _check_shape(shape, "bits"), np.dtype(dtype)
+    shape, dtype = _check_shape(shape, "bits"), core.canonicalize_dtype(dtype)
     n = math.prod(shape)
     if dtype == _U32:
         return lax.reshape(_random_bits32(key, n), shape)
@@ -142,7 +142,7 @@ def fold_in(key, data):
 # Continuous distributions
 
 def _float_dtype(dtype, name):
-    dtype = np.dtype(dtype)
+    dtype = core.canonicalize_dtype(dtype)
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise TypeError(f"random.{name} requires a float32 or float64 dtype, got {dtype.name}")
     return dtype

@@ -450,13 +450,13 @@ def matmul_precision():
     x, y = floats((64, 32), lo=-1, hi=1), floats((32, 48), lo=-1, hi=1)
     want = x.astype(np.float64) @ y.astype(np.float64)
     before = numba_cuda.stats()["gemm_calls"]
-    numba_cuda.default_matmul_precision = "default"
+    ft.config.default_matmul_precision = "default"
     try:
         tf32 = ft.jit(lambda a, b: a @ b, backend="cuda")(x, y)
         high = ft.jit(lambda a, b: lax.dot_general(a, b, (((1,), (0,)), ((), ())),
                                                    precision="highest"), backend="cuda")(x, y)
     finally:
-        numba_cuda.default_matmul_precision = "highest"
+        ft.config.default_matmul_precision = "highest"
     np.testing.assert_allclose(high, want, rtol=1e-5, atol=1e-5, err_msg="HIGHEST")
     np.testing.assert_allclose(tf32, want, rtol=0, atol=0.05, err_msg="DEFAULT (TF32)")
     if _on_gpu_with_cupy():     # both products were cuBLAS calls
@@ -604,8 +604,8 @@ def run_checks(names=None, stream=None):
     ``CUDA_CHECK <name> <seconds> ok|FAIL``. GEMMs run in full float32 meanwhile (the checks
     compare with float32 NumPy; the GPU default is TF32, which matmul_precision checks)."""
     results, seconds = {}, {}
-    saved = numba_cuda.default_matmul_precision
-    numba_cuda.default_matmul_precision = "highest"
+    saved = ft.config.default_matmul_precision
+    ft.config.default_matmul_precision = "highest"
     try:
         for name in names or CHECKS:
             t0 = time.perf_counter()
@@ -619,7 +619,7 @@ def run_checks(names=None, stream=None):
                 verdict = "ok" if results[name] == "ok" else "FAIL"
                 print(f"CUDA_CHECK {name} {seconds[name]} {verdict}", file=stream, flush=True)
     finally:
-        numba_cuda.default_matmul_precision = saved
+        ft.config.default_matmul_precision = saved
     return results, seconds
 
 

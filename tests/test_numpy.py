@@ -544,9 +544,10 @@ def test_shape_mismatch_errors_name_shapes_and_location():
     a, b = np.ones((2, 3)), np.ones((4, 5))
     _raises_here(ValueError, lambda: jnp.add(a, b), "(2, 3)", "(4, 5)")
     _raises_here(ValueError, lambda: staged(lambda x, y: x + y)(a, b), "(2, 3)", "(4, 5)")
-    _raises_here(ValueError, lambda: jnp.matmul(a, b), "(2, 3)", "(4, 5)")
-    _raises_here(ValueError, lambda: staged(lambda x, y: x @ y)(a, b), "(2, 3)", "(4, 5)")
-    _raises_here(ValueError, lambda: jnp.dot(a, b), "(2, 3)", "(4, 5)")
+    # contraction mismatches are TypeErrors, as JAX's dot_general raises
+    _raises_here(TypeError, lambda: jnp.matmul(a, b), "(2, 3)", "(4, 5)")
+    _raises_here(TypeError, lambda: staged(lambda x, y: x @ y)(a, b), "(2, 3)", "(4, 5)")
+    _raises_here(TypeError, lambda: jnp.dot(a, b), "(2, 3)", "(4, 5)")
     _raises_here(ValueError, lambda: jnp.reshape(a, (4, 2)), "(2, 3)", "(4, 2)")
     _raises_here(ValueError, lambda: staged(lambda x: x.reshape(5, -1))(a), "(2, 3)", "(5, -1)")
     _raises_here(ValueError, lambda: jnp.concatenate([a, b]), "(2, 3)", "(4, 5)")

@@ -27,8 +27,9 @@ Buffers come from the pool; each compiled program keeps its intermediates betwee
 workspace buffers that values with disjoint lives share (``REUSE_BUFFERS``), so a steady-state
 step asks the pool only for its outputs and the driver for nothing (``memory_stats()``). Constants and literals are copied to the device once per
 compiled program. float32 GEMMs use TF32 tensor cores unless the dot_general asks for
-``precision=HIGHEST`` (``default_matmul_precision``). One run of a program at a time: the
-kept intermediates are not shared between threads (a concurrent run allocates its own).
+``precision=HIGHEST`` (or ``config.default_matmul_precision`` is "highest"). One run of a
+program at a time: the kept intermediates are not shared between threads (a concurrent run
+allocates its own).
 
 Importing this module is cheap and works without numba.cuda; ``check_available()`` (called on
 the first run) raises a RuntimeError saying what is missing. Under NUMBA_ENABLE_CUDASIM=1 the
@@ -47,6 +48,7 @@ import weakref
 import numpy as np
 
 from .. import core
+from .._config import config
 from ..core import ClosedJaxpr, Jaxpr, JaxprEqn, Literal
 from .. import jit_primitive
 from . import cuda_compat  # noqa: F401  (NumPy 2.5 guard, before numba.cuda compiles)
@@ -59,10 +61,6 @@ _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls":
           "gemm_fallbacks": 0, "host_reads": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
 
-#: Precision of the float32 GEMMs of dot_generals that give no ``precision=``: "default" (TF32
-#: tensor cores, JAX's GPU default), "high" (also TF32) or "highest" (full float32). Read at
-#: each GEMM; starts from the environment variable FUNCTRANS_DEFAULT_MATMUL_PRECISION.
-default_matmul_precision = os.environ.get("FUNCTRANS_DEFAULT_MATMUL_PRECISION", "default")
 
 #: Keep each compiled program's intermediate buffers between runs (not its outputs), so a
 #: steady-state step allocates only its outputs. FUNCTRANS_CUDA_REUSE_BUFFERS=0 turns it off;
@@ -375,7 +373,7 @@ class _Program:
             buf = self._alloc(out, None, env)
             env[out] = buf
             if _gemm_state["enabled"]:
-                compute = plan.compute_type(default_matmul_precision)   # a bad value raises here
+                compute = plan.compute_type(config.default_matmul_precision or "default")
                 try:
                     plan(self._value(env, x), self._value(env, y), buf, compute)
                     _stats["gemm_calls"] += 1

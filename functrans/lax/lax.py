@@ -47,6 +47,9 @@ def _const(x, v):
     return full(a.shape, v, a.dtype)
 
 
+_canon = core.canonicalize_dtype
+
+
 def _check_kind(name, aval, kinds):
     if aval.dtype.kind not in kinds:
         raise TypeError(f"{name} does not accept dtype {aval.dtype.name}")
@@ -228,8 +231,50 @@ def binop(name, impl, kinds=_any, out_dtype=None):
     and its wrapper."""
     p = primitive(name, impl, _nary_aval(name, kinds, out_dtype))
     defbroadcasting(p)
-    return p, _traceable(p, f"Elementwise {name}(x, y) of equal shapes and dtypes (the lax "
-                            f"primitive '{name}').")
+    return p, _binary_traceable(p)
+
+
+# lax binop -> the functrans.numpy function that promotes (named in dtype errors, as JAX does)
+_PROMOTING = {"sub": "subtract", "mul": "multiply", "div": "divide", "rem": "remainder",
+              "pow": "power", "max": "maximum", "min": "minimum", "atan2": "arctan2",
+              "and": "bitwise_and", "or": "bitwise_or", "xor": "bitwise_xor", "eq": "equal",
+              "ne": "not_equal", "lt": "less", "le": "less_equal", "gt": "greater",
+              "ge": "greater_equal", "shift_right_logical": "right_shift"}
+
+
+def _binary_traceable(p):
+    """The wrapper of binop p: operands of one dtype (TypeError otherwise, as JAX's lax), shapes
+    broadcast as NumPy does (size-1 and missing leading dims), then p.bind."""
+    name = p.name
+
+    def f(x, y):
+        ax, ay = getattr(x, "aval", None), getattr(y, "aval", None)
+        if ax is None or ay is None or not ax == ay:
+            x, y = _lax_operands(name, x, y)
+        return core._state.trace.process_primitive(p, (x, y), {})
+    f.__name__ = f.__qualname__ = name
+    f.__doc__ = (f"Elementwise {name}(x, y) (the lax primitive '{name}'): x and y of one dtype "
+                 "(Python scalars take the default dtype of their kind), shapes broadcast.")
+    return f
+
+
+def _lax_operands(name, x, y):
+    """x and y broadcast to one shape; TypeError naming both dtypes (or shapes) if they differ."""
+    ax, ay = get_aval(x), get_aval(y)
+    if ax.dtype != ay.dtype:
+        raise TypeError(f"lax.{name} requires arguments to have the same dtypes, got "
+                        f"{ax.dtype.name}, {ay.dtype.name}. (Tip: jnp.{_PROMOTING.get(name, name)} "
+                        f"is a similar function that does automatic type promotion on inputs)"
+                        f"{core.where()}.")
+    if ax.shape == ay.shape:
+        return x, y
+    try:
+        shape = np.broadcast_shapes(ax.shape, ay.shape)
+    except ValueError:
+        raise TypeError(f"{name} got incompatible shapes for broadcasting: {ax.shape}, "
+                        f"{ay.shape}{core.where()}.") from None
+    return tuple(broadcast_in_dim(v, shape, range(len(shape) - a.ndim, len(shape)))
+                 for v, a in ((x, ax), (y, ay)))
 
 
 def _div_impl(x, y):
@@ -445,8 +490,9 @@ defvectorized(convert_element_type_p)
 
 
 def convert_element_type(x, new_dtype):
-    """x cast to new_dtype (no-op if it already has it)."""
-    new_dtype = np.dtype(new_dtype)
+    """x cast to new_dtype (no-op if it already has it); 64-bit dtypes mean 32-bit ones when
+    jax_enable_x64 is off."""
+    new_dtype = _canon(new_dtype)
     if get_aval(x).dtype == new_dtype:
         return core.to_output(x)
     return convert_element_type_p.bind(x, new_dtype=new_dtype)
@@ -483,12 +529,12 @@ iota_p = primitive("iota", _iota_impl, lambda *, dtype, shape, dimension: Shaped
 
 def iota(dtype, size):
     """[0, 1, ..., size-1] of the given dtype."""
-    return iota_p.bind(dtype=np.dtype(dtype), shape=(int(size),), dimension=0)
+    return iota_p.bind(dtype=_canon(dtype), shape=(int(size),), dimension=0)
 
 
 def broadcasted_iota(dtype, shape, dimension):
     """An array of the given shape whose values count along ``dimension``."""
-    return iota_p.bind(dtype=np.dtype(dtype), shape=tuple(shape), dimension=int(dimension))
+    return iota_p.bind(dtype=_canon(dtype), shape=tuple(shape), dimension=int(dimension))
 
 
 _PY_SCALARS = frozenset((bool, int, float, complex))
@@ -496,7 +542,7 @@ _PY_SCALARS = frozenset((bool, int, float, complex))
 
 def full(shape, fill_value, dtype):
     """An array of the given shape filled with fill_value (a broadcast of a scalar)."""
-    dtype = np.dtype(dtype)
+    dtype = _canon(dtype)
     if type(fill_value) in _PY_SCALARS and shape == () and not core.staging():
         return _scalar_array(fill_value, dtype)
     if type(fill_value) not in _PY_SCALARS and (
@@ -681,12 +727,12 @@ argmin_p = _argminmax("argmin", np.argmin)
 
 def argmax(x, axis, index_dtype=np.int64):
     """Index of the first maximum along axis (NaN counts as the maximum, as numpy)."""
-    return argmax_p.bind(x, axes=(int(axis),), index_dtype=np.dtype(index_dtype))
+    return argmax_p.bind(x, axes=(int(axis),), index_dtype=_canon(index_dtype))
 
 
 def argmin(x, axis, index_dtype=np.int64):
     """Index of the first minimum along axis."""
-    return argmin_p.bind(x, axes=(int(axis),), index_dtype=np.dtype(index_dtype))
+    return argmin_p.bind(x, axes=(int(axis),), index_dtype=_canon(index_dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1042,6 +1088,18 @@ def _one_precision(q):
                          "or 'default'/'high'/'highest'") from None
 
 
+def _check_default_precision(value):
+    """config's default_matmul_precision: None or one of JAX's names (ValueError otherwise)."""
+    if value is not None and (not isinstance(value, str) or value.lower() not in _PRECISION_NAMES):
+        raise ValueError(f"jax_default_matmul_precision must be None or one of "
+                         f"{sorted(_PRECISION_NAMES)}, got {value!r}")
+    return value if value is None else value.lower()
+
+
+core._config_checks["default_matmul_precision"] = _check_default_precision
+core.config.default_matmul_precision = core.config.default_matmul_precision   # check the env's
+
+
 def _precision_params(precision):
     """dot_general's precision param: present only when set, so programs that never ask for
     a precision keep the equations (and printed jaxprs) they always had."""
@@ -1102,7 +1160,7 @@ def dot_general(x, y, dimension_numbers, precision=None, preferred_element_type=
     (lc, rc), (lb, rb) = dimension_numbers
     dn = ((tuple(map(int, lc)), tuple(map(int, rc))),
           (tuple(map(int, lb)), tuple(map(int, rb))))
-    pet = None if preferred_element_type is None else np.dtype(preferred_element_type)
+    pet = None if preferred_element_type is None else _canon(preferred_element_type)
     return dot_general_p.bind(x, y, dimension_numbers=dn, preferred_element_type=pet,
                               **_precision_params(canonicalize_precision(precision)))
 

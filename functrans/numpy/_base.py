@@ -175,7 +175,8 @@ def _bad_operand(fn, args):
 def result_type(*args):
     """NumPy 2's promotion of the operands' dtypes (Python scalars weak)."""
     try:
-        return np.result_type(*[x if is_weak(x) else dtype_of(x) for x in args])
+        return core.canonicalize_dtype(
+            np.result_type(*[x if is_weak(x) else dtype_of(x) for x in args]))
     except TypeError as e:
         raise TypeError(f"{e}{core.where()}") from None
 
@@ -201,7 +202,7 @@ def cast(x, dtype):
     """x (operand or Python scalar) converted to dtype."""
     if (type(x) is Array or isinstance(x, (Tracer, np.ndarray))) and x.dtype == dtype:
         return x
-    dtype = np.dtype(dtype)
+    dtype = core.canonicalize_dtype(dtype)
     if is_weak(x) or isinstance(x, np.generic):
         return np.asarray(core.check_int64(x), dtype)
     x = as_operand(x)

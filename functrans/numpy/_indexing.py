@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import core
 from ..core import Tracer, get_aval
+from ..errors import NonConcreteBooleanIndexError
 from ..lax import lax
 from ..lax import slicing
 from ._base import as_operand, broadcast_to_shape, canonical_axis, cast
@@ -33,6 +34,19 @@ def _is_int_scalar(i):
 
 def _index_error(msg):
     return IndexError(f"{msg}{core.where()}")
+
+
+def _concrete_mask(mask):
+    """The value of a traced boolean mask; NonConcreteBooleanIndexError (an IndexError) if it
+    is abstract, as in JAX."""
+    v = mask.to_concrete_value()
+    if v is None:
+        raise NonConcreteBooleanIndexError(
+            f"Array boolean indices must be concrete; got {mask.aval.str_short()}{core.where()}. "
+            "The mask's true count would set the result's shape, which under jit must be known "
+            "when tracing: use functrans.numpy.where(mask, x, fill) or a reduction with "
+            "where=mask instead, or index with a concrete (NumPy) mask.")
+    return v
 
 
 def _as_index_array(i):
@@ -64,8 +78,7 @@ def _expand(x_shape, idx):
             kind = get_aval(arr).dtype.kind
             if kind == "b":
                 if isinstance(arr, Tracer):
-                    arr = np.asarray(arr._concrete("a boolean mask index (its true count sets "
-                                                   "the result shape)"))
+                    arr = np.asarray(_concrete_mask(arr))
                 if arr.ndim == 0:
                     raise _index_error("functrans.numpy does not support a 0-d boolean index")
                 entries.extend(_Adv(n, s) for n, s in zip(np.nonzero(arr), arr.shape))

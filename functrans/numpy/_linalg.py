@@ -18,7 +18,8 @@ def _operands(fn, a, b):
 
 
 def _mismatch(name, a, b, detail):
-    return ValueError(f"{name}: {detail} for shapes {get_aval(a).shape} and {get_aval(b).shape}"
+    """A TypeError for operands whose contracted dimensions disagree (as JAX's dot_general)."""
+    return TypeError(f"{name}: {detail} for shapes {get_aval(a).shape} and {get_aval(b).shape}"
                       f"{core.where()}")
 
 
