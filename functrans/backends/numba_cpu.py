@@ -407,9 +407,9 @@ def _emit_loop_nest(em, shape, idx, pre, post, body):
 
 
 def _emit_nests(em, shape, idx, pre, post, body, trig_args):
-    """The loop nest; with float32 sin/cos in it, twice: first with the table-free versions
-    (valid for finite |x| < 2**23) and a flag raised by any other argument, then, only if the
-    flag is up, again with the full ones (every output and accumulator is rewritten)."""
+    """The loop nest; with float32 sin/cos in it, twice: first with the inlined, vectorisable
+    versions (valid for finite |x| < 2**23) and a flag raised by any other argument, then, only
+    if the flag is up, again with the full ones (every output and accumulator is rewritten)."""
     if not trig_args:
         _emit_loop_nest(em, shape, idx, pre, post, body)
         return
@@ -1035,10 +1035,9 @@ NUMPY_OPS = {"dot_general"}   # run by their numpy impl between kernels: no comp
 SPLIT_EQNS = 24        # plans costing more than this are split
 SEGMENT_EQNS = 16      # a kernel is closed once its steps cost this much
 GROUP_COST_CAP = 24    # fused groups costing more are cut into pieces (plan.cut_group)
-# float32 functions of vmath.py are inlined into the loop body as numba IR, which numba
-# compiles slowly (sin/cos twice: the table-free nest and the full one); LLVM also stops
-# vectorising a loop body holding more than about two sins (measured: 1.4 ns an element and
-# sin at two per loop, 6-9 ns at four to eight)
+# float32 functions of vmath.py are inlined into the loop body by LLVM (numba compiles each
+# once), which makes the loop body large; LLVM stops vectorising a loop body holding more than
+# about two sins (measured: 1.4 ns an element and sin at two per loop, 6-9 ns at four to eight)
 _INLINED_COST = {"sin": 10, "cos": 10, "exp": 4, "log": 4, "tanh": 4, "logistic": 4}
 
 

@@ -1,8 +1,9 @@
-"""Scalar math helpers called from generated kernels (numba njit, inlined by LLVM).
+"""Scalar math helpers called from generated kernels (numba njit; the float32 ones inlined by
+LLVM into the kernels' loops, see _llvm_inlined).
 
-float32 exp/log/tanh/logistic are branch-free range reduction + polynomial (Cephes-style
-coefficients), so LLVM vectorises the loops that call them; libm would be called once per
-element (about 15 ns for tanh against 0.2 ns here). float64 uses libm. Integer helpers give
+float32 exp/log/tanh/logistic/sin/cos are branch-free range reduction + polynomial
+(Cephes-style coefficients), so LLVM vectorises the loops that call them; libm would be called
+once per element (about 15 ns for tanh against 0.2 ns here). float64 uses libm. Integer helpers give
 lax semantics (division rounds towards zero, x / 0 == 0)."""
 import math
 import sys
@@ -41,9 +42,11 @@ def _skip_import_time_blas_probe():
 _skip_import_time_blas_probe()
 _install_locator()      # numba keeps these functions' machine code in FUNCTRANS_CACHE_DIR
 
-# inline="always": the helpers are inlined into the kernel's numba IR, so LLVM sees (and
-# vectorises) one loop body; as separate functions they are called per element (8 ns for tanh)
+# inline="always": small helpers inlined into their callers' numba IR
 _J = dict(cache=True, error_model="numpy", inline="always")
+# the helpers kernels call through _llvm_inlined: compiled on their own, inlined by LLVM (as
+# plain calls they would run per element: 8 ns for tanh, against 0.2 ns inlined and vectorised)
+_K = dict(cache=True, error_model="numpy")
 
 
 @intrinsic
@@ -96,6 +99,48 @@ def hugepages(v):
     return v
 
 
+# ---------------------------------------------------------------------------------------------
+# Helpers that LLVM inlines and numba types once
+
+def _llvm_inlined(impl, sig=types.float32(types.float32), inline=True, consts=(), name=None):
+    """A function of signature ``sig`` (float32 -> float32 by default) calling the njit
+    ``impl`` (with the int64 ``consts`` as its last arguments) at the LLVM level with a
+    call-site ``alwaysinline`` (a plain call if not ``inline``): impl is compiled once (then
+    loaded from the on-disk cache, whose entries keep their bitcode for linking), and LLVM
+    inlines it into each loop body (which it then vectorises, as before). Inlined as numba IR
+    (inline="always") impl was typed and lowered again at every call site of every kernel:
+    five times the compile time of a kernel with a few dozen sins, and the bulk of a large
+    program's."""
+    def typer(args):
+        if any(a != t and not (isinstance(a, types.Integer) and isinstance(t, types.Integer))
+               for a, t in zip(args, sig.args)):
+            return None
+        return sig, codegen
+
+    full = sig.return_type(*sig.args, *[types.int64] * len(consts))
+
+    def codegen(context, builder, signature, args):
+        cres = impl.get_compile_result(full)
+        context.add_linking_libs([cres.library])
+        args = list(args) + [context.get_constant(types.int64, c) for c in consts]
+        first = len(builder.block.instructions)
+        _, out = context.call_internal_no_propagate(builder, cres.fndesc, full, args)
+        for ins in builder.block.instructions[first:]:   # impl cannot raise: no status check
+            if inline and isinstance(ins, ir.CallInstr):
+                ins.attributes.add("alwaysinline")
+        return out
+
+    def unary(typingctx, x):
+        return typer((x,))
+
+    def binary(typingctx, x, y):
+        return typer((x, y))
+    fn = unary if len(sig.args) == 1 else binary    # intrinsics take no *args
+    fn.__name__ = name or impl.__name__.lstrip("_")
+    fn.__doc__ = impl.__doc__
+    return intrinsic(fn)
+
+
 _F = np.float32
 
 
@@ -105,8 +150,8 @@ def _pow2f(n):
     return _i2f(np.int32((n + 127) << 23))
 
 
-@numba.njit(**_J)
-def exp_f32(x):
+@numba.njit(**_K)
+def _exp_f32(x):
     """exp(x) for float32 x, about 1 ulp; inf/nan/underflow as numpy."""
     xc = min(max(x, _F(-104.0)), _F(89.0))
     n = np.floor(xc * _F(1.44269504088896341) + _F(0.5))
@@ -125,8 +170,11 @@ def exp_f32(x):
     return x if x != x else y
 
 
-@numba.njit(**_J)
-def log_f32(x):
+exp_f32 = _llvm_inlined(_exp_f32)
+
+
+@numba.njit(**_K)
+def _log_f32(x):
     """log(x) for float32 x, about 1 ulp; log(0) = -inf, log(<0) = nan, as numpy."""
     tiny = x < _F(1.17549435e-38)
     xs = x * _F(8388608.0) if tiny else x
@@ -156,8 +204,8 @@ def log_f32(x):
     return r
 
 
-@numba.njit(**_J)
-def tanh_f32(x):
+@numba.njit(**_K)
+def _tanh_f32(x):
     """tanh(x) for float32 x, a few ulp."""
     ax = abs(x)
     z = x * x
@@ -169,8 +217,8 @@ def tanh_f32(x):
     return small if ax < _F(0.625) else (x if x != x else big)
 
 
-@numba.njit(**_J)
-def logistic_f32(x):
+@numba.njit(**_K)
+def _logistic_f32(x):
     """1 / (1 + exp(-x)) for float32 x without overflow."""
     e = exp_f32(-abs(x))
     d = _F(1.0) + e
@@ -224,7 +272,7 @@ def fmin(a, b):
     return a if (a <= b or a != a) else b
 
 
-# -- float32 sin/cos: exact argument reduction in float64, then float64 polynomials ----------
+# -- float32 sin/cos: argument reduction and polynomials in float64 below 2**23, libm above ---
 
 _N = 300     # fraction bits of the fixed-point pi below
 
@@ -258,115 +306,54 @@ def _pio2_parts(bits=29):
     return parts
 
 
-def _two_over_pi_table(max_e=105, parts=4, bits=26):
-    """T[E] = (2**E * 2/pi) mod 4 for E = 0..max_e, as `parts` float64 chunks of `bits` bits
-    each (so M * chunk is exact for a 24-bit integer M)."""
-    n = _N
-    two_pi = (1 << (2 * n + 1)) // _pi_fixed()  # 2/pi * 2**n
-    table = np.zeros((max_e + 1, parts))
-    for e in range(max_e + 1):
-        v = (two_pi << e) % (4 << n)            # in [0, 4) * 2**n
-        for p in range(parts):
-            shift = n + 2 - (p + 1) * bits      # top `bits` bits left after earlier chunks
-            chunk = v >> shift
-            v -= chunk << shift
-            table[e, p] = math.ldexp(chunk, shift - n)
-    return table
-
-
-_T2PI = _two_over_pi_table()
 _PIO2_1, _PIO2_2, _PIO2_3 = _pio2_parts()
 
 
-@numba.njit(**_J)
-def _reduce_f32(x):
-    """(k mod 4, r) with x = k * pi/2 + r, |r| <= pi/4, for a finite float32 x (r in float64)."""
+@numba.njit(**_K)
+def _trig_small(x, q0):
+    """sin(x + q0 * pi/2) for a finite float32 |x| < 2**23 and q0 in {0, 1} (<= 1 ulp;
+    anything else gives garbage): Cody-Waite reduction in float64 (x = k pi/2 + r,
+    |r| <= pi/4; its first steps are exact below 2**23), then the sin or cos polynomial of r
+    picked by the quadrant with selects, so that loops calling it vectorise. Kernels use it in
+    a first pass that also records whether any argument was outside that range, and rerun the
+    loop with _trig_full if one was."""
     xd = np.float64(x)
-    # |x| < 2**23: Cody-Waite in float64 (exact first steps)
-    k1 = np.rint(xd * 0.6366197723675814)
-    r1 = ((xd - k1 * _PIO2_1) - k1 * _PIO2_2) - k1 * _PIO2_3
-    # |x| >= 2**23: x = M * 2**E with integer M, E >= 0; x * 2/pi mod 4 = M * T[E] mod 4
-    i = _f2i(x)
-    e = min(max(((i >> 23) & 0xff) - 150, 0), 105)
-    m = np.float64((i & 0x7fffff) | 0x800000)
-    s1 = m * _T2PI[e, 0]
-    s1 = s1 - 4.0 * np.floor(s1 * 0.25)
-    s2, s3, s4 = m * _T2PI[e, 1], m * _T2PI[e, 2], m * _T2PI[e, 3]
-    k2 = np.rint(s1 + s2)
-    f = (((s1 - k2) + s2) + s3) + s4           # s1 - k2 and the first sum are exact
-    r2 = f * 1.5707963267948966
-    neg = x < _F(0.0)                          # the table path reduced |x|
-    k2 = -k2 if neg else k2
-    r2 = -r2 if neg else r2
-    big = abs(x) >= _F(8388608.0)
-    return np.int64(k2 if big else k1) & 3, (r2 if big else r1)
-
-
-@numba.njit(**_J)
-def _sin_poly(r):
+    k = np.rint(xd * 0.6366197723675814)
+    r = ((xd - k * _PIO2_1) - k * _PIO2_2) - k * _PIO2_3
+    q = (np.int64(k) + q0) & 3
     z = r * r
-    return r + r * z * (-1.6666666666666666e-1 + z * (8.333333333333333e-3 + z * (
-        -1.984126984126984e-4 + z * (2.7557319223985893e-6 + z * (-2.505210838544172e-8 + z * 1.6059043836821613e-10)))))
-
-
-@numba.njit(**_J)
-def _cos_poly(r):
-    z = r * r
-    return 1.0 + z * (-0.5 + z * (4.1666666666666664e-2 + z * (-1.388888888888889e-3 + z * (
+    s = r + r * z * (-1.6666666666666666e-1 + z * (8.333333333333333e-3 + z * (
+        -1.984126984126984e-4 + z * (2.7557319223985893e-6 + z * (
+            -2.505210838544172e-8 + z * 1.6059043836821613e-10)))))
+    c = 1.0 + z * (-0.5 + z * (4.1666666666666664e-2 + z * (-1.388888888888889e-3 + z * (
         2.48015873015873e-5 + z * (-2.755731922398589e-7 + z * 2.08767569878681e-9)))))
+    y = _F((c if q & 1 else s) * np.float64(1 - (q & 2)))
+    return x if q0 == 0 and abs(x) < _F(2.44140625e-4) else y    # sin: keeps -0 and tiny x
 
 
-@numba.njit(**_J)
-def _quadrant(q, r):
-    """sin(q * pi/2 + r), as selects and a sign product (branches would mispredict)."""
-    v = _cos_poly(r) if q & 1 else _sin_poly(r)
-    return v * np.float64(1 - (q & 2))
+_trig = _llvm_inlined(_trig_small, types.float32(types.float32, types.int64))
+_TWO_23 = _F(8388608.0)
 
 
-@numba.njit(**_J)
-def _reduce_small_f32(x):
-    """_reduce_f32 for |x| < 2**23 only: the float64 Cody-Waite steps, no table lookups."""
+@numba.njit(**_K)
+def _trig_full(x, q0):
+    """sin(x + q0 * pi/2) for any float32 x (<= 1 ulp): _trig_small below 2**23, libm's
+    float64 sin or cos (Payne-Hanek reduced) above; sin/cos(+-inf) = nan, sin(-0) = -0."""
+    if abs(x) < _TWO_23:
+        return _trig(x, q0)
     xd = np.float64(x)
-    k1 = np.rint(xd * 0.6366197723675814)
-    r1 = ((xd - k1 * _PIO2_1) - k1 * _PIO2_2) - k1 * _PIO2_3
-    return np.int64(k1) & 3, r1
+    return _F(math.cos(xd) if q0 & 1 else math.sin(xd))
 
 
-@numba.njit(**_J)
-def sin_f32_small(x):
-    """sin_f32 for finite |x| < 2**23, bit for bit; anything else gives garbage. Kernels use it
-    in a first pass that also records whether any argument was outside that range, and rerun
-    the loop with sin_f32 if one was: the table path's gathers cost 2 ns an element."""
-    q, r = _reduce_small_f32(x)
-    y = _quadrant(q, r)
-    return x if abs(x) < _F(2.44140625e-4) else _F(y)
+_S32 = types.float32(types.float32)
+sin_f32_small = _llvm_inlined(_trig_small, _S32, name="sin_f32_small", consts=(0,))
+cos_f32_small = _llvm_inlined(_trig_small, _S32, name="cos_f32_small", consts=(1,))
+# the full versions run only in the rare second pass: called, not inlined (smaller kernels)
+sin_f32 = _llvm_inlined(_trig_full, _S32, False, name="sin_f32", consts=(0,))
+cos_f32 = _llvm_inlined(_trig_full, _S32, False, name="cos_f32", consts=(1,))
 
 
-@numba.njit(**_J)
-def cos_f32_small(x):
-    """cos_f32 for finite |x| < 2**23, bit for bit (see sin_f32_small)."""
-    q, r = _reduce_small_f32(x)
-    return _F(_quadrant(q + 1, r))
-
-
-@numba.njit(**_J)
-def sin_f32(x):
-    """sin(x) for float32 x, correctly reduced over the whole float32 range (<= 1 ulp);
-    sin(+-inf) = nan, sin(-0) = -0. Branch-free, so loops calling it vectorise."""
-    q, r = _reduce_f32(x if abs(x) < _F(np.inf) else _F(0.0))
-    y = _quadrant(q, r)
-    y = x if abs(x) < _F(2.44140625e-4) else _F(y)   # sin(x) = x in float32 here; keeps -0
-    return y if abs(x) < _F(np.inf) else x - x
-
-
-@numba.njit(**_J)
-def cos_f32(x):
-    """cos(x) for float32 x, correctly reduced over the whole float32 range (<= 1 ulp);
-    cos(+-inf) = nan. Branch-free, so loops calling it vectorise."""
-    q, r = _reduce_f32(x if abs(x) < _F(np.inf) else _F(0.0))
-    y = _quadrant(q + 1, r)                    # cos(x) = sin(x + pi/2)
-    return _F(y) if abs(x) < _F(np.inf) else x - x
-
+log_f32, tanh_f32, logistic_f32 = map(_llvm_inlined, (_log_f32, _tanh_f32, _logistic_f32))
 
 
 # ---------------------------------------------------------------------------------------------
