@@ -8,3 +8,5 @@ from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_sli
                       gather, scatter_add, scatter, scatter_mul, sort, argsort)
 from .control_flow import cond, switch, while_loop, fori_loop, scan, map, cond_p, while_p, scan_p  # noqa: F401,A004
 from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402
+from .windowed import (reduce, reduce_window, reduce_window_sum, reduce_window_max,  # noqa: F401,E402,A004
+                       reduce_window_min, padtype_to_pads, reduce_window_shape_tuple)
