@@ -855,7 +855,10 @@ def _odd_even_scan(combine, elems, axis):
     odd = _odd_even_scan(combine, combine([_along(e, axis, 0, n - 1, 2) for e in elems],
                                           [_along(e, axis, 1, n, 2) for e in elems]), axis)
     n_odd = get_aval(odd[0]).shape[axis]
+    first = [_along(e, axis, 0, 1) for e in elems]
+    if n == 2:      # no even position after the first: fn is never called on empty arrays
+        return [lax._interleave(e, o, axis) for e, o in _zip(first, odd)]
     prev = odd if n % 2 else [_along(o, axis, 0, n_odd - 1) for o in odd]
     even = combine(prev, [_along(e, axis, 2, n, 2) for e in elems])
-    even = [lax_slicing.concatenate([_along(e, axis, 0, 1), v], axis) for e, v in _zip(elems, even)]
+    even = [lax_slicing.concatenate([f, v], axis) for f, v in _zip(first, even)]
     return [lax._interleave(e, o, axis) for e, o in _zip(even, odd)]
