@@ -30,12 +30,12 @@ import numpy as np
 from .. import core
 from ..core import ClosedJaxpr, ShapedArray, get_aval
 from ..interpreters import ad, batching
-from ..interpreters.ad import UndefPrimal, Zero, deflinear, jvp_rules
+from ..interpreters.ad import Zero, deflinear, jvp_rules
 from ..interpreters.batching import batch_rules, bdim_at_front, not_mapped
 from ..tree_util import tree_flatten, tree_unflatten
 from ..util import safe_map, safe_zip, split_list
 from . import lax, slicing
-from .lax import _any, _check_kind, _num, primitive
+from .lax import _check_kind, _num, primitive
 
 map, zip = safe_map, safe_zip
 
