@@ -710,6 +710,28 @@ def special_functions():
         else:
             raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
 
+@check
+def windowed_reductions():
+    """reduce_window_sum/max/min lower to CUDA (padding, strides and both dilations); the
+    general reduce and reduce_window raise NotImplementedError naming the primitive."""
+    x = floats((4, 5))
+    xi = RNG.integers(-9, 9, (4, 5)).astype(np.int32)
+    for v in (x, xi):
+        cuda_vs_eager(lambda u: (lax.reduce_window_sum(u, (2, 3), (1, 2), ((1, 0), (2, 1)), (2, 1), (1, 2)),
+                                 lax.reduce_window_max(u, (3, 2), (2, 1), "SAME"),
+                                 lax.reduce_window_min(u, (2, 2), (1, 1), "VALID", None, (2, 1))),
+                      v, rtol=2e-6, what=f"reduce_window {v.dtype}")
+    for name, f in [("reduce", lambda u: lax.reduce(u, np.float32(1), lambda a, b: a * b + 1, (0,))),
+                    ("reduce_window", lambda u: lax.reduce_window(u, np.float32(1), lax.mul, (2, 2),
+                                                                  (1, 1), "VALID"))]:
+        try:
+            ft.jit(f, backend="cuda")(x)
+        except NotImplementedError as e:
+            assert f"primitive '{name}'" in str(e), str(e)
+        else:
+            raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
+
+
 def main(names):
     results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))

@@ -341,3 +341,39 @@ op_rules.update({
     "argmin": _argminmax("<"),
     "sort": _sort,
 })
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed reductions (lax/windowed.py): one thread per output element looping over its window;
+# padding and dilation holes are skipped. The general reduce and reduce_window (a user
+# computation) have no rule here: they raise NotImplementedError naming themselves.
+
+def _window_monoid(red):
+    def rule(eqn, geo):
+        x, out = eqn.inputs[0], eqn.out_binders[0]
+        p, xs, dt = eqn.params, x.aval.shape, out.aval.dtype
+
+        def body(args, idx):
+            lines = [f"acc_ = {const(_ident(red, dt), dt)}"]
+            for k, w in enumerate(p["window_dimensions"]):
+                lines += _indent([f"for w{k}_ in range({w}):"], k)
+            src, conds = [], []
+            for k, n in enumerate(xs):
+                (lo, _), bd = p["padding"][k], p["base_dilation"][k]
+                lines += _indent([f"q{k}_ = {idx[k]} * {p['window_strides'][k]} + "
+                                  f"w{k}_ * {p['window_dilation'][k]} - ({lo})"], len(xs))
+                conds.append(f"q{k}_ >= 0 and q{k}_ % {bd} == 0 and q{k}_ // {bd} < {n}")
+                src.append(f"(q{k}_ // {bd})")
+            elem = f"{args.read(x)}[{flat_index(src, xs)}]"
+            lines += _indent([f"if {' and '.join(conds) or 'True'}:",
+                              f"    acc_ = {cast(combine(red, dt, 'acc_', elem), dt)}"], len(xs))
+            return lines + ["val_ = acc_"]
+        return [_pointwise(eqn.primitive.name, out, geo, body)]
+    return rule
+
+
+op_rules.update({
+    "reduce_window_sum": _window_monoid("reduce_sum"),
+    "reduce_window_max": _window_monoid("reduce_max"),
+    "reduce_window_min": _window_monoid("reduce_min"),
+})

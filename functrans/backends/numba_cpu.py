@@ -1114,3 +1114,139 @@ def split_plan(kplan):
             sub = plan_mod.KernelPlan(reads, [], steps, outs, kplan.materialized, donated)
             parts.append(("kernel", sub))
     return parts[::-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed and general reductions (lax/windowed.py): direct loops over the output elements and
+# the window offsets (or the reduced elements); padding and dilation holes are skipped (the
+# monoids) or read as the init values (the general forms, whose computation is emitted inline
+# on 0-d buffers, as the bodies of control flow are)
+
+def _scalar_of(em, v):
+    """A scalar expression of the 0-d input v (a Literal or a 0-d array)."""
+    return em.lit(v.val, v.aval.dtype) if type(v) is Literal else f"{em.array(v)}[()]"
+
+
+def _open_loops(em, extents, prefix):
+    idx = [em.fresh(prefix) for _ in extents]
+    for i, n in zip(idx, extents):
+        em.line(f"for {i} in range({n}):")
+        em.ind += 1
+    return idx
+
+
+def _window_source(em, eqn, oi, wi, x_shape):
+    """(source index names, in-range test) of window offset wi of output element oi."""
+    p = eqn.params
+    src, conds = [], []
+    for k, (o, w) in enumerate(zip(oi, wi)):
+        (lo, _), bd = p["padding"][k], p["base_dilation"][k]
+        q = em.fresh("q")
+        em.line(f"{q} = {o} * {em.dim(p['window_strides'][k])} + "
+                f"{w} * {em.dim(p['window_dilation'][k])} - {em.dim(lo)}")
+        if bd == 1:
+            conds.append(f"0 <= {q} < {x_shape[k]}")
+            src.append(q)
+        else:
+            b = em.dim(bd)
+            conds.append(f"{q} >= 0 and {q} % {b} == 0 and {q} // {b} < {x_shape[k]}")
+            src.append(f"{q} // {b}")
+    return src, " and ".join(conds) or "True"
+
+
+def _fold_step(em, jaxpr, accs, a_bufs, e_bufs, elems):
+    """Lines of one step acc = computation(acc, elem) of a general reduction."""
+    for ab, eb, acc, e in zip(a_bufs, e_bufs, accs, elems):
+        em.line(f"{ab}[()] = {acc}")
+        em.line(f"{eb}[()] = {e}")
+    outs = _emit_sub(em, jaxpr, a_bufs + e_bufs, [()] * (len(a_bufs) + len(e_bufs)))
+    for acc, r in zip(accs, outs):
+        em.line(f"{acc} = {r}[()]")
+
+
+def _scalar_buffers(em, vs):
+    names = []
+    for v in vs:
+        n = em.fresh("sb")
+        em.line(f"{n} = np.empty((), dtype={dtype_ctor(v.aval.dtype)})")
+        names.append(n)
+    return names
+
+
+def _lower_window_monoid(kind):
+    combine, ident = REDUCE_RULES[f"reduce_{kind}"]
+
+    def rule(em, eqn):
+        x, out = eqn.inputs[0], eqn.out_binders[0]
+        dt = out.aval.dtype
+        xn, o = em.array(x), em.alloc(out)
+        start = em.lit(ident(dt), dt)
+        oi = _open_loops(em, em.shapes[out], "o")
+        acc = em.fresh("acc")
+        em.line(f"{acc} = {start}")
+        wi = _open_loops(em, [em.dim(w) for w in eqn.params["window_dimensions"]], "w")
+        src, inside = _window_source(em, eqn, oi, wi, em.shape_of(x))
+        em.line(f"if {inside}:")
+        em.line(f"    {acc} = {em.cast(combine(acc, f'{xn}[{_index(src)}]', dt), dt)}")
+        em.ind -= len(wi)
+        em.line(f"{o}[{_index(oi)}] = {acc}")
+        em.ind -= len(oi)
+    return rule
+
+
+def _lower_reduce_window(em, eqn):
+    n = len(eqn.inputs) // 2
+    xs, inits = eqn.inputs[:n], eqn.inputs[n:]
+    xn = [em.array(x) for x in xs]
+    init_vals = [_scalar_of(em, v) for v in inits]
+    outs = [em.alloc(o) for o in eqn.out_binders]
+    a_bufs, e_bufs = _scalar_buffers(em, inits), _scalar_buffers(em, inits)
+    oi = _open_loops(em, em.shapes[eqn.out_binders[0]], "o")
+    accs = [em.fresh("acc") for _ in xs]
+    for acc, iv in zip(accs, init_vals):
+        em.line(f"{acc} = {iv}")
+    wi = _open_loops(em, [em.dim(w) for w in eqn.params["window_dimensions"]], "w")
+    src, inside = _window_source(em, eqn, oi, wi, em.shape_of(xs[0]))
+    elems = [f"{x}[{_index(src)}] if {inside} else {iv}" for x, iv in zip(xn, init_vals)]
+    _fold_step(em, eqn.params["jaxpr"], accs, a_bufs, e_bufs, elems)
+    em.ind -= len(wi)
+    for o, acc in zip(outs, accs):
+        em.line(f"{o}[{_index(oi)}] = {acc}")
+    em.ind -= len(oi)
+
+
+def _lower_reduce(em, eqn):
+    n = len(eqn.inputs) // 2
+    xs, inits = eqn.inputs[:n], eqn.inputs[n:]
+    dims = eqn.params["dimensions"]
+    x_shape = em.shape_of(xs[0])
+    xn = [em.array(x) for x in xs]
+    init_vals = [_scalar_of(em, v) for v in inits]
+    outs = [em.alloc(o) for o in eqn.out_binders]
+    a_bufs, e_bufs = _scalar_buffers(em, inits), _scalar_buffers(em, inits)
+    kept = [d for d in range(len(x_shape)) if d not in dims]
+    oi = _open_loops(em, [x_shape[d] for d in kept], "o")
+    accs = [em.fresh("acc") for _ in xs]
+    for acc, iv in zip(accs, init_vals):
+        em.line(f"{acc} = {iv}")
+    ri = _open_loops(em, [x_shape[d] for d in dims], "r")
+    full = [None] * len(x_shape)
+    for d, i in zip(kept + list(dims), oi + ri):
+        full[d] = i
+    _fold_step(em, eqn.params["jaxpr"], accs, a_bufs, e_bufs,
+               [f"{x}[{_index(full)}]" for x in xn])
+    em.ind -= len(ri)
+    for o, acc in zip(outs, accs):
+        em.line(f"{o}[{_index(oi)}] = {acc}")
+    em.ind -= len(oi)
+
+
+lower_rules.update({
+    "reduce_window_sum": _lower_window_monoid("sum"),
+    "reduce_window_max": _lower_window_monoid("max"),
+    "reduce_window_min": _lower_window_monoid("min"),
+    "reduce_window": _lower_reduce_window,
+    "reduce": _lower_reduce,
+})
+_FRESH_OPS.update(["reduce_window_sum", "reduce_window_max", "reduce_window_min",
+                   "reduce_window", "reduce"])

@@ -3,8 +3,8 @@
 A layer is a pair ``(init_fun, apply_fun)``: ``init_fun(rng, input_shape) -> (output_shape,
 params)`` draws parameters with functrans.random, and ``apply_fun(params, inputs, **kwargs)``
 computes the layer (``rng=`` for stochastic layers). Combinators (``serial``, ``parallel``,
-``shape_dependent``) build layers from layers. Convolutions and pooling are not provided
-(functrans has no ``lax.conv_general_dilated`` or ``reduce_window`` yet)."""
+``shape_dependent``) build layers from layers. Pooling (``MaxPool``, ``SumPool``, ``AvgPool``)
+is built on ``lax.reduce_window``."""
 from __future__ import annotations
 
 import functools
@@ -14,6 +14,7 @@ import operator
 import numpy as np
 
 from .. import lax, nn, random
+from ..lax.windowed import max_identity
 from .. import numpy as jnp
 
 __all__ = ["Dense", "Identity", "Flatten", "FanOut", "FanInSum", "FanInConcat", "Dropout",
@@ -191,6 +192,61 @@ def BatchNorm(axis=(0, 1, 2), epsilon=1e-5, center=True, scale=True, beta_init=z
             z = z + beta[ed]
         return z
     return init_fun, apply_fun
+
+
+# ---------------------------------------------------------------------------------------------
+# Pooling (lax.reduce_window). Inputs are NHWC (any number of spatial dims) unless ``spec``, a
+# string such as 'NCHW', names where the batch (N) and feature (C) dims are.
+
+def _non_spatial_axes(spec, ndim):
+    return (0, ndim - 1) if spec is None else (spec.index("N"), spec.index("C"))
+
+
+def _full_window(window_shape, strides, spec):
+    """window_shape and strides (of the spatial dims) with ones at the N and C dims."""
+    window, strides = tuple(window_shape), tuple(strides or (1,) * len(window_shape))
+    for i in sorted(_non_spatial_axes(spec, len(window) + 2)):
+        window, strides = window[:i] + (1,) + window[i:], strides[:i] + (1,) + strides[i:]
+    return window, strides
+
+
+def _pooling_layer(computation, identity, normalize=False):
+    def layer(window_shape, strides=None, padding="VALID", spec=None):
+        window, full_strides = _full_window(window_shape, strides, spec)
+
+        def init_fun(rng, input_shape):
+            pads = lax.padtype_to_pads(input_shape, window, full_strides, padding)
+            return lax.reduce_window_shape_tuple(input_shape, window, full_strides, pads), ()
+
+        def apply_fun(params, inputs, **kwargs):
+            out = lax.reduce_window(inputs, np.asarray(identity(inputs.dtype), inputs.dtype), computation,
+                                    window, full_strides, padding)
+            return out / _window_sizes(inputs, window, full_strides, padding, spec) \
+                if normalize else out
+        return init_fun, apply_fun
+    return layer
+
+
+def _window_sizes(inputs, window, strides, padding, spec):
+    """How many input elements each output window covers (padding excluded), broadcastable
+    against the pooled output: AvgPool's divisor, as in JAX's stax."""
+    ones = jnp.ones(inputs.shape, inputs.dtype)
+    keep = _non_spatial_axes(spec, inputs.ndim)
+    counts = lax.reduce_window(ones, np.asarray(0, inputs.dtype), lax.add, window, strides, padding)
+    first = tuple(slice(None) if i not in keep else slice(0, 1) for i in range(inputs.ndim))
+    return counts[first]
+
+
+MaxPool = _pooling_layer(lax.max, max_identity)
+MaxPool.__doc__ = ("MaxPool(window_shape, strides=None, padding='VALID', spec=None): the layer "
+                   "taking the maximum of every window (padding never wins).")
+SumPool = _pooling_layer(lax.add, lambda dtype: 0)
+SumPool.__doc__ = ("SumPool(window_shape, strides=None, padding='VALID', spec=None): the layer "
+                   "summing every window.")
+AvgPool = _pooling_layer(lax.add, lambda dtype: 0, normalize=True)
+AvgPool.__doc__ = ("AvgPool(window_shape, strides=None, padding='VALID', spec=None): the layer "
+                   "averaging every window over its elements inside the input (padding excluded).")
+__all__ += ["MaxPool", "SumPool", "AvgPool"]
 
 
 # ---------------------------------------------------------------------------------------------

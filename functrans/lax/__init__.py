@@ -6,5 +6,8 @@ from .lax import (abs, add, argmax, argmin, broadcast_in_dim, broadcasted_iota, 
                   select, select_n, squeeze, stop_gradient, transpose, expand_dims)
 from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_slice,  # noqa: F401
                       gather, scatter_add, scatter, scatter_mul, sort, argsort)
-from .control_flow import cond, switch, while_loop, fori_loop, scan, map, cond_p, while_p, scan_p  # noqa: F401,A004
+from .control_flow import (cond, switch, while_loop, fori_loop, scan, map, associative_scan,  # noqa: F401,A004
+                           cond_p, while_p, scan_p)
 from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402
+from .windowed import (reduce, reduce_window, reduce_window_sum, reduce_window_max,  # noqa: F401,E402,A004
+                       reduce_window_min, padtype_to_pads, reduce_window_shape_tuple)

@@ -33,10 +33,11 @@ from .._args import check_callable, flat_leaves
 from ..tree_util import tree_flatten, tree_unflatten
 from ..util import merge_lists, partition_list, safe_map, safe_zip, split_list
 from . import lax
+from . import slicing as lax_slicing
 
 _map, _zip = safe_map, safe_zip
 
-__all__ = ["cond", "switch", "while_loop", "fori_loop", "scan", "map",
+__all__ = ["cond", "switch", "while_loop", "fori_loop", "scan", "map", "associative_scan",
            "cond_p", "while_p", "scan_p"]
 
 
@@ -755,8 +756,109 @@ def fori_loop(lower, upper, body_fun, init_val, *, unroll=None):
     return out
 
 
-def map(f, xs):  # noqa: A001  (lax.map, as in JAX)
-    """[f(x) for x in xs] along the leading axis, stacked (a scan with no carry)."""
+def map(f, xs, *, batch_size=None):  # noqa: A001  (lax.map, as in JAX)
+    """[f(x) for x in xs] along the leading axis of the pytree xs, stacked (a scan with no
+    carry). With ``batch_size``, f is vmapped over chunks of batch_size elements, one chunk per
+    scan step, and once more over the remaining len % batch_size elements: the same values,
+    fewer (wider) steps."""
     check_callable(f, "map: f")
-    _, ys = scan(lambda _, x: ((), f(x)), (), xs)
-    return ys
+    if batch_size is None:
+        return scan(lambda _, x: ((), f(x)), (), xs)[1]
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"map: batch_size must be a positive int, got {batch_size!r}")
+    leaves, tree = flat_leaves(xs, "map xs")
+    n = _scan_length(leaves, None)
+    chunks, rest = divmod(n, int(batch_size))
+    cut = chunks * batch_size
+    parts, out_trees = [], []
+    if chunks:
+        def step(_, x):
+            return (), _vmap_leaves(f, tree, x, out_trees)
+        batched = [lax.reshape(_rows(v, 0, cut), (chunks, batch_size) + get_aval(v).shape[1:])
+                   for v in leaves]
+        ys = scan(step, (), batched)[1]
+        parts.append([lax.reshape(y, (cut,) + get_aval(y).shape[2:]) for y in ys])
+    if rest or not chunks:
+        parts.append(_vmap_leaves(f, tree, [_rows(v, cut, n) for v in leaves], out_trees))
+    ys = [lax_slicing.concatenate(list(cols), 0) for cols in _zip(*parts)]
+    return tree_unflatten(out_trees[-1], ys)
+
+
+def _rows(v, start, stop):
+    """v[start:stop] along the leading axis."""
+    shape = get_aval(v).shape
+    return lax_slicing.slice(v, (start,) + (0,) * (len(shape) - 1), (stop,) + shape[1:])
+
+
+def _vmap_leaves(f, tree, leaves, out_trees):
+    """vmap of f (a function of the pytree ``tree``) over axis 0 of leaves: its output leaves
+    (their pytree structure is appended to out_trees)."""
+    def flat(*xs):
+        outs, out_tree = flat_leaves(f(tree_unflatten(tree, list(xs))), "map f output")
+        out_trees.append(out_tree)
+        return outs
+    return batching.vmap_flat(flat, get_aval(leaves[0]).shape[0], [0] * len(leaves),
+                              lambda: [0] * out_trees[-1].num_leaves, leaves)
+
+
+# ---------------------------------------------------------------------------------------------
+# associative_scan: written on lax slicing ops, so every transform applies
+
+def associative_scan(fn, elems, reverse=False, axis=0):
+    """The inclusive scan of elems (a pytree of arrays of equal length along ``axis``) with the
+    associative fn(a, b) (a the earlier elements; both pytrees of elems' structure, of any
+    length along axis: fn must be vectorised), by JAX's odd/even recursion in O(log n) fn
+    calls. Equal to out[i] = fn(out[i - 1], elems[i]) (up to reassociation); ``reverse`` scans
+    from the end (out[i] combines elems[i:], later elements as fn's first argument, as JAX)."""
+    check_callable(fn, "associative_scan: fn")
+    leaves, tree = flat_leaves(elems, "associative_scan elems")
+    if not leaves:
+        raise ValueError("associative_scan: elems has no arrays")
+    nd = get_aval(leaves[0]).ndim
+    if not -nd <= axis < nd:
+        raise ValueError(f"associative_scan: axis {axis} is out of range for rank {nd}")
+    axis %= nd
+    lengths = {get_aval(v).shape[axis] if get_aval(v).ndim > axis else None for v in leaves}
+    if len(lengths) != 1:
+        raise ValueError("associative_scan: every array of elems must have the same length along "
+                         f"axis {axis}, got shapes {[get_aval(v).shape for v in leaves]}")
+
+    def combine(a, b):
+        out, out_tree = flat_leaves(fn(tree_unflatten(tree, a), tree_unflatten(tree, b)),
+                                    "associative_scan fn output")
+        if out_tree != tree:
+            raise TypeError(f"associative_scan: fn must return elems' structure {tree}, got "
+                            f"{out_tree}{core.where()}")
+        return out
+    if reverse:
+        leaves = [lax.rev(v, (axis,)) for v in leaves]
+    out = _odd_even_scan(combine, leaves, axis)
+    if reverse:
+        out = [lax.rev(v, (axis,)) for v in out]
+    return tree_unflatten(tree, out)
+
+
+def _along(v, axis, start, stop, step=1):
+    """v[start:stop:step] along axis."""
+    a = get_aval(v)
+    lo, hi, st = [0] * a.ndim, list(a.shape), [1] * a.ndim
+    lo[axis], hi[axis], st[axis] = start, stop, step
+    return lax_slicing.slice(v, lo, hi, st)
+
+
+def _odd_even_scan(combine, elems, axis):
+    """The inclusive scan of the lists of arrays elems: the pairs are combined, their scan
+    gives the odd positions, and one more combine the even ones after the first."""
+    n = get_aval(elems[0]).shape[axis]
+    if n < 2:
+        return elems
+    odd = _odd_even_scan(combine, combine([_along(e, axis, 0, n - 1, 2) for e in elems],
+                                          [_along(e, axis, 1, n, 2) for e in elems]), axis)
+    n_odd = get_aval(odd[0]).shape[axis]
+    first = [_along(e, axis, 0, 1) for e in elems]
+    if n == 2:      # no even position after the first: fn is never called on empty arrays
+        return [lax._interleave(e, o, axis) for e, o in _zip(first, odd)]
+    prev = odd if n % 2 else [_along(o, axis, 0, n_odd - 1) for o in odd]
+    even = combine(prev, [_along(e, axis, 2, n, 2) for e in elems])
+    even = [lax_slicing.concatenate([f, v], axis) for f, v in _zip(first, even)]
+    return [lax._interleave(e, o, axis) for e, o in _zip(even, odd)]

@@ -785,30 +785,11 @@ deflinear(cumsum_p, lambda ct, x, *, axis, reverse: [cumsum(ct, axis, not revers
 
 
 def _prefix_scan(op, x, axis, reverse):
-    """Inclusive prefix scan by odd/even recursion (the scheme of JAX's associative_scan: the
-    pairs are combined, their scan gives the odd positions, one more op the even ones). Used only
-    for differentiation: its jvp is the jvp of cumprod/cummax/cummin, so the derivative, NaN
-    from 0 * inf included, is JAX's."""
-    if reverse:
-        return rev(_prefix_scan(op, rev(x, (axis,)), axis, False), (axis,))
-    from . import slicing
-    a = get_aval(x)
-    n = a.shape[axis]
-    if n < 2:
-        return x
-
-    def part(lo, hi, stride=1):     # x[lo:hi:stride] along axis
-        start, limit, strides = [0] * a.ndim, list(a.shape), [1] * a.ndim
-        start[axis], limit[axis], strides[axis] = lo, hi, stride
-        return slicing.slice(x, start, limit, strides)
-    odd = _prefix_scan(op, op(part(0, n - 1, 2), part(1, n, 2)), axis, False)
-    if n % 2 == 0:      # the even positions after the first: the odd scan one step on
-        odd_prefix = slicing.slice(odd, [0] * a.ndim,
-                                   [d - (i == axis) for i, d in enumerate(get_aval(odd).shape)])
-    else:
-        odd_prefix = odd
-    even = slicing.concatenate([part(0, 1), op(odd_prefix, part(2, n, 2))], axis)
-    return _interleave(even, odd, axis)
+    """Inclusive prefix scan of x with the commutative op by lax.associative_scan (the odd/even
+    recursion of JAX's). Used only for differentiation: its jvp is the jvp of
+    cumprod/cummax/cummin, so the derivative, NaN from 0 * inf included, is JAX's."""
+    from .control_flow import associative_scan
+    return associative_scan(op, x, reverse=reverse, axis=axis)
 
 
 def _interleave(even, odd, axis):
