@@ -31,6 +31,11 @@ class _FormatChecker(string.Formatter):
     def format_field(self, value, format_spec):
         return ""
 
+    def get_value(self, key, args, kwargs):
+        if isinstance(key, int) and key >= len(args):     # str.format's wording
+            raise IndexError(f"Replacement index {key} out of range for positional args tuple")
+        return super().get_value(key, args, kwargs)
+
     def check_unused_args(self, used_args, args, kwargs):
         unused = [a for i, a in enumerate(args) if i not in used_args]
         unused_kw = [k for k in kwargs if k not in used_args]
