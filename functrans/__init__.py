@@ -16,6 +16,8 @@ from .checkpoint import checkpoint, remat, saved_residuals  # noqa: F401
 from . import lax  # noqa: F401
 from . import random  # noqa: F401
 from . import nn  # noqa: F401
+from . import debug  # noqa: F401
+from .callbacks import pure_callback  # noqa: F401
 
 __version__ = "0.1.0"
 from . import numpy  # noqa: F401,E402

@@ -771,6 +771,9 @@ def _check_static_specs(fun, static_argnums, static_argnames, sig):
                          f"({', '.join(names) or 'no arguments'})")
 
 
+_MISS = object()     # a fast-path lookup that missed
+
+
 class Jitted:
     """A jit-compiled function: call it like the original; ``lower(*args)`` shows the generated
     code; ``trace_count`` and ``cache_size()`` show how often it retraced."""
@@ -842,9 +845,9 @@ class Jitted:
                 and core.x64_enabled())           # without x64, arguments are converted
         if fast:
             outs = self._call_fast(args)
-            if outs is None and self._fast_device:
+            if outs is _MISS and self._fast_device:
                 outs = self._call_on_device(args)
-            if outs is not None:
+            if outs is not _MISS:
                 return outs
         from .jit_primitive import jit_p
         closed, flat_args, out_tree = self._trace(args, kwargs)
@@ -858,17 +861,17 @@ class Jitted:
     def _call_on_device(self, args):
         """The outputs of a call whose array leaves are all Arrays committed to one accelerator,
         with a signature run before: straight to that device's jit executor (no retrace, no
-        bind). None when the call must take the general path."""
+        bind). _MISS when the call must take the general path."""
         leaves, tree = tree_flatten(args)
         device = None
         for x in leaves:
             if type(x) is not core.Array or not x._committed or (
                     device is not None and x._device is not device):
-                return None
+                return _MISS
             device = x._device
         hit = self._fast_device.get((tree, tuple([x.aval for x in leaves]), device))
         if hit is None:
-            return None
+            return _MISS
         from .jit_primitive import jit_p
         params, out_tree = hit
         outs = core.device_impls[device.platform](jit_p, [x._value for x in leaves], params, device)
@@ -889,14 +892,14 @@ class Jitted:
 
     def _call_fast(self, args):
         """The outputs of a call whose arguments are all arrays at the top level (uncommitted
-        Arrays or ndarrays) of a signature run before: straight to the compiled kernel. None
-        when the call must take the general path."""
+        Arrays or ndarrays) of a signature run before: straight to the compiled kernel. _MISS
+        (not None: a function may return None) when the call must take the general path."""
         bufs, owned = [], None
         for a in args:
             t = type(a)
             if t is core.Array:
                 if a._committed:
-                    return None
+                    return _MISS
                 b = a._value
                 if not (b.flags.c_contiguous and b.flags.writeable):
                     # an equal buffer the kernel takes as it is (Arrays are immutable)
@@ -906,10 +909,10 @@ class Jitted:
                 bufs.append(a)
                 owned = args
             else:
-                return None
+                return _MISS
         hit = self._fast.get(tuple([(b.shape, b.strides, b.dtype) for b in bufs]))
         if hit is None:
-            return None
+            return _MISS
         kernel, prefix, suffix, out_tree = hit
         outs = kernel(*prefix, *bufs, *suffix)
         if owned is not None:       # an output may be (a view of) the caller's ndarray

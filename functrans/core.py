@@ -1080,12 +1080,39 @@ def check_jaxpr(jaxpr):
         check_use(v)
 
 
+# primitives with a side effect (debug callbacks): never dropped as dead code
+effectful_primitives = set()
+# primitives that call Python on the host: compiled backends run them, and any control flow
+# holding them, as host steps between kernels
+host_primitives = set()
+
+
+def _sub_jaxprs(params):
+    for p in params.values():
+        for sub in (p if isinstance(p, (tuple, list)) else (p,)):
+            if isinstance(sub, ClosedJaxpr):
+                yield sub.jaxpr
+            elif isinstance(sub, Jaxpr):
+                yield sub
+
+
+def eqn_uses(eqn, prims):
+    """True if eqn binds one of prims, itself or in a jaxpr among its params (a loop body, a
+    branch, a nested jit), at any depth."""
+    if eqn.primitive in prims:
+        return True
+    return bool(prims) and any(eqn_uses(e, prims) for j in _sub_jaxprs(eqn.params)
+                               for e in j.eqns)
+
+
 def dce_jaxpr(jaxpr):
-    """Drop equations whose outputs are unused, and unused constvars (all primitives are pure)."""
+    """Drop equations whose outputs are unused (unless they have a side effect: see
+    effectful_primitives), and unused constvars."""
     live = {v for v in jaxpr.outvars if type(v) is Var}
     kept = []
     for eqn in reversed(jaxpr.eqns):
-        if any(v in live for v in eqn.out_binders):
+        if any(v in live for v in eqn.out_binders) or (
+                effectful_primitives and eqn_uses(eqn, effectful_primitives)):
             kept.append(eqn)
             live.update(v for v in eqn.inputs if type(v) is Var)
     kept.reverse()

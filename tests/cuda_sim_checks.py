@@ -732,6 +732,39 @@ def windowed_reductions():
             raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
 
 
+@check
+def host_callbacks():
+    """debug.print and pure_callback under jit(backend="cuda"): host steps that see the device
+    values, print in program order (inside a scan too), and keep the program off CUDA graphs."""
+    import contextlib
+    import io
+
+    from functrans.backends import cuda_graphs
+
+    def f(x):
+        y = fnp.sin(x)
+        ft.debug.print("y={}", y)
+        z = ft.pure_callback(np.cos, ft.ShapeDtypeStruct(y.shape, y.dtype), y)
+
+        def body(c, xi):
+            ft.debug.print("c={} xi={}", c, xi)
+            return c + xi, c * xi
+        c, ys = lax.scan(body, np.float32(0), x)
+        return z * 2 + ys + c
+
+    x = floats((3,))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        want = f(x)
+    with contextlib.redirect_stdout(io.StringIO()) as got_buf:
+        got = ft.jit(f, backend="cuda")(x)
+    assert_same(got, want, rtol=1e-6, what="callbacks")
+    assert got_buf.getvalue() == buf.getvalue(), (got_buf.getvalue(), buf.getvalue())
+    closed = ft.make_jaxpr(f)(x)
+    program = numba_cuda.executable(closed, "f").program
+    assert not cuda_graphs.host_free(program)
+
+
 def main(names):
     results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))

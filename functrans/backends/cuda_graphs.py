@@ -90,10 +90,13 @@ def launch_count(program):
 
 
 def host_free(program):
-    """True when no step of program (or of its sub-programs) reads device memory on the host."""
+    """True when no step of program (or of its sub-programs) reads device memory on the host
+    (cond and while read their predicate; callbacks their operands)."""
+    from .. import core
     from .plan import Group
     for step in program.plan.steps:
-        if not isinstance(step, Group) and step.eqn.primitive.name in ("cond", "while"):
+        if not isinstance(step, Group) and (step.eqn.primitive.name in ("cond", "while")
+                                            or step.eqn.primitive in core.host_primitives):
             return False
     return all(host_free(p) for p, _ in program._subs.values())
 

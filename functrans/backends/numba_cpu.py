@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from .. import core
 from ..core import Literal, Var
 from . import plan as plan_mod
 from .plan import Group, Op
@@ -925,7 +926,8 @@ lower_rules.update({
 
 def lowerable_primitives():
     """Names of every primitive this backend lowers."""
-    return set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS | set(plan_mod.CALLS)
+    return (set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS
+            | set(plan_mod.CALLS) | {p.name for p in core.host_primitives})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1071,18 +1073,24 @@ def plan_cost(kplan):
     return sum(_step_cost(s) for s in kplan.steps)
 
 
+def _host_step(step):
+    return isinstance(step, Op) and plan_mod.needs_host(step.eqn)
+
+
 def should_split(kplan):
-    """True if the plan is big enough to be compiled as several kernels."""
-    return plan_cost(kplan) > SPLIT_EQNS
+    """True if the plan is big enough to be compiled as several kernels, or has a host step
+    (a callback, or control flow holding one: run by its impl between kernels)."""
+    return plan_cost(kplan) > SPLIT_EQNS or any(_host_step(s) for s in kplan.steps)
 
 
 def split_plan(kplan):
-    """The plan as a list of parts: ('numpy', eqn) for an equation run by its numpy impl, or
-    ('kernel', KernelPlan) for a run of steps compiled together. Each sub-plan's inputs are the
-    vars it reads from earlier parts and its outputs the vars later parts (or the result) read."""
+    """The plan as a list of parts: ('numpy', eqn) for an equation run by its impl (numpy, or
+    Python on the host for callbacks and control flow holding them), or ('kernel', KernelPlan)
+    for a run of steps compiled together. Each sub-plan's inputs are the vars it reads from
+    earlier parts and its outputs the vars later parts (or the result) read."""
     runs, cur, n = [], [], 0
     for step in kplan.steps:
-        if isinstance(step, Op) and step.eqn.primitive.name in NUMPY_OPS:
+        if isinstance(step, Op) and (step.eqn.primitive.name in NUMPY_OPS or _host_step(step)):
             if cur:
                 runs.append(cur)
             runs.append(step)

@@ -13,8 +13,9 @@ dtype is used in place; any other is copied on the device; host arguments are co
 device. The outputs are device arrays with the program's shapes: CuPy arrays on a GPU with
 CuPy, numba device arrays otherwise (and under the simulator). Nothing is copied to the host
 and nothing waits for the GPU, except the predicate of a ``cond`` and the test of a
-``while_loop`` (one scalar per iteration). An output may be an input itself when the function
-returns that input unchanged. ``to_host(x)`` copies a result back. ``run_cuda`` (jit_p's
+``while_loop`` (one scalar per iteration), and the operands of callbacks (debug.print,
+debug.callback, pure_callback), which run on the host. An output may be an input itself when
+the function returns that input unchanged. ``to_host(x)`` copies a result back. ``run_cuda`` (jit_p's
 executor, what ``jit(backend="cuda")`` calls with NumPy arrays) is ``run_device`` followed by
 copies to NumPy arrays.
 
@@ -316,6 +317,8 @@ class _Program:
             return lambda env: env.__setitem__(eqn.out_binders[0], self._value(env, eqn.inputs[0]))
         if name in CONTROL_FLOW:
             return getattr(self, "_" + name)(eqn)
+        if eqn.primitive in core.host_primitives:
+            return self._host(eqn)
         rule = cuda_ops.op_rules.get(name)
         if rule is None:
             raise NotImplementedError(f"CUDA lowering for primitive '{name}' not implemented")
@@ -395,6 +398,20 @@ class _Program:
         if p is None:
             p = self._subs[id(closed)] = (_Program(closed, self.geo), closed)
         return p[0]
+
+    def _host(self, eqn):
+        """A host step (a callback): its operands copied to the host, its impl run there, its
+        results copied to the device. Programs holding one are never captured as CUDA graphs
+        (cuda_graphs.host_free)."""
+        impl = core.impl_rules[eqn.primitive]
+
+        def run(env):
+            ins = [cuda_memory.to_host(self._value(env, v)).reshape(v.aval.shape)
+                   for v in eqn.inputs]
+            outs = impl(*ins, **eqn.params)
+            for o, val in zip(eqn.out_binders, outs):
+                env[o] = cuda_memory.to_device(np.asarray(val, o.aval.dtype))
+        return run
 
     # -- control flow: host loops over device sub-programs
     def _cond(self, eqn):

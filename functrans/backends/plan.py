@@ -371,12 +371,19 @@ def absorb_transposes_into_dots(eqns, outvars):
     return new
 
 
+def needs_host(eqn):
+    """True if the equation calls Python on the host (a callback, or control flow or a call
+    holding one): backends run it as a host step, not in a kernel."""
+    return bool(core.host_primitives) and core.eqn_uses(eqn, core.host_primitives)
+
+
 def drop_unused(eqns, outvars):
-    """The equations whose results are used (every primitive here is pure)."""
+    """The equations whose results are used, and those with a side effect."""
     live = set(v for v in outvars if type(v) is Var)
     kept = []
     for e in reversed(eqns):
-        if any(o in live for o in e.out_binders):
+        if any(o in live for o in e.out_binders) or (
+                core.effectful_primitives and core.eqn_uses(e, core.effectful_primitives)):
             kept.append(e)
             live.update(v for v in e.inputs if type(v) is Var)
     return kept[::-1]

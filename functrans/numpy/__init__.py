@@ -10,7 +10,7 @@ from .. import core as _core
 from ..lax import lax as _lax
 from . import linalg  # noqa: F401
 from ._base import as_operand as _as_operand, is_arraylike as _is_arraylike
-from ._base import result_type  # noqa: F401
+from ._base import broadcast_shapes, result_type  # noqa: F401
 from ._ufuncs import complex_part
 from ._creation import (arange, array, asarray, empty, empty_like, eye, full, full_like,  # noqa: F401
                         identity, linspace, ones, ones_like, tri, zeros, zeros_like)
@@ -251,7 +251,7 @@ def _wrap_public_functions(namespace, modules=("functrans.numpy",)):
 
 
 # functions whose results are Python values or NumPy metadata, as in NumPy and JAX
-_RETURNS_PYTHON = {"shape", "ndim", "size", "isscalar", "result_type", "promote_types",
+_RETURNS_PYTHON = {"shape", "broadcast_shapes", "ndim", "size", "isscalar", "result_type", "promote_types",
                    "can_cast", "iinfo", "finfo", "issubdtype", "dtype"}
 printoptions, set_printoptions, get_printoptions = (_np.printoptions, _np.set_printoptions,
                                                     _np.get_printoptions)

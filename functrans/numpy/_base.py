@@ -172,11 +172,33 @@ def _bad_operand(fn, args):
                      f"{', '.join(type(a).__name__ for a in args)} are not arrays{core.where()}")
 
 
+# the Python scalar types stand for weak values of their kind, as in JAX's result_type
+_WEAK_OF_TYPE = {bool: False, int: 0, float: 0.0, complex: 0j}
+
+
+def _as_dtype_or_weak(x):
+    """A dtype or type operand of result_type as NumPy's promotion takes it (the Python scalar
+    types as weak values); anything else as it is."""
+    if isinstance(x, type) and x in _WEAK_OF_TYPE:
+        return _WEAK_OF_TYPE[x]
+    if isinstance(x, np.dtype) or (isinstance(x, type) and issubclass(x, np.generic)):
+        return np.dtype(x)
+    return x
+
+
 def result_type(*args):
-    """NumPy 2's promotion of the operands' dtypes (Python scalars weak)."""
+    """NumPy 2's promotion of the operands' dtypes; operands may be arrays, values, dtypes or
+    scalar types (Python scalars, and the types bool, int, float and complex, are weak)."""
     try:
         return core.canonicalize_dtype(
             np.result_type(*[x if is_weak(x) else dtype_of(x) for x in args]))
+    except TypeError:
+        if not any(isinstance(x, (type, np.dtype)) for x in args):
+            raise
+    try:
+        return core.canonicalize_dtype(np.result_type(
+            *[y if is_weak(y) or isinstance(y, np.dtype) else dtype_of(y)
+              for y in map(_as_dtype_or_weak, args)]))
     except TypeError as e:
         raise TypeError(f"{e}{core.where()}") from None
 
