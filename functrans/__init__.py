@@ -12,6 +12,8 @@ from . import jit_primitive as _jit_primitive  # noqa: F401
 from . import backends as _backends  # noqa: F401  (registers the jit CPU executor; numba loads lazily)
 from .custom_derivatives import custom_jvp, custom_vjp  # noqa: F401
 from .checkpoint import checkpoint, remat, saved_residuals  # noqa: F401
+from . import ad_checkpoint  # noqa: F401
+from .ad_checkpoint import checkpoint_policies  # noqa: F401
 from . import lax  # noqa: F401
 from . import random  # noqa: F401
 from . import nn  # noqa: F401

@@ -925,7 +925,8 @@ lower_rules.update({
 
 def lowerable_primitives():
     """Names of every primitive this backend lowers."""
-    return set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS | set(plan_mod.CALLS)
+    return (set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS
+            | set(plan_mod.CALLS) | plan_mod.ALIASES)
 
 
 # ---------------------------------------------------------------------------------------------
