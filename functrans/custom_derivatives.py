@@ -17,7 +17,7 @@ from . import core
 from .core import ClosedJaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
 from .interpreters import ad, batching
 from .interpreters.ad import Zero, instantiate_zeros
-from .tree_util import tree_flatten, tree_unflatten
+from .tree_util import register_pytree_node, tree_flatten, tree_unflatten
 from .util import safe_map, safe_zip, split_list
 
 
@@ -450,3 +450,58 @@ ad.jvp_rules[custom_vjp_call_p] = _custom_vjp_jvp
 ad.transpose_rules[custom_lin_p] = _custom_lin_transpose
 batching.batch_rules[custom_vjp_call_p] = _custom_vjp_batch
 batching.batch_rules[custom_lin_p] = _custom_lin_batch
+
+
+# ---------------------------------------------------------------------------------------------
+# custom_gradient: TensorFlow's interface, on top of custom_vjp
+
+class _TracedVJP:
+    """The vjp function returned by a custom_gradient function, as a residual: its jaxpr (and
+    trees) are static, the constants it closes over are the leaves."""
+
+    def __init__(self, jaxpr, consts, in_tree, out_tree):
+        self.jaxpr, self.consts, self.in_tree, self.out_tree = jaxpr, consts, in_tree, out_tree
+
+
+register_pytree_node(_TracedVJP,
+                     lambda r: (r.consts, (r.jaxpr, r.in_tree, r.out_tree)),
+                     lambda aux, consts: _TracedVJP(aux[0], list(consts), aux[1], aux[2]))
+
+
+def custom_gradient(fun):
+    """Decorator (TensorFlow's ``tf.custom_gradient``, as ``jax.custom_gradient``): ``fun``
+    returns ``(value, vjp)`` where ``vjp(cotangent of value)`` returns the cotangents of the
+    positional arguments (a tuple, or a single value for one argument). Returns a function
+    computing ``value`` whose reverse-mode derivative is ``vjp``."""
+    @custom_vjp
+    def wrapped(*args):
+        return fun(*args)[0]
+
+    def fwd(*args):
+        out = fun(*args)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and callable(out[1])):
+            raise TypeError(f"custom_gradient function {getattr(fun, '__name__', fun)} must "
+                            f"return a pair (value, vjp_function), got {type(out).__name__}")
+        ans, vjp_fn = out
+        ans_leaves, out_tree = tree_flatten(ans)
+        in_tree = _Store()
+
+        def flat_vjp(*cts):
+            cts_in, in_tree.val = tree_flatten(vjp_fn(tree_unflatten(out_tree, cts)))
+            return [core.as_array(c) for c in cts_in]
+
+        avals = [get_aval(core.as_array(x)) for x in ans_leaves]
+        jaxpr, consts = core.trace_to_jaxpr(flat_vjp, avals)
+        return ans, _TracedVJP(jaxpr, consts, in_tree.val, out_tree)
+
+    def bwd(res, ct):
+        ct_leaves, ct_tree = tree_flatten(ct)
+        if ct_tree != res.out_tree:
+            raise TypeError(f"custom_gradient: cotangent structure {ct_tree} does not match the "
+                            f"output structure {res.out_tree}")
+        cts = tree_unflatten(res.in_tree, core.eval_jaxpr(res.jaxpr, res.consts, *ct_leaves))
+        return cts if isinstance(cts, tuple) else (cts,)
+
+    wrapped.defvjp(fwd, bwd)
+    functools.update_wrapper(wrapped, fun)
+    return wrapped
