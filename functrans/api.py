@@ -623,7 +623,7 @@ def linear_transpose(fun, *primals, reduce_axes=()):
     if reduce_axes:
         raise NotImplementedError("linear_transpose: reduce_axes names mapped axes, which "
                                   "functrans does not have; leave it empty")
-    leaves, in_tree = _flat_leaves(primals, "linear_transpose primals")
+    leaves, in_tree = tree_flatten(primals)
     in_avals = [_aval_of_arg(x) for x in leaves]
     out_store = _Store()
     jaxpr, consts = core.trace_to_jaxpr(_flatten_fun(fun, in_tree, out_store), in_avals)

@@ -15,17 +15,26 @@ import numpy as np
 
 from . import core
 from .core import ClosedJaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
+from .errors import UnexpectedTracerError
 from .interpreters import ad, batching
 from .interpreters.ad import Zero, instantiate_zeros
 from .tree_util import register_pytree_node, tree_flatten, tree_unflatten
 from .util import safe_map, safe_zip, split_list
 
 
-def _run_eagerly(fun, args, kwargs):
-    """fun(*args, **kwargs) with no transform active; its results as Arrays (core.to_output),
-    as every functrans function returns."""
-    with core.set_current_trace(core.eval_trace):
-        leaves, tree = tree_flatten(fun(*args, **kwargs))
+def _run_eagerly(custom_fn, args):
+    """The function of custom_fn applied to args with no transform active; its results as
+    Arrays (core.to_output), as every functrans function returns. A value of a differentiation
+    whose rule is running (it is suspended) that the function closes over is the closure
+    TypeError, not an escaped tracer."""
+    try:
+        with core.set_current_trace(core.eval_trace):
+            leaves, tree = tree_flatten(custom_fn.fun(*args))
+    except UnexpectedTracerError as e:
+        t = getattr(e, "trace", None)
+        if type(t) is ad.JVPTrace and t.valid:
+            raise _closure_tangent_error(type(custom_fn).__name__) from None
+        raise
     return tree_unflatten(tree, [core.to_output(x) for x in leaves])
 
 
@@ -218,7 +227,7 @@ class custom_jvp(_CustomFunction):
         args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
         trace = _effective_trace(leaves)
         if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
-            return _run_eagerly(self.fun, args, {})
+            return _run_eagerly(self, args)
         out_tree = _Store()
         jt = _differentiating_trace(trace, leaves)
         if jt is not None:              # differentiated now: only the rule runs
@@ -336,7 +345,7 @@ class custom_vjp(_CustomFunction):
         args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
         trace = _effective_trace(leaves)
         if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
-            return _run_eagerly(self.fun, args, {})
+            return _run_eagerly(self, args)
         out_tree = _Store()
         jt = _differentiating_trace(trace, leaves)
         if jt is not None:              # differentiated now: only fwd runs (and bwd later)
