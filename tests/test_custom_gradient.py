@@ -141,6 +141,12 @@ def test_holomorphic_complex_inputs_raise_until_complex_differentiation_exists(t
         transform(lambda z: z * z, holomorphic=True)(np.complex128(1 + 2j))
 
 
+def test_hessian_has_aux():
+    h, aux = ft.hessian(lambda x: (jnp.sum(x ** 3), x * 2), has_aux=True)(X)
+    np.testing.assert_allclose(h, np.diag(6 * X))
+    np.testing.assert_allclose(aux, 2 * X)
+
+
 def test_holomorphic_false_is_the_default():
     assert float(ft.grad(jnp.sin, holomorphic=False)(0.0)) == 1.0
     np.testing.assert_allclose(ft.jacrev(jnp.sin, holomorphic=False)(X), np.diag(np.cos(X)))
