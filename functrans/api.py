@@ -208,10 +208,29 @@ def _argnums_tuple(argnums, nargs, name):
     return tuple(int(i) % nargs for i in nums), single
 
 
-def _check_grad_inputs(leaves, paths, name, ints_ok=False):
+def _check_holomorphic_inputs(leaves, paths, name):
+    """holomorphic=True: JAX's TypeError for a real input; for complex inputs (all of them
+    complex) the TypeError saying complex differentiation is not implemented yet, so that no
+    transform ever returns a wrong number for them."""
+    for x in leaves:
+        dt = get_aval(x).dtype
+        if dt.kind != "c":
+            raise TypeError(f"{name} with holomorphic=True requires inputs with complex dtype, "
+                            f"but got {dt.name}.")
+    path = next(iter(paths()), "args")
+    raise TypeError(f"{name} with holomorphic=True: argument {path} has dtype "
+                    f"{get_aval(leaves[0]).dtype}, and differentiating with respect to complex "
+                    "values is not supported yet (no transform handles complex tangents)"
+                    f"{core.where()}")
+
+
+def _check_grad_inputs(leaves, paths, name, ints_ok=False, holomorphic=False):
     """TypeError naming the first leaf that is not a real float (with ``ints_ok``: the first
     complex leaf, as jvp/vjp/linearize give integer inputs float0 tangents); ``paths`` is a
-    thunk (built only on error)."""
+    thunk (built only on error). With ``holomorphic``, JAX's TypeError for a leaf that is not
+    complex, and otherwise the one saying complex differentiation is not supported yet."""
+    if holomorphic:
+        _check_holomorphic_inputs(leaves, paths, name)
     for x in leaves:
         k = x.dtype.kind
         if k != "f" and (not ints_ok or k == "c"):
@@ -268,24 +287,25 @@ def _check_scalar_output(out, name):
                         f"{aval.dtype}. For functions with integer outputs, use vjp directly.")
 
 
-def value_and_grad(fun, argnums=0, has_aux=False):
+def value_and_grad(fun, argnums=0, has_aux=False, holomorphic=False):
     """Returns a function computing (fun(*args), gradient of fun w.r.t. args[argnums]) — or
-    ((value, aux), gradient) with has_aux=True."""
+    ((value, aux), gradient) with has_aux=True. holomorphic=True requires complex inputs
+    (complex differentiation itself raises TypeError: not supported yet)."""
     _check_callable(fun, "value_and_grad")
 
     @functools.wraps(fun)
     def value_and_grad_f(*args, **kwargs):
-        return _value_and_grad(fun, argnums, has_aux, args, kwargs)
+        return _value_and_grad(fun, argnums, has_aux, args, kwargs, holomorphic)
 
     return value_and_grad_f
 
 
-def _value_and_grad(fun, argnums, has_aux, args, kwargs):
-    """value_and_grad(fun, argnums, has_aux)(*args, **kwargs)."""
+def _value_and_grad(fun, argnums, has_aux, args, kwargs, holomorphic=False):
+    """value_and_grad(fun, argnums, has_aux, holomorphic)(*args, **kwargs)."""
     nums, single = _argnums_tuple(argnums, len(args), "grad")
     leaves, treedef = _flat_leaves(tuple([args[i] for i in nums]), "grad arguments",
                                    [f"args[{i}]" for i in nums])
-    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad")
+    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad", holomorphic=holomorphic)
     out_store, aux_store = _Store(), _Store()
     f_of_diff = _scalar_fun_of(fun, args, kwargs, nums, has_aux)
     outs_p, vjp_fn = ad.vjp_flat(_flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store),
@@ -328,17 +348,18 @@ def _arg_paths(treedef, nums):
     return out
 
 
-def grad(fun, argnums=0, has_aux=False):
+def grad(fun, argnums=0, has_aux=False, holomorphic=False):
     """Returns a function computing the gradient of scalar-valued fun w.r.t. args[argnums]
-    (and aux with has_aux=True: (grad, aux))."""
+    (and aux with has_aux=True: (grad, aux)). holomorphic=True requires complex inputs
+    (complex differentiation itself raises TypeError: not supported yet)."""
     _check_callable(fun, "grad")
 
     @functools.wraps(fun)
     def grad_f(*args, **kwargs):
         if has_aux:
-            (_, aux), g = _value_and_grad(fun, argnums, True, args, kwargs)
+            (_, aux), g = _value_and_grad(fun, argnums, True, args, kwargs, holomorphic)
             return g, aux
-        return _value_and_grad(fun, argnums, False, args, kwargs)[1]
+        return _value_and_grad(fun, argnums, False, args, kwargs, holomorphic)[1]
 
     return grad_f
 
@@ -480,11 +501,11 @@ def _std_basis(leaves):
     return out
 
 
-def _jac_args(fun, argnums, args, name):
+def _jac_args(fun, argnums, args, name, holomorphic=False):
     nums, single = _argnums_tuple(argnums, len(args), name)
     diff = tuple(args[i] for i in nums)
     leaves, treedef = _flat_leaves(diff, name, [f"args[{i}]" for i in nums])
-    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), name)
+    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), name, holomorphic=holomorphic)
 
     def f_diff(*d):
         full = list(args)
@@ -495,13 +516,15 @@ def _jac_args(fun, argnums, args, name):
     return f_diff, leaves, treedef, nums, single
 
 
-def jacfwd(fun, argnums=0, has_aux=False):
+def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian of fun by forward mode: vmap of jvp over the standard basis of the inputs.
-    The result nests the input structure inside the output structure."""
+    The result nests the input structure inside the output structure. holomorphic=True
+    requires complex inputs (complex differentiation itself raises TypeError: not supported
+    yet)."""
     _check_callable(fun, "jacfwd")
 
     def jac(*args):
-        f_diff, leaves, in_tree, nums, single = _jac_args(fun, argnums, args, "jacfwd")
+        f_diff, leaves, in_tree, nums, single = _jac_args(fun, argnums, args, "jacfwd", holomorphic)
         out_store, aux_store, primal_outs = _Store(), _Store(), _Store()
         flat = _flatten_fun(f_diff, in_tree, out_store, has_aux, aux_store)
 
@@ -551,13 +574,15 @@ def _reshape(x, shape):
     return lax.reshape(x, shape)
 
 
-def jacrev(fun, argnums=0, has_aux=False):
+def jacrev(fun, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian of fun by reverse mode: vmap of vjp over the standard basis of the outputs.
-    The result nests the input structure inside the output structure."""
+    The result nests the input structure inside the output structure. holomorphic=True
+    requires complex inputs (complex differentiation itself raises TypeError: not supported
+    yet)."""
     _check_callable(fun, "jacrev")
 
     def jac(*args):
-        f_diff, leaves, in_tree, nums, single = _jac_args(fun, argnums, args, "jacrev")
+        f_diff, leaves, in_tree, nums, single = _jac_args(fun, argnums, args, "jacrev", holomorphic)
         out_store, aux_store = _Store(), _Store()
         flat = _flatten_fun(f_diff, in_tree, out_store, has_aux, aux_store)
         outs_p, vjp_fn = ad.vjp_flat(flat, leaves)
@@ -588,9 +613,66 @@ def jacrev(fun, argnums=0, has_aux=False):
     return jac
 
 
-def hessian(fun, argnums=0):
-    """The Hessian of scalar fun: jacfwd(jacrev(fun))."""
-    return jacfwd(jacrev(fun, argnums), argnums)
+def linear_transpose(fun, *primals, reduce_axes=()):
+    """The transpose of the linear function fun, at inputs shaped like primals (arrays or
+    ShapeDtypeStructs): returns ``f_t`` (a tree_util.Partial) with ``f_t(cotangent)`` a tuple
+    with one cotangent per primal. fun must be linear in its inputs (equations that do not
+    depend on them are evaluated as constants); a non-linear operation on an input raises. As
+    JAX: all inputs and outputs inexact, or all integer."""
+    _check_callable(fun, "linear_transpose")
+    if reduce_axes:
+        raise NotImplementedError("linear_transpose: reduce_axes names mapped axes, which "
+                                  "functrans does not have; leave it empty")
+    leaves, in_tree = tree_flatten(primals)
+    in_avals = [_aval_of_arg(x) for x in leaves]
+    out_store = _Store()
+    jaxpr, consts = core.trace_to_jaxpr(_flatten_fun(fun, in_tree, out_store), in_avals)
+    out_avals = [v.aval if isinstance(v, core.Var) else get_aval(v.val) for v in jaxpr.outvars]
+    dtypes = [a.dtype for a in in_avals + out_avals]
+    if not (all(d.kind in "fc" for d in dtypes) or all(d.kind in "iu" for d in dtypes)):
+        raise TypeError("linear_transpose only supports [float or complex] -> [float or "
+                        "complex], and integer -> integer functions, but got "
+                        f"{[a.dtype.name for a in in_avals]} -> "
+                        f"{[a.dtype.name for a in out_avals]}.")
+    out_tree = out_store.val
+
+    def transposed(consts, out_cotangent):
+        cts, ct_tree = tree_flatten(out_cotangent)
+        if ct_tree != out_tree:
+            raise TypeError("cotangent tree does not match function output, expected "
+                            f"{out_tree} but got {ct_tree}")
+        cts = [_typed_cotangent(c, a, out_avals) for c, a in zip(cts, out_avals)]
+        undefined = [ad.UndefPrimal(a) for a in in_avals]
+        try:
+            in_cts = ad.backward_pass(jaxpr, consts, undefined, cts)
+        except (NotImplementedError, ad.NotLinearError) as e:
+            # JAX's exception types (a missing transpose rule is NotImplementedError), saying why
+            raise type(e)(f"linear_transpose: the function is not linear in its inputs: {e}"
+                          ) from None
+        return tree_unflatten(in_tree, _outputs([ad.instantiate_zeros(c) for c in in_cts]))
+
+    from .tree_util import Partial
+    return Partial(transposed, consts)
+
+
+def _typed_cotangent(ct, aval, out_avals):
+    """ct as an array of aval's type; JAX's TypeError if it has another shape or dtype (a
+    Python scalar takes the output's dtype, as JAX's weak types do)."""
+    weak = type(ct) in (int, float) and aval.dtype.kind in ("f" if type(ct) is float else "fiu")
+    ct = as_array(ct)
+    a = get_aval(ct)
+    if a.shape != aval.shape or (a.dtype != aval.dtype and not weak):
+        raise TypeError(f"cotangent type does not match function output, expected "
+                        f"{[o.str_short() for o in out_avals]} but got {a.str_short()}")
+    return core.to_array(np.asarray(ct, aval.dtype)) if a.dtype != aval.dtype else ct
+
+
+def hessian(fun, argnums=0, has_aux=False, holomorphic=False):
+    """The Hessian of scalar fun: jacfwd(jacrev(fun)) (with has_aux=True: (hessian, aux))."""
+    if has_aux:
+        inner = jacrev(fun, argnums, has_aux=True, holomorphic=holomorphic)
+        return jacfwd(inner, argnums, has_aux=True, holomorphic=holomorphic)
+    return jacfwd(jacrev(fun, argnums, holomorphic=holomorphic), argnums, holomorphic=holomorphic)
 
 
 def hvp(fun, primals, tangents):

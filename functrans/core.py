@@ -267,11 +267,15 @@ class Trace:
 
 
 def escaped_tracer_error(x):
-    return UnexpectedTracerError(
+    """The UnexpectedTracerError for tracer x met where it cannot be used; its ``trace``
+    attribute is x's trace (still valid when x's transform is suspended, not finished)."""
+    err = UnexpectedTracerError(
         f"Encountered an unexpected tracer: a {x.aval.str_short()} value created inside a "
         f"transformed function ({type(x._trace).__name__}) escaped it, e.g. by being stored in a "
         f"global or returned through a side channel, and was used{where()}. Return values "
         "from transformed functions instead of leaking them.")
+    err.trace = x._trace
+    return err
 
 
 # the hot paths' NumPy names, bound once (a global lookup instead of a global and an attribute)

@@ -15,17 +15,57 @@ import numpy as np
 
 from . import core
 from .core import ClosedJaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
+from .errors import UnexpectedTracerError
 from .interpreters import ad, batching
 from .interpreters.ad import Zero, instantiate_zeros
-from .tree_util import tree_flatten, tree_unflatten
+from .tree_util import register_pytree_node, tree_flatten, tree_unflatten
 from .util import safe_map, safe_zip, split_list
 
 
-def _run_eagerly(fun, args, kwargs):
-    """fun(*args, **kwargs) with no transform active; its results as Arrays (core.to_output),
-    as every functrans function returns."""
-    leaves, tree = tree_flatten(fun(*args, **kwargs))
+def _run_eagerly(custom_fn, args):
+    """The function of custom_fn applied to args with no transform active; its results as
+    Arrays (core.to_output), as every functrans function returns. A value of a differentiation
+    whose rule is running (it is suspended) that the function closes over is the closure
+    TypeError, not an escaped tracer."""
+    try:
+        with core.set_current_trace(core.eval_trace):
+            leaves, tree = tree_flatten(custom_fn.fun(*args))
+    except UnexpectedTracerError as e:
+        t = getattr(e, "trace", None)
+        if type(t) is ad.JVPTrace and t.valid:
+            raise _closure_tangent_error(type(custom_fn).__name__) from None
+        raise
     return tree_unflatten(tree, [core.to_output(x) for x in leaves])
+
+
+def _effective_trace(leaves):
+    """The trace a primitive bound on leaves now would reach first with one of them its own:
+    partial-evaluation traces (forwarding staging traces) to which every leaf is known pass the
+    call down. As in JAX, a custom function called by a rule under grad thus sees concrete
+    primals (or the next transform's tracers)."""
+    t = core.current_trace()
+    while type(t) is core.StagingTrace and t.forward and not any(t.is_ours(x) for x in leaves):
+        t = t.parent
+    return t
+
+
+def _differentiating_trace(trace, leaves):
+    """trace if it is a JVPTrace that one of leaves belongs to, else None. Such a trace applies
+    the custom rule directly, without tracing the function (JAX's count: under jvp only the jvp
+    rule runs, under grad only fwd and bwd)."""
+    if type(trace) is ad.JVPTrace and any(type(x) is ad.JVPTracer and x._trace is trace
+                                          for x in leaves):
+        return trace
+    return None
+
+
+def _apply_rule_directly(jt, rule, leaves, **params):
+    """The JVP rule ``rule(primals, tangents, **params)`` (run with jt's parent current) on the
+    leaves' primals and tangents, its outputs as tracers of the JVPTrace jt."""
+    primals, tangents = zip(*[jt.lift(x) for x in leaves])
+    outs_p, outs_t = core.call_in_parent(
+        jt, lambda: rule(list(primals), list(tangents), **params))
+    return [jt.pure(p, t) for p, t in zip(outs_p, outs_t)]
 
 map, zip = safe_map, safe_zip
 
@@ -96,13 +136,35 @@ class _CustomFunction:
         self.fun = fun
         self.nondiff_argnums = tuple(nondiff_argnums)
 
-    def _trace(self, args, kwargs):
-        """(nondiff args, diff args, merge(diff) -> all args, and _trace_call's results)."""
+    def _split(self, args, kwargs):
+        """(all args positionally, nondiff args, diff args, merge(diff) -> all args, the diff
+        leaves as arrays, their tree)."""
         args = _resolve_args(self.fun, args, kwargs)
         nondiff, diff = _split_nondiff(args, self.nondiff_argnums)
         n = len(args)
         merge = lambda d: _merge_nondiff(self.nondiff_argnums, nondiff, d, n)  # noqa: E731
-        return (nondiff, diff, merge) + _trace_call(lambda *d: self.fun(*merge(d)), diff)
+        leaves, in_tree = tree_flatten(diff)
+        return args, nondiff, diff, merge, [core.as_array(x) for x in leaves], in_tree
+
+    def _trace(self, merge, diff):
+        """_trace_call's (ClosedJaxpr, lifted tracer consts, leaves, in_tree, out_tree);
+        TypeError if the function closes over a value being differentiated by a transform
+        whose rule is running (its tracer is then outside the current trace's chain)."""
+        traced = _trace_call(lambda *d: self.fun(*merge(d)), diff)
+        if any(type(c._trace) is ad.JVPTrace and c._trace.valid and not _in_scope(c._trace)
+               for c in traced[1]):
+            raise _closure_tangent_error(type(self).__name__)
+        return traced
+
+
+def _in_scope(trace):
+    """True if trace is the current trace or one below it."""
+    t = core.current_trace()
+    while t is not None:
+        if t is trace:
+            return True
+        t = t.parent
+    return False
 
 
 def _call_impl(*args, call_jaxpr, **_):
@@ -162,31 +224,44 @@ class custom_jvp(_CustomFunction):
         if self.jvp is None:
             raise AttributeError(f"No JVP defined for custom_jvp function {self.__name__} "
                                  "using defjvp.")
-        if type(core.current_trace()) is core.EvalTrace:   # no transform: just run it
-            return _run_eagerly(self.fun, args, kwargs)
-        nondiff, diff, _, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
-        rule = self.jvp
-
-        def jvp_fn(primals, tangents):
-            """Flat rule: (closure consts + leaves, tangents) -> primal outs + tangent outs."""
-            primals, tangents = primals[len(lifted):], tangents[len(lifted):]
-            p = tree_unflatten(in_tree, primals)
-            t = tree_unflatten(in_tree, tangents)
-            out = rule(*nondiff, tuple(p), tuple(t))
-            if not (isinstance(out, (tuple, list)) and len(out) == 2):
-                raise TypeError(f"Custom JVP rule of {self.__name__} must return a pair "
-                                f"(primal_out, tangent_out), got {out!r}")
-            po, pt = tree_flatten(out[0])
-            to, tt = tree_flatten(out[1])
-            if pt != out_tree or tt != out_tree:
-                raise TypeError(f"Custom JVP rule of {self.__name__} must produce primal and "
-                                f"tangent outputs with the function's output structure "
-                                f"{out_tree}, got {pt} and {tt}")
-            return [core.as_array(o) for o in po] + [core.as_array(o) for o in to]
-
+        args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
+        trace = _effective_trace(leaves)
+        if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
+            return _run_eagerly(self, args)
+        out_tree = _Store()
+        jt = _differentiating_trace(trace, leaves)
+        if jt is not None:              # differentiated now: only the rule runs
+            jvp_fn = _flat_jvp_rule(self.__name__, self.jvp, nondiff, in_tree, 0, out_tree)
+            outs = _apply_rule_directly(jt, _custom_jvp_jvp, leaves, jvp_fn=jvp_fn, num_consts=0)
+            return tree_unflatten(out_tree.val, outs)
+        closed, lifted, leaves, in_tree, out_tree.val = self._trace(merge, diff)
+        jvp_fn = _flat_jvp_rule(self.__name__, self.jvp, nondiff, in_tree, len(lifted), out_tree)
         outs = custom_jvp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, jvp_fn=jvp_fn,
                                       num_consts=len(lifted))
-        return tree_unflatten(out_tree, outs)
+        return tree_unflatten(out_tree.val, outs)
+
+
+def _flat_jvp_rule(name, rule, nondiff, in_tree, num_consts, out_tree):
+    """The user's rule as a flat function (closure consts + leaves, their tangents) -> primal
+    outs + tangent outs. out_tree.val is the function's output tree; when it is None (the
+    function was not traced) the rule's primal output sets it."""
+    def jvp_fn(primals, tangents):
+        p = tree_unflatten(in_tree, primals[num_consts:])
+        t = tree_unflatten(in_tree, tangents[num_consts:])
+        out = rule(*nondiff, tuple(p), tuple(t))
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            raise TypeError(f"Custom JVP rule of {name} must return a pair "
+                            f"(primal_out, tangent_out), got {out!r}")
+        po, pt = tree_flatten(out[0])
+        to, tt = tree_flatten(out[1])
+        if out_tree.val is None:
+            out_tree.val = pt
+        if pt != out_tree.val or tt != out_tree.val:
+            raise TypeError(f"Custom JVP rule of {name} must produce primal and tangent outputs "
+                            f"with the function's output structure {out_tree.val}, got {pt} "
+                            f"and {tt}")
+        return [core.as_array(o) for o in po] + [core.as_array(o) for o in to]
+    return jvp_fn
 
 
 def _tree_add(a, b):
@@ -195,21 +270,21 @@ def _tree_add(a, b):
     return tree_map(lambda x, y: lax.add(x, y), a, b)
 
 
-def _custom_jvp_jvp(primals, tangents, *, call_jaxpr, jvp_fn, num_consts):
+def _custom_jvp_jvp(primals, tangents, *, jvp_fn, num_consts, call_jaxpr=None):
     if any(type(t) is not Zero for t in tangents[:num_consts]):
         raise _closure_tangent_error("custom_jvp")
     tangents = [instantiate_zeros(t) for t in tangents]
     outs = jvp_fn(list(primals), tangents)
-    n = len(call_jaxpr.out_avals)
-    outs_p, outs_t = split_list(outs, [n])
-    for o, a in zip(outs_p, call_jaxpr.out_avals):
-        if get_aval(o).shape != a.shape:
-            raise TypeError(f"Custom JVP rule returned a primal output of shape "
-                            f"{get_aval(o).shape}, but the function returns shape {a.shape}")
-    for t, a in zip(outs_t, call_jaxpr.out_avals):
-        if get_aval(t).shape != a.shape:
+    outs_p, outs_t = split_list(outs, [len(outs) // 2])
+    if call_jaxpr is not None:
+        for o, a in zip(outs_p, call_jaxpr.out_avals):
+            if get_aval(o).shape != a.shape:
+                raise TypeError(f"Custom JVP rule returned a primal output of shape "
+                                f"{get_aval(o).shape}, but the function returns shape {a.shape}")
+    for t, o in zip(outs_t, outs_p):
+        if get_aval(t).shape != get_aval(o).shape:
             raise TypeError(f"Custom JVP rule returned a tangent of shape {get_aval(t).shape} for "
-                            f"a primal output of shape {a.shape}")
+                            f"a primal output of shape {get_aval(o).shape}")
     return outs_p, outs_t
 
 
@@ -267,30 +342,49 @@ class custom_vjp(_CustomFunction):
         if self.fwd is None:
             raise AttributeError(f"No VJP defined for custom_vjp function {self.__name__} "
                                  "using defvjp.")
-        if type(core.current_trace()) is core.EvalTrace:   # no transform: just run it
-            return _run_eagerly(self.fun, args, kwargs)
-        nondiff, diff, merge, closed, lifted, leaves, in_tree, out_tree = self._trace(args, kwargs)
+        args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
+        trace = _effective_trace(leaves)
+        if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
+            return _run_eagerly(self, args)
+        out_tree = _Store()
+        jt = _differentiating_trace(trace, leaves)
+        if jt is not None:              # differentiated now: only fwd runs (and bwd later)
+            fwd_fn, bwd_fn = self._flat_rules(nondiff, diff, merge, in_tree, 0, out_tree)
+            outs = _apply_rule_directly(jt, _custom_vjp_jvp, leaves, fwd_fn=fwd_fn,
+                                        bwd_fn=bwd_fn, num_consts=0)
+            return tree_unflatten(out_tree.val, outs)
+        closed, lifted, leaves, in_tree, out_tree.val = self._trace(merge, diff)
+        k = len(lifted)
+        fwd_fn, bwd_fn = self._flat_rules(nondiff, diff, merge, in_tree, k, out_tree)
+        outs = custom_vjp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, fwd_fn=fwd_fn,
+                                      bwd_fn=bwd_fn, num_consts=k)
+        return tree_unflatten(out_tree.val, outs)
+
+    def _flat_rules(self, nondiff, diff, merge, in_tree, k, out_tree):
+        """(fwd_fn, bwd_fn): fwd and bwd on flat lists. fwd_fn(closure consts + leaves) ->
+        (outputs, residual leaves); bwd_fn(residual leaves, output cotangents) -> cotangents
+        of consts + leaves. out_tree.val is the function's output tree (None: the function
+        was not traced, and fwd's output sets it)."""
         name, fwd, bwd = self.__name__, self.fwd, self.bwd
         res_store = _Store()
-        k = len(lifted)
 
         def fwd_fn(primals):
-            """Flat fwd: closure consts + leaves -> outputs + residual leaves."""
             d = tree_unflatten(in_tree, primals[k:])
             out = fwd(*merge(d))
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise TypeError(f"Custom VJP fwd rule of {name} must return a pair (output, "
                                 f"residuals), got {type(out).__name__}")
             o, r = tree_flatten(out[0])
-            if r != out_tree:
+            if out_tree.val is None:
+                out_tree.val = r
+            if r != out_tree.val:
                 raise TypeError(f"Custom VJP fwd rule of {name} must produce an output with the "
-                                f"structure of the function's output {out_tree}, got {r}")
+                                f"structure of the function's output {out_tree.val}, got {r}")
             res, res_store.val = tree_flatten(out[1])
             return [core.as_array(x) for x in o], [core.as_array(x) for x in res]
 
         def bwd_fn(res, cts):
-            """Flat bwd: residual leaves, output cotangents -> cotangents of consts + leaves."""
-            ct = tree_unflatten(out_tree, cts)
+            ct = tree_unflatten(out_tree.val, cts)
             out = bwd(*nondiff, tree_unflatten(res_store.val, res), ct)
             if not isinstance(out, (tuple, list)) or len(out) != len(diff):
                 raise TypeError(f"Custom VJP bwd rule of {name} must return a tuple of length "
@@ -300,8 +394,7 @@ class custom_vjp(_CustomFunction):
             for arg, c in zip(diff, out):
                 a_leaves, a_tree = tree_flatten(arg)
                 if c is None:
-                    flat.extend(np.zeros(get_aval(core.as_array(x)).shape, get_aval(core.as_array(x)).dtype)
-                                for x in a_leaves)
+                    flat.extend(ad.zeros_like_aval(get_aval(core.as_array(x))) for x in a_leaves)
                     continue
                 c_leaves, c_tree = tree_flatten(c)
                 if c_tree != a_tree:
@@ -310,12 +403,10 @@ class custom_vjp(_CustomFunction):
                 flat.extend(core.as_array(x) for x in c_leaves)
             return [None] * k + flat
 
-        outs = custom_vjp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, fwd_fn=fwd_fn,
-                                      bwd_fn=bwd_fn, num_consts=k)
-        return tree_unflatten(out_tree, outs)
+        return fwd_fn, bwd_fn
 
 
-def _custom_vjp_jvp(primals, tangents, *, call_jaxpr, fwd_fn, bwd_fn, num_consts):
+def _custom_vjp_jvp(primals, tangents, *, fwd_fn, bwd_fn, num_consts, call_jaxpr=None):
     if any(type(t) is not Zero for t in tangents[:num_consts]):
         raise _closure_tangent_error("custom_vjp")
     outs, res = fwd_fn(list(primals))
@@ -368,3 +459,58 @@ ad.jvp_rules[custom_vjp_call_p] = _custom_vjp_jvp
 ad.transpose_rules[custom_lin_p] = _custom_lin_transpose
 batching.batch_rules[custom_vjp_call_p] = _custom_vjp_batch
 batching.batch_rules[custom_lin_p] = _custom_lin_batch
+
+
+# ---------------------------------------------------------------------------------------------
+# custom_gradient: TensorFlow's interface, on top of custom_vjp
+
+class _TracedVJP:
+    """The vjp function returned by a custom_gradient function, as a residual: its jaxpr (and
+    trees) are static, the constants it closes over are the leaves."""
+
+    def __init__(self, jaxpr, consts, in_tree, out_tree):
+        self.jaxpr, self.consts, self.in_tree, self.out_tree = jaxpr, consts, in_tree, out_tree
+
+
+register_pytree_node(_TracedVJP,
+                     lambda r: (r.consts, (r.jaxpr, r.in_tree, r.out_tree)),
+                     lambda aux, consts: _TracedVJP(aux[0], list(consts), aux[1], aux[2]))
+
+
+def custom_gradient(fun):
+    """Decorator (TensorFlow's ``tf.custom_gradient``, as ``jax.custom_gradient``): ``fun``
+    returns ``(value, vjp)`` where ``vjp(cotangent of value)`` returns the cotangents of the
+    positional arguments (a tuple, or a single value for one argument). Returns a function
+    computing ``value`` whose reverse-mode derivative is ``vjp``."""
+    @custom_vjp
+    def wrapped(*args):
+        return fun(*args)[0]
+
+    def fwd(*args):
+        out = fun(*args)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and callable(out[1])):
+            raise TypeError(f"custom_gradient function {getattr(fun, '__name__', fun)} must "
+                            f"return a pair (value, vjp_function), got {type(out).__name__}")
+        ans, vjp_fn = out
+        ans_leaves, out_tree = tree_flatten(ans)
+        in_tree = _Store()
+
+        def flat_vjp(*cts):
+            cts_in, in_tree.val = tree_flatten(vjp_fn(tree_unflatten(out_tree, cts)))
+            return [core.as_array(c) for c in cts_in]
+
+        avals = [get_aval(core.as_array(x)) for x in ans_leaves]
+        jaxpr, consts = core.trace_to_jaxpr(flat_vjp, avals)
+        return ans, _TracedVJP(jaxpr, consts, in_tree.val, out_tree)
+
+    def bwd(res, ct):
+        ct_leaves, ct_tree = tree_flatten(ct)
+        if ct_tree != res.out_tree:
+            raise TypeError(f"custom_gradient: cotangent structure {ct_tree} does not match the "
+                            f"output structure {res.out_tree}")
+        cts = tree_unflatten(res.in_tree, core.eval_jaxpr(res.jaxpr, res.consts, *ct_leaves))
+        return cts if isinstance(cts, tuple) else (cts,)
+
+    wrapped.defvjp(fwd, bwd)
+    functools.update_wrapper(wrapped, fun)
+    return wrapped

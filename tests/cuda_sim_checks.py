@@ -360,6 +360,14 @@ def custom_rules_and_checkpoint():
     cuda_vs_eager(ft.grad(lambda v: fnp.sum(softplus(v))), x, rtol=1e-6, what="grad custom_jvp")
     g = ft.grad(lambda v: fnp.sum(ft.checkpoint(lambda a: fnp.sin(fnp.sin(a)))(v)))
     cuda_vs_eager(g, x, rtol=1e-6, what="checkpoint")
+    from functrans.ad_checkpoint import checkpoint_name
+
+    def named(a):
+        return fnp.sin(checkpoint_name(fnp.sin(a) * 2, "s"))
+    policy = ft.checkpoint_policies.save_only_these_names("s")
+    g = ft.grad(lambda v: fnp.sum(ft.checkpoint(named, policy=policy)(v)))
+    cuda_vs_eager(named, x, rtol=1e-6, what="checkpoint_name")
+    cuda_vs_eager(g, x, rtol=1e-6, what="checkpoint policy")
 
 
 # --- model-level checks: CUDA against eager and against the CPU backend

@@ -927,7 +927,7 @@ lower_rules.update({
 def lowerable_primitives():
     """Names of every primitive this backend lowers."""
     return (set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS
-            | set(plan_mod.CALLS) | {p.name for p in core.host_primitives})
+            | set(plan_mod.CALLS) | plan_mod.ALIASES | {p.name for p in core.host_primitives})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"}
 # call-like higher-order primitives, inlined: name -> the param holding the ClosedJaxpr
 CALLS = {"jit": "jaxpr", "checkpoint": "jaxpr", "custom_jvp_call": "call_jaxpr",
          "custom_vjp_call": "call_jaxpr"}
+# primitives that are the identity at run time (their output is their input): no code at all
+ALIASES = {"checkpoint_name"}
 
 
 class Group:
@@ -134,6 +136,8 @@ def inline_jit(closed):
                 outs = walk(inner.jaxpr, sub)
                 for ov, o in zip(eqn.out_binders, outs):
                     env[ov] = o
+            elif eqn.primitive.name in ALIASES:
+                env[eqn.out_binders[0]] = read(eqn.inputs[0])
             else:   # fresh binders: an inlined jaxpr may be inlined more than once
                 outs = [Var(v.aval) for v in eqn.out_binders]
                 eqns.append(core.JaxprEqn(eqn.primitive, [read(v) for v in eqn.inputs],

@@ -205,7 +205,9 @@ def defbilinear(prim, lhs_transpose, rhs_transpose):
 
     def transpose(ct, x, y, **params):
         if isinstance(x, UndefPrimal):
-            assert not isinstance(y, UndefPrimal), f"{prim.name} is not linear in both arguments"
+            if isinstance(y, UndefPrimal):
+                raise NotLinearError(f"'{prim.name}' of two values that both depend on the "
+                                     "inputs being transposed is not linear in them")
             return [lhs_transpose(ct, x, y, **params), None]
         return [None, rhs_transpose(ct, x, y, **params)]
     transpose_rules[prim] = transpose
@@ -247,6 +249,10 @@ def linearize_flat(f, primals, dce=True):
 
 # ---------------------------------------------------------------------------------------------
 # Transposition
+
+class NotLinearError(TypeError):
+    """Transposition met an operation that is not linear in the values being transposed."""
+
 
 class UndefPrimal:
     """Marks a linear input of a transposed equation (its value is not known)."""
