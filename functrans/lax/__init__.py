@@ -8,3 +8,5 @@ from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_sli
                       gather, scatter_add, scatter, scatter_mul, sort, argsort)
 from .control_flow import cond, switch, while_loop, fori_loop, scan, map, cond_p, while_p, scan_p  # noqa: F401,A004
 from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402
+from .parallel import (all_gather, all_to_all, axis_index, axis_size, pmax, pmean, pmin,  # noqa: F401,E402
+                       ppermute, psum, psum_scatter, pswapaxes)
