@@ -188,10 +188,14 @@ def psum(x, axis_name, *, axis_index_groups=None):
     if not axes:
         return x
 
+    # a value no transform traces is the same on every member of a vmap axis; on an axis whose
+    # members run apart (a frame with a runner) it need not be
+    eager = any(core.axis_frame(n).runner is not None for n in axes)
+
     def leaf(v):
-        if not isinstance(v, Tracer):
+        if not isinstance(v, Tracer) and not eager:
             return _scaled_constant(v, axis_size(axes))
-        return psum_p.bind(_as_int32_if_bool(v), axes=axes)
+        return psum_p.bind(_as_int32_if_bool(core.as_array(v)), axes=axes)
     return _pytree(leaf, x)
 
 
