@@ -356,6 +356,30 @@ def test_scan_and_cond_bodies():
     np.testing.assert_allclose(g, 16 * c1 * x * 4)
 
 
+def test_while_checkpoint_and_custom_rules_keep_the_name_bound():
+    x = np.arange(1.0, 5.0)
+    loop = named(lambda v: lax.while_loop(lambda c: c < 100, lambda c: lax.psum(c, "i") + 1, 1.0) + v)
+    np.testing.assert_allclose(loop(x), 341 + x)         # an unbatched carry: c -> 4c + 1
+    loop = named(lambda v: lax.while_loop(lambda c: c < 100, lambda c: lax.psum(c, "i") + 1, v))
+    np.testing.assert_allclose(loop(x), np.full(4, 181.0))  # 10 -> 11 -> 45 -> 181
+    remat = ft.checkpoint(lambda v: lax.psum(jnp.sin(v), "i"))
+    np.testing.assert_allclose(named(remat)(x), np.full(4, np.sin(x).sum()))
+    np.testing.assert_allclose(named(ft.grad(remat))(x), 4 * np.cos(x))
+
+    @ft.custom_jvp
+    def f(v):
+        return lax.psum(v, "i") * v
+    f.defjvp(lambda p, t: (f(p[0]), lax.psum(t[0], "i") * p[0] + lax.psum(p[0], "i") * t[0]))
+
+    @ft.custom_vjp
+    def g(v):
+        return lax.psum(v, "i") * v
+    g.defvjp(lambda v: (g(v), v), lambda r, ct: (lax.psum(ct * r, "i") + lax.psum(r, "i") * ct,))
+    for h in (f, g):
+        np.testing.assert_allclose(named(h)(x), 10 * x)
+        np.testing.assert_allclose(named(ft.grad(h))(x), np.full(4, 20.0))
+
+
 # ---------------------------------------------------------------------------------------------
 # make_jaxpr's axis_env and unbound names
 
