@@ -72,25 +72,26 @@ def _eager_impl(prim):
         frames = [core.axis_frame(n) for n in axes]
         runner = frames[0].runner
         if runner is None or any(f.runner is not runner for f in frames):
-            raise NameError(f"{prim.name} over axis {axes}{core.where()}: the axis is bound by "
-                            "vmap, whose trace applies collectives; this one was evaluated "
-                            "outside it")
+            raise NameError(f"{prim.name} over the axes {axes} was evaluated{core.where()} "
+                            "outside the transformation binding them (vmap rewrites the "
+                            "collectives over its axis; nothing here runs them eagerly)")
         return runner(prim, vals, dict(params, axes=axes))
     return impl
 
 
-def collective(name, abstract_eval, named_rule, commute_rule, positional=()):
-    """A collective primitive: impl through the axis frame's runner, abstract eval after a
-    check that its axes are bound, the rule for the vmap binding its axis, and the rule that
-    commutes it through other vmaps."""
+def collective(name, abstract_eval, named_rule, positional=()):
+    """A collective primitive (its names in the param ``axes``): impl through the axis frame's
+    runner, abstract eval after a check that its axes are bound, ``named_rule(prim)`` the rule
+    for the vmap binding its axis, and a rule commuting it through other vmaps (``positional``:
+    its params that number axes of the operand)."""
     def aval(*avals, axes, **params):
         _check_bound(axes)
         return abstract_eval(*avals, **params)
     p = primitive(name, None, aval)
     core.impl_rules[p] = _eager_impl(p)
     batching.collective_axes[p] = lambda params: params["axes"]
-    batching.collective_rules[p] = named_rule
-    batching.batch_rules[p] = commute_rule or _commute(p, positional)
+    batching.collective_rules[p] = named_rule(p)
+    batching.batch_rules[p] = _commute(p, positional)
     return p
 
 
@@ -98,6 +99,8 @@ def _commute(prim, positional):
     """The batch rule under a vmap the collective does not name: it acts on each batch element
     alike. With positional params (axis numbers), the batch dim moves to 0 and they shift."""
     def rule(vals, dims, **params):
+        if not vals:                    # axis_index: nothing to batch
+            return prim.bind(**params), not_mapped
         (x,), (d,) = vals, dims
         if not positional:
             return prim.bind(x, **params), d
@@ -106,7 +109,7 @@ def _commute(prim, positional):
     return rule
 
 
-def _single_axis(trace, axes, what):
+def _single_axis(axes, what):
     """The vmap rules of the collectives that move data between positions act over one axis."""
     if len(axes) != 1:
         raise NotImplementedError(f"{what} over several axes {axes} inside vmap is not "
@@ -118,10 +121,6 @@ def _at_front(trace, x, d):
     return batching.bdim_at_front(x, d, trace.axis_size)
 
 
-def _pytree(f, x):
-    return tree_map(f, x)
-
-
 # ---------------------------------------------------------------------------------------------
 # psum, pmax, pmin (and pmean)
 
@@ -129,16 +128,18 @@ def _same_aval(x, **params):
     return x
 
 
-def _reduction_rule(prim, reduce, if_unmapped):
+def _reduction_rule(reduce, if_unmapped):
     """The vmap rule of an all-reduce: reduce over the batch dim (if_unmapped(x, size) for an
     unbatched x), then over the remaining named axes further out; the result is the same for
     every member, so unbatched."""
-    def rule(trace, vals, dims, *, axes):
-        (x,), (d,) = vals, dims
-        y = if_unmapped(x, trace.axis_size) if d is not_mapped else reduce(x, (d,))
-        rest = tuple(a for a in axes if a != trace.axis_name)
-        return (prim.bind(y, axes=rest) if rest else y), not_mapped
-    return rule
+    def named_rule(prim):
+        def rule(trace, vals, dims, *, axes):
+            (x,), (d,) = vals, dims
+            y = if_unmapped(x, trace.axis_size) if d is not_mapped else reduce(x, (d,))
+            rest = tuple(a for a in axes if a != trace.axis_name)
+            return (prim.bind(y, axes=rest) if rest else y), not_mapped
+        return rule
+    return named_rule
 
 
 def _times(x, n):
@@ -153,12 +154,9 @@ def _numeric(name):
     return aval
 
 
-psum_p = collective("psum", _numeric("psum"), None, None)
-batching.collective_rules[psum_p] = _reduction_rule(psum_p, reduce_sum, _times)
-pmax_p = collective("pmax", _same_aval, None, None)
-batching.collective_rules[pmax_p] = _reduction_rule(pmax_p, reduce_max, lambda x, n: x)
-pmin_p = collective("pmin", _same_aval, None, None)
-batching.collective_rules[pmin_p] = _reduction_rule(pmin_p, reduce_min, lambda x, n: x)
+psum_p = collective("psum", _numeric("psum"), _reduction_rule(reduce_sum, _times))
+pmax_p = collective("pmax", _same_aval, _reduction_rule(reduce_max, lambda x, n: x))
+pmin_p = collective("pmin", _same_aval, _reduction_rule(reduce_min, lambda x, n: x))
 
 
 def _as_int32_if_bool(v):
@@ -196,7 +194,7 @@ def psum(x, axis_name, *, axis_index_groups=None):
         if not isinstance(v, Tracer) and not eager:
             return _scaled_constant(v, axis_size(axes))
         return psum_p.bind(_as_int32_if_bool(core.as_array(v)), axes=axes)
-    return _pytree(leaf, x)
+    return tree_map(leaf, x)
 
 
 def pmean(x, axis_name, *, axis_index_groups=None):
@@ -210,14 +208,14 @@ def pmean(x, axis_name, *, axis_index_groups=None):
         if get_aval(v).dtype.kind not in "f":
             v = convert_element_type(v, np.float64)
         return div(v, full(get_aval(v).shape, n, get_aval(v).dtype))
-    return _pytree(leaf, psum(x, axis_name))
+    return tree_map(leaf, psum(x, axis_name))
 
 
 def _chooser(prim, what):
     def f(x, axis_name, *, axis_index_groups=None):
         _no_groups(axis_index_groups, what)
         axes = _axes(axis_name)
-        return _pytree(lambda v: prim.bind(v, axes=axes) if axes else v, x)
+        return tree_map(lambda v: prim.bind(v, axes=axes) if axes else v, x)
     return f
 
 
@@ -276,7 +274,7 @@ def _split_axis(x, axis, n):
 
 
 def _all_gather_named(trace, vals, dims, *, axes, axis, tiled, axis_size):
-    _single_axis(trace, axes, "all_gather")
+    _single_axis(axes, "all_gather")
     (x,), (d,) = vals, dims
     if d is not_mapped:
         s = get_aval(x).shape
@@ -287,7 +285,7 @@ def _all_gather_named(trace, vals, dims, *, axes, axis, tiled, axis_size):
     return (_merge_axes(y, axis) if tiled else y), not_mapped
 
 
-all_gather_p = collective("all_gather", _gather_aval, _all_gather_named, None, ("axis",))
+all_gather_p = collective("all_gather", _gather_aval, lambda p: _all_gather_named, ("axis",))
 
 
 def _scatter_aval(x, *, scatter_dimension, tiled, axis_size):
@@ -300,7 +298,7 @@ def _scatter_aval(x, *, scatter_dimension, tiled, axis_size):
 
 
 def _psum_scatter_named(trace, vals, dims, *, axes, scatter_dimension, tiled, axis_size):
-    _single_axis(trace, axes, "psum_scatter")
+    _single_axis(axes, "psum_scatter")
     (x,), (d,) = vals, dims
     y = _times(x, trace.axis_size) if d is not_mapped else reduce_sum(x, (d,))
     # member k keeps block k of the sum along scatter_dimension: that axis is the batch axis
@@ -312,7 +310,7 @@ def _psum_scatter_aval(x, **params):
     return _scatter_aval(x, **params)
 
 
-psum_scatter_p = collective("psum_scatter", _psum_scatter_aval, _psum_scatter_named, None,
+psum_scatter_p = collective("psum_scatter", _psum_scatter_aval, lambda p: _psum_scatter_named,
                             ("scatter_dimension",))
 
 ad.deflinear(all_gather_p, lambda ct, x, *, axes, axis, tiled, axis_size: [
@@ -344,7 +342,7 @@ def all_gather(x, axis_name, *, axis_index_groups=None, axis=0, tiled=False):
         nd = get_aval(v).ndim
         a = _canonical_axis(axis, nd if tiled else nd + 1, "all_gather axis")
         return all_gather_p.bind(v, axes=axes, axis=a, tiled=bool(tiled), axis_size=n)
-    return _pytree(leaf, x)
+    return tree_map(leaf, x)
 
 
 def psum_scatter(x, axis_name, *, scatter_dimension=0, axis_index_groups=None, tiled=False):
@@ -367,7 +365,7 @@ def psum_scatter(x, axis_name, *, scatter_dimension=0, axis_index_groups=None, t
                              f"the size {n} of axis {axis_name!r} (or use tiled=True)")
         return psum_scatter_p.bind(v, axes=axes, scatter_dimension=sd, tiled=bool(tiled),
                                    axis_size=n)
-    return _pytree(leaf, x)
+    return tree_map(leaf, x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +380,7 @@ def _source_of(perm, n):
 
 
 def _ppermute_named(trace, vals, dims, *, axes, perm):
-    _single_axis(trace, axes, "ppermute")
+    _single_axis(axes, "ppermute")
     (x,), (d,) = vals, dims
     n = trace.axis_size
     src = _source_of(perm, n)
@@ -395,7 +393,7 @@ def _ppermute_named(trace, vals, dims, *, axes, perm):
     return gather(x, np.asarray(src, np.int64)[:, None], (0,)), 0
 
 
-ppermute_p = collective("ppermute", _same_aval, _ppermute_named, None)
+ppermute_p = collective("ppermute", _same_aval, lambda p: _ppermute_named)
 ad.deflinear(ppermute_p, lambda ct, x, *, axes, perm: [
     ppermute_p.bind(ct, axes=axes, perm=tuple((d, s) for s, d in perm))])
 
@@ -417,7 +415,7 @@ def ppermute(x, axis_name, perm):
     if any(not 0 <= i < n for i in srcs + dsts):
         raise ValueError(f"ppermute perm {perm} has indices outside the axis {axis_name!r} of "
                          f"size {n}")
-    return _pytree(lambda v: ppermute_p.bind(v, axes=axes, perm=perm), x)
+    return tree_map(lambda v: ppermute_p.bind(v, axes=axes, perm=perm), x)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +433,7 @@ def _all_to_all_aval(x, *, split_axis, concat_axis, tiled, axis_size):
 
 
 def _all_to_all_named(trace, vals, dims, *, axes, split_axis, concat_axis, tiled, axis_size):
-    _single_axis(trace, axes, "all_to_all")
+    _single_axis(axes, "all_to_all")
     (x,), (d,) = vals, dims
     n = trace.axis_size
     x = _at_front(trace, x, d)          # axis 0: the sending member j; member axes at +1
@@ -447,7 +445,7 @@ def _all_to_all_named(trace, vals, dims, *, axes, split_axis, concat_axis, tiled
     return moveaxis(y, 1, 1 + concat_axis), 0
 
 
-all_to_all_p = collective("all_to_all", _all_to_all_aval, _all_to_all_named, None,
+all_to_all_p = collective("all_to_all", _all_to_all_aval, lambda p: _all_to_all_named,
                           ("split_axis", "concat_axis"))
 ad.deflinear(all_to_all_p, lambda ct, x, *, axes, split_axis, concat_axis, tiled, axis_size: [
     all_to_all_p.bind(ct, axes=axes, split_axis=concat_axis, concat_axis=split_axis, tiled=tiled,
@@ -477,7 +475,7 @@ def all_to_all(x, axis_name, split_axis, concat_axis, *, axis_index_groups=None,
                              f"x.shape[split_axis], but they are {n} and {shape[sa]} respectively.")
         return all_to_all_p.bind(v, axes=axes, split_axis=sa, concat_axis=ca, tiled=bool(tiled),
                                  axis_size=n)
-    return _pytree(leaf, x)
+    return tree_map(leaf, x)
 
 
 def pswapaxes(x, axis_name, axis, *, axis_index_groups=None):
@@ -493,8 +491,8 @@ def _axis_index_named(trace, vals, dims, *, axes):
     return iota(np.int32, trace.axis_size), 0
 
 
-axis_index_p = collective("axis_index", lambda: ShapedArray((), np.int32), _axis_index_named,
-                          lambda vals, dims, **params: (axis_index_p.bind(**params), not_mapped))
+axis_index_p = collective("axis_index", lambda: ShapedArray((), np.int32),
+                          lambda p: _axis_index_named)
 ad.defjvp_zero(axis_index_p)
 
 
