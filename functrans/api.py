@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import operator
 import types
 
 import numpy as np
@@ -414,9 +415,13 @@ def _broadcast_prefix(prefix, tree, name, what):
     return out
 
 
-def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
-    """Vectorise fun over the axes in_axes of its arguments; results are stacked on out_axes."""
+def vmap(fun, in_axes=0, out_axes=0, axis_name=None, axis_size=None, spmd_axis_name=None):
+    """Vectorise fun over the axes in_axes of its arguments; results are stacked on out_axes.
+    With ``axis_name`` the mapped axis is named for the collectives of functrans.lax
+    (``psum(x, axis_name)`` sums over it, ...). ``spmd_axis_name`` is accepted for JAX
+    compatibility (there is no sharding to constrain)."""
     _check_callable(fun, "vmap")
+    _check_axis_name(axis_name, "vmap axis_name")
     if isinstance(in_axes, list):  # a list at the top is a prefix of the args tuple, as in JAX
         in_axes = tuple(in_axes)
     if not isinstance(in_axes, (tuple, int, np.integer, type(None))):
@@ -479,10 +484,23 @@ def vmap(fun, in_axes=0, out_axes=0, axis_size=None):
             ods = _broadcast_prefix(out_axes, out, "vmap", "out_axes")
             return ods
 
-        outs = batching.vmap_flat(flat, size, canon, out_dims, leaves)
+        if axis_name is None:
+            outs = batching.vmap_flat(flat, size, canon, out_dims, leaves, axis_name=None)
+        else:
+            with core.extend_axis_env([core.AxisFrame(axis_name, size)]):
+                outs = batching.vmap_flat(flat, size, canon, out_dims, leaves,
+                                          axis_name=axis_name)
         return tree_unflatten(out_store.val[0], _outputs(outs))
 
     return vmapped
+
+
+def _check_axis_name(name, what):
+    """TypeError unless name is None or hashable (axis names are compared and looked up)."""
+    try:
+        hash(name)
+    except TypeError:
+        raise TypeError(f"{what} must be hashable, got {name!r}") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -535,7 +553,8 @@ def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False):
 
         n = sum(get_aval(x).size for x in leaves)
         tangents = batching.vmap_flat(push, n, [0] * len(leaves),
-                                      lambda: [0] * len(primal_outs.val), _std_basis(leaves))
+                                      lambda: [0] * len(primal_outs.val), _std_basis(leaves),
+                                      axis_name=None)
         out_tree = out_store.val
         result_leaves = []
         for y in tangents[:out_tree.num_leaves]:
@@ -595,7 +614,8 @@ def jacrev(fun, argnums=0, has_aux=False, holomorphic=False):
         def pull(*cts):
             return vjp_fn(list(cts) + [Zero(get_aval(o)) for o in outs_p[n_out:]])
 
-        cts_in = batching.vmap_flat(pull, m, [0] * n_out, lambda: [0] * len(leaves), basis)
+        cts_in = batching.vmap_flat(pull, m, [0] * n_out, lambda: [0] * len(leaves), basis,
+                                     axis_name=None)
         # cts_in[j]: (m, *in_shape_j); split m into output leaves
         result_leaves, start = [], 0
         for y in ys:
@@ -732,12 +752,22 @@ def _static_split(fun, args, kwargs, static_argnums, static_argnames=()):
     return f_dyn, dyn_args, dyn_kw, (static, static_kw)
 
 
-def make_jaxpr(fun, static_argnums=()):
+def make_jaxpr(fun, static_argnums=(), axis_env=None):
     """Returns a function that traces fun on example arguments and returns its ClosedJaxpr
-    (str() of it is the readable listing)."""
+    (str() of it is the readable listing). ``axis_env``, a sequence of (axis name, size) pairs,
+    binds those names for the collectives fun uses (they are staged, not evaluated)."""
     _check_callable(fun, "make_jaxpr")
     if isinstance(static_argnums, int):
         static_argnums = (static_argnums,)
+    frames = []
+    for entry in axis_env or ():
+        try:
+            name, size = entry
+        except (TypeError, ValueError):
+            raise TypeError("make_jaxpr axis_env must be a sequence of (axis name, size) pairs, "
+                            f"got the entry {entry!r}") from None
+        _check_axis_name(name, "make_jaxpr axis_env name")
+        frames.append(core.AxisFrame(name, operator.index(size)))
 
     @functools.wraps(fun)
     def make(*args, **kwargs):
@@ -746,7 +776,8 @@ def make_jaxpr(fun, static_argnums=()):
         avals = [_aval_of_arg(x) for x in leaves]
         out_store = _Store()
         flat = _flatten_fun(lambda a, k: f_dyn(*a, **k), treedef, out_store)
-        jaxpr, consts = core.trace_to_jaxpr(flat, avals)
+        with core.extend_axis_env(frames):
+            jaxpr, consts = core.trace_to_jaxpr(flat, avals)
         return core.ClosedJaxpr(jaxpr, consts)
 
     return make
@@ -899,7 +930,8 @@ class Jitted:
             leaves = [x if type(x) is core.Array or isinstance(x, core.Tracer)
                       else core.canonical_buffer(np.asarray(x)) for x in leaves]
         avals = tuple(get_aval(x) for x in leaves)
-        key = (in_tree, avals, static_key, core.x64_enabled())
+        key = (in_tree, avals, static_key, core.x64_enabled(),
+               core._state.axis_env and core.axis_env_key())
         entry = self._cache.get(key)
         if entry is None:
             self.trace_count += 1

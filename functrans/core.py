@@ -430,12 +430,13 @@ def device_mismatch_error(what, d1, d2):
 
 
 class _State:
-    __slots__ = ("trace",)
+    __slots__ = ("trace", "axis_env")
 
 
 _state = _State()
 eval_trace = EvalTrace(None)
 _state.trace = eval_trace
+_state.axis_env = ()
 
 
 def current_trace():
@@ -487,6 +488,59 @@ def call_in_parent(trace, f, *args):
         return f(*args)
     finally:
         _state.trace = prev
+
+
+# ---------------------------------------------------------------------------------------------
+# The axis environment: the named axes in scope for collectives (functrans.lax.parallel)
+
+class AxisFrame:
+    """A named axis in scope: ``vmap(..., axis_name=)`` or ``make_jaxpr(..., axis_env=)`` binds
+    one. ``runner``, if not None, evaluates collectives over this axis when they reach eager
+    evaluation: ``runner(prim, values, params)`` (an axis spread over processes would bind one);
+    under vmap the batch trace rewrites every collective before that, so its frames have none."""
+    __slots__ = ("name", "size", "runner")
+
+    def __init__(self, name, size, runner=None):
+        self.name, self.size, self.runner = name, int(size), runner
+
+    def __repr__(self):
+        return f"AxisFrame({self.name!r}, {self.size})"
+
+
+def unbound_axis_error(name):
+    """The NameError for a collective over an axis name nothing binds (JAX's wording)."""
+    return NameError(f"unbound axis name: {name}{where()}. Collectives act over the named axis "
+                     f"of an enclosing vmap(..., axis_name={name!r}) (or make_jaxpr(..., "
+                     "axis_env=[(name, size)]))")
+
+
+def axis_frame(name):
+    """The innermost frame binding axis ``name``; NameError if none does."""
+    for frame in reversed(_state.axis_env):
+        if frame.name == name:
+            return frame
+    raise unbound_axis_error(name)
+
+
+class extend_axis_env:
+    """Context manager: the frames (AxisFrame objects) are in scope inside the block."""
+    __slots__ = ("frames", "prev")
+
+    def __init__(self, frames):
+        self.frames = tuple(frames)
+
+    def __enter__(self):
+        self.prev = _state.axis_env
+        _state.axis_env = self.prev + self.frames
+
+    def __exit__(self, *exc):
+        _state.axis_env = self.prev
+
+
+def axis_env_key():
+    """The (name, size) pairs in scope, innermost last: traces of the same function under
+    different axis environments differ (a collective's name may be bound in one only)."""
+    return tuple((f.name, f.size) for f in _state.axis_env)
 
 
 # ---------------------------------------------------------------------------------------------

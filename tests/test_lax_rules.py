@@ -35,6 +35,8 @@ LINEAR = {
     "scatter",                 # linear in (operand, updates) jointly
     "scatter_mul",             # linear in the operand, the factors fixed
     "reduce_window_sum", "custom_lin", "symbolic_zeros", "pjit",
+    # collectives over named axes (lax/parallel.py)
+    "psum", "all_gather", "psum_scatter", "ppermute", "all_to_all",
 }
 
 # No jvp rule is required: primitives without array inputs (nothing to differentiate), and
@@ -43,7 +45,7 @@ LINEAR = {
 # a custom_vjp function is refused with a TypeError, as in JAX. Every other primitive -- including piecewise-constant and integer/bool ones, whose tangent is
 # a symbolic zero -- must register a jvp rule, so that differentiating code that merely *uses*
 # them (comparisons, argmax, sign) works.
-NULLARY = {"iota", "rng_bit_generator"}  # no operands: nothing to batch or differentiate
+NULLARY = {"iota", "rng_bit_generator", "axis_index"}  # no operands: nothing to batch or differentiate
 NO_JVP_NEEDED = NULLARY | {"custom_lin"}
 
 # Piecewise constant or integer/bool valued: their jvp gives a zero tangent.

@@ -1,6 +1,9 @@
 """vmap: the BatchTrace, batching-rule helpers and jaxpr-level batching."""
 from __future__ import annotations
 
+import functools
+import weakref
+
 from .. import core
 from ..core import ClosedJaxpr, Tracer, Trace, get_aval, trace_to_jaxpr, transform_trace
 from ..util import safe_map, safe_zip, unzip2
@@ -10,6 +13,12 @@ map, zip = safe_map, safe_zip
 
 batch_rules = {}  # prim -> f(vals, dims, **params) -> (out, out_dim); dims entries int or None
 not_mapped = None
+
+# Collectives (functrans.lax.parallel) act over named axes. For the vmap whose axis_name they
+# name, the rule is collective_rules[prim](trace, vals, dims, **params) (the trace gives the
+# axis size); under any other vmap they commute through it by their ordinary batch_rules entry.
+collective_rules = {}
+collective_axes = {}  # prim -> f(params) -> the axis names it acts over
 
 
 class BatchTracer(Tracer):
@@ -34,13 +43,24 @@ class BatchTracer(Tracer):
 core.register_leaf_type(BatchTracer)
 
 
-class BatchTrace(Trace):
-    """Runs batching rules for one vmap application of size ``axis_size``."""
-    __slots__ = ("axis_size",)
+class _RuleState:
+    """The BatchTrace whose rule is running: the rules of higher-order primitives batch their
+    jaxprs over the same (possibly named) axis, and may have no batched operand to size it."""
+    __slots__ = ("trace",)
 
-    def __init__(self, parent, axis_size):
+
+_rule = _RuleState()
+_rule.trace = None
+
+
+class BatchTrace(Trace):
+    """Runs batching rules for one vmap application of size ``axis_size``; ``axis_name``
+    (None for an anonymous vmap) is the name collectives use to act over it."""
+    __slots__ = ("axis_size", "axis_name", "spmd_axis_name")
+
+    def __init__(self, parent, axis_size, axis_name=None, spmd_axis_name=None):
         super().__init__(parent)
-        self.axis_size = axis_size
+        self.axis_size, self.axis_name, self.spmd_axis_name = axis_size, axis_name, spmd_axis_name
 
     def lift(self, x):
         if isinstance(x, Tracer) and x._trace is self:
@@ -50,24 +70,63 @@ class BatchTrace(Trace):
 
     def process_primitive(self, prim, args, params):
         vals, dims = unzip2(self.lift(x) for x in args)
-        prev = core._state.trace
-        core._state.trace = self.parent
-        try:
-            if all(d is not_mapped for d in dims):
+        named = self.axis_name is not None and self.axis_name in axis_names_of(prim, params)
+        if named and prim in collective_rules:
+            rule = functools.partial(collective_rules[prim], self)
+        elif not named and all(d is not_mapped for d in dims):
+            prev = core._state.trace
+            core._state.trace = self.parent
+            try:
                 return prim.bind(*vals, **params)
+            finally:
+                core._state.trace = prev
+        else:
             rule = batch_rules.get(prim)
             if rule is None:
                 raise NotImplementedError(
                     f"Batching rule for '{prim.name}' not implemented (vmap){core.where()}")
+        prev, prev_rule = core._state.trace, _rule.trace
+        core._state.trace, _rule.trace = self.parent, self
+        try:
             out, out_dim = rule(vals, dims, **params)
         finally:
-            core._state.trace = prev
+            core._state.trace, _rule.trace = prev, prev_rule
         if prim.multiple_results:
             return [self.pure(o, d) for o, d in zip(out, out_dim)]
         return self.pure(out, out_dim)
 
     def pure(self, val, dim):
         return val if dim is not_mapped else BatchTracer(self, val, dim)
+
+
+def axis_names_of(prim, params):
+    """The axis names prim acts over: a collective's own, or those of the collectives in the
+    jaxprs a higher-order primitive carries (which must be batched even when no operand is)."""
+    names = collective_axes.get(prim)
+    if names is not None:
+        return names(params)
+    found = set()
+    for v in params.values():
+        for j in (v if isinstance(v, (tuple, list)) else (v,)):
+            if isinstance(j, core.ClosedJaxpr):
+                j = j.jaxpr
+            if isinstance(j, core.Jaxpr):
+                found |= jaxpr_axis_names(j)
+    return found
+
+
+_jaxpr_names = weakref.WeakKeyDictionary()   # Jaxpr -> frozenset of axis names
+
+
+def jaxpr_axis_names(jaxpr):
+    """The axis names the collectives in jaxpr (and in the jaxprs nested in it) act over."""
+    names = _jaxpr_names.get(jaxpr)
+    if names is None:
+        names = set()
+        for eqn in jaxpr.eqns:
+            names |= set(axis_names_of(eqn.primitive, eqn.params))
+        names = _jaxpr_names[jaxpr] = frozenset(names)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,10 +159,27 @@ def bdim_at_front(x, dim, size):
 
 
 def axis_size_of(vals, dims):
+    """The size of the batch axis: that of a batched operand, else (a higher-order primitive
+    batched for the collectives inside it) that of the vmap whose rule is running."""
     for v, d in zip(vals, dims):
         if d is not not_mapped:
             return get_aval(v).shape[d]
+    if _rule.trace is not None:
+        return _rule.trace.axis_size
     raise ValueError("no batched argument")
+
+
+# the axis_name default of vmap_flat and vmap_jaxpr: that of the vmap whose rule is running
+# (rules of higher-order primitives batch their bodies over the same axis)
+RULE_AXIS = object()
+
+
+def _new_trace(axis_size, axis_name):
+    if axis_name is RULE_AXIS:
+        t = _rule.trace
+        return BatchTrace(core.current_trace(), axis_size, *(
+            (t.axis_name, t.spmd_axis_name) if t is not None else ()))
+    return BatchTrace(core.current_trace(), axis_size, axis_name)
 
 
 def defvectorized(prim):
@@ -138,10 +214,12 @@ def defreducer(prim, axes_param="axes"):
 # ---------------------------------------------------------------------------------------------
 # vmap of flat functions and of jaxprs
 
-def vmap_flat(f, axis_size, in_dims, out_dims, args):
+def vmap_flat(f, axis_size, in_dims, out_dims, args, axis_name=RULE_AXIS):
     """Run f over a batch: args carry their batch dims in in_dims; outputs get out_dims (a list,
-    or a thunk called after f ran, when the output structure is only known then)."""
-    trace = BatchTrace(core.current_trace(), axis_size)
+    or a thunk called after f ran, when the output structure is only known then). axis_name
+    names the batch axis for collectives (None: anonymous); the caller binds it in the axis
+    environment."""
+    trace = _new_trace(axis_size, axis_name)
     with transform_trace(trace):
         ins = [x if d is not_mapped else BatchTracer(trace, x, d) for x, d in zip(args, in_dims)]
         outs = f(*ins)
@@ -164,15 +242,16 @@ def _place(v, d, od, size):
     return moveaxis(v, d, od)
 
 
-def vmap_jaxpr(closed, axis_size, in_dims, force_batched=False):
+def vmap_jaxpr(closed, axis_size, in_dims, force_batched=False, axis_name=RULE_AXIS):
     """Batch a ClosedJaxpr. Returns (ClosedJaxpr, out_dims): every batched output has its batch
-    dim at 0; unbatched outputs have out_dim None unless force_batched (bool or list) says so."""
+    dim at 0; unbatched outputs have out_dim None unless force_batched (bool or list) says so.
+    axis_name as for vmap_flat."""
     n_out = len(closed.out_avals)
     force = list(force_batched) if isinstance(force_batched, (list, tuple)) else [force_batched] * n_out
     out_dims = []
 
     def fun(*args):
-        trace = BatchTrace(core.current_trace(), axis_size)
+        trace = _new_trace(axis_size, axis_name)
         with transform_trace(trace):
             ins = [x if d is not_mapped else BatchTracer(trace, x, d) for x, d in zip(args, in_dims)]
             outs = core.eval_jaxpr(closed.jaxpr, closed.consts, *ins)

@@ -11,3 +11,5 @@ from .control_flow import (cond, switch, while_loop, fori_loop, scan, map, assoc
 from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402
 from .windowed import (reduce, reduce_window, reduce_window_sum, reduce_window_max,  # noqa: F401,E402,A004
                        reduce_window_min, padtype_to_pads, reduce_window_shape_tuple)
+from .parallel import (all_gather, all_to_all, axis_index, axis_size, pmax, pmean, pmin,  # noqa: F401,E402
+                       ppermute, psum, psum_scatter, pswapaxes)
