@@ -6,7 +6,8 @@ Public as ``functrans.config``; ``config.update(name, value)`` sets one, also un
 - ``num_cpu_devices``: how many CPU devices ``functrans.devices()`` lists
   (``FUNCTRANS_NUM_CPU_DEVICES``; as XLA's ``--xla_force_host_platform_device_count``).
 - ``debug_nans``: raise FloatingPointError naming the primitive and the user's line that first
-  produced a NaN, eagerly and under jit (``FUNCTRANS_DEBUG_NANS=1``; docs/nonfinite.md).
+  produced a NaN, eagerly and under jit (``FUNCTRANS_DEBUG_NANS=1`` or ``JAX_DEBUG_NANS=1``;
+  docs/nonfinite.md).
 - ``disable_jit``: ``jit``-decorated functions run as plain Python, un-traced, so prints and
   breakpoints see concrete values (``FUNCTRANS_DISABLE_JIT=1`` or ``JAX_DISABLE_JIT=1``; also the
   ``functrans.disable_jit()`` context manager).
@@ -38,7 +39,7 @@ class _Config:
     def __init__(self):
         self.check_jaxprs = os.environ.get("FUNCTRANS_CHECK_JAXPRS", "") == "1"
         self.num_cpu_devices = int(os.environ.get("FUNCTRANS_NUM_CPU_DEVICES", "1") or 1)
-        self.debug_nans = os.environ.get("FUNCTRANS_DEBUG_NANS", "") == "1"
+        self.debug_nans = _env("FUNCTRANS_DEBUG_NANS", "JAX_DEBUG_NANS").lower() in ("1", "true")
         self.disable_jit = "1" in (os.environ.get("FUNCTRANS_DISABLE_JIT", ""),
                                    os.environ.get("JAX_DISABLE_JIT", ""))
         self.enable_x64 = _env("FUNCTRANS_ENABLE_X64", "JAX_ENABLE_X64", default="1").lower() \

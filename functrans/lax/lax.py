@@ -259,7 +259,9 @@ def _binary_traceable(p):
 
 
 def _lax_operands(name, x, y):
-    """x and y broadcast to one shape; TypeError naming both dtypes (or shapes) if they differ."""
+    """x and y as arrays broadcast to one shape; TypeError naming both dtypes (or shapes) if
+    they differ."""
+    x, y = core.as_array(x), core.as_array(y)
     ax, ay = get_aval(x), get_aval(y)
     if ax.dtype != ay.dtype:
         raise TypeError(f"lax.{name} requires arguments to have the same dtypes, got "
