@@ -126,6 +126,32 @@ class FT:
     def xtanh(x):
         return _xtanh(x)
 
+    @staticmethod
+    def reduce_window(how, x, window, strides, padding):
+        if how == "prod":      # no monoid primitive: the general reduce_window
+            return lax.reduce_window(x, x.dtype.type(1), lax.mul, window, strides, padding)
+        return getattr(lax, f"reduce_window_{how}")(x, window, strides, padding)
+
+    @staticmethod
+    def reduce_max_from(x, axes, init):
+        """max over axes starting from init (not max's identity: the general reduce)."""
+        return lax.reduce(x, x.dtype.type(init), lax.max, axes)
+
+    @staticmethod
+    def checkpoint_name(x):
+        return ft.checkpoint(lambda v: ft.ad_checkpoint.checkpoint_name(jnp.sin(v), "s") * v,
+                             policy=ft.checkpoint_policies.save_only_these_names("s"))(x)
+
+    @staticmethod
+    def host_sin(x):
+        return ft.pure_callback(np.sin, ft.ShapeDtypeStruct(x.shape, x.dtype), x,
+                                vmap_method="sequential")
+
+    @staticmethod
+    def debug_identity(x):
+        ft.debug.callback(lambda v: None, x)
+        return x
+
 
 class NP:
     """The NumPy reference of every FT method."""
@@ -269,6 +295,32 @@ class NP:
     @staticmethod
     def xtanh(x):
         return x * np.tanh(x)
+
+    @staticmethod
+    def reduce_window(how, x, window, strides, padding):
+        ufunc = {"sum": np.add, "max": np.maximum, "min": np.minimum, "prod": np.multiply}[how]
+        fill = {"sum": 0, "prod": 1, "max": -np.inf, "min": np.inf}[how]
+        if x.dtype.kind != "f" and how in ("max", "min"):
+            fill = (np.iinfo(x.dtype).min if how == "max" else np.iinfo(x.dtype).max)
+        x = np.pad(x, padding, constant_values=fill)
+        win = np.lib.stride_tricks.sliding_window_view(x, window)
+        win = win[tuple(slice(None, None, k) for k in strides)]
+        axes = tuple(range(x.ndim, 2 * x.ndim))
+        return ufunc.reduce(win, axis=axes, initial=fill).astype(x.dtype)
+
+    @staticmethod
+    def reduce_max_from(x, axes, init):
+        return np.max(x, axis=axes, initial=init)
+
+    @staticmethod
+    def checkpoint_name(x):
+        return np.sin(x) * x
+
+    host_sin = staticmethod(np.sin)
+
+    @staticmethod
+    def debug_identity(x):
+        return x
 
 
 @ft.custom_jvp
@@ -650,6 +702,37 @@ add_op("lax_pad", lambda ns, x, config: ns.lax_pad(x, x.dtype.type(0), config), 
            for _ in a.shape]},
        domain=lambda x, config: all(n + max(n - 1, 0) * it + lo + hi >= 0
                                     for n, (lo, hi, it) in zip(x.shape, config)))
+
+
+def _window_reduce_params(draw, a):
+    """A window of 1..3 (at most the padded size) per axis, strides 1..2, padding 0..1."""
+    padding = [tuple(draw(st.integers(0, 1)) for _ in range(2)) for _ in a.shape]
+    window = tuple(draw(st.integers(1, max(1, min(3, n + lo + hi))))
+                   for n, (lo, hi) in zip(a.shape, padding))
+    return {"window": window, "strides": tuple(draw(st.integers(1, 2)) for _ in a.shape),
+            "padding": padding}
+
+
+def _window_ok(x, window, strides, padding):
+    return all(n + lo + hi >= k for n, k, (lo, hi) in zip(x.shape, window, padding))
+
+
+for _how, _kinds in [("sum", "fi"), ("max", "fi"), ("min", "fi"), ("prod", "f")]:
+    add_op(f"reduce_window_{_how}",
+           lambda ns, x, window, strides, padding, _h=_how: ns.reduce_window(
+               _h, x, window, strides, padding), [_kinds], params=_window_reduce_params,
+           accept=lambda a: a.ndim >= 1,
+           domain=(lambda x, **p: _window_ok(x, **p) and _sorted_gaps_ok(x, None))
+           if _how in ("max", "min") else _window_ok)
+add_op("reduce_max_from", lambda ns, x, axes, init: ns.reduce_max_from(x, axes, init), ["f"],
+       accept=lambda a: a.ndim >= 1,
+       params=lambda draw, a: {"axes": tuple(sorted(set(
+           draw(st.lists(st.integers(0, a.ndim - 1), min_size=1, max_size=a.ndim))))),
+           "init": draw(st.sampled_from([-0.5, 0.25]))},
+       domain=lambda x, axes, init: _sorted_gaps_ok(np.append(np.ravel(x), init), None))
+add_op("checkpoint_name", lambda ns, x: ns.checkpoint_name(x), ["f"])
+add_op("host_sin", lambda ns, x: ns.host_sin(x), ["f"], diff=())   # pure_callback: no jvp
+add_op("debug_identity", lambda ns, x: ns.debug_identity(x), ["fib"])
 
 
 def _index_params(draw, a):

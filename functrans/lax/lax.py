@@ -258,10 +258,17 @@ def _binary_traceable(p):
     return f
 
 
+def _operand(name, v):
+    """v as an array value; TypeError naming the primitive for a non-numeric ndarray."""
+    if isinstance(v, np.ndarray):
+        return core.canonical_buffer(v, f"{name}: an operand")
+    return core.as_array(v)
+
+
 def _lax_operands(name, x, y):
     """x and y as arrays broadcast to one shape; TypeError naming both dtypes (or shapes) if
     they differ."""
-    x, y = core.as_array(x), core.as_array(y)
+    x, y = _operand(name, x), _operand(name, y)
     ax, ay = get_aval(x), get_aval(y)
     if ax.dtype != ay.dtype:
         raise TypeError(f"lax.{name} requires arguments to have the same dtypes, got "
