@@ -8,3 +8,7 @@ from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_sli
                       gather, scatter_add, scatter, scatter_mul, sort, argsort)
 from .control_flow import cond, switch, while_loop, fori_loop, scan, map, cond_p, while_p, scan_p  # noqa: F401,A004
 from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402
+from .convolution import (ConvDimensionNumbers, conv, conv_dimension_numbers,  # noqa: F401,E402
+                          conv_general_dilated, conv_general_dilated_p, conv_general_permutations,
+                          conv_general_shape_tuple, conv_shape_tuple, conv_transpose,
+                          conv_transpose_shape_tuple, conv_with_general_padding, padtype_to_pads)
