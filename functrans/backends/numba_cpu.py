@@ -8,6 +8,7 @@ f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``. Large plans are
 several such modules by ``split_plan`` (see the end of this file)."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -923,6 +924,109 @@ lower_rules.update({
 })
 
 
+# ---------------------------------------------------------------------------------------------
+# conv_general_dilated: im2col per (batch entry, group) into a column buffer, then one matrix
+# product with the group's kernel (np.dot, so BLAS for floats; plain loops for integers).
+# Operands are brought to the (N, C, spatial...) / (O, I, spatial...) layouts and padded to at
+# least three spatial dims of size 1, so 1-, 2- and 3-d convolutions share one source.
+
+def _conv_canonical(em, v, spec):
+    """v's array transposed to the layout spec lists (a contiguous copy only if it moves)."""
+    name = em.array(v)
+    if list(spec) == list(range(len(spec))):
+        return name
+    t = em.fresh("t")
+    em.line(f"{t} = np.ascontiguousarray(np.transpose({name}, {_tuple(map(str, spec))}))")
+    return t
+
+
+def _lower_conv(em, eqn):
+    x, w = eqn.inputs
+    out = eqn.out_binders[0]
+    p = eqn.params
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    odt = out.aval.dtype
+    xs = [x.aval.shape[i] for i in lhs_spec]
+    ws = [w.aval.shape[i] for i in rhs_spec]
+    os_ = [out.aval.shape[i] for i in out_spec]
+    nsp = len(xs) - 2
+    r = max(nsp, 3)
+    fill = lambda v, f: list(v) + [f] * (r - nsp)   # noqa: E731
+    groups = max(p["feature_group_count"], p["batch_group_count"])
+    bgc = p["batch_group_count"] > 1
+    u = em.fresh("cv") + "_"
+    S = [em.dim(d) for d in fill(xs[2:], 1)]
+    K = [em.dim(d) for d in fill(ws[2:], 1)]
+    P = [em.dim(d) for d in fill(os_[2:], 1)]
+    st = [em.dim(d) for d in fill(p["window_strides"], 1)]
+    ld = [em.dim(d) for d in fill(p["lhs_dilation"], 1)]
+    rd = [em.dim(d) for d in fill(p["rhs_dilation"], 1)]
+    lo = [em.dim(d) for d, _ in fill(p["padding"], (0, 0))]
+    NL, CL, N, G, Og, Cg = (em.dim(d) for d in (xs[0], xs[1], os_[0], groups, ws[0] // groups, ws[1]))
+    kk, pp = math.prod(ws[2:]), math.prod(os_[2:])
+    KK, PP, R = em.dim(kk), em.dim(pp), em.dim(ws[1] * kk)
+    # a batch group's lhs entries are a block of the batch; a feature group's a block of features
+    bstep, cstep = em.dim(os_[0] if bgc else 0), em.dim(0 if bgc else ws[1])
+    xv, wv, ov, cols = u + "x", u + "w", u + "o", u + "cols"
+    em.line(f"{xv} = {_conv_canonical(em, x, lhs_spec)}.reshape({_tuple([NL, CL] + S)})")
+    wexpr = f"{_conv_canonical(em, w, rhs_spec)}.reshape(({G}, {Og}, {R}))"
+    em.line(f"{wv} = {wexpr}" if w.aval.dtype == odt else f"{wv} = {wexpr}.astype({dtype_ctor(odt)})")
+    em.line(f"{ov} = np.empty(({N}, {G}, {Og}, {PP}), dtype={dtype_ctor(odt)})")
+    em.line(f"{cols} = np.empty(({R}, {PP}), dtype={dtype_ctor(odt)})")
+    zero = em.lit(0, odt)
+    n, g, nb, c0, c, row, col = (u + s for s in ("n", "g", "nb", "c0", "c", "row", "col"))
+    k = [f"{u}k{j}" for j in range(r)]
+    q = [f"{u}q{j}" for j in range(r)]
+    i = [f"{u}i{j}" for j in range(r)]
+    ok = [f"{u}ok{j}" for j in range(r)]
+    em.line(f"for {n} in range({N}):")
+    em.line(f"    for {g} in range({G}):")
+    em.ind += 2
+    em.line(f"{nb} = {n} + {g} * {bstep}")
+    em.line(f"{c0} = {g} * {cstep}")
+    em.line(f"{row} = 0")
+    em.line(f"for {c} in range({Cg}):")
+    em.ind += 1
+    for j in range(r):
+        em.line(f"for {k[j]} in range({K[j]}):")
+        em.ind += 1
+    em.line(f"{col} = 0")
+    for j in range(r):
+        pj = f"{u}p{j}"
+        em.line(f"for {pj} in range({P[j]}):")
+        em.ind += 1
+        em.line(f"{q[j]} = {pj} * {st[j]} + {k[j]} * {rd[j]} - {lo[j]}")
+        em.line(f"{i[j]} = {q[j]} // {ld[j]}")
+        prev = f"{ok[j - 1]} and " if j else ""
+        em.line(f"{ok[j]} = {prev}{q[j]} >= 0 and {i[j]} * {ld[j]} == {q[j]} and {i[j]} < {S[j]}")
+    read = em.cast(f"{xv}[{_index([nb, f'{c0} + {c}'] + i)}]", odt)
+    em.line(f"{cols}[{row}, {col}] = {read} if {ok[-1]} else {zero}")
+    em.line(f"{col} += 1")
+    em.ind -= r
+    em.line(f"{row} += 1")
+    em.ind -= r + 1
+    if odt.kind in "fc":
+        em.line(f"np.dot({wv}[{g}], {cols}, {ov}[{n}, {g}])")
+    else:
+        o_, rr, pc = u + "oo", u + "rr", u + "pc"
+        em.line(f"for {o_} in range({Og}):")
+        em.line(f"    {ov}[{n}, {g}, {o_}] = {zero}")
+        em.line(f"    for {rr} in range({R}):")
+        em.line(f"        for {pc} in range({PP}):")
+        em.line(f"            {ov}[{n}, {g}, {o_}, {pc}] += {wv}[{g}, {o_}, {rr}] * {cols}[{rr}, {pc}]")
+    em.ind -= 2
+    canon = f"{ov}.reshape({_tuple([N, em.dim(os_[1])] + P[:nsp])})"
+    res = em.names[out] = em.fresh("v")
+    if list(out_spec) == list(range(len(out_spec))):
+        em.line(f"{res} = {canon}")
+    else:
+        inv = [str(int(a)) for a in np.argsort(out_spec)]
+        em.line(f"{res} = np.ascontiguousarray(np.transpose({canon}, {_tuple(inv)}))")
+
+
+lower_rules["conv_general_dilated"] = _lower_conv
+
+
 def lowerable_primitives():
     """Names of every primitive this backend lowers."""
     return set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS | set(plan_mod.CALLS)
@@ -941,7 +1045,8 @@ def check_lowerable(kplan):
 # Ops whose lowering (or numpy impl, for dot_general in split plans) writes the result into a
 # buffer of its own; every other Op's result may be its operand or a view of it
 _FRESH_OPS = {"dot_general", "pad", "concatenate", "cumsum", "cumprod", "cummax", "cummin",
-              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort"}
+              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort",
+              "conv_general_dilated"}
 
 
 def owned_buffers(kplan):
