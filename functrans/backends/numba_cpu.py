@@ -964,7 +964,7 @@ def _lower_conv(em, eqn):
     lo = [em.dim(d) for d, _ in fill(p["padding"], (0, 0))]
     NL, CL, N, G, Og, Cg = (em.dim(d) for d in (xs[0], xs[1], os_[0], groups, ws[0] // groups, ws[1]))
     kk, pp = math.prod(ws[2:]), math.prod(os_[2:])
-    KK, PP, R = em.dim(kk), em.dim(pp), em.dim(ws[1] * kk)
+    PP, R = em.dim(pp), em.dim(ws[1] * kk)
     # a batch group's lhs entries are a block of the batch; a feature group's a block of features
     bstep, cstep = em.dim(os_[0] if bgc else 0), em.dim(0 if bgc else ws[1])
     xv, wv, ov, cols = u + "x", u + "w", u + "o", u + "cols"
