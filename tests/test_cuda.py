@@ -26,7 +26,7 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "unsupported_primitive_message", "matmul_precision", "device_resident",
                "memory_pool", "loops_on_device", "gpu_arrays_follow_data",
                "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error",
-               "cuda_graphs_replay", "special_functions"]
+               "cuda_graphs_replay", "special_functions", "conv_general_dilated"]
 
 
 def _sim_env():
