@@ -35,6 +35,7 @@ LINEAR = {
     "scatter",                 # linear in (operand, updates) jointly
     "scatter_mul",             # linear in the operand, the factors fixed
     "reduce_window_sum", "custom_lin", "symbolic_zeros", "pjit",
+    "conv_general_dilated",    # bilinear in (lhs, rhs)
 }
 
 # No jvp rule is required: primitives without array inputs (nothing to differentiate), and
