@@ -206,10 +206,20 @@ def test_vmap_of_grad_matches_loop():
     check_vmap(lambda x, w: g(x, w), (xs, ws), in_axes=(0, 0))
 
 
-@pytest.mark.parametrize("name", ["strided_padded_dilated", "feature_groups_nhwc",
-                                  "batch_groups_1d"])
+# the CPU lowering copies runs along the last spatial dim (of the output, or of the kernel
+# when that is longer): strides and padding there, with and without kernel dilation
+JIT_CONFIGS = {
+    "output_runs_strided_padded": _config((1, 2, 3, 7), (2, 2, 2, 3), (1, 2), [(1, 0), (2, 1)]),
+    "kernel_runs_strided_dilated": _config((2, 1, 4, 9), (1, 1, 2, 6), (1, 2), [(0, 1), (3, 2)],
+                                           rd=(1, 2)),
+    **{name: CONFIGS[name] for name in ("strided_padded_dilated", "feature_groups_nhwc",
+                                        "batch_groups_1d")},
+}
+
+
+@pytest.mark.parametrize("name", list(JIT_CONFIGS))
 def test_jit_matches_eager(name):
-    c = CONFIGS[name]
+    c = JIT_CONFIGS[name]
     x, w = _operands(c, np.random.default_rng(5))
     f = _conv_fn(c)
     np.testing.assert_allclose(np.asarray(ft.jit(f)(x, w)), np.asarray(f(x, w)), rtol=1e-12,
