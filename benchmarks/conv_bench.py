@@ -2,7 +2,7 @@
 BLAS) against hand-written NumPy (a strided window view contracted by tensordot) and JAX's jit
 when installed, for a few layer shapes (float32), forward and forward+backward.
 
-Prints one table: median wall time per call and the ratio to hand-written NumPy.
+Prints one table per case: the best wall time per call and the ratio to hand-written NumPy.
 Run:  python benchmarks/conv_bench.py [--repeats N]
 """
 from __future__ import annotations
@@ -41,19 +41,21 @@ def numpy_conv(x, w, strides, padding, fgc):
     cg, og = w.shape[-2], w.shape[-1] // fgc
     axes_w = [nsp] + list(range(nsp))
     axes_x = [1 + nsp] + list(range(2 + nsp, 2 + 2 * nsp))
-    parts = [np.tensordot(win[..., g * cg:(g + 1) * cg, :] if nsp else win, w[..., g * og:(g + 1) * og],
-                          (axes_x, axes_w)) for g in range(fgc)]
+    group = lambda g: (slice(None),) * (1 + nsp) + (slice(g * cg, (g + 1) * cg),)  # noqa: E731
+    parts = [np.tensordot(win[group(g)], w[..., g * og:(g + 1) * og], (axes_x, axes_w))
+             for g in range(fgc)]
     return np.concatenate(parts, -1) if fgc > 1 else parts[0]
 
 
 def timeit(f, repeats):
+    """The best of repeats calls (after a warm-up): the machine may be shared."""
     f()
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         f()
         times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.min(times))
 
 
 def run_case(name, spec, repeats):

@@ -925,8 +925,8 @@ lower_rules.update({
 
 
 # ---------------------------------------------------------------------------------------------
-# conv_general_dilated: im2col per (batch entry, group) into a column buffer, then one matrix
-# product with the group's kernel (np.dot, so BLAS for floats; plain loops for integers).
+# conv_general_dilated: im2col per group into a column buffer covering the whole batch, then
+# one matrix product with the group's kernel (np.dot, so BLAS for floats; loops for integers).
 # Operands are brought to the (N, C, spatial...) / (O, I, spatial...) layouts and given leading
 # spatial dims of size 1 up to three, so 1-, 2- and 3-d convolutions share one source (the real
 # last dim stays the innermost loop). Only dims with an lhs dilation pay a division.
@@ -1004,15 +1004,19 @@ def _lower_conv(em, eqn):
     em.line(f"{xv} = {_conv_canonical(em, x, lhs_spec)}.reshape({_tuple([NL, CL] + S)})")
     wexpr = f"{_conv_canonical(em, w, rhs_spec)}.reshape(({G}, {Og}, {R}))"
     em.line(f"{wv} = {wexpr}" if w.aval.dtype == odt else f"{wv} = {wexpr}.astype({dtype_ctor(odt)})")
+    NP = em.dim(os_[0] * math.prod(os_[2:]))
+    prod = u + "prod"
     em.line(f"{ov} = np.empty(({N}, {G}, {Og}, {PP}), dtype={dtype_ctor(odt)})")
-    em.line(f"{cols} = np.empty({_tuple((PP, R) if kernel_runs else (R, PP))}, dtype={dtype_ctor(odt)})")
+    em.line(f"{cols} = np.empty({_tuple((NP, R) if kernel_runs else (R, NP))}, dtype={dtype_ctor(odt)})")
+    em.line(f"{prod} = np.empty(({Og}, {NP}), dtype={dtype_ctor(odt)})")
     cell = (lambda rr, pc: f"{cols}[{pc}, {rr}]") if kernel_runs else (lambda rr, pc: f"{cols}[{rr}, {pc}]")  # noqa: E731
     zero = em.lit(0, odt)
     n, g, nb, c0, c, row, col = (u + s for s in ("n", "g", "nb", "c0", "c", "row", "col"))
     k, i, ok = ([f"{u}{t}{j}" for j in range(r)] for t in ("k", "i", "ok"))
     pv = [f"{u}p{j}" for j in range(r)]
-    em.line(f"for {n} in range({N}):")
-    em.line(f"    for {g} in range({G}):")
+    # one matrix product per group over the whole batch (BLAS is slow on skinny products)
+    em.line(f"for {g} in range({G}):")
+    em.line(f"    for {n} in range({N}):")
     em.ind += 2
     em.line(f"{nb} = {n} + {g} * {bstep}")
     em.line(f"{c0} = {g} * {cstep}")
@@ -1024,7 +1028,7 @@ def _lower_conv(em, eqn):
         em.line(f"for {k[j]} in range({K[j]}):")
         em.ind += 1
         depth += 1
-    em.line(f"{col} = 0")
+    em.line(f"{col} = {n} * {PP}")
     for j in range(r - 1):
         em.line(f"for {pv[j]} in range({P[j]}):")
         em.ind += 1
@@ -1055,17 +1059,21 @@ def _lower_conv(em, eqn):
         em.line(f"{col} += {P[-1]}")
         em.ind -= r - 1
         em.line(f"{row} += 1")
-    em.ind -= depth
+    em.ind -= depth + 1
+    o_, rr, pc = u + "oo", u + "rr", u + "pc"
     if odt.kind in "fc":
-        em.line(f"np.dot({wv}[{g}], {cols + '.T' if kernel_runs else cols}, {ov}[{n}, {g}])")
+        em.line(f"np.dot({wv}[{g}], {cols + '.T' if kernel_runs else cols}, {prod})")
     else:
-        o_, rr, pc = u + "oo", u + "rr", u + "pc"
+        em.line(f"{prod}[:] = {zero}")
         em.line(f"for {o_} in range({Og}):")
-        em.line(f"    {ov}[{n}, {g}, {o_}] = {zero}")
         em.line(f"    for {rr} in range({R}):")
-        em.line(f"        for {pc} in range({PP}):")
-        em.line(f"            {ov}[{n}, {g}, {o_}, {pc}] += {wv}[{g}, {o_}, {rr}] * {cell(rr, pc)}")
-    em.ind -= 2
+        em.line(f"        for {pc} in range({NP}):")
+        em.line(f"            {prod}[{o_}, {pc}] += {wv}[{g}, {o_}, {rr}] * {cell(rr, pc)}")
+    em.line(f"for {o_} in range({Og}):")
+    em.line(f"    for {n} in range({N}):")
+    em.line(f"        for {pc} in range({PP}):")
+    em.line(f"            {ov}[{n}, {g}, {o_}, {pc}] = {prod}[{o_}, {n} * {PP} + {pc}]")
+    em.ind -= 1
     canon = f"{ov}.reshape({_tuple([N, em.dim(os_[1])] + P[r - nsp:])})"
     res = em.names[out] = em.fresh("v")
     if list(out_spec) == list(range(len(out_spec))):
