@@ -342,6 +342,8 @@ def _conv_transpose_padding(k, s, padding):
     elif padding == "VALID":
         total = k + s - 2 + max(k - s, 0)
         before = k - 1
+    elif isinstance(padding, (tuple, list)) and len(padding) == 2:   # the forward conv's pair
+        before, total = k - padding[0] - 1, 2 * k - padding[0] - padding[1] - 2
     else:
         raise ValueError(f"conv_transpose: padding mode must be 'SAME', 'VALID' or (low, high) "
                          f"pairs, got {padding!r}")
@@ -353,12 +355,14 @@ _TRANSPOSE_LAYOUTS = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"),
 
 
 def conv_transpose(lhs, rhs, strides, padding, rhs_dilation=None, dimension_numbers=None,
-                   transpose_kernel=False, precision=None, preferred_element_type=None):
+                   transpose_kernel=False, precision=None, preferred_element_type=None,
+                   use_consistent_padding=False):
     """The N-d transposed ("fractionally strided") convolution, as jax.lax.conv_transpose:
     returns conv_general_dilated of lhs dilated by strides. dimension_numbers default to the
     TensorFlow layouts (NHWC, HWIO, NHWC for 2-d); 'SAME'/'VALID' name the padding of the
-    forward conv (pairs are the transposed conv's own); transpose_kernel flips the kernel's
-    spatial dims and swaps its I and O dims (Keras's Conv2DTranspose)."""
+    forward conv, pairs are the transposed conv's own unless use_consistent_padding (then they
+    are the forward conv's too, as in PyTorch); transpose_kernel flips the kernel's spatial
+    dims and swaps its I and O dims (Keras's Conv2DTranspose)."""
     la, ra = get_aval(lhs), get_aval(rhs)
     if la.ndim != ra.ndim or la.ndim < 2:
         raise TypeError(f"conv_transpose: lhs and rhs must have the same number (at least 2) of "
@@ -371,9 +375,10 @@ def conv_transpose(lhs, rhs, strides, padding, rhs_dilation=None, dimension_numb
     dn = conv_dimension_numbers(la.shape, ra.shape, dimension_numbers)
     nsp = la.ndim - 2
     rd = _int_tuple(rhs_dilation, "rhs_dilation", nsp)
-    if isinstance(padding, str):
+    if isinstance(padding, str) or use_consistent_padding:
         k = _dilate(tuple(ra.shape[i] for i in dn.rhs_spec[2:]), rd)
-        padding = [_conv_transpose_padding(kk, s, padding) for kk, s in zip(k, strides)]
+        each = [padding] * nsp if isinstance(padding, str) else [tuple(p) for p in padding]
+        padding = [_conv_transpose_padding(kk, s, p) for kk, s, p in zip(k, strides, each)]
     if transpose_kernel:
         rhs = rev(rhs, tuple(dn.rhs_spec[2:]))
         perm = list(range(ra.ndim))
