@@ -275,6 +275,27 @@ def dot_general():
 
 
 @check
+def conv_general_dilated():
+    """Strides, padding (negative too), both dilations, layouts, feature and batch groups,
+    integers and a preferred output type: the CUDA kernel against the NumPy impl."""
+    cases = [((1, 2, 3, 4), (2, 2, 2, 2), dict(window_strides=(1, 2), padding=[(1, 0), (-1, 1)],
+                                               lhs_dilation=(2, 1), rhs_dilation=(1, 2))),
+             ((1, 4, 3, 4), (2, 2, 2, 4), dict(window_strides=(1, 1), padding="SAME",
+                                               dimension_numbers=("NHWC", "HWIO", "NCHW"),
+                                               feature_group_count=2)),
+             ((4, 2, 5), (4, 2, 2), dict(window_strides=(2,), padding=[(1, 1)],
+                                         batch_group_count=2))]
+    for xs, ws, kw in cases:
+        cuda_vs_eager(lambda a, b: lax.conv_general_dilated(a, b, **kw), floats(xs), floats(ws),
+                      rtol=1e-5, atol=1e-5, what=f"conv {xs} {ws} {kw}")
+    a = RNG.integers(-3, 3, (2, 2, 5)).astype(np.int32)
+    b = RNG.integers(-3, 3, (3, 2, 2)).astype(np.int32)
+    cuda_vs_eager(lambda p, q: lax.conv(p, q, (1,), "VALID"), a, b, what="int conv")
+    cuda_vs_eager(lambda p, q: lax.conv(p, q, (1,), "SAME", preferred_element_type=np.float64),
+                  a, b, what="int conv to f64")
+
+
+@check
 def pad_concat_slices():
     x = floats((3, 4))
     cuda_vs_eager(lambda v: lax.pad(v, np.float32(-1), [(1, 2, 0), (-1, 1, 2)]), x, what="pad")

@@ -37,6 +37,7 @@ LINEAR = {
     "reduce_window_sum", "custom_lin", "symbolic_zeros", "pjit",
     # collectives over named axes (lax/parallel.py)
     "psum", "all_gather", "psum_scatter", "ppermute", "all_to_all",
+    "conv_general_dilated",    # bilinear in (lhs, rhs)
 }
 
 # No jvp rule is required: primitives without array inputs (nothing to differentiate), and

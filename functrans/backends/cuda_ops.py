@@ -1,5 +1,5 @@
 """CUDA kernels for the equations the plan lowers on their own (``plan.Op``): dot_general,
-pad, concatenate, gather, scatter_add/scatter/scatter_mul, dynamic_slice,
+conv_general_dilated, pad, concatenate, gather, scatter_add/scatter/scatter_mul, dynamic_slice,
 dynamic_update_slice, cumulative ops, argmax/argmin and sort.
 
 ``op_rules[name](eqn, geo) -> list of Launch`` (see cuda_codegen for the conventions: flat
@@ -321,6 +321,50 @@ def _sort(eqn, geo):
         return lines
     return [_along_axis("sort", geo, ops[0].aval.shape, eqn.params["dimension"], loop,
                         lambda a: None)]
+
+
+# ---------------------------------------------------------------------------------------------
+# conv_general_dilated: one thread per output element, looping over its group's input features
+# and the kernel window (window positions falling in padding or between dilated entries are
+# skipped)
+
+def _conv_general_dilated(eqn, geo):
+    x, w = eqn.inputs
+    p = eqn.params
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    out = eqn.out_binders[0]
+    odt = np.dtype(out.aval.dtype)
+    xs, ws = x.aval.shape, w.aval.shape
+    groups = max(p["feature_group_count"], p["batch_group_count"])
+    bgc = p["batch_group_count"] > 1
+    og, cg = ws[rhs_spec[0]] // groups, ws[rhs_spec[1]]
+
+    def body(args, idx):
+        n, o = idx[out_spec[0]], idx[out_spec[1]]
+        xi, wi = [None] * len(xs), [None] * len(ws)
+        xi[lhs_spec[0]] = f"{n} + g_ * {out.aval.shape[out_spec[0]]}" if bgc else n
+        xi[lhs_spec[1]] = "c_" if bgc else f"g_ * {cg} + c_"
+        wi[rhs_spec[0]], wi[rhs_spec[1]] = o, "c_"
+        lines = [f"g_ = {o} // {og}", f"acc_ = {const(0, odt)}", f"for c_ in range({cg}):"]
+        depth = 1
+        for j, (pos, s, (lo, _), ld, rd) in enumerate(zip(
+                [idx[d] for d in out_spec[2:]], p["window_strides"], p["padding"],
+                p["lhs_dilation"], p["rhs_dilation"])):
+            lines += _indent([f"for k{j}_ in range({ws[rhs_spec[2 + j]]}):",
+                              f"    q{j}_ = {pos} * {s} + k{j}_ * {rd} - ({lo})",
+                              f"    i{j}_ = q{j}_ // {ld}",
+                              f"    if q{j}_ >= 0 and i{j}_ * {ld} == q{j}_ and "
+                              f"i{j}_ < {xs[lhs_spec[2 + j]]}:"], depth)
+            depth += 2
+            xi[lhs_spec[2 + j]], wi[rhs_spec[2 + j]] = f"i{j}_", f"k{j}_"
+        xr = cast(f"{args.read(x)}[{flat_index(xi, xs)}]", odt)
+        wr = cast(f"{args.read(w)}[{flat_index(wi, ws)}]", odt)
+        lines += _indent([f"acc_ = {cast(f'acc_ + {xr} * {wr}', odt)}"], depth)
+        return lines + ["val_ = acc_"]
+    return [_pointwise("conv_general_dilated", out, geo, body)]
+
+
+op_rules["conv_general_dilated"] = _conv_general_dilated
 
 
 op_rules.update({

@@ -8,6 +8,7 @@ f(emitter, eqn)); fused elementwise ops are in ``SCALAR_RULES``. Large plans are
 several such modules by ``split_plan`` (see the end of this file)."""
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -924,6 +925,168 @@ lower_rules.update({
 })
 
 
+# ---------------------------------------------------------------------------------------------
+# conv_general_dilated: im2col per group into a column buffer covering the whole batch, then
+# one matrix product with the group's kernel (np.dot, so BLAS for floats; loops for integers).
+# Operands are brought to the (N, C, spatial...) / (O, I, spatial...) layouts and given leading
+# spatial dims of size 1 up to three, so 1-, 2- and 3-d convolutions share one source (the real
+# last dim stays the innermost loop). Only dims with an lhs dilation pay a division.
+
+def _conv_canonical(em, v, spec):
+    """v's array transposed to the layout spec lists (a contiguous copy only if it moves)."""
+    name = em.array(v)
+    if list(spec) == list(range(len(spec))):
+        return name
+    t = em.fresh("t")
+    em.line(f"{t} = np.ascontiguousarray(np.transpose({name}, {_tuple(map(str, spec))}))")
+    return t
+
+
+def _emit_conv_run(em, u, read, write, outer_ok, n_run, first, step, size, ld, dilated, zero):
+    """One run of im2col cells t < n_run reading the lhs at the dilated, padded position
+    first + t * step of its last spatial dim (size entries, dilation ld). Undilated, the
+    in-range cells are found once: a branch-free copy between two zero fills."""
+    t = u + "t"
+    if dilated:
+        q, il = u + "q", u + "il"
+        em.line(f"for {t} in range({n_run}):")
+        em.line(f"    {q} = {first} + {t} * {step}")
+        em.line(f"    {il} = {q} // {ld}")
+        em.line(f"    if {outer_ok} and {q} >= 0 and {il} * {ld} == {q} and {il} < {size}:")
+        em.line(f"        {write(t)} = {read(il)}")
+        em.line("    else:")
+        em.line(f"        {write(t)} = {zero}")
+        return
+    lo_, hi_ = u + "tlo", u + "thi"
+    em.line(f"{lo_} = min(max(-(({first}) // {step}), 0), {n_run})")         # first + t*step >= 0
+    em.line(f"{hi_} = max(min(-(({first} - {size}) // {step}), {n_run}), {lo_})")  # ... >= size
+    em.line(f"if not {outer_ok}:")
+    em.line(f"    {lo_} = {n_run}")
+    em.line(f"    {hi_} = {n_run}")
+    em.line(f"for {t} in range({lo_}):")
+    em.line(f"    {write(t)} = {zero}")
+    em.line(f"for {t} in range({lo_}, {hi_}):")
+    em.line(f"    {write(t)} = {read(f'{first} + {t} * {step}')}")
+    em.line(f"for {t} in range({hi_}, {n_run}):")
+    em.line(f"    {write(t)} = {zero}")
+
+
+def _lower_conv(em, eqn):
+    x, w = eqn.inputs
+    out = eqn.out_binders[0]
+    p = eqn.params
+    lhs_spec, rhs_spec, out_spec = p["dimension_numbers"]
+    odt = out.aval.dtype
+    xs = [x.aval.shape[i] for i in lhs_spec]
+    ws = [w.aval.shape[i] for i in rhs_spec]
+    os_ = [out.aval.shape[i] for i in out_spec]
+    nsp = len(xs) - 2
+    r = max(nsp, 3)
+    fill = lambda v, f: [f] * (r - nsp) + list(v)   # noqa: E731  (innermost stays real)
+    groups = max(p["feature_group_count"], p["batch_group_count"])
+    bgc = p["batch_group_count"] > 1
+    # runs go along the longer of the last kernel dim and the last output dim (a weight
+    # gradient's "kernel" is the whole output): the column buffer is then stored transposed
+    kernel_runs = fill(ws[2:], 1)[-1] > fill(os_[2:], 1)[-1]
+    u = em.fresh("cv") + "_"
+    S = [em.dim(d) for d in fill(xs[2:], 1)]
+    K = [em.dim(d) for d in fill(ws[2:], 1)]
+    P = [em.dim(d) for d in fill(os_[2:], 1)]
+    st = [em.dim(d) for d in fill(p["window_strides"], 1)]
+    ld = [em.dim(d) for d in fill(p["lhs_dilation"], 1)]
+    dilated = [d > 1 for d in fill(p["lhs_dilation"], 1)]
+    rd = [em.dim(d) for d in fill(p["rhs_dilation"], 1)]
+    lo = [em.dim(d) for d, _ in fill(p["padding"], (0, 0))]
+    NL, CL, N, G, Og, Cg = (em.dim(d) for d in (xs[0], xs[1], os_[0], groups, ws[0] // groups, ws[1]))
+    PP, R = em.dim(math.prod(os_[2:])), em.dim(ws[1] * math.prod(ws[2:]))
+    # a batch group's lhs entries are a block of the batch; a feature group's a block of features
+    bstep, cstep = em.dim(os_[0] if bgc else 0), em.dim(0 if bgc else ws[1])
+    xv, wv, ov, cols = u + "x", u + "w", u + "o", u + "cols"
+    em.line(f"{xv} = {_conv_canonical(em, x, lhs_spec)}.reshape({_tuple([NL, CL] + S)})")
+    wexpr = f"{_conv_canonical(em, w, rhs_spec)}.reshape(({G}, {Og}, {R}))"
+    em.line(f"{wv} = {wexpr}" if w.aval.dtype == odt else f"{wv} = {wexpr}.astype({dtype_ctor(odt)})")
+    NP = em.dim(os_[0] * math.prod(os_[2:]))
+    prod = u + "prod"
+    em.line(f"{ov} = np.empty(({N}, {G}, {Og}, {PP}), dtype={dtype_ctor(odt)})")
+    em.line(f"{cols} = np.empty({_tuple((NP, R) if kernel_runs else (R, NP))}, dtype={dtype_ctor(odt)})")
+    em.line(f"{prod} = np.empty(({Og}, {NP}), dtype={dtype_ctor(odt)})")
+    cell = (lambda rr, pc: f"{cols}[{pc}, {rr}]") if kernel_runs else (lambda rr, pc: f"{cols}[{rr}, {pc}]")  # noqa: E731
+    zero = em.lit(0, odt)
+    n, g, nb, c0, c, row, col = (u + s for s in ("n", "g", "nb", "c0", "c", "row", "col"))
+    k, i, ok = ([f"{u}{t}{j}" for j in range(r)] for t in ("k", "i", "ok"))
+    pv = [f"{u}p{j}" for j in range(r)]
+    # one matrix product per group over the whole batch (BLAS is slow on skinny products)
+    em.line(f"for {g} in range({G}):")
+    em.line(f"    for {n} in range({N}):")
+    em.ind += 2
+    em.line(f"{nb} = {n} + {g} * {bstep}")
+    em.line(f"{c0} = {g} * {cstep}")
+    em.line(f"{row} = 0")
+    em.line(f"for {c} in range({Cg}):")
+    em.ind += 1
+    depth = 1
+    for j in range(r if not kernel_runs else r - 1):
+        em.line(f"for {k[j]} in range({K[j]}):")
+        em.ind += 1
+        depth += 1
+    em.line(f"{col} = {n} * {PP}")
+    for j in range(r - 1):
+        em.line(f"for {pv[j]} in range({P[j]}):")
+        em.ind += 1
+        prev = f"{ok[j - 1]} and " if j else ""
+        pos = f"{pv[j]} * {st[j]} + {k[j]} * {rd[j]} - {lo[j]}"
+        if dilated[j]:
+            em.line(f"{u}q{j} = {pos}")
+            em.line(f"{i[j]} = {u}q{j} // {ld[j]}")
+            em.line(f"{ok[j]} = {prev}{u}q{j} >= 0 and {i[j]} * {ld[j]} == {u}q{j} and {i[j]} < {S[j]}")
+        else:   # no division on the common path
+            em.line(f"{i[j]} = {pos}")
+            em.line(f"{ok[j]} = {prev}{i[j]} >= 0 and {i[j]} < {S[j]}")
+
+    def read(il):
+        return em.cast(f"{xv}[{_index([nb, f'{c0} + {c}'] + i[:-1] + [il])}]", odt)
+    run = dict(outer_ok=ok[r - 2], size=S[-1], ld=ld[-1], dilated=dilated[-1], zero=zero)
+    if kernel_runs:
+        em.line(f"for {pv[-1]} in range({P[-1]}):")
+        em.ind += 1
+        _emit_conv_run(em, u, read, lambda t: cell(f"{row} + {t}", col), n_run=K[-1],
+                       first=f"{pv[-1]} * {st[-1]} - {lo[-1]}", step=rd[-1], **run)
+        em.line(f"{col} += 1")
+        em.ind -= r
+        em.line(f"{row} += {K[-1]}")
+    else:
+        _emit_conv_run(em, u, read, lambda t: cell(row, f"{col} + {t}"), n_run=P[-1],
+                       first=f"{k[-1]} * {rd[-1]} - {lo[-1]}", step=st[-1], **run)
+        em.line(f"{col} += {P[-1]}")
+        em.ind -= r - 1
+        em.line(f"{row} += 1")
+    em.ind -= depth + 1
+    o_, rr, pc = u + "oo", u + "rr", u + "pc"
+    if odt.kind in "fc":
+        em.line(f"np.dot({wv}[{g}], {cols + '.T' if kernel_runs else cols}, {prod})")
+    else:
+        em.line(f"{prod}[:] = {zero}")
+        em.line(f"for {o_} in range({Og}):")
+        em.line(f"    for {rr} in range({R}):")
+        em.line(f"        for {pc} in range({NP}):")
+        em.line(f"            {prod}[{o_}, {pc}] += {wv}[{g}, {o_}, {rr}] * {cell(rr, pc)}")
+    em.line(f"for {o_} in range({Og}):")
+    em.line(f"    for {n} in range({N}):")
+    em.line(f"        for {pc} in range({PP}):")
+    em.line(f"            {ov}[{n}, {g}, {o_}, {pc}] = {prod}[{o_}, {n} * {PP} + {pc}]")
+    em.ind -= 1
+    canon = f"{ov}.reshape({_tuple([N, em.dim(os_[1])] + P[r - nsp:])})"
+    res = em.names[out] = em.fresh("v")
+    if list(out_spec) == list(range(len(out_spec))):
+        em.line(f"{res} = {canon}")
+    else:
+        inv = [str(int(a)) for a in np.argsort(out_spec)]
+        em.line(f"{res} = np.ascontiguousarray(np.transpose({canon}, {_tuple(inv)}))")
+
+
+lower_rules["conv_general_dilated"] = _lower_conv
+
+
 def lowerable_primitives():
     """Names of every primitive this backend lowers."""
     return (set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS
@@ -943,7 +1106,8 @@ def check_lowerable(kplan):
 # Ops whose lowering (or numpy impl, for dot_general in split plans) writes the result into a
 # buffer of its own; every other Op's result may be its operand or a view of it
 _FRESH_OPS = {"dot_general", "pad", "concatenate", "cumsum", "cumprod", "cummax", "cummin",
-              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort"}
+              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort",
+              "conv_general_dilated"}
 
 
 def owned_buffers(kplan):

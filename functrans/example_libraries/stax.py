@@ -4,7 +4,8 @@ A layer is a pair ``(init_fun, apply_fun)``: ``init_fun(rng, input_shape) -> (ou
 params)`` draws parameters with functrans.random, and ``apply_fun(params, inputs, **kwargs)``
 computes the layer (``rng=`` for stochastic layers). Combinators (``serial``, ``parallel``,
 ``shape_dependent``) build layers from layers. Pooling (``MaxPool``, ``SumPool``, ``AvgPool``)
-is built on ``lax.reduce_window``."""
+is built on ``lax.reduce_window``; convolutions (``Conv``, ``GeneralConv``, ``ConvTranspose``,
+``Conv1DTranspose``, ``GeneralConvTranspose``) on ``lax.conv_general_dilated``."""
 from __future__ import annotations
 
 import functools
@@ -75,6 +76,60 @@ def Dense(out_dim, W_init=glorot_normal(), b_init=normal()):
         W, b = params
         return jnp.dot(inputs, W) + b
     return init_fun, apply_fun
+
+
+# Convolutions: a kernel laid out by the rhs spec ('O' = out_chan, 'I' = the input's 'C', the
+# other letters filter_shape in order) and a bias broadcast along the output's 'C'
+
+__all__ += ["GeneralConv", "Conv", "GeneralConvTranspose", "Conv1DTranspose", "ConvTranspose"]
+
+
+def _conv_layer(conv_fn, shape_fn, dimension_numbers, out_chan, filter_shape, strides, padding,
+                W_init, b_init):
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    one = (1,) * len(filter_shape)
+    strides = strides or one
+    W_init = W_init or glorot_normal(rhs_spec.index('I'), rhs_spec.index('O'))
+
+    def init_fun(rng, input_shape):
+        filters = iter(filter_shape)
+        kernel_shape = tuple(out_chan if c == 'O' else input_shape[lhs_spec.index('C')]
+                             if c == 'I' else next(filters) for c in rhs_spec)
+        output_shape = shape_fn(input_shape, kernel_shape, strides, padding, dimension_numbers)
+        bias_shape = tuple(out_chan if c == 'C' else 1 for c in out_spec)
+        k1, k2 = random.split(rng)
+        return output_shape, (W_init(k1, kernel_shape), b_init(k2, bias_shape))
+
+    def apply_fun(params, inputs, **kwargs):
+        W, b = params
+        return conv_fn(inputs, W, strides, padding, dimension_numbers) + b
+    return init_fun, apply_fun
+
+
+def GeneralConv(dimension_numbers, out_chan, filter_shape, strides=None, padding='VALID',
+                W_init=None, b_init=normal(1e-6)):
+    """A convolution layer with the layouts of dimension_numbers (three strings such as
+    ('NHWC', 'HWIO', 'NHWC')): out_chan output channels, a filter_shape window, strides
+    (default 1) and padding ('VALID', 'SAME' or pairs). Params (W, b)."""
+    def conv(x, W, strides, padding, dn):
+        return lax.conv_general_dilated(x, W, strides, padding, dimension_numbers=dn)
+    return _conv_layer(conv, lax.conv_general_shape_tuple, dimension_numbers, out_chan,
+                       filter_shape, strides, padding, W_init, b_init)
+
+
+def GeneralConvTranspose(dimension_numbers, out_chan, filter_shape, strides=None,
+                         padding='VALID', W_init=None, b_init=normal(1e-6)):
+    """A transposed-convolution layer (lax.conv_transpose) with the layouts of
+    dimension_numbers; arguments as GeneralConv. Params (W, b)."""
+    def conv(x, W, strides, padding, dn):
+        return lax.conv_transpose(x, W, strides, padding, dimension_numbers=dn)
+    return _conv_layer(conv, lax.conv_transpose_shape_tuple, dimension_numbers, out_chan,
+                       filter_shape, strides, padding, W_init, b_init)
+
+
+Conv = functools.partial(GeneralConv, ('NHWC', 'HWIO', 'NHWC'))
+Conv1DTranspose = functools.partial(GeneralConvTranspose, ('NHC', 'HIO', 'NHC'))
+ConvTranspose = functools.partial(GeneralConvTranspose, ('NHWC', 'HWIO', 'NHWC'))
 
 
 def elementwise(fun, **fun_kwargs):

@@ -13,3 +13,7 @@ from .windowed import (reduce, reduce_window, reduce_window_sum, reduce_window_m
                        reduce_window_min, padtype_to_pads, reduce_window_shape_tuple)
 from .parallel import (all_gather, all_to_all, axis_index, axis_size, pmax, pmean, pmin,  # noqa: F401,E402
                        ppermute, psum, psum_scatter, pswapaxes)
+from .convolution import (ConvDimensionNumbers, conv, conv_dimension_numbers,  # noqa: F401,E402
+                          conv_general_dilated, conv_general_dilated_p, conv_general_permutations,
+                          conv_general_shape_tuple, conv_shape_tuple, conv_transpose,
+                          conv_transpose_shape_tuple, conv_with_general_padding)

@@ -17,6 +17,7 @@ from ._creation import (arange, array, asarray, empty, empty_like, eye, full, fu
 from ._einsum import einsum  # noqa: F401
 from ._indexing import at as _at, getitem as _getitem, take, take_along_axis  # noqa: F401
 from ._linalg import diagonal, dot, inner, matmul, outer, tensordot, trace, vdot  # noqa: F401
+from ._convolve import convolve, correlate  # noqa: F401
 from ._reductions import (all, amax, amin, any, argmax, argmin, cumprod, cumsum, max, mean,  # noqa: F401,A004
                           min, prod, std, sum, var)
 from ._shape import (array_split, atleast_1d, atleast_2d, broadcast_arrays, broadcast_to,  # noqa: F401
