@@ -724,14 +724,18 @@ def gpu_device_mismatch_is_an_error():
 
 @check
 def special_functions():
-    """lgamma and erfc lower to CUDA math; digamma, polygamma, erf_inv and ndtri raise
-    NotImplementedError naming the primitive."""
+    """lgamma and erfc lower to CUDA math; digamma, polygamma, erf_inv, ndtri and the
+    incomplete gamma/beta primitives raise NotImplementedError naming the primitive."""
     for dtype in (np.float32, np.float64):
         x = np.concatenate([floats((21,), dtype, 0.1, 6.0), SPECIAL.astype(dtype)])
         cuda_vs_eager(lambda v: (lax.lgamma(v), lax.erfc(v)), x, rtol=2e-6, atol=1e-6,
                       what=f"lgamma/erfc {dtype.__name__}")
     for name, f in [("digamma", lax.digamma), ("polygamma", lambda v: lax.polygamma(1, v)),
-                    ("erf_inv", lax.erf_inv), ("ndtri", lax.ndtri)]:
+                    ("erf_inv", lax.erf_inv), ("ndtri", lax.ndtri),
+                    ("igamma", lambda v: lax.igamma(v, v)), ("igammac", lambda v: lax.igammac(v, v)),
+                    ("igamma_grad_a", lambda v: lax.igamma_grad_a(v, v)),
+                    ("random_gamma_grad", lambda v: lax.random_gamma_grad(v, v)),
+                    ("regularized_incomplete_beta", lambda v: lax.betainc(v, v, v))]:
         try:
             ft.jit(f, backend="cuda")(np.full(3, 0.5))
         except NotImplementedError as e:

@@ -22,6 +22,7 @@ CONT = {
     "t": ((3.5,), 0.3, 1.3, [-1.0, 0.2, 2.0]),
     "gamma": ((2.5,), -0.5, 1.5, [0.2, 1.0, 3.0]),
     "beta": ((2.5, 1.5), -0.5, 2.0, [-0.3, 0.5, 1.2]),
+    "chi2": ((3.5,), -0.5, 1.5, [0.2, 1.0, 3.0]),
 }
 FUNCS = ["logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf", "isf"]
 
@@ -68,6 +69,10 @@ def test_discrete_values_and_grads():
     np.testing.assert_allclose(stats.poisson.logpmf(k, 2.5), ss.poisson.logpmf(k, 2.5), rtol=1e-12)
     np.testing.assert_allclose(stats.poisson.pmf(k, 2.5, loc=1), ss.poisson.pmf(k, 2.5, loc=1),
                                rtol=1e-12)
+    for mu, loc in ((2.5, 0), (0.3, 1), (40.0, -2)):
+        np.testing.assert_allclose(stats.poisson.cdf(k, mu, loc), ss.poisson.cdf(k, mu, loc),
+                                   rtol=1e-12)
+    check_grads(lambda mu: stats.poisson.cdf(np.array([0.0, 2.0, 5.0]), mu), (2.5,), order=2)
     check_grads(lambda p: stats.bernoulli.logpmf(np.array([0.0, 1.0]), p), (0.3,), order=2)
     check_grads(lambda mu: stats.poisson.logpmf(np.array([0.0, 2.0, 5.0]), mu), (2.5,), order=2)
 

@@ -264,7 +264,8 @@ def _no_cuda(name):
     return rule
 
 
-for _n in ["digamma", "polygamma", "erf_inv", "ndtri"]:
+for _n in ["digamma", "polygamma", "erf_inv", "ndtri", "igamma", "igammac", "igamma_grad_a",
+           "random_gamma_grad", "regularized_incomplete_beta"]:
     SCALAR_RULES[_n] = _no_cuda(_n)
 
 

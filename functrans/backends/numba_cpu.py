@@ -187,16 +187,17 @@ SCALAR_RULES = {
 
 
 def _special(fname):
-    """The rule calling a float64 helper of vmath.py (polygamma's order m goes first), cast
-    back to the operand's dtype."""
+    """The rule calling a float64 helper of vmath.py on the operands (polygamma's order m goes
+    first), cast back to the operands' dtype."""
     def rule(a, din, dout, p):
-        args = ([str(p["m"])] if "m" in p else []) + [a[0]]
+        args = ([str(p["m"])] if "m" in p else []) + list(a)
         return f"{dtype_ctor(dout)}({fname}({', '.join(args)}))"
     return rule
 
 
 _HEADER += ("from functrans.backends.vmath import (digamma_f64, polygamma_f64, erfinv_f64, "
-            "ndtri_f64)\n")
+            "ndtri_f64, igamma_f64, igammac_f64, igamma_grad_a_f64, random_gamma_grad_f64, "
+            "betainc_f64)\n")
 SCALAR_RULES.update({
     "lgamma": _unary_float(generic="math.lgamma"),
     "erfc": _unary_float(generic="math.erfc"),
@@ -204,6 +205,11 @@ SCALAR_RULES.update({
     "polygamma": _special("polygamma_f64"),
     "erf_inv": _special("erfinv_f64"),
     "ndtri": _special("ndtri_f64"),
+    "igamma": _special("igamma_f64"),
+    "igammac": _special("igammac_f64"),
+    "igamma_grad_a": _special("igamma_grad_a_f64"),
+    "random_gamma_grad": _special("random_gamma_grad_f64"),
+    "regularized_incomplete_beta": _special("betainc_f64"),
 })
 
 

@@ -22,7 +22,9 @@ ELEMENTWISE = {
     "integer_pow", "add", "sub", "mul", "div", "rem", "pow", "max", "min", "atan2", "and", "or",
     "xor", "shift_left", "shift_right_logical", "eq", "ne", "lt", "le", "gt", "ge", "select_n",
     "convert_element_type"}
-ELEMENTWISE |= {"lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri"}   # lax/special.py
+ELEMENTWISE |= {"lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri",    # lax/special.py
+                "igamma", "igammac", "igamma_grad_a", "random_gamma_grad",
+                "regularized_incomplete_beta"}
 # reads of one earlier array through an index map; iota reads nothing
 INDEX_MAPS = {"broadcast_in_dim", "transpose", "rev", "slice", "squeeze", "iota"}
 REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"}

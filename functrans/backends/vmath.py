@@ -361,35 +361,13 @@ log_f32, tanh_f32, logistic_f32 = map(_llvm_inlined, (_log_f32, _tanh_f32, _logi
 # value at the edges: poles, +-inf and nan.
 
 _SJ = dict(cache=True, error_model="numpy")
-# B_2j / (2j) (digamma's asymptotic series) and B_2j / (2j)! (Hurwitz zeta's), j = 1..8
-_PSI_C = (1 / 12, -1 / 120, 1 / 252, -1 / 240, 1 / 132, -691 / 32760, 1 / 12, -3617 / 8160)
+# digamma and the incomplete gamma/beta kernels live under lax (eager impls run them too)
+from ..lax._special_kernels import (betainc_f64, digamma_f64, igamma_f64,  # noqa: E402,F401
+                                    igamma_grad_a_f64, igammac_f64, random_gamma_grad_f64)
+
+# B_2j / (2j)! (Hurwitz zeta's asymptotic series), j = 1..8
 _ZETA_C = (1 / 12, -1 / 720, 1 / 30240, -1 / 1209600, 1 / 47900160, -691 / 1307674368000,
            1 / 74724249600, -3617 / 10670622842880000)
-
-
-@numba.njit(**_SJ)
-def digamma_f64(x):
-    """psi(x) = d/dx log Gamma(x): -inf at +0, +inf at -0, nan at negative integers and -inf."""
-    if x != x or x == -math.inf:
-        return math.nan
-    if x == math.inf:
-        return x
-    if x == 0.0:
-        return -math.inf if math.copysign(1.0, x) > 0 else math.inf
-    acc = 0.0
-    if x < 0.0:
-        if np.floor(x) == x:            # np.floor stays a float (math.floor is an int here)
-            return math.nan
-        acc = -math.pi / math.tan(math.pi * x)      # psi(x) = psi(1 - x) - pi / tan(pi x)
-        x = 1.0 - x
-    while x < 10.0:                                 # psi(x) = psi(x + 1) - 1 / x
-        acc -= 1.0 / x
-        x += 1.0
-    z = 1.0 / (x * x)
-    tail = 0.0
-    for j in range(7, -1, -1):                      # sum_j B_2j / (2j x^2j), Horner in z
-        tail = (tail + _PSI_C[j]) * z
-    return acc + math.log(x) - 0.5 / x - tail
 
 
 @numba.njit(**_SJ)

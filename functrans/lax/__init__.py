@@ -8,7 +8,8 @@ from .slicing import (slice, pad, concatenate, dynamic_slice, dynamic_update_sli
                       gather, scatter_add, scatter, scatter_mul, sort, argsort)
 from .control_flow import (cond, switch, while_loop, fori_loop, scan, map, associative_scan,  # noqa: F401,A004
                            cond_p, while_p, scan_p)
-from .special import digamma, erf_inv, erfc, lgamma, ndtri, polygamma  # noqa: F401,E402
+from .special import (betainc, digamma, erf_inv, erfc, igamma, igamma_grad_a, igammac,  # noqa: F401,E402
+                      lgamma, ndtri, polygamma, random_gamma_grad)
 from .windowed import (reduce, reduce_window, reduce_window_sum, reduce_window_max,  # noqa: F401,E402,A004
                        reduce_window_min, padtype_to_pads, reduce_window_shape_tuple)
 from .parallel import (all_gather, all_to_all, axis_index, axis_size, pmax, pmean, pmin,  # noqa: F401,E402

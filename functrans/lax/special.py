@@ -1,7 +1,10 @@
-"""Special-function primitives: lgamma, digamma, polygamma, erfc, erf_inv and ndtri. Each is
-elementwise on floats, with its impl (SciPy), abstract eval, jvp (through the next function of
-the family, so derivatives of every order exist) and vectorised batching beside it. The numba
-CPU lowerings are in backends/numba_cpu.py (scalar helpers in backends/vmath.py)."""
+"""Special-function primitives: lgamma, digamma, polygamma, erfc, erf_inv and ndtri (each
+elementwise on floats, with its impl (SciPy), abstract eval, jvp through the next function of
+the family, so derivatives of every order exist, and vectorised batching beside it); and the
+incomplete gamma and beta functions igamma, igammac, igamma_grad_a, random_gamma_grad and
+betainc (several operands of one shape and dtype, broadcasting batching, JAX's jvps). The numba
+CPU lowerings are in backends/numba_cpu.py (scalar helpers in backends/vmath.py and, for the
+incomplete functions, lax/_special_kernels.py)."""
 from __future__ import annotations
 
 import math
@@ -9,12 +12,18 @@ import math
 import numpy as np
 import scipy.special as _sc
 
+from .. import core
+from ..core import get_aval
 from ..interpreters.ad import defjvp, defjvp2
-from ..interpreters.batching import defvectorized
-from .lax import _check_kind, _const, _float, _with_dtype, exp, mul, neg, primitive, unop
+from ..interpreters.batching import defbroadcasting, defvectorized
+from .lax import (_check_kind, _const, _float, _nary_aval, _with_dtype, add, broadcast_in_dim,
+                  exp, log, log1p, mul, neg, primitive, sub, unop)
 
 __all__ = ["lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri",
-           "lgamma_p", "digamma_p", "polygamma_p", "erfc_p", "erf_inv_p", "ndtri_p"]
+           "igamma", "igammac", "igamma_grad_a", "random_gamma_grad", "betainc",
+           "lgamma_p", "digamma_p", "polygamma_p", "erfc_p", "erf_inv_p", "ndtri_p",
+           "igamma_p", "igammac_p", "igamma_grad_a_p", "random_gamma_grad_p",
+           "regularized_incomplete_beta_p"]
 
 
 def _scipy(f, fix=None):
@@ -75,3 +84,111 @@ defjvp(erfc_p, lambda g, x: mul(g, mul(_const(x, -_TWO_OVER_SQRT_PI), exp(neg(mu
 defjvp2(erf_inv_p, lambda g, y, x: mul(g, mul(_const(x, 1 / _TWO_OVER_SQRT_PI), exp(mul(y, y)))))
 defjvp2(ndtri_p, lambda g, y, x: mul(g, mul(_const(x, math.sqrt(2 * math.pi)),
                                               exp(mul(_const(x, 0.5), mul(y, y))))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Incomplete gamma and beta functions: several operands of one shape and dtype
+
+def _operands(name, args):
+    """args broadcast to one shape (NumPy's rules); TypeError naming the dtypes if they differ."""
+    avals = [get_aval(v) for v in args]
+    if len({a.dtype for a in avals}) > 1:
+        raise TypeError(f"lax.{name} requires arguments to have the same dtypes, got "
+                        f"{', '.join(a.dtype.name for a in avals)}{core.where()}.")
+    try:
+        shape = np.broadcast_shapes(*(a.shape for a in avals))
+    except ValueError:
+        raise TypeError(f"{name} got incompatible shapes for broadcasting: "
+                        f"{', '.join(str(a.shape) for a in avals)}{core.where()}.") from None
+    return [v if a.shape == shape else
+            broadcast_in_dim(v, shape, range(len(shape) - a.ndim, len(shape)))
+            for v, a in zip(args, avals)]
+
+
+def _naryop(name, impl, doc, wrapper=None):
+    """An elementwise float primitive of n operands (equal shapes and dtypes, broadcasting
+    batching) and its user-facing wrapper, named wrapper or name (operands broadcast, then
+    bound)."""
+    wrapper = wrapper or name
+    p = primitive(name, impl, _nary_aval(name, _float))
+    defbroadcasting(p)
+
+    def f(*args):
+        return p.bind(*_operands(wrapper, args))
+    f.__name__ = f.__qualname__ = wrapper
+    f.__doc__ = doc
+    return p, f
+
+
+def _scipy_n(f):
+    """An impl running scipy.special's f on float64 copies of the operands, in their dtype."""
+    def impl(*args):
+        with np.errstate(all="ignore"):
+            out = np.asarray(f(*(np.asarray(v, np.float64) for v in args)))
+        return _with_dtype(out, args[0].dtype)
+    return impl
+
+
+def _kernel_impl(sample):
+    """The impl of igamma_grad_a (sample False) or random_gamma_grad (True): SciPy has neither,
+    so the numba kernels of _special_kernels run (imported here: numba loads only when used)."""
+    def impl(a, x):
+        from . import _special_kernels
+        flat = [np.ascontiguousarray(v, np.float64).ravel() for v in (a, x)]
+        out = _special_kernels.igamma_da_array(*flat, sample).reshape(np.shape(a))
+        return _with_dtype(out, a.dtype)
+    return impl
+
+
+igamma_p, igamma = _naryop(
+    "igamma", _scipy_n(_sc.gammainc),
+    "The regularized lower incomplete gamma function P(a, x) elementwise (nan for a < 0, x < 0 "
+    "or a = x = 0; 1 for a = 0 < x).")
+igammac_p, igammac = _naryop(
+    "igammac", _scipy_n(_sc.gammaincc),
+    "The regularized upper incomplete gamma function Q(a, x) = 1 - P(a, x) elementwise, "
+    "accurate where it is small.")
+igamma_grad_a_p, igamma_grad_a = _naryop(
+    "igamma_grad_a", _kernel_impl(False),
+    "dP(a, x)/da, the derivative of igamma in a, elementwise (nan for a <= 0 or x < 0).")
+random_gamma_grad_p, random_gamma_grad = _naryop(
+    "random_gamma_grad", _kernel_impl(True),
+    "The derivative in a of a Gamma(a, 1) sample x at fixed quantile, -(dP/da) / (dP/dx), "
+    "elementwise (implicit reparameterization of gamma sampling).")
+regularized_incomplete_beta_p, betainc = _naryop(
+    "regularized_incomplete_beta", _scipy_n(_sc.betainc),
+    "The regularized incomplete beta function I_x(a, b) elementwise (nan for a or b < 0 or x "
+    "outside [0, 1]).", wrapper="betainc")
+
+
+def _igamma_dx(g, a, x):
+    """g times dP/dx = x^(a-1) e^-x / Gamma(a), formed in log space."""
+    return mul(g, exp(sub(sub(mul(sub(a, _const(a, 1)), log(x)), x), lgamma(a))))
+
+
+def _betainc_dx(g, a, b, x):
+    """g times dI/dx = x^(a-1) (1-x)^(b-1) / B(a, b), formed in log space."""
+    one = _const(x, 1)
+    log_beta = sub(add(lgamma(a), lgamma(b)), lgamma(add(a, b)))
+    return mul(g, exp(sub(add(mul(sub(b, one), log1p(neg(x))), mul(sub(a, one), log(x))),
+                          log_beta)))
+
+
+def _no_derivative(name):
+    """The jvp contribution of an operand JAX does not differentiate: NotImplementedError."""
+    def rule(g, *args):
+        raise NotImplementedError(f"Differentiation rule for '{name}' not implemented")
+    return rule
+
+
+def _betainc_ab(g, a, b, x):
+    raise ValueError("Betainc gradient with respect to a and b not supported.")
+
+
+defjvp(igamma_p, lambda g, a, x: mul(g, igamma_grad_a(a, x)), _igamma_dx)
+defjvp(igammac_p, lambda g, a, x: neg(mul(g, igamma_grad_a(a, x))),
+       lambda g, a, x: neg(_igamma_dx(g, a, x)))
+defjvp(igamma_grad_a_p, _no_derivative("igamma_grad_a"), _no_derivative("igamma_grad_a"))
+defjvp(random_gamma_grad_p, _no_derivative("random_gamma_grad"),
+       _no_derivative("random_gamma_grad"))
+defjvp(regularized_incomplete_beta_p, _betainc_ab, _betainc_ab, _betainc_dx)

@@ -13,8 +13,9 @@ from ..numpy import _ufuncs as U
 from ..numpy._base import promote, result_type
 from ..numpy._special import logsumexp  # noqa: F401
 
-__all__ = ["betaln", "digamma", "entr", "erf", "erfc", "erfinv", "expit", "gammaln", "log_ndtr",
-           "logit", "logsumexp", "ndtr", "ndtri", "polygamma", "xlog1py", "xlogy"]
+__all__ = ["betainc", "betaln", "digamma", "entr", "erf", "erfc", "erfinv", "expit", "gammainc",
+           "gammaincc", "gammaln", "log_ndtr", "logit", "logsumexp", "ndtr", "ndtri", "polygamma",
+           "xlog1py", "xlogy"]
 
 
 def _inexact(*args):
@@ -142,3 +143,21 @@ def betaln(a, b):
     """log|B(a, b)| = gammaln(a) + gammaln(b) - gammaln(a + b), elementwise, broadcast."""
     a, b = _inexact(a, b)
     return U.subtract(U.add(lax.lgamma(a), lax.lgamma(b)), lax.lgamma(U.add(a, b)))
+
+
+def gammainc(a, x):
+    """The regularized lower incomplete gamma function P(a, x) = gamma(a, x) / Gamma(a),
+    elementwise, broadcast (nan for a < 0 or x < 0; differentiable in x, and once in a)."""
+    return lax.igamma(*_inexact(a, x))
+
+
+def gammaincc(a, x):
+    """The regularized upper incomplete gamma function Q(a, x) = 1 - P(a, x), elementwise,
+    broadcast, accurate where it is small (differentiable in x, and once in a)."""
+    return lax.igammac(*_inexact(a, x))
+
+
+def betainc(a, b, x):
+    """The regularized incomplete beta function I_x(a, b), elementwise, broadcast (nan for a or
+    b < 0 or x outside [0, 1]; differentiable in x only, as in JAX)."""
+    return lax.betainc(*_inexact(a, b, x))

@@ -2,10 +2,9 @@
 scale)``...), written in functrans.numpy and functrans.scipy.special so every transform
 applies. Continuous distributions are location-scale families built by one helper from their
 standardised functions; ``bernoulli`` and ``poisson`` are discrete; ``multivariate_normal``
-takes a mean vector and a covariance matrix.
-
-Not provided: the CDFs needing regularised incomplete gamma/beta functions (``gamma.cdf``,
-``beta.cdf``, ``t.cdf``, ``poisson.cdf``)."""
+takes a mean vector and a covariance matrix. The CDFs of ``gamma``, ``chi2``, ``beta`` and
+``poisson`` are the regularised incomplete gamma and beta functions (``t`` has no cdf, as in
+JAX)."""
 from __future__ import annotations
 
 import math
@@ -55,6 +54,18 @@ def _beta_logpdf(z, a, b):
     return _outside(z, 0, 1, -jnp.inf, inside)
 
 
+def _chi2_logpdf(z, df):
+    half = df / 2
+    return jnp.where(z < 0, -jnp.inf,
+                     sp.xlogy(half - 1, z) - z / 2 - sp.gammaln(half) - half * math.log(2))
+
+
+def _cdfs(cdf, sf):
+    """cdf, sf and their logs, the log taken of each (as JAX does)."""
+    return {"cdf": cdf, "logcdf": lambda *args: jnp.log(cdf(*args)),
+            "sf": sf, "logsf": lambda *args: jnp.log(sf(*args))}
+
+
 def _cauchy_ppf(q):
     """tan(pi (q - 1/2)), exactly -inf at 0 and inf at 1, nan outside [0, 1]."""
     inner = jnp.tan(math.pi * (q - 0.5))
@@ -92,8 +103,15 @@ _FAMILIES = {
                    "logsf": lambda z: jnp.log(0.5 - jnp.arctan(z) / math.pi),
                    "ppf": lambda q: _cauchy_ppf(q), "isf": lambda q: -_cauchy_ppf(q)}),
     "t": (1, {"logpdf": _t_logpdf}),
-    "gamma": (1, {"logpdf": _gamma_logpdf}),
-    "beta": (2, {"logpdf": _beta_logpdf}),
+    "gamma": (1, {"logpdf": _gamma_logpdf,
+                  **_cdfs(lambda z, a: sp.gammainc(a, jnp.maximum(z, 0)),
+                          lambda z, a: sp.gammaincc(a, jnp.maximum(z, 0)))}),
+    "chi2": (1, {"logpdf": _chi2_logpdf,
+                 **_cdfs(lambda z, df: sp.gammainc(df / 2, jnp.maximum(z, 0) / 2),
+                         lambda z, df: sp.gammaincc(df / 2, jnp.maximum(z, 0) / 2))}),
+    "beta": (2, {"logpdf": _beta_logpdf,
+                 **_cdfs(lambda z, a, b: sp.betainc(a, b, jnp.clip(z, 0, 1)),
+                         lambda z, a, b: sp.betainc(b, a, 1 - jnp.clip(z, 0, 1)))}),
 }
 
 _DOCS = {
@@ -179,6 +197,14 @@ def _poisson_logpmf(k, mu, loc=0):
     return jnp.where((k < 0) | (k != jnp.round(k)), -jnp.inf, inside)
 
 
+def _poisson_cdf(k, mu, loc=0):
+    """The Poisson(mu) cumulative distribution at k (shifted by loc): Q(floor(k) + 1, mu), and 0
+    for k < 0."""
+    k, mu, loc = sp._inexact(k, mu, loc)
+    k = k - loc
+    return jnp.where(k < 0, 0.0, sp.gammaincc(jnp.floor(k + 1), mu))
+
+
 def _pmf(logpmf):
     def pmf(k, *args, **kwargs):
         return jnp.exp(logpmf(k, *args, **kwargs))
@@ -190,7 +216,7 @@ _module("bernoulli", "The Bernoulli distribution (as scipy.stats.bernoulli).",
         {"logpmf": _bernoulli_logpmf, "pmf": _pmf(_bernoulli_logpmf), "cdf": _bernoulli_cdf,
          "ppf": _bernoulli_ppf})
 _module("poisson", "The Poisson distribution (as scipy.stats.poisson).",
-        {"logpmf": _poisson_logpmf, "pmf": _pmf(_poisson_logpmf)})
+        {"logpmf": _poisson_logpmf, "pmf": _pmf(_poisson_logpmf), "cdf": _poisson_cdf})
 
 
 # ---------------------------------------------------------------------------------------------
