@@ -152,6 +152,14 @@ class FT:
         ft.debug.callback(lambda v: None, x)
         return x
 
+    @staticmethod
+    def incomplete(name, *args):
+        return getattr(lax, name)(*args)
+
+    @staticmethod
+    def conv1d(x, w):
+        return lax.conv_general_dilated(x[None, None], w[None, None], (1,), "VALID")[0, 0]
+
 
 class NP:
     """The NumPy reference of every FT method."""
@@ -321,6 +329,31 @@ class NP:
     @staticmethod
     def debug_identity(x):
         return x
+
+    @staticmethod
+    def incomplete(name, *args):
+        dt = np.result_type(*args)     # computed in float64 (finite differences), then cast
+        return np.asarray(_SCIPY_INCOMPLETE[name](*[np.float64(a) for a in args]), dt)
+
+    @staticmethod
+    def conv1d(x, w):
+        return np.correlate(x, w, "valid")
+
+
+def _d_gammainc_da(a, x, h=1e-3):
+    """dP(a, x)/da by a fourth-order central difference of scipy's gammainc (error ~1e-12)."""
+    p = lambda d: scipy.special.gammainc(a + d, x)   # noqa: E731
+    return (8 * (p(h) - p(-h)) - (p(2 * h) - p(-2 * h))) / (12 * h)
+
+
+# the NumPy references of the incomplete gamma/beta rows (lax name -> f(*args))
+_SCIPY_INCOMPLETE = {
+    "igamma": scipy.special.gammainc, "igammac": scipy.special.gammaincc,
+    "betainc": scipy.special.betainc, "igamma_grad_a": _d_gammainc_da,
+    # d sample / d a of a gamma sample x = -(dP/da) / (dP/dx)
+    "random_gamma_grad": lambda a, x: -_d_gammainc_da(a, x) / np.exp(
+        (a - 1) * np.log(x) - x - scipy.special.gammaln(a)),
+}
 
 
 @ft.custom_jvp
@@ -733,6 +766,25 @@ add_op("reduce_max_from", lambda ns, x, axes, init: ns.reduce_max_from(x, axes, 
 add_op("checkpoint_name", lambda ns, x: ns.checkpoint_name(x), ["f"])
 add_op("host_sin", lambda ns, x: ns.host_sin(x), ["f"], diff=())   # pure_callback: no jvp
 add_op("debug_identity", lambda ns, x: ns.debug_identity(x), ["fib"])
+# incomplete gamma and beta with their arguments prepared into the domain (x > 0.1 for gamma,
+# 0 < x < 1 for beta); the shape parameters are drawn constants where the row is
+# differentiated (igamma's derivative in a, igamma_grad_a, has none of its own, and betainc has
+# none in a and b, as in JAX), arrays in the forward-only rows of the a-derivatives
+_shape_param = st.sampled_from([0.5, 1.0, 2.5, 7.0])
+for _name in ["igamma", "igammac"]:
+    add_op(f"{_name}[a, x*x+0.1]",
+           lambda ns, x, a, _n=_name: ns.incomplete(_n, ns.np.full_like(x, a), x * x + 0.1),
+           ["f"], params=lambda draw, _: {"a": draw(_shape_param)})
+for _name in ["igamma_grad_a", "random_gamma_grad"]:
+    add_op(f"{_name}[x*x+0.5, y*y+0.1]",
+           lambda ns, x, y, _n=_name: ns.incomplete(_n, *ns.np.broadcast_arrays(
+               x * x + 0.5, y * y + 0.1)), ["f", "f"], accept=_broadcastable, diff=())
+add_op("betainc[a, b, sigmoid(x)]",
+       lambda ns, x, a, b: ns.incomplete("betainc", ns.np.full_like(x, a), ns.np.full_like(x, b),
+                                         ns.sigmoid(x)),
+       ["f"], params=lambda draw, _: {"a": draw(_shape_param), "b": draw(_shape_param)})
+add_op("conv1d", lambda ns, x, w: ns.conv1d(x, w), ["f", "f"],
+       accept=lambda a, b: a.ndim == b.ndim == 1 and 1 <= b.shape[0] <= a.shape[0])
 
 
 def _index_params(draw, a):
