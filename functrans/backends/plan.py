@@ -23,6 +23,7 @@ ELEMENTWISE = {
     "xor", "shift_left", "shift_right_logical", "eq", "ne", "lt", "le", "gt", "ge", "select_n",
     "convert_element_type"}
 ELEMENTWISE |= {"lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri"}   # lax/special.py
+ELEMENTWISE |= {"real", "imag", "conj", "complex"}       # the complex parts (lax.py)
 # reads of one earlier array through an index map; iota reads nothing
 INDEX_MAPS = {"broadcast_in_dim", "transpose", "rev", "slice", "squeeze", "iota"}
 REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"}
