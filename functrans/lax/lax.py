@@ -198,7 +198,22 @@ def reciprocal(x):
 
 
 deflinear(neg_p, lambda ct, x: [neg(ct)])
-defjvp_zero(sign_p)
+
+
+def _sign_jvp(primals, tangents):
+    """Zero for reals (piecewise constant). For complex z, sign(z) = z / |z| is smooth away from
+    0: d sign = (g - s Re(conj(s) g)) / |z|, and 0 at z = 0. (JAX gives 0 here too; a zero
+    would be a wrong number, see docs/numerics.md.)"""
+    (x,), (g,) = primals, tangents
+    s = sign(x)
+    if get_aval(x).dtype.kind != "c":
+        return s, Zero(get_aval(s))
+    r = convert_element_type(abs(x), get_aval(x).dtype)
+    radial = mul(s, convert_element_type(real(mul(_conj(s), g)), get_aval(x).dtype))
+    return s, div(sub(g, radial), _replace_zero(r))
+
+
+jvp_rules[sign_p] = _sign_jvp
 defjvp_zero(floor_p)
 defjvp_zero(ceil_p)
 defjvp_zero(round_p)
