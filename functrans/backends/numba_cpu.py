@@ -72,10 +72,20 @@ def _int_pow(a, din, dout, p):
         if n >> bit & 1:
             terms.append(pw)
     prod = " * ".join(terms)
-    return f"(1 / ({prod}))" if y < 0 else f"({prod})"
+    if y < 0:
+        return _reciprocal(f"({prod})", din)
+    return f"({prod})"
+
+
+def _reciprocal(expr, din):
+    """1 / expr; numba's complex '/' raises ZeroDivisionError where NumPy gives inf/nan, its
+    np.divide does not."""
+    return f"np.divide(1, {expr})" if din.kind == "c" else f"(1 / {expr})"
 
 
 def _div(a, din, dout, p):
+    if din.kind == "c":
+        return f"np.divide({a[0]}, {a[1]})"    # (see _reciprocal)
     return f"idiv({a[0]}, {a[1]})" if din.kind in "iu" else f"({a[0]} / {a[1]})"
 
 
@@ -156,7 +166,7 @@ SCALAR_RULES = {
     "acosh": _unary_float(generic="np.arccosh"),
     "atanh": _unary_float(generic="np.arctanh"),
     "sqrt": _unary_float(generic="np.sqrt"),
-    "rsqrt": lambda a, din, dout, p: f"(1 / np.sqrt({a[0]}))",
+    "rsqrt": lambda a, din, dout, p: _reciprocal(f"np.sqrt({a[0]})", din),
     "cbrt": _unary_float(generic="np.cbrt"),
     "erf": _unary_float(generic="math.erf"),
     "not": _not,
@@ -209,7 +219,7 @@ for _name, _ufunc in _COMPLEX_UFUNCS.items():
 
 def _logistic(a, din, dout, p):
     if din.kind == "c":
-        return f"(1 / (1 + np.exp(-{a[0]})))"
+        return _reciprocal(f"(1 + np.exp(-{a[0]}))", din)
     return _unary_float(f32="logistic_f32", f64="logistic_f64", generic="logistic_f64")(
         a, din, dout, p)
 
