@@ -10,7 +10,7 @@ import types
 import numpy as np
 
 from . import core
-from .core import Array, ShapedArray, as_array, get_aval, is_float
+from .core import Array, ShapedArray, as_array, get_aval, has_tangent, is_float
 from .devices import Device
 from .interpreters import ad, batching
 from .interpreters.ad import Zero
@@ -102,10 +102,11 @@ def jvp(fun, primals, tangents, has_aux=False):
         if pa.shape != ta.shape:
             raise ValueError(f"jvp called with different primal and tangent shapes; got primal "
                              f"shape {pa.shape} and tangent shape {ta.shape}")
-        if is_float(pa.dtype) and pa.dtype != ta.dtype:
+        if has_tangent(pa.dtype) and pa.dtype != ta.dtype:
             raise TypeError(f"primal and tangent arguments to jvp do not match; dtypes must be "
                             f"equal, got primal dtype {pa.dtype} and tangent dtype {ta.dtype}")
-    t_flat = [t if is_float(get_aval(p).dtype) else Zero(get_aval(p)) for p, t in zip(p_flat, t_flat)]
+    t_flat = [t if has_tangent(get_aval(p).dtype) else Zero(get_aval(p))
+              for p, t in zip(p_flat, t_flat)]
     out_store, aux_store = _Store(), _Store()
     flat = _flatten_fun(fun, p_tree, out_store, has_aux, aux_store)
     outs_p, outs_t = ad.jvp_flat(flat, p_flat, t_flat)
@@ -118,7 +119,7 @@ def jvp(fun, primals, tangents, has_aux=False):
 
 def _instantiate_tangent(t):
     if type(t) is Zero:
-        if is_float(t.aval.dtype):
+        if has_tangent(t.aval.dtype):
             return ad.zeros_like_aval(t.aval)
         return np.zeros(t.aval.shape, core.float0)
     return t
@@ -135,7 +136,7 @@ def linearize(fun, *primals):
     outs_p, jaxpr, consts = ad.linearize_flat(_flatten_fun(fun, p_tree, out_store), p_flat)
     outs_p = _outputs(outs_p)
     out_tree = out_store.val
-    float_mask = [is_float(get_aval(p).dtype) for p in p_flat]
+    float_mask = [has_tangent(get_aval(p).dtype) for p in p_flat]
 
     def f_jvp(*tangents):
         t_flat, t_tree = _flat_leaves(tangents, "linearize tangents")
@@ -209,45 +210,54 @@ def _argnums_tuple(argnums, nargs, name):
     return tuple(int(i) % nargs for i in nums), single
 
 
-def _check_holomorphic_inputs(leaves, paths, name):
-    """holomorphic=True: JAX's TypeError for a real input; for complex inputs (all of them
-    complex) the TypeError saying complex differentiation is not implemented yet, so that no
-    transform ever returns a wrong number for them."""
-    for x in leaves:
-        dt = get_aval(x).dtype
-        if dt.kind != "c":
-            raise TypeError(f"{name} with holomorphic=True requires inputs with complex dtype, "
-                            f"but got {dt.name}.")
-    path = next(iter(paths()), "args")
-    raise TypeError(f"{name} with holomorphic=True: argument {path} has dtype "
-                    f"{get_aval(leaves[0]).dtype}, and differentiating with respect to complex "
-                    "values is not supported yet (no transform handles complex tangents)"
-                    f"{core.where()}")
-
-
-def _check_grad_inputs(leaves, paths, name, ints_ok=False, holomorphic=False):
-    """TypeError naming the first leaf that is not a real float (with ``ints_ok``: the first
-    complex leaf, as jvp/vjp/linearize give integer inputs float0 tangents); ``paths`` is a
-    thunk (built only on error). With ``holomorphic``, JAX's TypeError for a leaf that is not
-    complex, and otherwise the one saying complex differentiation is not supported yet."""
+def _check_grad_inputs(leaves, paths, name, ints_ok=False, holomorphic=False, complex_ok=True):
+    """JAX's TypeErrors for inputs that cannot be differentiated: with ``holomorphic``, any
+    leaf that is not complex; otherwise integer and bool leaves unless ``ints_ok`` (jvp, vjp
+    and linearize give them float0 tangents), and complex leaves unless ``complex_ok`` (jacfwd
+    needs real inputs or holomorphic=True). ``paths`` is a thunk (built only on error)."""
     if holomorphic:
-        _check_holomorphic_inputs(leaves, paths, name)
+        for x in leaves:
+            dt = get_aval(x).dtype
+            if dt.kind != "c":
+                raise TypeError(f"{name} with holomorphic=True requires inputs with complex "
+                                f"dtype, but got {dt.name}.")
+        return
     for x in leaves:
         k = x.dtype.kind
-        if k != "f" and (not ints_ok or k == "c"):
+        if not (k == "f" or (k == "c" and complex_ok) or (ints_ok and k in "biu")):
             break
     else:
         return
     for path, x in zip(paths(), leaves):
         dt = get_aval(x).dtype
-        if dt.kind == "c":
-            raise TypeError(f"{name}: argument {path} has dtype {dt}: differentiating with "
-                            "respect to complex values is not supported yet (no transform "
-                            f"handles complex tangents){core.where()}")
-        if not ints_ok and not is_float(dt):
-            raise TypeError(f"{name} requires real-valued floating-point inputs, but argument "
-                            f"{path} has dtype {dt.name}. Convert it with .astype(float), or "
-                            "leave it out of argnums.")
+        if dt.kind == "c" and not complex_ok:
+            raise TypeError(f"{name} requires real-valued inputs (input dtype that is a sub-dtype "
+                            f"of np.floating), but argument {path} has dtype {dt.name}. For "
+                            "holomorphic differentiation, pass holomorphic=True. For "
+                            "differentiation of non-holomorphic functions involving complex "
+                            "inputs, use jvp directly.")
+        if not ints_ok and not has_tangent(dt):
+            raise TypeError(f"{name} requires real- or complex-valued floating-point inputs, but "
+                            f"argument {path} has dtype {dt.name}. Convert it with "
+                            ".astype(float), or leave it out of argnums.")
+
+
+def _check_output_dtype(aval, name, holomorphic):
+    """JAX's TypeErrors for an output reverse mode (or holomorphic forward mode) cannot
+    differentiate: complex without holomorphic=True, real with it, integer or bool."""
+    if holomorphic:
+        if aval.dtype.kind != "c":
+            raise TypeError(f"{name} with holomorphic=True requires outputs with complex dtype, "
+                            f"but got {aval.dtype.name}.")
+        return
+    if aval.dtype.kind == "c":
+        raise TypeError(f"{name} requires real-valued outputs (output dtype that is a sub-dtype "
+                        f"of np.floating), but got {aval.dtype.name}. For holomorphic "
+                        "differentiation, pass holomorphic=True. For differentiation of "
+                        "non-holomorphic functions involving complex outputs, use vjp directly.")
+    if aval.dtype.kind != "f":
+        raise TypeError(f"{name} requires real-valued outputs (a floating-point dtype), but got "
+                        f"{aval.dtype}. For functions with integer outputs, use vjp directly.")
 
 
 class _Shown:
@@ -269,8 +279,9 @@ _GRAD_HINT = ("grad needs a function returning one real scalar: use jacrev or vj
               "data alongside the scalar as a pair (output, aux).")
 
 
-def _check_scalar_output(out, name):
-    """TypeError (JAX's wording, naming the output's structure) unless out is a real scalar."""
+def _check_scalar_output(out, name, holomorphic=False):
+    """TypeError (JAX's wording, naming the output's structure) unless out is a real scalar
+    (a complex one with holomorphic=True)."""
     if not isinstance(out, (core.Array, np.ndarray, np.generic, bool, int, float, complex)):
         leaves, treedef = tree_flatten(out)
         shown = tree_unflatten(treedef, [_Shown(x) for x in leaves])
@@ -280,18 +291,14 @@ def _check_scalar_output(out, name):
     if aval.shape != ():
         raise TypeError(f"Gradient only defined for scalar-output functions. Output had shape: "
                         f"{aval.shape} ({aval.str_short()}){core.where()}. {_GRAD_HINT}")
-    if aval.dtype.kind == "c":
-        raise TypeError(f"{name} requires a real-valued output, but the output has complex dtype "
-                        f"{aval.dtype}. Take the real part or abs first, or use vjp.")
-    if aval.dtype.kind != "f":
-        raise TypeError(f"{name} requires real-valued outputs (a floating-point dtype), but got "
-                        f"{aval.dtype}. For functions with integer outputs, use vjp directly.")
+    _check_output_dtype(aval, name, holomorphic)
 
 
 def value_and_grad(fun, argnums=0, has_aux=False, holomorphic=False):
     """Returns a function computing (fun(*args), gradient of fun w.r.t. args[argnums]) — or
     ((value, aux), gradient) with has_aux=True. holomorphic=True requires complex inputs
-    (complex differentiation itself raises TypeError: not supported yet)."""
+    and a complex output, and gives df/dz; for a real-valued fun of complex inputs the gradient
+    is JAX's: conj of df/d(conj z) times 2 (docs/numerics.md)."""
     _check_callable(fun, "value_and_grad")
 
     @functools.wraps(fun)
@@ -308,7 +315,7 @@ def _value_and_grad(fun, argnums, has_aux, args, kwargs, holomorphic=False):
                                    [f"args[{i}]" for i in nums])
     _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), "grad", holomorphic=holomorphic)
     out_store, aux_store = _Store(), _Store()
-    f_of_diff = _scalar_fun_of(fun, args, kwargs, nums, has_aux)
+    f_of_diff = _scalar_fun_of(fun, args, kwargs, nums, has_aux, holomorphic)
     outs_p, vjp_fn = ad.vjp_flat(_flatten_fun(f_of_diff, treedef, out_store, has_aux, aux_store),
                                  leaves)
     outs_p = _outputs(outs_p)
@@ -322,9 +329,10 @@ def _value_and_grad(fun, argnums, has_aux, args, kwargs, holomorphic=False):
     return value, g
 
 
-def _scalar_fun_of(fun, args, kwargs, nums, has_aux):
+def _scalar_fun_of(fun, args, kwargs, nums, has_aux, holomorphic=False):
     """fun as a function of the arguments args[nums] (the others fixed), checking that it
-    returns a real scalar (the first of a pair with has_aux)."""
+    returns a real scalar, or a complex one with holomorphic (the first of a pair with
+    has_aux)."""
     def f_of_diff(*diff):
         full = list(args)
         for i, a in zip(nums, diff):
@@ -334,9 +342,9 @@ def _scalar_fun_of(fun, args, kwargs, nums, has_aux):
             if not (isinstance(out, (tuple, list)) and len(out) == 2):
                 raise TypeError("has_aux=True requires the function to return a pair "
                                 "(output, aux)")
-            _check_scalar_output(out[0], "grad")
+            _check_scalar_output(out[0], "grad", holomorphic)
         else:
-            _check_scalar_output(out, "grad")
+            _check_scalar_output(out, "grad", holomorphic)
         return out
     return f_of_diff
 
@@ -352,7 +360,8 @@ def _arg_paths(treedef, nums):
 def grad(fun, argnums=0, has_aux=False, holomorphic=False):
     """Returns a function computing the gradient of scalar-valued fun w.r.t. args[argnums]
     (and aux with has_aux=True: (grad, aux)). holomorphic=True requires complex inputs
-    (complex differentiation itself raises TypeError: not supported yet)."""
+    and a complex output, and gives df/dz; for a real-valued fun of complex inputs the gradient
+    is JAX's: conj of df/d(conj z) times 2 (docs/numerics.md)."""
     _check_callable(fun, "grad")
 
     @functools.wraps(fun)
@@ -523,7 +532,8 @@ def _jac_args(fun, argnums, args, name, holomorphic=False):
     nums, single = _argnums_tuple(argnums, len(args), name)
     diff = tuple(args[i] for i in nums)
     leaves, treedef = _flat_leaves(diff, name, [f"args[{i}]" for i in nums])
-    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), name, holomorphic=holomorphic)
+    _check_grad_inputs(leaves, lambda: _arg_paths(treedef, nums), name, holomorphic=holomorphic,
+                       complex_ok=name != "jacfwd")
 
     def f_diff(*d):
         full = list(args)
@@ -537,8 +547,7 @@ def _jac_args(fun, argnums, args, name, holomorphic=False):
 def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian of fun by forward mode: vmap of jvp over the standard basis of the inputs.
     The result nests the input structure inside the output structure. holomorphic=True
-    requires complex inputs (complex differentiation itself raises TypeError: not supported
-    yet)."""
+    requires complex inputs and outputs and gives the complex derivative df/dz."""
     _check_callable(fun, "jacfwd")
 
     def jac(*args):
@@ -548,6 +557,9 @@ def jacfwd(fun, argnums=0, has_aux=False, holomorphic=False):
 
         def push(*ts):
             po, to = ad.jvp_flat(flat, leaves, list(ts))
+            if holomorphic:
+                for o in po[:out_store.val.num_leaves]:
+                    _check_output_dtype(get_aval(o), "jacfwd", True)
             primal_outs.val = po
             return [_instantiate_tangent(t) for t in to]
 
@@ -596,8 +608,7 @@ def _reshape(x, shape):
 def jacrev(fun, argnums=0, has_aux=False, holomorphic=False):
     """The Jacobian of fun by reverse mode: vmap of vjp over the standard basis of the outputs.
     The result nests the input structure inside the output structure. holomorphic=True
-    requires complex inputs (complex differentiation itself raises TypeError: not supported
-    yet)."""
+    requires complex inputs and outputs and gives the complex derivative df/dz."""
     _check_callable(fun, "jacrev")
 
     def jac(*args):
@@ -608,6 +619,9 @@ def jacrev(fun, argnums=0, has_aux=False, holomorphic=False):
         out_tree = out_store.val
         n_out = out_tree.num_leaves
         ys = outs_p[:n_out]
+        for y in ys:
+            if holomorphic or get_aval(y).dtype.kind == "c":
+                _check_output_dtype(get_aval(y), "jacrev", holomorphic)
         basis = _std_basis(ys)
         m = sum(get_aval(y).size for y in ys)
 

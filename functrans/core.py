@@ -67,8 +67,14 @@ class ShapedArray:
 
 
 def is_float(dtype):
-    """True for real floating dtypes (the ones that carry tangents)."""
+    """True for real floating dtypes."""
     return np.dtype(dtype).kind == "f"
+
+
+def has_tangent(dtype):
+    """True for the dtypes whose values carry tangents: real floating and complex (integer and
+    bool values have symbolic zero tangents, float0 at the API boundary)."""
+    return np.dtype(dtype).kind in "fc"
 
 
 _aval_memo = {}   # (shape, dtype) -> ShapedArray, for native real and bool dtypes only
@@ -411,15 +417,15 @@ def _unwrap(prim, args):
 # Primitives whose every rule (impl, abstract eval, jvp, transpose, batching, the CPU backend)
 # handles complex operands correctly; higher-order primitives are here too, for their bodies
 # are checked equation by equation. Any other primitive given a complex operand raises
-# TypeError naming it, eagerly and when staged (full complex support is a later issue: lifting
-# the guard for a primitive is adding it here, with tests).
+# TypeError naming it, eagerly and when staged: the ones defined for real numbers only (max,
+# comparisons, floor, atan2, erf, ...; docs/numerics.md lists them).
 complex_primitives = set()
 
 
 def complex_operand_error(prim):
     """The TypeError for a complex operand of a primitive not in complex_primitives."""
-    return TypeError(f"complex operands are not supported by '{prim.name}' yet (only a few "
-                     "primitives handle complex numbers so far: see core.complex_primitives)")
+    return TypeError(f"complex operands are not supported by '{prim.name}' (it is defined for "
+                     "real numbers only: see docs/numerics.md)")
 
 
 def device_mismatch_error(what, d1, d2):

@@ -4,14 +4,17 @@
 to ``order`` against central finite differences along a random direction, as JAX's
 public_test_util does: order k is checked by differentiating the jvp (or vjp) function of
 order k-1. The vjp is checked through the inner-product identity <J^T u, v> = <u, J v>, with
-J v from finite differences. ``check_vmap`` compares vmap against a Python loop.
+J v from finite differences. Complex arguments are perturbed along a random real direction
+and then along a random imaginary one; for complex values the identity is JAX's:
+Re<conj(vjp(conj u)), v> = Re<u, J v> with <a, b> = sum(conj(a) * b), which holds for JAX's
+(linear, not conjugate-linear) transposes. ``check_vmap`` compares vmap against a Python loop.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from . import api
-from .core import as_array, is_float
+from .core import as_array, has_tangent
 from .tree_util import tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["check_grads", "check_jvp", "check_vjp", "check_vmap", "numerical_jvp"]
@@ -21,9 +24,15 @@ _EPS = {np.dtype(np.float16): 1e-1, np.dtype(np.float32): 2e-3, np.dtype(np.floa
 _TOL = {np.dtype(np.float16): 1e-1, np.dtype(np.float32): 2e-2, np.dtype(np.float64): 1e-5}
 
 
+def _real_dtype(dtype):
+    dtype = np.dtype(dtype)
+    return np.dtype(f"f{dtype.itemsize // 2}") if dtype.kind == "c" else dtype
+
+
 def _lowest_float(arrays):
-    """The least precise float dtype among arrays (float64 if there are none)."""
-    dts = [np.dtype(a.dtype) for a in arrays if is_float(a.dtype)]
+    """The least precise float dtype among arrays, complex ones counted by the dtype of their
+    parts (float64 if there are none)."""
+    dts = [_real_dtype(a.dtype) for a in arrays if has_tangent(a.dtype)]
     return min(dts, key=lambda d: d.itemsize) if dts else np.dtype(np.float64)
 
 
@@ -35,13 +44,14 @@ def _leaves(tree):
 # Flat, float-only views of a function
 
 class _FlatFun:
-    """f viewed as a function of its float leaves only (other leaves are held fixed), returning
-    its float output leaves as a list. Every derivative check works on this view."""
+    """f viewed as a function of its float and complex leaves only (other leaves are held
+    fixed), returning its float and complex output leaves as a list. Every derivative check
+    works on this view."""
 
     def __init__(self, f, args):
         leaves, self.treedef = tree_flatten(tuple(args))
         self.leaves = [as_array(x) for x in leaves]
-        self.mask = [is_float(x.dtype) for x in self.leaves]
+        self.mask = [has_tangent(x.dtype) for x in self.leaves]
         self.f = f
 
     def float_args(self):
@@ -53,7 +63,7 @@ class _FlatFun:
         full = [next(it) if m else x for x, m in zip(self.leaves, self.mask)]
         out = self.f(*tree_unflatten(self.treedef, full))
         outs = [as_array(o) for o in tree_flatten(out)[0]]
-        return [o for o in outs if is_float(o.dtype)]
+        return [o for o in outs if has_tangent(o.dtype)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,7 +79,8 @@ def _check_close(got, expected, atol, rtol, what):
         g, e = np.asarray(g), np.asarray(e)
         if g.shape != e.shape:
             raise AssertionError(f"{what}: output {i} has shape {g.shape}, expected {e.shape}")
-        g64, e64 = g.astype(np.float64), e.astype(np.float64)
+        wide = np.complex128 if np.iscomplexobj(g) or np.iscomplexobj(e) else np.float64
+        g64, e64 = g.astype(wide), e.astype(wide)
         with np.errstate(invalid="ignore"):
             err = np.abs(g64 - e64)
             err = np.where((g64 == e64) | (np.isnan(g64) & np.isnan(e64)), 0.0, err)
@@ -83,17 +94,36 @@ def _check_close(got, expected, atol, rtol, what):
         _, i, j, g, e, err = worst
         raise AssertionError(
             f"{what}: not close (atol={atol:g}, rtol={rtol:g}). Worst mismatch at output {i}, "
-            f"index {tuple(int(k) for k in j)}: got {float(g)!r}, expected {float(e)!r} (abs err {err:.3g}, "
+            f"index {tuple(int(k) for k in j)}: got {_scalar(g)!r}, expected {_scalar(e)!r} (abs err {err:.3g}, "
             f"rel err {err / max(abs(e), 1e-300):.3g})")
 
 
+def _scalar(v):
+    return complex(v) if np.iscomplexobj(v) else float(v)
+
+
 def _inner(xs, ys):
-    return sum(float(np.sum(np.asarray(x, np.float64) * np.asarray(y, np.float64)))
+    """Re sum(conj(x) * y) over the pairs: the real inner product of real and complex values."""
+    return sum(float(np.real(np.sum(np.conj(np.asarray(x, np.complex128))
+                                    * np.asarray(y, np.complex128))))
                for x, y in zip(xs, ys))
 
 
-def _random_like(rng, xs):
-    return [rng.standard_normal(np.shape(x)).astype(np.asarray(x).dtype) for x in xs]
+def _random_like(rng, xs, direction=1):
+    """Standard normal values shaped like xs; for complex xs times ``direction`` (1: along the
+    real axis, 1j: along the imaginary axis)."""
+    out = []
+    for x in xs:
+        dt = np.asarray(x).dtype
+        r = rng.standard_normal(np.shape(x))
+        out.append((r * direction if dt.kind == "c" else r).astype(dt))
+    return out
+
+
+def _directions(args):
+    """The tangent directions to check: the real one, and the imaginary one too when an
+    argument is complex."""
+    return (1, 1j) if any(np.asarray(a).dtype.kind == "c" for a in args) else (1,)
 
 
 def numerical_jvp(f, args, tangents, eps):
@@ -119,17 +149,18 @@ def check_jvp(f, f_jvp, args, atol=None, rtol=None, eps=None, err_msg="JVP"):
     differences. Returns None; raises AssertionError."""
     atol, rtol, eps = _resolve(args, atol, rtol, eps)
     rng = np.random.RandomState(0)
-    tangents = _random_like(rng, args)
-    outs, t_outs = f_jvp(list(args), tangents)
-    outs, t_outs = _leaves(outs), _leaves(t_outs)
     expected = _leaves(f(*args))
-    _check_close(outs, expected, atol, rtol, f"{err_msg}: primal output")
-    for t, o in zip(t_outs, outs):
-        if t.dtype != o.dtype:
-            raise AssertionError(f"{err_msg}: tangent dtype {t.dtype} differs from the output "
-                                 f"dtype {o.dtype}")
-    _check_close(t_outs, numerical_jvp(f, args, tangents, eps), atol, rtol,
-                 f"{err_msg}: tangent vs finite differences")
+    for direction in _directions(args):
+        tangents = _random_like(rng, args, direction)
+        outs, t_outs = f_jvp(list(args), tangents)
+        outs, t_outs = _leaves(outs), _leaves(t_outs)
+        _check_close(outs, expected, atol, rtol, f"{err_msg}: primal output")
+        for t, o in zip(t_outs, outs):
+            if t.dtype != o.dtype:
+                raise AssertionError(f"{err_msg}: tangent dtype {t.dtype} differs from the "
+                                     f"output dtype {o.dtype}")
+        _check_close(t_outs, numerical_jvp(f, args, tangents, eps), atol, rtol,
+                     f"{err_msg}: tangent (direction {direction}) vs finite differences")
 
 
 def check_vjp(f, f_vjp, args, atol=None, rtol=None, eps=None, err_msg="VJP"):
@@ -140,16 +171,19 @@ def check_vjp(f, f_vjp, args, atol=None, rtol=None, eps=None, err_msg="VJP"):
     outs, vjp_fn = f_vjp(*args)
     outs = _leaves(outs)
     _check_close(outs, _leaves(f(*args)), atol, rtol, f"{err_msg}: primal output")
-    tangents = _random_like(rng, args)
-    t_outs = numerical_jvp(f, args, tangents, eps)
-    cotangents = _random_like(rng, outs)
-    ct_ins = _leaves(vjp_fn(cotangents))
-    for c, a in zip(ct_ins, args):
-        if c.dtype != np.asarray(a).dtype or c.shape != np.shape(a):
-            raise AssertionError(f"{err_msg}: cotangent {c.dtype}{c.shape} does not match its "
-                                 f"primal {np.asarray(a).dtype}{np.shape(a)}")
-    _check_close([_inner(ct_ins, tangents)], [_inner(t_outs, cotangents)], atol, rtol,
-                 f"{err_msg}: <vjp(u), v> vs <u, J v> by finite differences")
+    for direction in _directions(list(args) + outs):
+        tangents = _random_like(rng, args, direction)
+        t_outs = numerical_jvp(f, args, tangents, eps)
+        cotangents = _random_like(rng, outs, direction)
+        ct_ins = _leaves(vjp_fn([np.conj(c) for c in cotangents]))
+        for c, a in zip(ct_ins, args):
+            if c.dtype != np.asarray(a).dtype or c.shape != np.shape(a):
+                raise AssertionError(f"{err_msg}: cotangent {c.dtype}{c.shape} does not match "
+                                     f"its primal {np.asarray(a).dtype}{np.shape(a)}")
+        _check_close([_inner([np.conj(c) for c in ct_ins], tangents)],
+                     [_inner(t_outs, cotangents)], atol, rtol,
+                     f"{err_msg}: <vjp(u), v> vs <u, J v> by finite differences (direction "
+                     f"{direction})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,7 +192,8 @@ def check_vjp(f, f_vjp, args, atol=None, rtol=None, eps=None, err_msg="VJP"):
 def check_grads(f, args, order, modes=("fwd", "rev"), atol=None, rtol=None, eps=None):
     """Check the derivatives of f at args (a tuple of arguments, pytrees allowed) of every order
     up to ``order``, in forward ("fwd") and/or reverse ("rev") mode, against central finite
-    differences. Integer and bool arguments are held fixed; only float outputs are checked.
+    differences. Integer and bool arguments are held fixed; only float and complex outputs
+    are checked; complex arguments are perturbed along real and imaginary directions.
     Returns None; raises AssertionError describing the worst mismatch."""
     if isinstance(modes, str):
         modes = (modes,)
@@ -168,7 +203,7 @@ def check_grads(f, args, order, modes=("fwd", "rev"), atol=None, rtol=None, eps=
     flat = _FlatFun(f, tuple(args))
     x = flat.float_args()
     if not x:
-        raise ValueError("check_grads: no floating-point arguments to differentiate")
+        raise ValueError("check_grads: no floating-point or complex arguments to differentiate")
     # tolerances and steps are fixed by the arguments' dtype at the top level
     atol, rtol, eps = _resolve(x, atol, rtol, eps)
 

@@ -723,6 +723,19 @@ def gpu_device_mismatch_is_an_error():
 
 
 @check
+def complex_programs():
+    """Programs with complex values (inputs, or intermediates of a real function and its
+    gradient) give the eager values under jit(backend="cuda") (they run on the host)."""
+    z = (floats((5,), np.float64, 0.2, 0.9) + 1j * floats((5,), np.float64, 0.2, 0.9))
+    cuda_vs_eager(lambda v: (fnp.exp(v) * fnp.conj(v), fnp.abs(v), fnp.sum(v * v), v.real),
+                  z, rtol=1e-12, what="complex128")
+    cuda_vs_eager(lambda v: fnp.sin(v) @ v, z.astype(np.complex64), rtol=1e-5, what="complex64")
+    x = floats((4,), np.float64)
+    cuda_vs_eager(ft.grad(lambda v: fnp.sum(fnp.real(fnp.exp(1j * v) * v))), x, rtol=1e-12,
+                  what="grad through complex intermediates")
+
+
+@check
 def special_functions():
     """lgamma and erfc lower to CUDA math; digamma, polygamma, erf_inv, ndtri and the
     incomplete gamma/beta primitives raise NotImplementedError naming the primitive."""

@@ -27,7 +27,8 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "memory_pool", "loops_on_device", "gpu_arrays_follow_data",
                "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error",
                "cuda_graphs_replay", "special_functions", "windowed_reductions",
-               "host_callbacks", "conv_general_dilated"]
+               "host_callbacks", "conv_general_dilated",
+               "complex_programs"]
 
 
 def _sim_env():

@@ -211,11 +211,22 @@ def test_complex_operands_of_supported_primitives_give_numpys_answer(name):
         np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=mode)
 
 
+SUPPORTED.update({
+    "sin_exp_sqrt": (lambda a, b: jnp.sin(a) + jnp.exp(b) * jnp.sqrt(a),
+                     lambda a, b: np.sin(a) + np.exp(b) * np.sqrt(a)),
+    "pow_sign": (lambda a, b: a ** 3.5 + jnp.sign(b), lambda a, b: a ** 3.5 + np.sign(b)),
+    "cumsum_prod": (lambda a, b: jnp.cumsum(a) * jnp.prod(b), lambda a, b: np.cumsum(a) * np.prod(b)),
+    "astype": (lambda a, b: a.astype(np.complex64).astype(np.complex128),
+               lambda a, b: a.astype(np.complex64).astype(np.complex128)),
+    "abs_parts": (lambda a, b: jnp.abs(a) + a.real * b.imag + jnp.isfinite(b),
+                  lambda a, b: np.abs(a) + a.real * b.imag + np.isfinite(b)),
+})
+# primitives defined for real numbers only: a complex operand is a TypeError naming them
 UNSUPPORTED = {
-    "sin": lambda a: jnp.sin(a), "exp": lambda a: jnp.exp(a), "sqrt": lambda a: jnp.sqrt(a),
-    "pow": lambda a: a ** 3.5, "reduce_max": lambda a: jnp.max(a), "sign": lambda a: jnp.sign(a),
-    "cumsum": lambda a: jnp.cumsum(a), "convert_element_type": lambda a: a.astype(np.complex64),
-    "sort": lambda a: jnp.sort(a), "reduce_prod": lambda a: jnp.prod(a),
+    "reduce_max": lambda a: jnp.max(a), "sort": lambda a: jnp.sort(a),
+    "floor": lambda a: lax.floor(a), "max": lambda a: lax.max(a, a), "lt": lambda a: a < a,
+    "atan2": lambda a: lax.atan2(a, a), "erf": lambda a: lax.erf(a), "cbrt": lambda a: lax.cbrt(a),
+    "is_finite": lambda a: lax.is_finite(a), "rem": lambda a: lax.rem(a, a),
 }
 
 
@@ -228,40 +239,42 @@ def test_complex_operands_of_other_primitives_raise_type_error_naming_them(prim)
             g(Z, W)
 
 
-@pytest.mark.parametrize("fn", ["abs", "absolute", "isfinite", "floor"])
-def test_jnp_functions_that_would_drop_the_imaginary_part_raise(fn):
-    for mode, g in _modes(lambda a, b: getattr(jnp, fn)(a)).items():
-        with pytest.raises(TypeError, match="complex"):
+@pytest.mark.parametrize("fn", ["floor", "ceil", "arctan2", "cbrt"])
+def test_jnp_functions_undefined_on_complex_numbers_raise(fn):
+    args = (Z, W) if fn == "arctan2" else (Z,)
+    for mode, g in _modes(lambda a, b: getattr(jnp, fn)(*(a, b)[:len(args)])).items():
+        with pytest.raises(TypeError):
             g(Z, W)
 
 
-def test_conj_real_imag_are_right_on_concrete_values_and_refused_when_traced():
+def test_conj_real_imag_are_right_eagerly_and_traced():
     z = jnp.asarray(Z)
-    np.testing.assert_array_equal(jnp.conj(z), np.conj(Z))
-    np.testing.assert_array_equal(z.conj(), np.conj(Z))
-    np.testing.assert_array_equal(jnp.conjugate(Z), np.conj(Z))
-    np.testing.assert_array_equal(z.real, Z.real)
+    for part, ref in [(jnp.conj, np.conj(Z)), (lambda v: v.conj(), np.conj(Z)),
+                      (jnp.conjugate, np.conj(Z)), (lambda v: v.real, Z.real),
+                      (lambda v: v.imag, Z.imag)]:
+        np.testing.assert_array_equal(part(z), ref)
+        np.testing.assert_array_equal(jax.jit(part)(z), ref)
     np.testing.assert_array_equal(jnp.conj(np.arange(3.0)), np.arange(3.0))
-    for part in (jnp.conj, lambda v: v.real, lambda v: v.imag):
-        with pytest.raises(TypeError, match="traced complex"):
-            jax.jit(part)(z)
 
 
-def test_differentiating_complex_values_raises_type_error():
+def test_differentiating_complex_values_follows_jax():
     z = jnp.asarray(Z)
-    for call, name in [(lambda: jax.jvp(lambda v: v * v, (z,), (z,)), "jvp"),
-                       (lambda: jax.vjp(lambda v: v * v, z), "vjp"),
-                       (lambda: jax.linearize(lambda v: v * v, z), "linearize"),
-                       (lambda: jax.grad(lambda v: jnp.sum(v * v))(z), "grad"),
-                       (lambda: jax.jacfwd(lambda v: v * v)(z), "jacfwd"),
-                       (lambda: jax.jacrev(lambda v: v * v)(z), "jacrev")]:
-        with pytest.raises(TypeError, match=name + ".*complex"):
-            call()
-    # a complex value made inside from a real input: its tangent would be lost
-    for t in (lambda f: jax.jvp(f, (1.0,), (1.0,)), lambda f: jax.grad(f)(1.0),
-              lambda f: jax.jacfwd(f)(1.0), lambda f: jax.jit(jax.jacrev(f))(1.0)):
-        with pytest.raises(TypeError, match="convert_element_type: differentiating"):
-            t(lambda v: v * 1j)
+    t, = jax.jvp(lambda v: v * v, (z,), (z,))[1:]
+    np.testing.assert_allclose(t, 2 * Z * Z)
+    np.testing.assert_allclose(jax.vjp(lambda v: v * v, z)[1](np.ones_like(Z))[0], 2 * Z)
+    np.testing.assert_allclose(jax.grad(lambda v: jnp.sum(jnp.abs(v) ** 2))(z), 2 * np.conj(Z))
+    np.testing.assert_allclose(jax.jacrev(lambda v: jnp.abs(v))(z[0, 0]), np.conj(Z[0, 0]) / abs(Z[0, 0]))
+    with pytest.raises(TypeError, match="jacfwd requires real-valued inputs.*holomorphic=True"):
+        jax.jacfwd(lambda v: v * v)(z)
+    with pytest.raises(TypeError, match="grad requires real-valued outputs.*but got complex128.*"
+                                        "holomorphic=True"):
+        jax.grad(lambda v: jnp.sum(v * v))(z)
+    # a complex value made inside from a real input keeps its tangent: f(v) = -v sin v
+    def f(v):
+        return jnp.real(v * 1j * jnp.exp(1j * v))
+    for derivative in (lambda v: jax.jvp(f, (v,), (1.0,))[1], jax.grad(f), jax.jacfwd(f),
+                       jax.jit(jax.jacrev(f))):
+        np.testing.assert_allclose(derivative(1.0), -np.sin(1.0) - np.cos(1.0), rtol=1e-12)
     # integer inputs still get float0 tangents
     out, tan = jax.jvp(lambda n: n * 2, (np.arange(3),), (np.zeros(3, core.float0),))
     assert tan.dtype == core.float0

@@ -26,6 +26,7 @@ LINEAR = {
     "neg", "add", "sub", "convert_element_type", "reduce_sum", "cumsum", "broadcast_in_dim",
     "reshape", "transpose", "squeeze", "rev", "slice", "pad", "concatenate",
     "mul", "dot_general",      # bilinear: linear in each operand with the other fixed
+    "real", "imag", "conj", "complex",   # complex parts (R-linear; tests/test_complex.py)
     "div",                     # linear in the numerator
     "select_n",                # linear in the cases, the predicate is fixed
     "jit", "checkpoint", "remat", "cond", "scan",  # higher-order: they transpose their jaxpr
@@ -355,7 +356,23 @@ def _convert(shape, rng):
             lambda x: x, (real(rng, shape),))
 
 
+def _complex_parts(part):
+    """real -> real functions through lax.complex and one complex-part primitive (every
+    complex rule is checked with complex arguments in tests/test_complex.py)."""
+    fns = {"complex": (lambda x, y: L.real(L.mul(L.complex(x, y), L.complex(y, x))),
+                       lambda x, y: np.real((x + 1j * y) * (y + 1j * x))),
+           "real": (lambda x, y: L.real(L.mul(L.complex(x, y), L.complex(x, x))),
+                    lambda x, y: np.real((x + 1j * y) * (x + 1j * x))),
+           "imag": (lambda x, y: L.imag(L.mul(L.complex(x, y), L.complex(x, y))),
+                    lambda x, y: np.imag((x + 1j * y) ** 2)),
+           "conj": (lambda x, y: L.imag(L.mul(L.conj(L.complex(x, y)), L.complex(y, x))),
+                    lambda x, y: np.imag(np.conj(x + 1j * y) * (y + 1j * x)))}
+    f, ref = fns[part]
+    return Op(part, part, lambda shape, rng: (f, ref, (real(rng, shape), real(rng, shape))))
+
+
 OPS = [
+    *[_complex_parts(p) for p in ("complex", "real", "imag", "conj")],
     unop("neg", L.neg, np.negative),
     unop("sign", L.sign, np.sign, nonzero),
     unop("floor", L.floor, np.floor, off_integer),

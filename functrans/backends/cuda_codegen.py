@@ -267,6 +267,10 @@ def _no_cuda(name):
 for _n in ["digamma", "polygamma", "erf_inv", "ndtri", "igamma", "igammac", "igamma_grad_a",
            "random_gamma_grad", "regularized_incomplete_beta"]:
     SCALAR_RULES[_n] = _no_cuda(_n)
+# complex programs run on the host (numba_cuda.dtype_supported excludes complex dtypes), so the
+# complex-part primitives never reach CUDA codegen; guard it all the same
+for _n in ["real", "imag", "conj", "complex"]:
+    SCALAR_RULES[_n] = _no_cuda(_n)
 
 
 def _ident(name, dtype):

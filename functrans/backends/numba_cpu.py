@@ -73,10 +73,20 @@ def _int_pow(a, din, dout, p):
         if n >> bit & 1:
             terms.append(pw)
     prod = " * ".join(terms)
-    return f"(1 / ({prod}))" if y < 0 else f"({prod})"
+    if y < 0:
+        return _reciprocal(f"({prod})", din)
+    return f"({prod})"
+
+
+def _reciprocal(expr, din):
+    """1 / expr; numba's complex '/' raises ZeroDivisionError where NumPy gives inf/nan, its
+    np.divide does not."""
+    return f"np.divide(1, {expr})" if din.kind == "c" else f"(1 / {expr})"
 
 
 def _div(a, din, dout, p):
+    if din.kind == "c":
+        return f"np.divide({a[0]}, {a[1]})"    # (see _reciprocal)
     return f"idiv({a[0]}, {a[1]})" if din.kind in "iu" else f"({a[0]} / {a[1]})"
 
 
@@ -105,6 +115,8 @@ def _select_n(a, din, dout, p):
 def _convert(a, din, dout, p):
     if dout == np.bool_:
         return f"({a[0]} != 0)"
+    if din.kind == "c" and dout.kind != "c":
+        return f"({a[0]}).real"     # complex to real keeps the real part, as lax's impl
     return a[0]
 
 
@@ -155,7 +167,7 @@ SCALAR_RULES = {
     "acosh": _unary_float(generic="np.arccosh"),
     "atanh": _unary_float(generic="np.arctanh"),
     "sqrt": _unary_float(generic="np.sqrt"),
-    "rsqrt": lambda a, din, dout, p: f"(1 / np.sqrt({a[0]}))",
+    "rsqrt": lambda a, din, dout, p: _reciprocal(f"np.sqrt({a[0]})", din),
     "cbrt": _unary_float(generic="np.cbrt"),
     "erf": _unary_float(generic="math.erf"),
     "not": _not,
@@ -184,6 +196,42 @@ SCALAR_RULES = {
     "select_n": _select_n,
     "convert_element_type": _convert,
 }
+
+
+# Complex operands: numba's np.* ufuncs take complex scalars (math.* and the float32 helpers
+# do not); these wrap the real-valued rules of the functions defined on the complex plane.
+_COMPLEX_UFUNCS = {
+    "exp": "np.exp", "exp2": "np.exp2", "log": "np.log", "log1p": "np.log1p",
+    "expm1": "np.expm1", "tanh": "np.tanh", "sin": "np.sin", "cos": "np.cos", "tan": "np.tan",
+    "asin": "np.arcsin", "acos": "np.arccos", "atan": "np.arctan", "sinh": "np.sinh",
+    "cosh": "np.cosh", "asinh": "np.arcsinh", "acosh": "np.arccosh", "atanh": "np.arctanh",
+    "sqrt": "np.sqrt", "sign": "np.sign"}
+
+
+def _or_complex(rule, ufunc):
+    def either(a, din, dout, p):
+        return f"{ufunc}({a[0]})" if din.kind == "c" else rule(a, din, dout, p)
+    return either
+
+
+for _name, _ufunc in _COMPLEX_UFUNCS.items():
+    SCALAR_RULES[_name] = _or_complex(SCALAR_RULES[_name], _ufunc)
+
+
+def _logistic(a, din, dout, p):
+    if din.kind == "c":
+        return _reciprocal(f"(1 + np.exp(-{a[0]}))", din)
+    return _unary_float(f32="logistic_f32", f64="logistic_f64", generic="logistic_f64")(
+        a, din, dout, p)
+
+
+SCALAR_RULES["logistic"] = _logistic
+SCALAR_RULES.update({
+    "real": lambda a, din, dout, p: f"({a[0]}).real",
+    "imag": lambda a, din, dout, p: f"({a[0]}).imag",
+    "conj": lambda a, din, dout, p: f"({a[0]}).conjugate()",
+    "complex": lambda a, din, dout, p: f"complex({a[0]}, {a[1]})",
+})
 
 
 def _special(fname):

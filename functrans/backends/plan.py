@@ -25,6 +25,7 @@ ELEMENTWISE = {
 ELEMENTWISE |= {"lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri",    # lax/special.py
                 "igamma", "igammac", "igamma_grad_a", "random_gamma_grad",
                 "regularized_incomplete_beta"}
+ELEMENTWISE |= {"real", "imag", "conj", "complex"}       # the complex parts (lax.py)
 # reads of one earlier array through an index map; iota reads nothing
 INDEX_MAPS = {"broadcast_in_dim", "transpose", "rev", "slice", "squeeze", "iota"}
 REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"}

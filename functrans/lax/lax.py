@@ -25,6 +25,7 @@ map, zip = safe_map, safe_zip
 _float, _int, _bool = "f", "iu", "b"
 _num = _float + _int
 _any = _num + _bool + "c"
+_inexact = _float + "c"
 
 
 def primitive(name, impl, abstract_eval, multiple_results=False):
@@ -78,6 +79,9 @@ def unop(name, impl, kinds=_float, out_dtype=None):
 
 
 def _logistic_impl(x):
+    if x.dtype.kind == "c":     # no overflow-safe split by sign in the complex plane
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return _with_dtype(1 / (1 + np.exp(-x)), x.dtype)
     e = np.exp(-np.abs(x))
     one = x.dtype.type(1)
     return _with_dtype(np.where(x >= 0, one / (one + e), e / (one + e)), x.dtype)
@@ -94,32 +98,83 @@ def _rsqrt_impl(x):
 
 
 neg_p, neg = unop("neg", np.negative, _num + "c")
-sign_p, sign = unop("sign", np.sign, _num)
+sign_p, sign = unop("sign", np.sign, _num + "c")
 floor_p, floor = unop("floor", np.floor)
 ceil_p, ceil = unop("ceil", np.ceil)
 round_p, round = unop("round", np.round)
 is_finite_p, is_finite = unop("is_finite", np.isfinite, _float, out_dtype=np.bool_)
-abs_p, abs = unop("abs", np.abs, _num)
-exp_p, exp = unop("exp", np.exp)
-exp2_p, exp2 = unop("exp2", np.exp2)
-log_p, log = unop("log", np.log)
-log1p_p, log1p = unop("log1p", np.log1p)
-expm1_p, expm1 = unop("expm1", np.expm1)
-tanh_p, tanh = unop("tanh", np.tanh)
-logistic_p, logistic = unop("logistic", _logistic_impl)
-sin_p, sin = unop("sin", np.sin)
-cos_p, cos = unop("cos", np.cos)
-tan_p, tan = unop("tan", np.tan)
-asin_p, asin = unop("asin", np.arcsin)
-acos_p, acos = unop("acos", np.arccos)
-atan_p, atan = unop("atan", np.arctan)
-sinh_p, sinh = unop("sinh", np.sinh)
-cosh_p, cosh = unop("cosh", np.cosh)
-asinh_p, asinh = unop("asinh", np.arcsinh)
-acosh_p, acosh = unop("acosh", np.arccosh)
-atanh_p, atanh = unop("atanh", np.arctanh)
-sqrt_p, sqrt = unop("sqrt", np.sqrt)
-rsqrt_p, rsqrt = unop("rsqrt", _rsqrt_impl)
+
+
+def real_dtype(dtype):
+    """The real dtype of a complex dtype's parts (float32 for complex64); others unchanged."""
+    dtype = np.dtype(dtype)
+    return np.dtype(f"f{dtype.itemsize // 2}") if dtype.kind == "c" else dtype
+
+
+def complex_dtype(dtype):
+    """The complex dtype whose parts have the real dtype ``dtype`` (complex64 for float32)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.kind == "c" else np.dtype(f"c{2 * dtype.itemsize}")
+
+
+def _real_valued_unop(name, impl, kinds):
+    """An elementwise primitive whose output is real: of the operand's real dtype."""
+    def aval_rule(x):
+        _check_kind(name, x, kinds)
+        return x.update(dtype=real_dtype(x.dtype)) if x.dtype.kind == "c" else x
+    p = primitive(name, impl, aval_rule)
+    defvectorized(p)
+    return p, _traceable(p, f"Elementwise {name}(x) (the lax primitive '{name}'); real-valued "
+                            "for a complex x.")
+
+
+abs_p, abs = _real_valued_unop("abs", np.abs, _num + "c")
+real_p, real = _real_valued_unop("real", lambda x: np.real(x).copy(), "c")
+imag_p, imag = _real_valued_unop("imag", lambda x: np.imag(x).copy(), "c")
+conj_p, _conj = unop("conj", np.conjugate, "c")
+
+
+def conj(x):
+    """The complex conjugate of x (a real x becomes complex with a zero imaginary part, as
+    JAX's lax.conj)."""
+    if get_aval(x).dtype.kind != "c":
+        return complex(x, zeros_like(x))
+    return _conj(x)
+
+
+def _complex_aval(x, y):
+    _nary_aval("complex", _float)(x, y)
+    return x.update(dtype=complex_dtype(x.dtype))
+
+
+def _complex_impl(x, y):
+    out = np.empty(np.shape(x), complex_dtype(x.dtype))
+    out.real, out.imag = x, y
+    return out
+
+
+complex_p = primitive("complex", _complex_impl, _complex_aval)
+defbroadcasting(complex_p)
+exp_p, exp = unop("exp", np.exp, _inexact)
+exp2_p, exp2 = unop("exp2", np.exp2, _inexact)
+log_p, log = unop("log", np.log, _inexact)
+log1p_p, log1p = unop("log1p", np.log1p, _inexact)
+expm1_p, expm1 = unop("expm1", np.expm1, _inexact)
+tanh_p, tanh = unop("tanh", np.tanh, _inexact)
+logistic_p, logistic = unop("logistic", _logistic_impl, _inexact)
+sin_p, sin = unop("sin", np.sin, _inexact)
+cos_p, cos = unop("cos", np.cos, _inexact)
+tan_p, tan = unop("tan", np.tan, _inexact)
+asin_p, asin = unop("asin", np.arcsin, _inexact)
+acos_p, acos = unop("acos", np.arccos, _inexact)
+atan_p, atan = unop("atan", np.arctan, _inexact)
+sinh_p, sinh = unop("sinh", np.sinh, _inexact)
+cosh_p, cosh = unop("cosh", np.cosh, _inexact)
+asinh_p, asinh = unop("asinh", np.arcsinh, _inexact)
+acosh_p, acosh = unop("acosh", np.arccosh, _inexact)
+atanh_p, atanh = unop("atanh", np.arctanh, _inexact)
+sqrt_p, sqrt = unop("sqrt", np.sqrt, _inexact)
+rsqrt_p, rsqrt = unop("rsqrt", _rsqrt_impl, _inexact)
 cbrt_p, cbrt = unop("cbrt", np.cbrt)
 erf_p, erf = unop("erf", _erf_impl)
 not_p, bitwise_not = unop("not", np.invert, _int + _bool)
@@ -143,14 +198,42 @@ def reciprocal(x):
 
 
 deflinear(neg_p, lambda ct, x: [neg(ct)])
-defjvp_zero(sign_p)
+
+
+def _sign_jvp(primals, tangents):
+    """Zero for reals (piecewise constant). For complex z, sign(z) = z / |z| is smooth away from
+    0: d sign = (g - s Re(conj(s) g)) / |z|, and 0 at z = 0. (JAX gives 0 here too; a zero
+    would be a wrong number, see docs/numerics.md.)"""
+    (x,), (g,) = primals, tangents
+    s = sign(x)
+    if get_aval(x).dtype.kind != "c":
+        return s, Zero(get_aval(s))
+    r = convert_element_type(abs(x), get_aval(x).dtype)
+    radial = mul(s, convert_element_type(real(mul(_conj(s), g)), get_aval(x).dtype))
+    return s, div(sub(g, radial), _replace_zero(r))
+
+
+jvp_rules[sign_p] = _sign_jvp
 defjvp_zero(floor_p)
 defjvp_zero(ceil_p)
 defjvp_zero(round_p)
 defjvp_zero(is_finite_p)
 defjvp_zero(not_p)
 defjvp_zero(stop_gradient_p)
-defjvp(abs_p, lambda g, x: select(ge(x, _const(x, 0)), g, neg(g)))  # abs'(0) = 1, as JAX
+
+
+def _abs_jvp(g, ans, x):
+    """abs'(0) = 1 for reals, as JAX; for complex x: Re(conj(x) g / |x|), 0 at x = 0."""
+    if get_aval(x).dtype.kind != "c":
+        return select(ge(x, _const(x, 0)), g, neg(g))
+    safe = _replace_zero(convert_element_type(ans, get_aval(x).dtype))
+    return real(mul(g, div(_conj(x), safe)))
+
+
+defjvp2(abs_p, _abs_jvp)
+deflinear(real_p, lambda ct, x: [complex(ct, zeros_like(ct))])
+deflinear(imag_p, lambda ct, x: [complex(zeros_like(ct), neg(ct))])
+deflinear(conj_p, lambda ct, x: [_conj(ct)])
 defjvp2(exp_p, lambda g, ans, x: mul(g, ans))
 defjvp2(exp2_p, lambda g, ans, x: mul(g, mul(ans, _const(x, math.log(2)))))
 defjvp(log_p, lambda g, x: div(g, x))
@@ -167,7 +250,18 @@ defjvp(atan_p, lambda g, x: div(g, add(_const(x, 1), mul(x, x))))
 defjvp(sinh_p, lambda g, x: mul(g, cosh(x)))
 defjvp(cosh_p, lambda g, x: mul(g, sinh(x)))
 defjvp(asinh_p, lambda g, x: mul(g, rsqrt(add(mul(x, x), _const(x, 1)))))
-defjvp(acosh_p, lambda g, x: mul(g, rsqrt(mul(sub(x, _const(x, 1)), add(x, _const(x, 1))))))
+
+
+def _acosh_jvp(g, x):
+    """1 / sqrt(x^2 - 1); for complex x as 1/(sqrt(x - 1) sqrt(x + 1)), which (unlike the
+    square root of the product) follows the branch of the principal arccosh everywhere."""
+    xm, xp = sub(x, _const(x, 1)), add(x, _const(x, 1))
+    if get_aval(x).dtype.kind == "c":
+        return mul(g, mul(rsqrt(xm), rsqrt(xp)))
+    return mul(g, rsqrt(mul(xm, xp)))
+
+
+defjvp(acosh_p, _acosh_jvp)
 defjvp(atanh_p, lambda g, x: div(g, sub(_const(x, 1), mul(x, x))))
 defjvp2(sqrt_p, lambda g, ans, x: div(g, mul(_const(x, 2), ans)))  # sqrt'(0) = inf
 defjvp2(rsqrt_p, lambda g, ans, x: mul(g, mul(_const(x, -0.5), div(ans, x))))
@@ -185,10 +279,10 @@ def _integer_pow_impl(x, *, y):
 
 
 def _integer_pow_aval(x, *, y):
-    if y < 0 and x.dtype.kind != "f":
+    if y < 0 and x.dtype.kind not in _inexact:
         raise TypeError(f"integer_pow with negative exponent {y} needs a float operand, got "
                         f"{x.dtype.name}")
-    _check_kind("integer_pow", x, _num)
+    _check_kind("integer_pow", x, _num + "c")
     return x
 
 
@@ -340,6 +434,17 @@ lt_p, lt = binop("lt", np.less, _num + _bool, np.bool_)
 le_p, le = binop("le", np.less_equal, _num + _bool, np.bool_)
 gt_p, gt = binop("gt", np.greater, _num + _bool, np.bool_)
 ge_p, ge = binop("ge", np.greater_equal, _num + _bool, np.bool_)
+complex = _binary_traceable(complex_p)      # (the builtin is type(0j) in this module)
+complex.__doc__ = ("x + 1j * y elementwise (the lax primitive 'complex'): x and y real of one "
+                   "dtype, the result complex of twice its width.")
+
+
+def _complex_transpose(ct, x, y):
+    return [real(ct) if isinstance(x, UndefPrimal) else None,
+            neg(imag(ct)) if isinstance(y, UndefPrimal) else None]
+
+
+deflinear(complex_p, _complex_transpose)
 
 
 
@@ -491,7 +596,10 @@ def _convert_aval(x, *, new_dtype):
 
 
 def _convert_impl(x, *, new_dtype):
-    return np.asarray(x).astype(new_dtype)
+    x = np.asarray(x)
+    if x.dtype.kind == "c" and np.dtype(new_dtype).kind != "c":
+        x = x.real      # the real part, as JAX (NumPy would warn that it drops the imaginary)
+    return x.astype(new_dtype)
 
 
 convert_element_type_p = primitive("convert_element_type", _convert_impl, _convert_aval)
@@ -500,7 +608,7 @@ defvectorized(convert_element_type_p)
 
 def convert_element_type(x, new_dtype):
     """x cast to new_dtype (no-op if it already has it); 64-bit dtypes mean 32-bit ones when
-    jax_enable_x64 is off."""
+    jax_enable_x64 is off. Complex to real keeps the real part, as JAX."""
     new_dtype = _canon(new_dtype)
     if get_aval(x).dtype == new_dtype:
         return core.to_output(x)
@@ -508,13 +616,12 @@ def convert_element_type(x, new_dtype):
 
 
 def _convert_jvp(primals, tangents, *, new_dtype):
+    """Between inexact dtypes the tangent is converted alike (real -> complex embeds it,
+    complex -> real keeps its real part); to or from integers and bools it is zero."""
     (x,), (g,) = primals, tangents
     out = convert_element_type_p.bind(x, new_dtype=new_dtype)
-    if type(g) is not Zero and np.dtype(new_dtype).kind == "c":
-        raise TypeError(f"convert_element_type: differentiating a conversion from "
-                        f"{get_aval(x).dtype} to {np.dtype(new_dtype)} is not supported yet (no "
-                        f"transform handles complex values yet){core.where()}")
-    if type(g) is Zero or not core.is_float(new_dtype) or not core.is_float(get_aval(x).dtype):
+    if type(g) is Zero or not core.has_tangent(new_dtype) \
+            or not core.has_tangent(get_aval(x).dtype):
         return out, Zero(get_aval(out))
     return out, convert_element_type_p.bind(g, new_dtype=new_dtype)
 
@@ -546,7 +653,7 @@ def broadcasted_iota(dtype, shape, dimension):
     return iota_p.bind(dtype=_canon(dtype), shape=tuple(shape), dimension=int(dimension))
 
 
-_PY_SCALARS = frozenset((bool, int, float, complex))
+_PY_SCALARS = frozenset((bool, int, float, type(0j)))
 
 
 def full(shape, fill_value, dtype):
@@ -1225,6 +1332,10 @@ batch_rules[dot_general_p] = _dot_general_batch
 
 # The primitives above whose every rule handles complex operands today (core.complex_primitives:
 # any other raises TypeError naming itself on a complex operand).
-core.complex_primitives.update([add_p, sub_p, mul_p, div_p, neg_p, eq_p, ne_p, select_n_p,
-                                reduce_sum_p, dot_general_p, broadcast_in_dim_p, reshape_p,
-                                transpose_p, squeeze_p, rev_p, stop_gradient_p])
+core.complex_primitives.update([
+    add_p, sub_p, mul_p, div_p, neg_p, eq_p, ne_p, select_n_p, reduce_sum_p, reduce_prod_p,
+    dot_general_p, broadcast_in_dim_p, reshape_p, transpose_p, squeeze_p, rev_p, stop_gradient_p,
+    sign_p, abs_p, exp_p, exp2_p, log_p, log1p_p, expm1_p, tanh_p, logistic_p, sin_p, cos_p,
+    tan_p, asin_p, acos_p, atan_p, sinh_p, cosh_p, asinh_p, acosh_p, atanh_p, sqrt_p, rsqrt_p,
+    integer_pow_p, pow_p, real_p, imag_p, conj_p, complex_p, convert_element_type_p, cumsum_p,
+    cumprod_p])

@@ -784,4 +784,5 @@ batch_rules[sort_p] = _sort_batch
 
 
 # the primitives above whose every rule handles complex operands today (see core.complex_primitives)
-core.complex_primitives.update([slice_p, pad_p, concatenate_p, gather_p, dynamic_slice_p])
+core.complex_primitives.update([slice_p, pad_p, concatenate_p, gather_p, dynamic_slice_p,
+                                dynamic_update_slice_p, scatter_add_p, scatter_p, scatter_mul_p])

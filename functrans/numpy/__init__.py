@@ -11,7 +11,8 @@ from ..lax import lax as _lax
 from . import linalg  # noqa: F401
 from ._base import as_operand as _as_operand, is_arraylike as _is_arraylike
 from ._base import broadcast_shapes, result_type  # noqa: F401
-from ._ufuncs import complex_part
+from ._complex import (angle, imag, iscomplex, iscomplexobj, isrealobj, real,  # noqa: F401
+                       real_if_close)
 from ._creation import (arange, array, asarray, empty, empty_like, eye, full, full_like,  # noqa: F401
                         identity, linspace, ones, ones_like, tri, zeros, zeros_like)
 from ._einsum import einsum  # noqa: F401
@@ -180,14 +181,6 @@ def _matrix_transpose(x):
     return swapaxes(x, -1, -2)
 
 
-def _real(x):
-    return complex_part(x, "real") if x.dtype.kind == "c" else x
-
-
-def _imag(x):
-    return complex_part(x, "imag") if x.dtype.kind == "c" else zeros_like(x)
-
-
 _methods = {
     "__add__": _binop(add), "__radd__": _binop(add, True),
     "__sub__": _binop(subtract), "__rsub__": _binop(subtract, True),
@@ -206,7 +199,7 @@ _methods = {
     "__divmod__": _divmod,
     "__neg__": negative, "__pos__": positive, "__abs__": abs, "__invert__": invert,
     "__getitem__": _getitem,
-    "T": transpose, "mT": _matrix_transpose, "at": _at, "real": _real, "imag": _imag,
+    "T": transpose, "mT": _matrix_transpose, "at": _at, "real": real, "imag": imag,
     "sum": sum, "mean": mean, "max": max, "min": min, "prod": prod, "var": var, "std": std,
     "argmax": argmax, "argmin": argmin, "all": all, "any": any, "cumsum": cumsum,
     "cumprod": cumprod, "reshape": _reshape_method, "transpose": _transpose_method,

@@ -70,10 +70,12 @@ def dot(a, b, *, precision=None, preferred_element_type=None):
 
 
 def vdot(a, b, /):
-    """The dot product of a and b flattened."""
-    a, b, _ = _operands(np.vdot, a, b)
+    """The dot product of a and b flattened, with a conjugated when complex (NumPy's vdot)."""
+    a, b, dt = _operands(np.vdot, a, b)
     if get_aval(a).size != get_aval(b).size:
         raise _mismatch("vdot", a, b, "sizes differ")
+    if dt.kind == "c":
+        a = lax.conj(a)
     n = get_aval(a).size
     return lax.dot_general(lax.reshape(a, (n,)), lax.reshape(b, (n,)), (((0,), (0,)), ((), ())))
 

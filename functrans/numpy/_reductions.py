@@ -160,12 +160,14 @@ def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=Non
     aval = get_aval(a)
     axes = canonical_axes(axis, aval.ndim)
     mask = _mask(where, aval)
-    x = cast(a, dt)
+    cplx = aval.dtype.kind == "c"       # NumPy: the mean of |x - mean|^2, of the real dtype
+    x = cast(a, lax.complex_dtype(dt) if cplx else dt)
     m = lax.reduce_sum(_masked(x, mask, 0), axes)
-    m = lax.div(m, _count_like(m, aval, axes, mask, dt))
+    m = lax.div(m, _count_like(m, aval, axes, mask, get_aval(x).dtype))
     kept = tuple(i for i in range(aval.ndim) if i not in axes)
     d = _masked(lax.sub(x, lax.broadcast_in_dim(m, aval.shape, kept)), mask, 0)
-    s = lax.reduce_sum(lax.mul(d, d), axes)
+    sq = lax.add(lax.square(lax.real(d)), lax.square(lax.imag(d))) if cplx else lax.mul(d, d)
+    s = lax.reduce_sum(sq, axes)
     r = lax.div(s, _count_like(s, aval, axes, mask, dt, ddof))
     return _keep(a, r, axes, keepdims)
 

@@ -13,8 +13,10 @@ from ._base import (array_aval, as_operand, binary_operands, cast, is_weak, orac
                     oracle_memo, promote, result_type)
 
 
-def _unary(ufunc, lax_fn, name=None, int_identity=False):
-    """A one-operand function: the operand is cast to NumPy's result dtype, then lax_fn."""
+def _unary(ufunc, lax_fn, name=None, int_identity=False, real_of_complex=False):
+    """A one-operand function: the operand is cast to NumPy's result dtype, then lax_fn.
+    NumPy's real result dtype for a complex operand means the function is not defined on the
+    complex plane (TypeError), unless ``real_of_complex``: lax_fn maps complex to real (abs)."""
     def f(x, /):
         a = array_aval(x)
         if a is not None:
@@ -24,7 +26,9 @@ def _unary(ufunc, lax_fn, name=None, int_identity=False):
         x = x if is_weak(x) else as_operand(x)
         dt = oracle_dtype(ufunc, as_operand(x))
         if dt.kind != "c" and get_aval(as_operand(x)).dtype.kind == "c":
-            raise TypeError(f"{f.__name__}: complex operands are not supported yet (got "
+            if real_of_complex:
+                return lax_fn(as_operand(x))
+            raise TypeError(f"{f.__name__} is not defined for complex operands (got "
                             f"{get_aval(as_operand(x)).str_short()}){core.where()}")
         if int_identity and dt.kind in "biu":
             return cast(x, dt)
@@ -208,18 +212,22 @@ def isnan(x, /):
 
 
 def isinf(x, /):
-    """True where x is +-inf."""
+    """True where x is +-inf (for complex x: where either part is)."""
     x = as_operand(x)
     if get_aval(x).dtype.kind in "biu":
         return lax.full(get_aval(x).shape, False, np.bool_)
+    if get_aval(x).dtype.kind == "c":
+        return lax.bitwise_or(isinf(lax.real(x)), isinf(lax.imag(x)))
     return lax.eq(lax.abs(x), _const_like(x, np.inf))
 
 
 def isfinite(x, /):
-    """True where x is neither inf nor NaN."""
+    """True where x is neither inf nor NaN (for complex x: where both parts are finite)."""
     x = as_operand(x)
     if get_aval(x).dtype.kind in "biu":
         return lax.full(get_aval(x).shape, True, np.bool_)
+    if get_aval(x).dtype.kind == "c":
+        return lax.bitwise_and(lax.is_finite(lax.real(x)), lax.is_finite(lax.imag(x)))
     return lax.is_finite(x)
 
 
@@ -277,19 +285,8 @@ def where(condition, x=None, y=None, /):
                       broadcast_to_shape(b, shape))
 
 
-def complex_part(x, part):
-    """x.real, x.imag or x.conjugate() of a complex array: of concrete values only, for lax has
-    no complex-part primitives yet (TypeError naming ``part`` for a traced value)."""
-    if isinstance(x, Tracer):
-        raise TypeError(f"{part} of a traced complex value ({x.aval.str_short()}) is not "
-                        f"supported yet: lax has no real/imag/conj primitives{core.where()}")
-    v = getattr(np.asarray(x), part)
-    return core.put(v() if callable(v) else v,
-                    x.device if type(x) is Array and x.committed else None)
-
-
 def _conj(x):
-    return complex_part(x, "conjugate") if get_aval(x).dtype.kind == "c" else x
+    return lax.conj(x) if get_aval(x).dtype.kind == "c" else x
 
 
 add = _binary(np.add, _add)
@@ -309,7 +306,7 @@ bitwise_xor = _binary(np.bitwise_xor, lax.bitwise_xor)
 negative = _unary(np.negative, lax.neg)
 positive = _unary(np.positive, lambda x: x)
 abs = absolute = _unary(np.absolute, lambda x: x if get_aval(x).dtype.kind == "b" else lax.abs(x),
-                        "abs")
+                        "abs", real_of_complex=True)
 sign = _unary(np.sign, _sign)
 exp = _unary(np.exp, lax.exp)
 exp2 = _unary(np.exp2, lax.exp2)
