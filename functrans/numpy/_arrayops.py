@@ -219,6 +219,8 @@ def diff(a, n=1, axis=-1, prepend=_NO_VALUE, append=_NO_VALUE):
     after prepending/appending the given values."""
     a = as_operand(a)
     n = operator.index(n)
+    if n == 0:
+        return a
     if n < 0:
         raise ValueError(f"diff: order must be non-negative but got {n}{core.where()}")
     if _ndim(a) == 0:
