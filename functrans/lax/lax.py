@@ -366,12 +366,9 @@ def _replace_zero(x):
 
 
 def _pow_jvp_lhs(g, ans, x, y):
-    """y * x ** (y - 1), but 0 where y == 0: x ** 0 is constant, so its derivative is 0 even at
-    x = 0 (JAX gives this for integer exponents; here float exponents agree). The exponent is
-    y - 1 only where y != 0 (1 there), so no inf meets a zero cotangent in higher derivatives."""
-    y_is_0 = eq(y, _zeros(y))
-    exponent = select(y_is_0, _const(y, 1), sub(y, _const(y, 1)))
-    return mul(g, select(y_is_0, _zeros(y), mul(y, pow(x, exponent))))
+    """y * x ** (y - 1), as JAX for a float exponent: NaN where x is NaN, and 0 * inf = NaN
+    at x = 0, y = 0 (integer exponents go through integer_pow, whose x ** 0 has derivative 0)."""
+    return mul(g, mul(y, pow(x, sub(y, _const(y, 1)))))
 
 
 defjvp2(pow_p, _pow_jvp_lhs, lambda g, ans, x, y: mul(g, mul(log(_replace_zero(x)), ans)))
