@@ -125,7 +125,8 @@ def test_elementwise_gradients():
         _grads(f, x, y)
     _grads(lambda x: jnp.select([x > 0, x < -1], [x ** 2, jnp.sin(x)], x * 3), x)
     # NaN-ignoring: the derivative follows the non-NaN operand
-    g = functrans.grad(lambda a: jnp.sum(jnp.fmax(a, np.array([np.nan, 0.0]))))(np.array([2.0, 1.0]))
+    fmax_sum = lambda a: jnp.sum(jnp.fmax(a, np.array([np.nan, 0.0])))  # noqa: E731
+    g = functrans.grad(fmax_sum)(np.array([2.0, 1.0]))
     np.testing.assert_array_equal(np.asarray(g), [1.0, 1.0])
 
 
@@ -270,10 +271,14 @@ def test_gradient(shape, edge_order, spacing, dtype, seed, data):
 def test_gradient_traced_coordinates():
     x = np.cumsum(np.array([0.5, 1.0, 0.7, 1.3, 0.9]))
     f = x ** 3
-    both = functrans.jit(lambda f, x: [jnp.gradient(f, x, edge_order=eo) for eo in (1, 2)])(f, x)
+    def gradients(f, x, h):      # coordinates and a traced scalar spacing: one jit compile
+        return [jnp.gradient(f, x, edge_order=eo) for eo in (1, 2)] + [jnp.gradient(f, h)]
+    *both, scalar = functrans.jit(gradients)(f, x, 0.7)
     for eo, got in zip((1, 2), both):
         assert_same(got, np.gradient(f, x, edge_order=eo))
+    assert_same(scalar, np.gradient(f, 0.7))
     _grads(lambda f, x: jnp.gradient(f, x, edge_order=2), f, x)
+    _grads(lambda f, h: jnp.gradient(f, h, edge_order=2), f, 0.7)    # a traced scalar spacing
 
 
 @settings(max_examples=40)
@@ -445,7 +450,8 @@ def test_vmap_matches_loop():
 
 @pytest.mark.parametrize("call", [
     lambda m: m.rollaxis(np.ones((2, 3)), 2), lambda m: m.rollaxis(np.ones((2, 3)), 0, 3),
-    lambda m: m.rot90(np.ones((2, 3)), axes=(0, 0)), lambda m: m.rot90(np.ones((2, 3)), axes=(0, 2)),
+    lambda m: m.rot90(np.ones((2, 3)), axes=(0, 0)),
+    lambda m: m.rot90(np.ones((2, 3)), axes=(0, 2)),
     lambda m: m.rot90(np.ones((2, 3)), axes=(0,)), lambda m: m.diag(np.ones((2, 2, 2))),
     lambda m: m.cross(np.ones(4), np.ones(3)), lambda m: m.cross(np.ones(3), np.ones(3), axisa=1),
     lambda m: m.cross(np.ones((2, 3)), np.ones((3, 3))),
@@ -458,6 +464,7 @@ def test_vmap_matches_loop():
     lambda m: m.select([np.ones(2)], [np.ones(2)]), lambda m: m.select([], []),
     lambda m: m.select([np.ones(2) > 0], [np.ones(2), np.ones(2)]),
     lambda m: m.append(np.ones((2, 2)), np.ones(3), axis=0), lambda m: m.dsplit(np.ones(3), 1),
+    lambda m: m.hsplit(np.float64(1.0), 1), lambda m: m.vsplit(np.ones(4), 2),
     lambda m: m.fabs(np.ones(2, np.complex128)), lambda m: m.hypot(np.ones(2), np.ones(3)),
     lambda m: m.einsum(np.ones(2), [0], np.ones(3), [0]),
 ])

@@ -8,11 +8,11 @@ import operator
 import numpy as np
 
 from .. import core
-from ..core import Tracer, get_aval
+from ..core import get_aval
 from ..lax import lax
 from ._base import as_operand, broadcast_to_shape, canonical_axis, cast, is_weak, result_type
-from ._shape import (_slice_axis, _split, concatenate, flip, moveaxis, ravel, reshape, stack,
-                     transpose)
+from ._shape import (_slice_axis, concatenate, flip, moveaxis, ravel, reshape, stack,
+                     split_with_min_ndim, transpose)
 from ._ufuncs import _const_like, multiply, not_equal, subtract, true_divide, where
 
 
@@ -40,11 +40,8 @@ def atleast_3d(*arys):
 
 
 def dsplit(ary, indices_or_sections):
-    """split along axis 2 (the array must have at least three dimensions)."""
-    a = as_operand(ary)
-    if _ndim(a) < 3:
-        raise ValueError(f"dsplit only works on arrays of 3 or more dimensions{core.where()}")
-    return _split(a, indices_or_sections, 2, exact=True)
+    """split along axis 2 (of an array of at least 3 dimensions)."""
+    return split_with_min_ndim("dsplit", ary, indices_or_sections, 3, lambda nd: 2)
 
 
 def rollaxis(a, axis, start=0):
@@ -247,14 +244,14 @@ def _spacings(varargs, f, axes):
     operand) whose differences are used."""
     if not varargs:
         return [1.0] * len(axes)
-    if len(varargs) == 1 and np.ndim(varargs[0]) == 0 and not isinstance(varargs[0], Tracer):
+    if len(varargs) == 1 and np.ndim(varargs[0]) == 0:
         return [varargs[0]] * len(axes)
     if len(varargs) != len(axes):
         raise TypeError(f"gradient: invalid number of arguments ({len(varargs)} spacings for "
                         f"{len(axes)} axes){core.where()}")
     out = []
     for h, ax in zip(varargs, axes):
-        if not isinstance(h, Tracer) and np.ndim(h) == 0:
+        if np.ndim(h) == 0:
             out.append(h)
             continue
         h = as_operand(h)
@@ -288,7 +285,7 @@ def _gradient_axis(f, h, ax, edge_order):
     def dx(lo, hi):
         return _along(_slice_axis(h, 0, lo, hi), ax, nd)
 
-    scalar = not isinstance(h, Tracer) and np.ndim(h) == 0
+    scalar = np.ndim(h) == 0
     if scalar:
         inner = true_divide(subtract(at(2, n), at(0, n - 2)), 2.0 * h)
     else:
