@@ -13,9 +13,14 @@ from ._base import as_operand as _as_operand, is_arraylike as _is_arraylike
 from ._base import broadcast_shapes, result_type  # noqa: F401
 from ._complex import (angle, imag, iscomplex, iscomplexobj, isrealobj, real,  # noqa: F401
                        real_if_close)
+from ._arrayops import (append, argpartition, atleast_3d, cross, diag, diagflat, diff,  # noqa: F401
+                        dsplit, gradient, kron, partition, rollaxis, rot90, tril, triu)
 from ._creation import (arange, array, asarray, empty, empty_like, eye, full, full_like,  # noqa: F401
                         identity, linspace, ones, ones_like, tri, zeros, zeros_like)
 from ._einsum import einsum  # noqa: F401
+from ._elementwise import (deg2rad, degrees, fabs, fmax, fmin, hypot, logaddexp2,  # noqa: F401
+                           nan_to_num, rad2deg, radians, select, sinc)
+from ._index_tricks import c_, r_  # noqa: F401
 from ._indexing import at as _at, getitem as _getitem, take, take_along_axis  # noqa: F401
 from ._linalg import diagonal, dot, inner, matmul, outer, tensordot, trace, vdot  # noqa: F401
 from ._convolve import convolve, correlate  # noqa: F401

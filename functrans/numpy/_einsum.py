@@ -2,6 +2,9 @@
 final transpose (pairwise contraction, left to right)."""
 from __future__ import annotations
 
+import operator
+import string
+
 import numpy as np
 
 from .. import core
@@ -14,8 +17,13 @@ def _error(msg):
     return ValueError(f"einsum: {msg}{core.where()}")
 
 
+# the labels '...' stands for: letters no subscript can spell (NumPy's labels are ASCII only)
+_ELLIPSIS_LABELS = [chr(0x391 + i) for i in range(25)]
+
+
 def _parse(subscripts, shapes):
-    """Per-operand label lists and the output labels ('...' expanded to upper-case labels)."""
+    """Per-operand label lists and the output labels ('...' expanded to the labels of
+    _ELLIPSIS_LABELS)."""
     s = subscripts.replace(" ", "")
     if "->" in s:
         ins, out = s.split("->")
@@ -29,7 +37,7 @@ def _parse(subscripts, shapes):
     for term, shape in zip(ins, shapes):
         if "..." in term:
             ell_nd = max(ell_nd, len(shape) - (len(term) - 3))
-    ell = [chr(ord("A") + i) for i in range(ell_nd)]
+    ell = _ELLIPSIS_LABELS[:ell_nd]
     labels = []
     for term, shape in zip(ins, shapes):
         if "..." in term:
@@ -37,10 +45,12 @@ def _parse(subscripts, shapes):
             if k < 0:
                 raise _error(f"subscripts {term!r} do not match operand of shape {shape}")
             a, b = term.split("...")
+            explicit = a + b
             term_l = list(a) + ell[ell_nd - k:] + list(b)
         else:
+            explicit = term
             term_l = list(term)
-        if len(term_l) != len(shape) or any(not c.isalpha() for c in term_l):
+        if len(term_l) != len(shape) or any(c not in string.ascii_letters for c in explicit):
             raise _error(f"subscripts {term!r} do not match operand of shape {shape}")
         labels.append(term_l)
     if out is None:
@@ -48,7 +58,7 @@ def _parse(subscripts, shapes):
         for ls in labels:
             for c in ls:
                 counts[c] = counts.get(c, 0) + 1
-        out_l = ell + sorted(c for c, n in counts.items() if n == 1 and c.islower())
+        out_l = ell + sorted(c for c, n in counts.items() if n == 1 and c not in ell)
     else:
         a, _, b = out.partition("...")
         out_l = list(a) + (ell if "..." in out else []) + list(b)
@@ -79,12 +89,42 @@ def _sum_out(x, ls, keep):
     return lax.reduce_sum(x, axes), [c for c in ls if c in keep]
 
 
+def _sublist_letters(sublist):
+    """A sublist of the operand-list form ([0, 1], [Ellipsis, 0]) as subscript letters: 0-25
+    are 'A'-'Z' and 26-51 'a'-'z' (NumPy's mapping, so implicit outputs sort alike)."""
+    out = []
+    for s in sublist:
+        if s is Ellipsis:
+            out.append("...")
+            continue
+        try:
+            i = operator.index(s)
+        except TypeError:
+            raise TypeError(f"einsum: subscripts in a sublist must be ints or Ellipsis, got "
+                            f"{s!r}{core.where()}") from None
+        if not 0 <= i < 52:
+            raise _error(f"subscript {i} is not within the valid range [0, 52)")
+        out.append(string.ascii_letters[i + 26] if i < 26 else string.ascii_letters[i - 26])
+    return "".join(out)
+
+
+def _from_operand_lists(args):
+    """(subscripts, operands) of einsum(op0, sublist0, op1, sublist1, ..., [sublistout])."""
+    ops, subs = list(args[0::2]), list(args[1::2])
+    out = None
+    if len(args) % 2:
+        out = _sublist_letters(ops.pop())
+    subscripts = ",".join(_sublist_letters(s) for s in subs)
+    return subscripts + ("" if out is None else "->" + out), ops
+
+
 def einsum(subscripts, *operands, optimize=None, dtype=None, precision=None,
            preferred_element_type=None):
-    """Einstein summation over the operands as given by subscripts (NumPy's notation).
-    precision and preferred_element_type go to each lax.dot_general (as in jax.numpy)."""
+    """Einstein summation over the operands as given by subscripts (NumPy's notation), or in
+    the operand-list form einsum(a, [0, 1], b, [1, 2], [0, 2]). precision and
+    preferred_element_type go to each lax.dot_general (as in jax.numpy)."""
     if not isinstance(subscripts, str):
-        raise TypeError(f"einsum: only the string subscripts form is supported{core.where()}")
+        subscripts, operands = _from_operand_lists((subscripts,) + operands)
     ops = [as_operand(o) for o in operands]
     dt = np.dtype(dtype) if dtype is not None else result_type(*ops)
     if dt.kind == "b":
@@ -96,11 +136,13 @@ def einsum(subscripts, *operands, optimize=None, dtype=None, precision=None,
     sizes = {}
     for ls, shape in zip(labels, shapes):
         for c, n in zip(ls, shape):
-            if c in ell:
+            if c in ell:     # broadcast: a size 1 gives way to any other (0 included)
                 if sizes.get(c, 1) not in (1, n) and n != 1:
                     raise _error(f"operands could not be broadcast together with shapes "
                                  f"{' '.join(map(str, shapes))}")
-                sizes[c] = max(sizes.get(c, 1), n)
+                if n != 1:
+                    sizes[c] = n
+                sizes.setdefault(c, 1)
             elif sizes.setdefault(c, n) != n:
                 raise _error(f"size of label '{c}' differs between operands: shapes "
                              f"{' '.join(map(str, shapes))}")

@@ -259,14 +259,25 @@ def array_split(ary, indices_or_sections, axis=0):
     return _split(ary, indices_or_sections, axis, exact=False)
 
 
+def split_with_min_ndim(name, ary, indices_or_sections, min_ndim, axis):
+    """split along axis (a function of ndim) of an array of at least min_ndim dimensions, as
+    NumPy's hsplit/vsplit/dsplit."""
+    a = as_operand(ary)
+    nd = get_aval(a).ndim
+    if nd < min_ndim:
+        raise ValueError(f"{name} only works on arrays of {min_ndim} or more dimensions"
+                         f"{core.where()}")
+    return split(a, indices_or_sections, axis(nd))
+
+
 def hsplit(ary, indices_or_sections):
     """split along axis 1 (0 for 1-d arrays)."""
-    return split(ary, indices_or_sections, 1 if get_aval(as_operand(ary)).ndim > 1 else 0)
+    return split_with_min_ndim("hsplit", ary, indices_or_sections, 1, lambda nd: 1 if nd > 1 else 0)
 
 
 def vsplit(ary, indices_or_sections):
-    """split along axis 0."""
-    return split(ary, indices_or_sections, 0)
+    """split along axis 0 (of an array of at least 2 dimensions)."""
+    return split_with_min_ndim("vsplit", ary, indices_or_sections, 2, lambda nd: 0)
 
 
 def tile(A, reps):

@@ -147,7 +147,18 @@ def power(x1, x2, /):
         return _int_pow(a, b)
     if dt.kind == "b":
         return lax.bitwise_or(a, lax.bitwise_not(b))
+    if array_aval(x2) is not None and array_aval(x2).dtype.kind in "iu":
+        return _pow_integer_exponents(a, b)
     return lax.pow(a, b)
+
+
+def _pow_integer_exponents(x, y):
+    """x ** y for an array y of integer exponents (converted to x's dtype): as JAX, the
+    derivative in x is 0 where y == 0, even at x = 0 (x ** 0 is constant there). The base is 1
+    where y == 0, which changes no value (anything ** 0 is 1) and lets no 0 * inf NaN into
+    either the forward or the backward pass."""
+    y_is_0 = lax.eq(y, _const_like(y, 0))
+    return lax.pow(lax.select(y_is_0, _const_like(x, 1), x), y)
 
 
 def round(a, decimals=0):  # noqa: A001
