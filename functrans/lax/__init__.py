@@ -13,3 +13,4 @@ from .windowed import (reduce, reduce_window, reduce_window_sum, reduce_window_m
                        reduce_window_min, padtype_to_pads, reduce_window_shape_tuple)
 from .parallel import (all_gather, all_to_all, axis_index, axis_size, pmax, pmean, pmin,  # noqa: F401,E402
                        ppermute, psum, psum_scatter, pswapaxes)
+from . import linalg  # noqa: F401,E402
