@@ -29,7 +29,7 @@ from ..interpreters.ad import NotLinearError, UndefPrimal, Zero
 from ..interpreters.batching import axis_size_of, bdim_at_front
 from . import lax
 from .lax import _check_kind, _float, primitive
-from .slicing import gather
+from .slicing import concatenate, gather
 
 __all__ = ["cholesky", "triangular_solve", "lu", "qr", "eigh", "svd", "eig",
            "cholesky_p", "triangular_solve_p", "lu_p", "qr_p", "eigh_p", "svd_p", "eig_p",
@@ -115,7 +115,7 @@ def permute_rows(x, perm):
     nb = len(ps) - 1
     cols = [lax.broadcasted_iota(np.int64, ps + (1,), d) for d in range(nb)]
     cols.append(lax.reshape(lax.convert_element_type(perm, np.int64), ps + (1,)))
-    idx = lax.concatenate(cols, nb + 1) if nb else cols[0]
+    idx = concatenate(cols, nb + 1) if nb else cols[0]
     return gather(x, idx, tuple(range(nb + 1)))
 
 
