@@ -30,9 +30,11 @@ from ..interpreters.batching import axis_size_of, bdim_at_front
 from . import lax
 from .lax import _check_kind, _float, primitive
 from .slicing import concatenate, gather
+from .slicing import slice as _slice
 
 __all__ = ["cholesky", "triangular_solve", "lu", "qr", "eigh", "svd", "eig",
-           "cholesky_p", "triangular_solve_p", "lu_p", "qr_p", "eigh_p", "svd_p", "eig_p",
+           "lu_pivots_to_permutation", "cholesky_p", "triangular_solve_p", "lu_p", "qr_p",
+           "eigh_p", "svd_p", "eig_p", "lu_pivots_to_permutation_p",
            "matmul", "matrix_transpose", "tril", "triu", "diagonal", "diag_embed", "eye_like",
            "permute_rows", "LinAlgError"]
 
@@ -78,12 +80,12 @@ def triu(x, k=0):
     return lax.select(_tri_mask(a.shape, k, False), x, lax.full(a.shape, 0, a.dtype))
 
 
-def eye_like(x, n=None):
-    """The n x n identity (n: x's last axis by default) in x's dtype, broadcast over x's batch
-    shape."""
+def eye_like(x, n=None, cols=None):
+    """The n x cols identity (n: x's last axis, cols: n by default) in x's dtype, broadcast over
+    x's batch shape."""
     a = get_aval(x)
     n = a.shape[-1] if n is None else n
-    shape = a.shape[:-2] + (n, n)
+    shape = a.shape[:-2] + (n, n if cols is None else cols)
     nd = len(shape)
     eq = lax.eq(lax.broadcasted_iota(np.int64, shape, nd - 2),
                 lax.broadcasted_iota(np.int64, shape, nd - 1))
@@ -96,7 +98,7 @@ def diagonal(x):
     m, n = a.shape[-2:]
     k = min(m, n)
     if (m, n) != (k, k):
-        x = lax.slice(x, (0,) * a.ndim, a.shape[:-2] + (k, k))
+        x = _slice(x, (0,) * a.ndim, a.shape[:-2] + (k, k))
     return lax.reduce_sum(lax.mul(x, eye_like(x, k)), (a.ndim - 1,))
 
 
@@ -596,3 +598,31 @@ def _eig_jvp(primals, tangents, **params):
 
 
 ad.jvp_rules[eig_p] = _eig_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# lu_pivots_to_permutation: LAPACK's row swaps as a permutation (integers: zero derivative)
+
+def _pivots_impl(pivots, *, permutation_size):
+    return _permutation_from_pivots(np.asarray(pivots, np.int32), permutation_size)
+
+
+def _pivots_aval(pivots, *, permutation_size):
+    if pivots.dtype.kind not in "iu" or pivots.ndim < 1:
+        raise TypeError(f"lu_pivots_to_permutation: pivots must be an integer array of rank >= 1,"
+                        f" got {pivots.dtype.name}{list(pivots.shape)}{core.where()}")
+    if permutation_size < pivots.shape[-1]:
+        raise ValueError(f"lu_pivots_to_permutation: permutation_size {permutation_size} is "
+                         f"smaller than the number of pivots {pivots.shape[-1]}{core.where()}")
+    return ShapedArray(pivots.shape[:-1] + (permutation_size,), np.dtype(np.int32))
+
+
+lu_pivots_to_permutation_p = primitive("lu_pivots_to_permutation", _pivots_impl, _pivots_aval)
+_register(lu_pivots_to_permutation_p, _pivots_impl, _pivots_aval, compiled_nan=False)
+ad.defjvp_zero(lu_pivots_to_permutation_p)
+
+
+def lu_pivots_to_permutation(pivots, permutation_size):
+    """The permutation (int32, shape (..., permutation_size)) that LAPACK's row swaps pivots
+    (row i swapped with row pivots[i], in order) apply to the rows."""
+    return lu_pivots_to_permutation_p.bind(pivots, permutation_size=int(permutation_size))
