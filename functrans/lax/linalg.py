@@ -20,7 +20,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import scipy.linalg as _sl
 
 from .. import core
 from ..core import ShapedArray, get_aval
@@ -220,7 +219,15 @@ ad.jvp_rules[cholesky_p] = _cholesky_jvp
 # ---------------------------------------------------------------------------------------------
 # triangular_solve: x with op(a) x = b (left_side) or x op(a) = b, op(a) = a or a^T
 
+def _scipy_linalg():
+    """scipy.linalg, imported on first use (a warm process that never factors a matrix does
+    not pay its import time: tests/test_jit.py)."""
+    import scipy.linalg
+    return scipy.linalg
+
+
 def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, unit_diagonal):
+    _sl = _scipy_linalg()
     if not unit_diagonal and a.size and np.any(np.diagonal(a, axis1=-2, axis2=-1) == 0):
         raise LinAlgError("Singular matrix")
     kw = dict(lower=lower, unit_diagonal=unit_diagonal, check_finite=False)
@@ -316,7 +323,7 @@ def _lu_impl(a):
                 np.broadcast_to(np.arange(m, dtype=np.int32), a.shape[:-2] + (m,)).copy()]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")          # LinAlgWarning on exactly singular input
-        lu_, piv = _sl.lu_factor(a, check_finite=False)
+        lu_, piv = _scipy_linalg().lu_factor(a, check_finite=False)
     piv = np.asarray(piv, np.int32)
     return [np.asarray(lu_, a.dtype), piv, _permutation_from_pivots(piv, m)]
 
