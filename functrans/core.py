@@ -1149,6 +1149,14 @@ effectful_primitives = set()
 # primitives that call Python on the host: compiled backends run them, and any control flow
 # holding them, as host steps between kernels
 host_primitives = set()
+# host steps whose compiled run differs from the eager impl (linalg: eagerly NumPy's
+# LinAlgError, compiled JAX's NaN results); backends use host_impl(prim)
+host_impl_rules = {}
+
+
+def host_impl(prim):
+    """The function a compiled backend runs for a host step of prim."""
+    return host_impl_rules.get(prim) or impl_rules[prim]
 
 
 def _sub_jaxprs(params):

@@ -36,6 +36,7 @@ LINEAR = {
     "scatter",                 # linear in (operand, updates) jointly
     "scatter_mul",             # linear in the operand, the factors fixed
     "reduce_window_sum", "custom_lin", "symbolic_zeros", "pjit",
+    "triangular_solve",        # linear in b, the matrix fixed (lax/linalg.py)
     # collectives over named axes (lax/parallel.py)
     "psum", "all_gather", "psum_scatter", "ppermute", "all_to_all",
     "conv_general_dilated",    # bilinear in (lhs, rhs)

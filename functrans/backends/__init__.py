@@ -260,7 +260,7 @@ class _Split:
             if kind == "numpy":
                 ins = [in_slot(v) for v in x.inputs]
                 outs = [slot(o) for o in x.out_binders]
-                self.program.append((False, core.impl_rules[x.primitive], x.params, ins, outs))
+                self.program.append((False, core.host_impl(x.primitive), x.params, ins, outs))
             else:
                 ins = [in_slot(v) for v in x.plan.inputs]
                 outs = [slot(o) for o in x.plan.outvars]

@@ -403,12 +403,14 @@ class _Program:
         """A host step (a callback): its operands copied to the host, its impl run there, its
         results copied to the device. Programs holding one are never captured as CUDA graphs
         (cuda_graphs.host_free)."""
-        impl = core.impl_rules[eqn.primitive]
+        impl = core.host_impl(eqn.primitive)
+        single = not eqn.primitive.multiple_results
 
         def run(env):
             ins = [cuda_memory.to_host(self._value(env, v)).reshape(v.aval.shape)
                    for v in eqn.inputs]
             outs = impl(*ins, **eqn.params)
+            outs = [outs] if single else outs
             for o, val in zip(eqn.out_binders, outs):
                 env[o] = cuda_memory.to_device(np.asarray(val, o.aval.dtype))
         return run

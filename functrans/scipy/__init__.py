@@ -1,2 +1,2 @@
-"""functrans.scipy: the traced subset of SciPy (special, stats)."""
-from . import special, stats  # noqa: F401
+"""functrans.scipy: the traced subset of SciPy (linalg, special, stats)."""
+from . import linalg, special, stats  # noqa: F401

@@ -1,0 +1,635 @@
+"""Linear-algebra primitives (as JAX's lax.linalg): cholesky, triangular_solve, lu, qr, eigh,
+svd and eig. Every other linear-algebra function (functrans.numpy.linalg, functrans.scipy.linalg)
+is composed of these and ordinary lax ops.
+
+Each primitive works on real float32/float64 matrices in the last two axes, with any leading
+batch axes, and has beside it: its impl (NumPy/SciPy LAPACK, which loop over the batch), abstract
+eval (non-square input to a square-only primitive raises NumPy's LinAlgError), jvp from the
+standard matrix-calculus results (written in lax ops, so derivatives of every order exist),
+transpose (triangular_solve, linear in b) and batching (the batch axis moved to the front).
+
+They are ``core.host_primitives``: compiled backends run them by their impl as host steps
+between kernels (CPU: NumPy on the host arrays; CUDA: copied to the host and back). Eagerly the
+impl raises NumPy's LinAlgError where NumPy does (a singular triangular factor, an eigensolver
+that does not converge); compiled, the same failure gives NaN results, as JAX documents
+(``core.host_impl_rules``). cholesky of a matrix that is not positive definite gives NaNs in both.
+Complex operands are refused (TypeError naming the primitive) by core's complex guard.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .. import core
+from ..core import ShapedArray, get_aval
+from ..interpreters import ad, batching
+from ..interpreters.ad import NotLinearError, UndefPrimal, Zero
+from ..interpreters.batching import axis_size_of, bdim_at_front
+from . import lax
+from .lax import _check_kind, _float, primitive
+from .slicing import concatenate, gather
+from .slicing import slice as _slice
+
+__all__ = ["cholesky", "triangular_solve", "lu", "qr", "eigh", "svd", "eig",
+           "lu_pivots_to_permutation", "cholesky_p", "triangular_solve_p", "lu_p", "qr_p",
+           "eigh_p", "svd_p", "eig_p", "lu_pivots_to_permutation_p",
+           "matmul", "matrix_transpose", "tril", "triu", "diagonal", "diag_embed", "eye_like",
+           "permute_rows", "LinAlgError"]
+
+LinAlgError = np.linalg.LinAlgError
+
+
+# ---------------------------------------------------------------------------------------------
+# Traceable helpers over the last two axes (batch axes leading), used by the rules here and by
+# functrans.numpy.linalg / functrans.scipy.linalg
+
+def matrix_transpose(x):
+    """x with its last two axes swapped."""
+    nd = get_aval(x).ndim
+    return lax.transpose(x, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+def matmul(a, b):
+    """a @ b for operands of equal rank >= 2 and equal leading (batch) shapes."""
+    nd = get_aval(a).ndim
+    batch = tuple(range(nd - 2))
+    return lax.dot_general(a, b, (((nd - 1,), (nd - 2,)), (batch, batch)))
+
+
+def _tri_mask(shape, k, lower):
+    """Boolean mask (broadcast to shape) of the elements on or below (lower) / above diagonal k."""
+    nd = len(shape)
+    row = lax.broadcasted_iota(np.int64, shape, nd - 2)
+    col = lax.broadcasted_iota(np.int64, shape, nd - 1)
+    diff = lax.sub(col, row)
+    kk = lax.full(shape, k, np.int64)
+    return lax.le(diff, kk) if lower else lax.ge(diff, kk)
+
+
+def tril(x, k=0):
+    """x with the elements above diagonal k zeroed."""
+    a = get_aval(x)
+    return lax.select(_tri_mask(a.shape, k, True), x, lax.full(a.shape, 0, a.dtype))
+
+
+def triu(x, k=0):
+    """x with the elements below diagonal k zeroed."""
+    a = get_aval(x)
+    return lax.select(_tri_mask(a.shape, k, False), x, lax.full(a.shape, 0, a.dtype))
+
+
+def eye_like(x, n=None, cols=None):
+    """The n x cols identity (n: x's last axis, cols: n by default) in x's dtype, broadcast over
+    x's batch shape."""
+    a = get_aval(x)
+    n = a.shape[-1] if n is None else n
+    shape = a.shape[:-2] + (n, n if cols is None else cols)
+    nd = len(shape)
+    eq = lax.eq(lax.broadcasted_iota(np.int64, shape, nd - 2),
+                lax.broadcasted_iota(np.int64, shape, nd - 1))
+    return lax.convert_element_type(eq, a.dtype)
+
+
+def diagonal(x):
+    """The main diagonal of each matrix of x (shape (..., min(m, n)))."""
+    a = get_aval(x)
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    if (m, n) != (k, k):
+        x = _slice(x, (0,) * a.ndim, a.shape[:-2] + (k, k))
+    return lax.reduce_sum(lax.mul(x, eye_like(x, k)), (a.ndim - 1,))
+
+
+def diag_embed(v):
+    """The diagonal matrices with diagonals v (shape (..., n) -> (..., n, n))."""
+    a = get_aval(v)
+    n = a.shape[-1]
+    full = lax.broadcast_in_dim(v, a.shape + (n,), tuple(range(a.ndim - 1)) + (a.ndim,))
+    return lax.mul(full, eye_like(full))
+
+
+def permute_rows(x, perm):
+    """x[..., perm, :] with perm of shape (..., m) sharing x's batch shape (a gather, so its
+    transpose is a scatter-add)."""
+    ps = get_aval(perm).shape
+    nb = len(ps) - 1
+    cols = [lax.broadcasted_iota(np.int64, ps + (1,), d) for d in range(nb)]
+    cols.append(lax.reshape(lax.convert_element_type(perm, np.int64), ps + (1,)))
+    idx = concatenate(cols, nb + 1) if nb else cols[0]
+    return gather(x, idx, tuple(range(nb + 1)))
+
+
+def _mul_scalar(x, c):
+    a = get_aval(x)
+    return lax.mul(x, lax.full(a.shape, c, a.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared rule machinery
+
+def _check_matrix(name, x, square=False):
+    _check_kind(name, x, _float)
+    if x.ndim < 2:
+        raise LinAlgError(f"{name}: {x.ndim}-dimensional array given. Array must be at least "
+                          f"two-dimensional{core.where()}")
+    if square and x.shape[-1] != x.shape[-2]:
+        raise LinAlgError(f"{name}: last 2 dimensions of the array must be square, got shape "
+                          f"{x.shape}{core.where()}")
+
+
+def _nan_like(aval):
+    if aval.dtype.kind in "fc":
+        return np.full(aval.shape, np.nan, aval.dtype)
+    return np.zeros(aval.shape, aval.dtype)
+
+
+def _register(p, impl, aval, compiled_nan=True):
+    """Registers p's batching rule (batch axis to the front: every impl takes leading batch
+    axes), marks it a host primitive, and its compiled impl: NaN results where impl raises
+    LinAlgError (JAX's convention under jit)."""
+    def batch(vals, dims, **params):
+        size = axis_size_of(vals, dims)
+        out = p.bind(*[bdim_at_front(v, d, size) for v, d in zip(vals, dims)], **params)
+        return out, ([0] * len(out) if p.multiple_results else 0)
+    batching.batch_rules[p] = batch
+    core.host_primitives.add(p)
+    if compiled_nan:
+        def compiled(*args, **params):
+            try:
+                return impl(*args, **params)
+            except LinAlgError:
+                out = aval(*[ShapedArray(np.shape(a), np.asarray(a).dtype) for a in args],
+                           **params)
+                return [_nan_like(o) for o in out] if p.multiple_results else _nan_like(out)
+        core.host_impl_rules[p] = compiled
+
+
+# ---------------------------------------------------------------------------------------------
+# cholesky: the lower factor L of a = L L^T (NaNs where a is not positive definite)
+
+def _cholesky_impl(a):
+    try:
+        return np.linalg.cholesky(a)
+    except LinAlgError:
+        flat = a.reshape((-1,) + a.shape[-2:])
+        out = np.empty_like(flat)
+        for i, m in enumerate(flat):
+            try:
+                out[i] = np.linalg.cholesky(m)
+            except LinAlgError:
+                out[i] = np.nan
+        return out.reshape(a.shape)
+
+
+def _cholesky_aval(a):
+    _check_matrix("cholesky", a, square=True)
+    return a
+
+
+cholesky_p = primitive("cholesky", _cholesky_impl, _cholesky_aval)
+_register(cholesky_p, _cholesky_impl, _cholesky_aval, compiled_nan=False)
+
+
+def cholesky(a):
+    """The lower Cholesky factor L (a = L L^T) of each symmetric positive-definite matrix of a,
+    reading its lower triangle; NaNs where a is not positive definite (as JAX)."""
+    return cholesky_p.bind(a)
+
+
+def _phi(x):
+    """The lower triangle of x with its diagonal halved."""
+    return lax.sub(tril(x), _mul_scalar(lax.mul(x, eye_like(x)), 0.5))
+
+
+def _cholesky_jvp(primals, tangents):
+    # dL = L phi(L^-1 dA L^-T) for a symmetric tangent dA
+    (a,), (da,) = primals, tangents
+    L = cholesky_p.bind(a)
+    if type(da) is Zero:
+        return L, Zero.like(L)
+    tmp = triangular_solve(L, da, left_side=False, lower=True, transpose_a=True)
+    inner = triangular_solve(L, tmp, left_side=True, lower=True)
+    return L, matmul(L, _phi(inner))
+
+
+ad.jvp_rules[cholesky_p] = _cholesky_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# triangular_solve: x with op(a) x = b (left_side) or x op(a) = b, op(a) = a or a^T
+
+def _scipy_linalg():
+    """scipy.linalg, imported on first use (a warm process that never factors a matrix does
+    not pay its import time: tests/test_jit.py)."""
+    import scipy.linalg
+    return scipy.linalg
+
+
+def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, unit_diagonal):
+    _sl = _scipy_linalg()
+    if not unit_diagonal and a.size and np.any(np.diagonal(a, axis1=-2, axis2=-1) == 0):
+        raise LinAlgError("Singular matrix")
+    kw = dict(lower=lower, unit_diagonal=unit_diagonal, check_finite=False)
+    with np.errstate(all="ignore"):
+        if left_side:
+            x = _sl.solve_triangular(a, b, trans=int(transpose_a), **kw)
+        else:
+            bt = np.swapaxes(b, -1, -2)
+            x = np.swapaxes(_sl.solve_triangular(a, bt, trans=int(not transpose_a), **kw), -1, -2)
+    return np.asarray(x, dtype=b.dtype)
+
+
+def _triangular_solve_aval(a, b, *, left_side, lower, transpose_a, unit_diagonal):
+    _check_matrix("triangular_solve", a, square=True)
+    _check_matrix("triangular_solve", b)
+    if a.dtype != b.dtype:
+        raise TypeError(f"triangular_solve: a and b must have one dtype, got {a.dtype.name} and "
+                        f"{b.dtype.name}{core.where()}")
+    n = a.shape[-1]
+    k = b.shape[-2] if left_side else b.shape[-1]
+    if a.shape[:-2] != b.shape[:-2] or k != n:
+        raise ValueError(f"triangular_solve: shapes {a.shape} and {b.shape} do not match "
+                         f"(left_side={left_side}){core.where()}")
+    return b
+
+
+triangular_solve_p = primitive("triangular_solve", _triangular_solve_impl, _triangular_solve_aval)
+_register(triangular_solve_p, _triangular_solve_impl, _triangular_solve_aval)
+
+
+def triangular_solve(a, b, *, left_side=False, lower=False, transpose_a=False,
+                     unit_diagonal=False):
+    """x solving op(a) x = b (left_side) or x op(a) = b, where op(a) is a or a^T and a is
+    triangular (lower or upper; with unit_diagonal its diagonal is taken to be ones). As JAX's
+    lax.linalg.triangular_solve (left_side=False by default)."""
+    return triangular_solve_p.bind(a, b, left_side=bool(left_side), lower=bool(lower),
+                                   transpose_a=bool(transpose_a),
+                                   unit_diagonal=bool(unit_diagonal))
+
+
+def _used_triangle(da, lower, unit_diagonal):
+    k = -1 if unit_diagonal else 0
+    return tril(da, k) if lower else triu(da, -k)
+
+
+def _triangular_solve_jvp_a(g, ans, a, b, *, left_side, lower, transpose_a, unit_diagonal):
+    # op(a) x = b  =>  dx = -op(a)^-1 op(da) x   (x op(a) = b  =>  dx = -x op(da) op(a)^-1)
+    dm = _used_triangle(g, lower, unit_diagonal)
+    dm = matrix_transpose(dm) if transpose_a else dm
+    rhs = matmul(dm, ans) if left_side else matmul(ans, dm)
+    return lax.neg(triangular_solve_p.bind(a, rhs, left_side=left_side, lower=lower,
+                                           transpose_a=transpose_a, unit_diagonal=unit_diagonal))
+
+
+def _triangular_solve_jvp_b(g, ans, a, b, **params):
+    return triangular_solve_p.bind(a, g, **params)
+
+
+ad.defjvp2(triangular_solve_p, _triangular_solve_jvp_a, _triangular_solve_jvp_b)
+
+
+def _triangular_solve_transpose(ct, a, b, *, left_side, lower, transpose_a, unit_diagonal):
+    if isinstance(a, UndefPrimal):
+        raise NotLinearError("triangular_solve is linear in b only, not in the matrix a")
+    if type(ct) is Zero:
+        return [None, None]
+    return [None, triangular_solve_p.bind(a, ct, left_side=left_side, lower=lower,
+                                          transpose_a=not transpose_a,
+                                          unit_diagonal=unit_diagonal)]
+
+
+ad.transpose_rules[triangular_solve_p] = _triangular_solve_transpose
+
+
+# ---------------------------------------------------------------------------------------------
+# lu: (lu, pivots, permutation) with a[..., permutation, :] = L U (partial pivoting)
+
+def _permutation_from_pivots(piv, m):
+    perm = np.broadcast_to(np.arange(m, dtype=np.int32), piv.shape[:-1] + (m,)).copy()
+    flat, fp = perm.reshape(-1, m), piv.reshape(-1, piv.shape[-1])
+    rows = np.arange(flat.shape[0])
+    for i in range(fp.shape[1]):
+        j = fp[:, i]
+        flat[rows, i], flat[rows, j] = flat[rows, j], flat[rows, i].copy()
+    return perm
+
+
+def _lu_impl(a):
+    m, n = a.shape[-2:]
+    if a.size == 0:
+        k = min(m, n)
+        return [a.copy(), np.zeros(a.shape[:-2] + (k,), np.int32),
+                np.broadcast_to(np.arange(m, dtype=np.int32), a.shape[:-2] + (m,)).copy()]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")          # LinAlgWarning on exactly singular input
+        lu_, piv = _scipy_linalg().lu_factor(a, check_finite=False)
+    piv = np.asarray(piv, np.int32)
+    return [np.asarray(lu_, a.dtype), piv, _permutation_from_pivots(piv, m)]
+
+
+def _lu_aval(a):
+    _check_matrix("lu", a)
+    m, n = a.shape[-2:]
+    batch = a.shape[:-2]
+    return [a, ShapedArray(batch + (min(m, n),), np.dtype(np.int32)),
+            ShapedArray(batch + (m,), np.dtype(np.int32))]
+
+
+lu_p = primitive("lu", _lu_impl, _lu_aval, multiple_results=True)
+_register(lu_p, _lu_impl, _lu_aval, compiled_nan=False)
+
+
+def lu(a):
+    """(lu, pivots, permutation): the LU decomposition with partial pivoting of each matrix of
+    a. lu holds L (unit diagonal, strictly below) and U (on and above); pivots[i] is the row
+    swapped with row i (int32); a[permutation, :] = L @ U. As JAX's lax.linalg.lu."""
+    return lu_p.bind(a)
+
+
+def _lu_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    out = lu_p.bind(a)
+    lu_, _, perm = out
+    zeros = [Zero.like(o) for o in out]
+    if type(da) is Zero:
+        return out, zeros
+    m, n = get_aval(a).shape[-2:]
+    if m != n:
+        raise NotImplementedError(f"jvp of lu is implemented for square matrices only, got "
+                                  f"shape {get_aval(a).shape}{core.where()}")
+    # P dA = dL U + L dU  =>  L^-1 P dA U^-1 = L^-1 dL + dU U^-1 (strictly lower + upper)
+    pda = permute_rows(da, perm)
+    la = triangular_solve(lu_, pda, left_side=True, lower=True, unit_diagonal=True)
+    lau = triangular_solve(lu_, la, left_side=False, lower=False)
+    L = lax.add(tril(lu_, -1), eye_like(lu_))
+    dl = matmul(L, tril(lau, -1))
+    du = matmul(triu(lau), triu(lu_))
+    return out, [lax.add(dl, du), zeros[1], zeros[2]]
+
+
+ad.jvp_rules[lu_p] = _lu_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# qr: (q, r) with a = q r, q orthonormal columns, r upper triangular
+
+def _qr_impl(a, *, full_matrices):
+    q, r = np.linalg.qr(a, mode="complete" if full_matrices else "reduced")
+    return [np.asarray(q, a.dtype), np.asarray(r, a.dtype)]
+
+
+def _qr_aval(a, *, full_matrices):
+    _check_matrix("qr", a)
+    m, n = a.shape[-2:]
+    k = m if full_matrices else min(m, n)
+    b = a.shape[:-2]
+    return [ShapedArray(b + (m, k), a.dtype), ShapedArray(b + (k, n), a.dtype)]
+
+
+qr_p = primitive("qr", _qr_impl, _qr_aval, multiple_results=True)
+_register(qr_p, _qr_impl, _qr_aval)
+
+
+def qr(a, *, full_matrices=True):
+    """(q, r): the QR decomposition of each matrix of a (q: m x m with full_matrices, else
+    m x min(m, n)). As JAX's lax.linalg.qr."""
+    return qr_p.bind(a, full_matrices=bool(full_matrices))
+
+
+def _qr_jvp(primals, tangents, *, full_matrices):
+    (a,), (da,) = primals, tangents
+    q, r = out = qr_p.bind(a, full_matrices=full_matrices)
+    if type(da) is Zero:
+        return out, [Zero.like(q), Zero.like(r)]
+    m, n = get_aval(a).shape[-2:]
+    if m < n or (full_matrices and m > n):
+        raise NotImplementedError(f"jvp of qr needs m >= n and full_matrices=False when m > n "
+                                  f"(as JAX), got shape {get_aval(a).shape}{core.where()}")
+    # dA R^-1 = Q X with X = Q^T dA R^-1; dQ = Q (W - X) + dA R^-1, dR = (X - W) R, W the
+    # skew-symmetric matrix from X's strictly lower triangle
+    da_rinv = triangular_solve(r, da, left_side=False, lower=False)
+    x = matmul(matrix_transpose(q), da_rinv)
+    low = tril(x, -1)
+    w = lax.sub(low, matrix_transpose(low))
+    dq = lax.add(matmul(q, lax.sub(w, x)), da_rinv)
+    dr = matmul(lax.sub(x, w), r)
+    return out, [dq, dr]
+
+
+ad.jvp_rules[qr_p] = _qr_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# eigh: (v, w), a = v diag(w) v^T, w ascending
+
+def _eigh_impl(a, *, lower):
+    w, v = np.linalg.eigh(a, UPLO="L" if lower else "U")
+    return [np.asarray(v, a.dtype), np.asarray(w, a.dtype)]
+
+
+def _eigh_aval(a, *, lower):
+    _check_matrix("eigh", a, square=True)
+    return [a, ShapedArray(a.shape[:-1], a.dtype)]
+
+
+eigh_p = primitive("eigh", _eigh_impl, _eigh_aval, multiple_results=True)
+_register(eigh_p, _eigh_impl, _eigh_aval)
+
+
+def eigh(a, *, lower=True):
+    """(v, w): the eigenvectors (columns of v) and ascending eigenvalues w of each symmetric
+    matrix of a, reading its lower (or upper) triangle. As JAX's lax.linalg.eigh."""
+    return eigh_p.bind(a, lower=bool(lower))
+
+
+def _inverse_differences(w):
+    """F[..., i, j] = 1 / (w_j - w_i), and 0 where w_j == w_i (the diagonal, and degenerate
+    pairs: their eigenvectors are not unique, so the jvp leaves them unmixed)."""
+    a = get_aval(w)
+    shape = a.shape + (a.shape[-1],)
+    nd = len(shape)
+    wj = lax.broadcast_in_dim(w, shape, tuple(range(nd - 2)) + (nd - 1,))
+    wi = lax.broadcast_in_dim(w, shape, tuple(range(nd - 2)) + (nd - 2,))
+    diff = lax.sub(wj, wi)
+    same = lax.eq(diff, lax.full(shape, 0, a.dtype))
+    one = lax.full(shape, 1, a.dtype)
+    return lax.select(same, lax.full(shape, 0, a.dtype), lax.div(one, lax.select(same, one, diff)))
+
+
+def _eigh_jvp(primals, tangents, *, lower):
+    (a,), (da,) = primals, tangents
+    v, w = out = eigh_p.bind(a, lower=lower)
+    if type(da) is Zero:
+        return out, [Zero.like(v), Zero.like(w)]
+    # for a symmetric dA: dw = diag(V^T dA V), dV = V (F * V^T dA V)
+    vdv = matmul(matrix_transpose(v), matmul(da, v))
+    dv = matmul(v, lax.mul(_inverse_differences(w), vdv))
+    return out, [dv, diagonal(vdv)]
+
+
+ad.jvp_rules[eigh_p] = _eigh_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# svd: (s, u, vt) or (s,), a = u diag(s) vt, s descending
+
+def _svd_impl(a, *, full_matrices, compute_uv):
+    if not compute_uv:
+        return [np.asarray(np.linalg.svd(a, compute_uv=False), a.dtype)]
+    u, s, vt = np.linalg.svd(a, full_matrices=full_matrices)
+    return [np.asarray(s, a.dtype), np.asarray(u, a.dtype), np.asarray(vt, a.dtype)]
+
+
+def _svd_aval(a, *, full_matrices, compute_uv):
+    _check_matrix("svd", a)
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    b = a.shape[:-2]
+    s = ShapedArray(b + (k,), a.dtype)
+    if not compute_uv:
+        return [s]
+    ku, kv = (m, n) if full_matrices else (k, k)
+    return [s, ShapedArray(b + (m, ku), a.dtype), ShapedArray(b + (kv, n), a.dtype)]
+
+
+svd_p = primitive("svd", _svd_impl, _svd_aval, multiple_results=True)
+_register(svd_p, _svd_impl, _svd_aval)
+
+
+def svd(a, *, full_matrices=True, compute_uv=True):
+    """[s, u, vt] (compute_uv) or [s]: the singular values (descending) and vectors of each
+    matrix of a, a = u diag(s) vt. As JAX's lax.linalg.svd."""
+    return svd_p.bind(a, full_matrices=bool(full_matrices), compute_uv=bool(compute_uv))
+
+
+def _safe_reciprocal(x):
+    """1/x, and 0 where x == 0."""
+    a = get_aval(x)
+    zero = lax.eq(x, lax.full(a.shape, 0, a.dtype))
+    one = lax.full(a.shape, 1, a.dtype)
+    return lax.select(zero, lax.full(a.shape, 0, a.dtype), lax.div(one, lax.select(zero, one, x)))
+
+
+def _scale_columns(x, d):
+    """x[..., i, j] * d[..., j]."""
+    shape = get_aval(x).shape
+    nd = len(shape)
+    return lax.mul(x, lax.broadcast_in_dim(d, shape, tuple(range(nd - 2)) + (nd - 1,)))
+
+
+def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
+    (a,), (da,) = primals, tangents
+    out = svd_p.bind(a, full_matrices=full_matrices, compute_uv=compute_uv)
+    if type(da) is Zero:
+        return out, [Zero.like(o) for o in out]
+    m, n = get_aval(a).shape[-2:]
+    if compute_uv and full_matrices and m != n:
+        raise NotImplementedError(f"jvp of svd with full_matrices=True is implemented for square "
+                                  f"matrices only (as JAX), got shape {get_aval(a).shape}"
+                                  f"{core.where()}")
+    s, u, vt = out if compute_uv else svd_p.bind(a, full_matrices=False, compute_uv=True)
+    v = matrix_transpose(vt)
+    ds_mat = matmul(matrix_transpose(u), matmul(da, v))       # U^T dA V, k x k
+    ds = diagonal(ds_mat)
+    if not compute_uv:
+        return out, [ds]
+    sa = get_aval(s)
+    k = sa.shape[-1]
+    shape = sa.shape + (k,)
+    nd = len(shape)
+    s_col = lax.broadcast_in_dim(s, shape, tuple(range(nd - 2)) + (nd - 1,))   # s_j
+    s_row = matrix_transpose(s_col)                                            # s_i
+    # F[i, j] = 1 / (s_j^2 - s_i^2), 0 where equal
+    f = _safe_reciprocal(lax.mul(lax.add(s_col, s_row), lax.sub(s_col, s_row)))
+    dss = lax.mul(ds_mat, s_col)                      # dS diag(s)
+    sds = lax.mul(ds_mat, s_row)                      # diag(s) dS
+    s_inv = diag_embed(_safe_reciprocal(s))
+    skew = _mul_scalar(lax.mul(lax.sub(ds_mat, matrix_transpose(ds_mat)), s_inv), 0.5)
+    du = matmul(u, lax.add(lax.mul(f, lax.add(dss, matrix_transpose(dss))), skew))
+    dv = matmul(v, lax.mul(f, lax.add(sds, matrix_transpose(sds))))
+    s_inv_row = _safe_reciprocal(s)
+    if m > n:      # the part of dA V outside the span of U
+        dav = matmul(da, v)
+        rest = lax.sub(dav, matmul(u, matmul(matrix_transpose(u), dav)))
+        du = lax.add(du, _scale_columns(rest, s_inv_row))
+    if n > m:      # the part of dA^T U outside the span of V
+        dau = matmul(matrix_transpose(da), u)
+        rest = lax.sub(dau, matmul(v, matmul(vt, dau)))
+        dv = lax.add(dv, _scale_columns(rest, s_inv_row))
+    return out, [ds, du, matrix_transpose(dv)]
+
+
+ad.jvp_rules[svd_p] = _svd_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# eig: (w, v) complex, a v = v diag(w), for real a (no symmetry)
+
+def _complex_of(dtype):
+    return np.dtype(np.complex64 if dtype == np.float32 else np.complex128)
+
+
+def _eig_impl(a, *, compute_eigenvectors):
+    ct = _complex_of(a.dtype)
+    if not compute_eigenvectors:
+        return [np.asarray(np.linalg.eigvals(a), ct)]
+    w, v = np.linalg.eig(a)
+    return [np.asarray(w, ct), np.asarray(v, ct)]
+
+
+def _eig_aval(a, *, compute_eigenvectors):
+    _check_matrix("eig", a, square=True)
+    ct = _complex_of(a.dtype)
+    w = ShapedArray(a.shape[:-1], ct)
+    return [w, ShapedArray(a.shape, ct)] if compute_eigenvectors else [w]
+
+
+eig_p = primitive("eig", _eig_impl, _eig_aval, multiple_results=True)
+_register(eig_p, _eig_impl, _eig_aval)
+
+
+def eig(a, *, compute_eigenvectors=True):
+    """[w, v] (or [w]): the complex eigenvalues and right eigenvectors (unit-norm columns) of
+    each real square matrix of a, a v = v diag(w)."""
+    return eig_p.bind(a, compute_eigenvectors=bool(compute_eigenvectors))
+
+
+def _eig_jvp(primals, tangents, **params):
+    if all(type(t) is Zero for t in tangents):
+        out = eig_p.bind(*primals, **params)
+        return out, [Zero.like(o) for o in out]
+    raise NotImplementedError("jvp of eig is not implemented: its derivative needs complex "
+                              "linear solves (differentiate eigh for symmetric matrices)"
+                              f"{core.where()}")
+
+
+ad.jvp_rules[eig_p] = _eig_jvp
+
+
+# ---------------------------------------------------------------------------------------------
+# lu_pivots_to_permutation: LAPACK's row swaps as a permutation (integers: zero derivative)
+
+def _pivots_impl(pivots, *, permutation_size):
+    return _permutation_from_pivots(np.asarray(pivots, np.int32), permutation_size)
+
+
+def _pivots_aval(pivots, *, permutation_size):
+    if pivots.dtype.kind not in "iu" or pivots.ndim < 1:
+        raise TypeError(f"lu_pivots_to_permutation: pivots must be an integer array of rank >= 1,"
+                        f" got {pivots.dtype.name}{list(pivots.shape)}{core.where()}")
+    if permutation_size < pivots.shape[-1]:
+        raise ValueError(f"lu_pivots_to_permutation: permutation_size {permutation_size} is "
+                         f"smaller than the number of pivots {pivots.shape[-1]}{core.where()}")
+    return ShapedArray(pivots.shape[:-1] + (permutation_size,), np.dtype(np.int32))
+
+
+lu_pivots_to_permutation_p = primitive("lu_pivots_to_permutation", _pivots_impl, _pivots_aval)
+_register(lu_pivots_to_permutation_p, _pivots_impl, _pivots_aval, compiled_nan=False)
+ad.defjvp_zero(lu_pivots_to_permutation_p)
+
+
+def lu_pivots_to_permutation(pivots, permutation_size):
+    """The permutation (int32, shape (..., permutation_size)) that LAPACK's row swaps pivots
+    (row i swapped with row pivots[i], in order) apply to the rows."""
+    return lu_pivots_to_permutation_p.bind(pivots, permutation_size=int(permutation_size))
