@@ -21,6 +21,7 @@ import string
 import warnings
 
 import numpy as np
+import scipy.linalg
 import scipy.special
 from hypothesis import strategies as st
 
@@ -43,6 +44,7 @@ MODES = frozenset({"fwd", "rev"})
 class FT:
     """functrans: functrans.numpy plus lax, control flow and custom derivatives."""
     np = jnp
+    scipy_linalg = ft.scipy.linalg
     name = "functrans"
     asarray = staticmethod(jnp.asarray)
     cond = staticmethod(lax.cond)
@@ -157,6 +159,11 @@ class FT:
         return getattr(lax, name)(*args)
 
     @staticmethod
+    def complex_parts(x, y):
+        z = lax.complex(x, y)
+        return lax.real(z * z) + lax.imag(lax.conj(z) * x)
+
+    @staticmethod
     def conv1d(x, w):
         return lax.conv_general_dilated(x[None, None], w[None, None], (1,), "VALID")[0, 0]
 
@@ -164,6 +171,7 @@ class FT:
 class NP:
     """The NumPy reference of every FT method."""
     np = np
+    scipy_linalg = scipy.linalg
     name = "numpy"
     asarray = staticmethod(np.asarray)
 
@@ -329,6 +337,11 @@ class NP:
     @staticmethod
     def debug_identity(x):
         return x
+
+    @staticmethod
+    def complex_parts(x, y):
+        z = x + 1j * y
+        return np.real(z * z) + np.imag(np.conj(z) * x)
 
     @staticmethod
     def incomplete(name, *args):
@@ -783,6 +796,50 @@ add_op("betainc[a, b, sigmoid(x)]",
        lambda ns, x, a, b: ns.incomplete("betainc", ns.np.full_like(x, a), ns.np.full_like(x, b),
                                          ns.sigmoid(x)),
        ["f"], params=lambda draw, _: {"a": draw(_shape_param), "b": draw(_shape_param)})
+add_op("complex_parts", lambda ns, x, y: ns.complex_parts(x, y), ["f", "f"],
+       accept=lambda a, b: a.shape == b.shape)
+
+
+# ---- linear algebra: square matrices made well conditioned (x x^T + n I, x + x^T)
+
+def _square(a):
+    return a.ndim >= 2 and a.shape[-1] == a.shape[-2] >= 1
+
+
+def _spd(ns, x):
+    n = x.shape[-1]
+    return x @ ns.np.swapaxes(x, -1, -2) + n * ns.np.eye(n, dtype=x.dtype)
+
+
+def _sym(ns, x):
+    return x + ns.np.swapaxes(x, -1, -2)
+
+
+def _spectrum_apart(values):
+    """The float64 eigen/singular values of each matrix MARGIN apart (stable derivatives)."""
+    return lambda x: _sorted_gaps_ok(values(np.asarray(x, np.float64)), -1)
+
+
+add_op("cholesky[x x^T + nI]", lambda ns, x: ns.np.linalg.cholesky(_spd(ns, x)), ["f"],
+       accept=_square)
+add_op("inv[x x^T + nI]", lambda ns, x: ns.np.linalg.inv(_spd(ns, x)), ["f"], accept=_square)
+add_op("lu_solve[x x^T + nI, y]",
+       lambda ns, x, y: ns.scipy_linalg.lu_solve(ns.scipy_linalg.lu_factor(_spd(ns, x)), y),
+       ["f", "f"], accept=lambda a, b: a.ndim == 2 and _square(a) and b.shape[:1] == a.shape[:1])
+add_op("qr[x], R*R", lambda ns, x: (lambda r: r * r)(ns.np.linalg.qr(x)[1]), ["f"],
+       accept=lambda a: a.ndim >= 2 and a.shape[-2] >= a.shape[-1] >= 1,
+       domain=_spectrum_apart(lambda x: np.linalg.svd(x, compute_uv=False)
+                              if x.size else x))
+add_op("eigvalsh[x + x^T]", lambda ns, x: ns.np.linalg.eigvalsh(_sym(ns, x)), ["f"],
+       accept=_square, domain=_spectrum_apart(lambda x: np.linalg.eigvalsh(x + np.swapaxes(x, -1, -2))))
+add_op("svdvals[x]", lambda ns, x: ns.np.linalg.svd(x, compute_uv=False), ["f"],
+       accept=lambda a: a.ndim >= 2 and min(a.shape[-2:]) >= 1,
+       domain=_spectrum_apart(lambda x: np.concatenate(
+           [np.linalg.svd(x, compute_uv=False), np.zeros(x.shape[:-2] + (1,))], -1)))
+# eig has no derivative yet (it needs a complex solve); its real parts, sorted
+add_op("eigvals[x + x^T], real, sorted",
+       lambda ns, x: ns.np.sort(ns.np.real(ns.np.linalg.eigvals(_sym(ns, x))), axis=-1), ["f"],
+       accept=_square, diff=())
 add_op("conv1d", lambda ns, x, w: ns.conv1d(x, w), ["f", "f"],
        accept=lambda a, b: a.ndim == b.ndim == 1 and 1 <= b.shape[0] <= a.shape[0])
 
