@@ -257,9 +257,13 @@ def _int_tuple(v, what, n):
     if v is None:
         return (1,) * n
     try:
-        return tuple(operator.index(s) for s in v)
+        out = tuple(operator.index(s) for s in v)
     except TypeError:
         raise TypeError(f"conv_general_dilated {what} must be a sequence of ints, got {v!r}") from None
+    if len(out) != n:
+        raise TypeError(f"conv_general_dilated {what} must have one entry per spatial dimension "
+                        f"({n}), got {v!r}")
+    return out
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
