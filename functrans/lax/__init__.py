@@ -18,3 +18,4 @@ from .convolution import (ConvDimensionNumbers, conv, conv_dimension_numbers,  #
                           conv_general_dilated, conv_general_dilated_p, conv_general_permutations,
                           conv_general_shape_tuple, conv_shape_tuple, conv_transpose,
                           conv_transpose_shape_tuple, conv_with_general_padding)
+from .fft import FftType, fft, fft_p  # noqa: F401,E402
