@@ -139,6 +139,14 @@ def test_derivatives_of_every_transform(name, kw, norm):
     check_grads(lambda a: f(a, norm=norm, **kw), (x,), order=2, modes=("fwd", "rev"))
 
 
+@pytest.mark.parametrize("call", [lambda a: jnp.fft.fft(a, 5), lambda a: jnp.fft.fftn(a),
+                                  lambda a: jnp.fft.fft2(a, (3, 4), norm="ortho"),
+                                  lambda a: jnp.fft.fftn(a, axes=(1, 0))])
+def test_derivatives_of_real_input_ffts(call):
+    """A real input's FFT is built from its half spectrum (Hermitian fill): check that path."""
+    check_grads(call, (np.random.default_rng(6).normal(size=(3, 4)),), order=2)
+
+
 @pytest.mark.parametrize("fft_type,shape,lengths", [
     ("fft", (2, 3), (3,)), ("ifft", (2, 3), (2, 3)), ("rfft", (2, 4), (2, 4)),
     ("rfft", (3,), (3,)), ("irfft", (2, 3), (2, 4)), ("irfft", (3,), (5,))])

@@ -1,4 +1,4 @@
-"""Fast Fourier transforms: the ``fft`` primitive (as JAX's lax.fft) with its impl (NumPy's
+"""Fast Fourier transforms: the ``fft`` primitive (as JAX's lax.fft) with its impl (scipy.fft's
 pocketfft), abstract eval, jvp (it is linear), transpose, batching, and the ``fft`` wrapper.
 
 ``fft(x, fft_type, fft_lengths)`` transforms the trailing ``len(fft_lengths)`` axes of x:
@@ -90,20 +90,19 @@ def _fft_aval(x, *, fft_type, fft_lengths):
     return _fft_aval_memo(x.shape, x.dtype, fft_type, fft_lengths)
 
 
+_SCIPY_NAMES = {FftType.FFT: "fftn", FftType.IFFT: "ifftn", FftType.RFFT: "rfftn",
+                FftType.IRFFT: "irfftn"}
+
+
 def _fft_impl(x, *, fft_type, fft_lengths):
-    """NumPy's pocketfft (single precision stays single)."""
+    """scipy.fft (pocketfft's C++ version: 2-10x faster than numpy.fft's here, and single
+    precision stays single); imported on first use, as it adds 50 ms to importing functrans."""
+    import scipy.fft
     out = _fft_aval_memo(x.shape, x.dtype, fft_type, fft_lengths)
     if 0 in out.shape or 0 in x.shape:
         return np.zeros(out.shape, out.dtype)
     axes = tuple(range(x.ndim - len(fft_lengths), x.ndim))
-    if fft_type == FftType.FFT:
-        y = np.fft.fftn(x, axes=axes)
-    elif fft_type == FftType.IFFT:
-        y = np.fft.ifftn(x, axes=axes)
-    elif fft_type == FftType.RFFT:
-        y = np.fft.rfftn(x, axes=axes)
-    else:
-        y = np.fft.irfftn(x, s=fft_lengths, axes=axes)
+    y = getattr(scipy.fft, _SCIPY_NAMES[fft_type])(x, s=fft_lengths, axes=axes)
     return np.ascontiguousarray(y, out.dtype)
 
 

@@ -58,6 +58,10 @@ def _inexact(x, name, real=False):
     return cast(x, dt)
 
 
+def _is_real(a):
+    return get_aval(a).dtype.kind != "c"
+
+
 def _fit(x, axis, n):
     """x cropped or zero-padded to n along axis."""
     size = get_aval(x).shape[axis]
@@ -94,13 +98,43 @@ def _transform(x, fft_type, axes, lengths):
     return lax.transpose(y, inv) if perm != tuple(range(nd)) else y
 
 
+def _take(x, axis, start, stop):
+    shape = get_aval(x).shape
+    start_idx = [0] * len(shape)
+    start_idx[axis] = start
+    return slicing.slice(x, start_idx, shape[:axis] + (stop,) + shape[axis + 1:])
+
+
+def _negate_index(x, axis):
+    """y[j] = x[-j mod n] along axis."""
+    n = get_aval(x).shape[axis]
+    if n <= 1:
+        return x
+    return slicing.concatenate([_take(x, axis, 0, 1), lax.rev(_take(x, axis, 1, n), (axis,))],
+                               axis)
+
+
+def _real_fft(x, axes, lengths):
+    """The complex FFT of a real x (fitted to lengths over the distinct axes) from its half
+    spectrum: the missing half is X[-k] = conj(X[k]). Half the transform's work, and no
+    conversion of x to complex."""
+    half = _transform(x, FftType.RFFT, axes, lengths)
+    last, n = axes[-1], lengths[-1]
+    rest = _take(half, last, 1, n - n // 2)           # X[1 .. (n-1)//2] along the last axis
+    rest = lax.rev(rest, (last,))
+    for ax in axes[:-1]:
+        rest = _negate_index(rest, ax)
+    return slicing.concatenate([half, lax.conj(rest)], last)
+
+
 # ---------------------------------------------------------------------------------------------
 # One axis
 
 def _one(name, a, n, axis, norm, fft_type):
     _check_norm(norm)
-    real_in = fft_type == FftType.RFFT
-    x = _inexact(a, name, real=real_in)
+    a = as_operand(a)
+    real_fft = fft_type == FftType.FFT and _is_real(a)
+    x = _inexact(a, name, real=real_fft or fft_type == FftType.RFFT)
     nd = get_aval(x).ndim
     if nd == 0:
         raise ValueError(f"{name}: input must be at least 1-d, got a 0-d array{core.where()}")
@@ -112,7 +146,10 @@ def _one(name, a, n, axis, norm, fft_type):
     else:
         n = _count(size if n is None else n)
         x = _fit(x, axis, n)
-    y = _transform(x, fft_type, (axis,), (n,))
+    if real_fft:
+        y = _real_fft(x, (axis,), (n,))
+    else:
+        y = _transform(x, fft_type, (axis,), (n,))
     return _scale(y, norm, n, fft_type in (FftType.IFFT, FftType.IRFFT))
 
 
@@ -181,7 +218,9 @@ def _nd_args(name, x, s, axes, inverse_real):
 
 def _many(name, a, s, axes, norm, fft_type):
     _check_norm(norm)
-    x = _inexact(a, name, real=fft_type == FftType.RFFT)
+    a = as_operand(a)
+    real_fft = fft_type == FftType.FFT and _is_real(a)
+    x = _inexact(a, name, real=real_fft or fft_type == FftType.RFFT)
     s, axes = _nd_args(name, x, s, axes, fft_type == FftType.IRFFT)
     if not axes:
         return x
@@ -191,7 +230,10 @@ def _many(name, a, s, axes, norm, fft_type):
         x = _fit(x, ax, n)
     last = s[-1] // 2 + 1 if fft_type == FftType.IRFFT else s[-1]
     x = _fit(x, axes[-1], last)
-    y = _transform(x, fft_type, tuple(axes), s)
+    if real_fft:
+        y = _real_fft(x, tuple(axes), s)
+    else:
+        y = _transform(x, fft_type, tuple(axes), s)
     return _scale(y, norm, math.prod(s), fft_type in (FftType.IFFT, FftType.IRFFT))
 
 
