@@ -378,9 +378,9 @@ def absorb_transposes_into_dots(eqns, outvars):
     return new
 
 
-# ops no backend compiles: run by their NumPy impl on the host between kernels. fft: NumPy's
-# pocketfft is the fastest FFT at hand on the CPU; rocket-fft (pocketfft compiled into the kernel
-# by numba) would add a long compile for no faster transform (docs/numerics.md)
+# ops no backend compiles: run by their impl on the host between kernels. fft: scipy.fft's
+# pocketfft is the fastest FFT at hand on the CPU; compiling it into kernels (rocket-fft) would
+# add a long compile for the same transform (docs/numerics.md, "Fourier transforms")
 HOST_IMPL_OPS = frozenset({"fft"})
 
 
