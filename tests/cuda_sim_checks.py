@@ -811,6 +811,21 @@ def host_callbacks():
     assert not cuda_graphs.host_free(program)
 
 
+@check
+def fft_host_step():
+    """lax.fft is a host step of a CUDA program (scipy.fft on the host), also between kernels;
+    its program is never captured as a CUDA graph. Complex programs are eager today, so the
+    program is built directly, as it will be once complex kernels exist."""
+    from functrans.backends import cuda_graphs
+    x = floats((3, 8), np.float64)
+    closed = ft.make_jaxpr(lambda a: lax.fft(a * 2.0 + 1.0, "rfft", (8,)))(x)
+    ex = numba_cuda._Executable(closed, "fft")
+    assert_same(ex([x])[0], np.fft.rfft(x * 2 + 1), rtol=1e-12, atol=1e-12, what="rfft step")
+    assert not cuda_graphs.host_free(ex.program)
+    cuda_vs_eager(lambda a: fnp.fft.irfft2(fnp.fft.rfft2(a)), x, rtol=1e-12, atol=1e-12,
+                  what="rfft2/irfft2")
+
+
 def main(names):
     results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))

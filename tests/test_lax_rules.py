@@ -40,6 +40,7 @@ LINEAR = {
     # collectives over named axes (lax/parallel.py)
     "psum", "all_gather", "psum_scatter", "ppermute", "all_to_all",
     "conv_general_dilated",    # bilinear in (lhs, rhs)
+    "fft",                     # linear (lax/fft.py)
 }
 
 # No jvp rule is required: primitives without array inputs (nothing to differentiate), and

@@ -93,10 +93,11 @@ def host_free(program):
     """True when no step of program (or of its sub-programs) reads device memory on the host
     (cond and while read their predicate; callbacks their operands)."""
     from .. import core
-    from .plan import Group
+    from .plan import HOST_IMPL_OPS, Group
     for step in program.plan.steps:
         if not isinstance(step, Group) and (step.eqn.primitive.name in ("cond", "while")
-                                            or step.eqn.primitive in core.host_primitives):
+                                            or step.eqn.primitive in core.host_primitives
+                                            or step.eqn.primitive.name in HOST_IMPL_OPS):
             return False
     return all(host_free(p) for p, _ in program._subs.values())
 

@@ -1144,7 +1144,8 @@ lower_rules["conv_general_dilated"] = _lower_conv
 def lowerable_primitives():
     """Names of every primitive this backend lowers."""
     return (set(SCALAR_RULES) | set(REDUCE_RULES) | set(lower_rules) | plan_mod.INDEX_MAPS
-            | set(plan_mod.CALLS) | plan_mod.ALIASES | {p.name for p in core.host_primitives})
+            | set(plan_mod.CALLS) | plan_mod.ALIASES | {p.name for p in core.host_primitives}
+            | plan_mod.HOST_IMPL_OPS)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -308,7 +308,7 @@ class _Program:
     # -- building
     def _step(self, step):
         from . import cuda_codegen, cuda_ops
-        from .plan import Group
+        from .plan import HOST_IMPL_OPS, Group
         if isinstance(step, Group):
             return self._launcher(cuda_codegen.group_launches(step, self.plan.materialized, self.geo))
         eqn = step.eqn
@@ -317,8 +317,8 @@ class _Program:
             return lambda env: env.__setitem__(eqn.out_binders[0], self._value(env, eqn.inputs[0]))
         if name in CONTROL_FLOW:
             return getattr(self, "_" + name)(eqn)
-        if eqn.primitive in core.host_primitives:
-            return self._host(eqn)
+        if eqn.primitive in core.host_primitives or name in HOST_IMPL_OPS:
+            return self._host(eqn)   # fft: NumPy's on the host (cuFFT: not yet, docs/gpu.md)
         rule = cuda_ops.op_rules.get(name)
         if rule is None:
             raise NotImplementedError(f"CUDA lowering for primitive '{name}' not implemented")

@@ -378,10 +378,22 @@ def absorb_transposes_into_dots(eqns, outvars):
     return new
 
 
+# ops no backend compiles: run by their impl on the host between kernels. fft: scipy.fft's
+# pocketfft is the fastest FFT at hand on the CPU; compiling it into kernels (rocket-fft) would
+# add a long compile for the same transform (docs/numerics.md, "Fourier transforms")
+HOST_IMPL_OPS = frozenset({"fft"})
+
+
+def _uses_host_impl(eqn):
+    return eqn.primitive.name in HOST_IMPL_OPS or any(
+        _uses_host_impl(e) for j in core._sub_jaxprs(eqn.params) for e in j.eqns)
+
+
 def needs_host(eqn):
-    """True if the equation calls Python on the host (a callback, or control flow or a call
-    holding one): backends run it as a host step, not in a kernel."""
-    return bool(core.host_primitives) and core.eqn_uses(eqn, core.host_primitives)
+    """True if the equation calls Python on the host (a callback, a HOST_IMPL_OPS op, or control
+    flow or a call holding one): backends run it as a host step, not in a kernel."""
+    return (bool(core.host_primitives) and core.eqn_uses(eqn, core.host_primitives)
+            or _uses_host_impl(eqn))
 
 
 def drop_unused(eqns, outvars):

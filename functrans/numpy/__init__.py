@@ -8,7 +8,7 @@ import numpy as _np
 
 from .. import core as _core
 from ..lax import lax as _lax
-from . import linalg  # noqa: F401
+from . import fft, linalg  # noqa: F401
 from ._base import as_operand as _as_operand, is_arraylike as _is_arraylike
 from ._base import broadcast_shapes, result_type  # noqa: F401
 from ._complex import (angle, imag, iscomplex, iscomplexobj, isrealobj, real,  # noqa: F401
@@ -257,3 +257,4 @@ printoptions, set_printoptions, get_printoptions = (_np.printoptions, _np.set_pr
 
 _wrap_public_functions(globals())
 _wrap_public_functions(linalg.__dict__, ("functrans.numpy.linalg", "functrans.numpy._linalg"))
+_wrap_public_functions(fft.__dict__, ("functrans.numpy.fft",))
