@@ -840,6 +840,11 @@ add_op("svdvals[x]", lambda ns, x: ns.np.linalg.svd(x, compute_uv=False), ["f"],
 add_op("eigvals[x + x^T], real, sorted",
        lambda ns, x: ns.np.sort(ns.np.real(ns.np.linalg.eigvals(_sym(ns, x))), axis=-1), ["f"],
        accept=_square, diff=())
+add_op("|fft(x)|^2", lambda ns, x: ns.np.abs(ns.np.fft.fft(x)) ** 2, ["f"],
+       accept=lambda a: a.ndim >= 1 and a.shape[-1] >= 1)
+add_op("irfft(rfft(x) * x0)", lambda ns, x: ns.np.fft.irfft(ns.np.fft.rfft(x) * x[..., :1],
+                                                            n=x.shape[-1]),
+       ["f"], accept=lambda a: a.ndim >= 1 and a.shape[-1] >= 1)
 add_op("conv1d", lambda ns, x, w: ns.conv1d(x, w), ["f", "f"],
        accept=lambda a, b: a.ndim == b.ndim == 1 and 1 <= b.shape[0] <= a.shape[0])
 
