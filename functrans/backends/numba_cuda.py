@@ -59,7 +59,7 @@ _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
 MAX_KERNELS = 1024                          # emptied when full (cache.load_module has an LRU)
 _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
-          "gemm_fallbacks": 0, "host_reads": 0}
+          "gemm_fallbacks": 0, "host_reads": 0, "host_programs": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
 
 
@@ -82,7 +82,8 @@ def _log(msg):
 def stats():
     """A copy of the counters: kernels loaded (compiled or read from the cache), kernel
     launches, programs (jaxprs) lowered, cuBLAS GEMMs and GEMMs that fell back to the tiled
-    kernel, scalars read back by cond/while, and why cuBLAS was turned off (if it was)."""
+    kernel, scalars read back by cond/while, programs evaluated on the host for a dtype the
+    kernels do not handle (``host_programs``), and why cuBLAS was turned off (if it was)."""
     return dict(_stats, gemm_disabled=_gemm_state["reason"],
                 **{"graph_" + k: v for k, v in cuda_graphs.stats().items()})
 
@@ -176,9 +177,10 @@ def _avals(closed):
 
 
 def dtype_supported(dtype):
-    """True if the CUDA kernels handle this dtype (bool, integers, float32/float64)."""
+    """True if the CUDA kernels handle this dtype (bool, integers, float32/float64,
+    complex64/complex128)."""
     dtype = np.dtype(dtype)
-    return dtype.kind in "biu" or dtype in (np.float32, np.float64)
+    return dtype.kind in "biu" or dtype in (np.float32, np.float64, np.complex64, np.complex128)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -590,11 +592,12 @@ def _host_scalar(dev):
 
 
 class _Eager:
-    """Fallback for jaxprs with dtypes the CUDA kernels do not handle (float16, complex): the
-    jaxpr is evaluated on the host (device inputs are copied back first)."""
+    """Fallback for jaxprs with dtypes the CUDA kernels do not handle (float16, bfloat16,
+    float0, ...): the jaxpr is evaluated on the host (device inputs are copied back first)."""
 
     def __init__(self, closed):
         self.jaxpr, self.consts = closed.jaxpr, closed.consts   # not closed: see _Program
+        _stats["host_programs"] += 1
 
     def __call__(self, args):
         host = [cuda_memory.to_host(a) if cuda_memory.is_device_array(a) else a for a in args]
