@@ -852,12 +852,14 @@ def complex_structure_cases(dtype):
     idx = np.array([[0, 2], [1, 0], [5, -3], [1, 0]], np.int32)   # repeats, out of range
     upd = complex_operands(dtype, (4, 2))
     big = (RNG.uniform(-1, 1, 300) + 1j * RNG.uniform(-1, 1, 300)).astype(dtype)
-    cols = complex_operands(dtype, (1, 12)).repeat(40, 0) * np.linspace(0.5, 1, 40)[:, None].astype(dtype)
+    cols = (complex_operands(dtype, (1, 12)).repeat(40, 0)
+            * np.linspace(0.5, 1, 40)[:, None].astype(dtype))
 
     def reductions(v):
         return [lax.reduce_sum(v, (0,)), lax.reduce_sum(v, (1, 2)), lax.reduce_sum(v, (0, 1, 2)),
                 lax.reduce_prod(v, (1,)), lax.reduce_prod(v, (0, 2)), fnp.mean(v, axis=1),
-                lax.cumsum(v, 1), lax.cumsum(v, 0, True), lax.cumprod(v, 2), lax.cumprod(v, 1, True)]
+                lax.cumsum(v, 1), lax.cumsum(v, 0, True), lax.cumprod(v, 2),
+                lax.cumprod(v, 1, True)]
     red_names = ["sum 0", "sum 12", "sum all", "prod 1", "prod 02", "mean", "cumsum",
                  "cumsum rev", "cumprod", "cumprod rev"]
 
@@ -865,7 +867,8 @@ def complex_structure_cases(dtype):
         return [lax.gather(v, i, (0, 1)), lax.scatter_add(v, i, u, (0, 1)),
                 lax.scatter(v, i, u, (0, 1)), lax.scatter_mul(v, i, u, (0, 1)),
                 lax.dynamic_slice(v, (np.int32(1), np.int32(1), np.int32(0)), (1, 2, 2)),
-                lax.dynamic_update_slice(v, u[:1, None, :1] * 2, (np.int32(1), np.int32(2), np.int32(0))),
+                lax.dynamic_update_slice(v, u[:1, None, :1] * 2,
+                                         (np.int32(1), np.int32(2), np.int32(0))),
                 lax.select_n(lax.real(v) > 0, v, v * 1j),
                 lax.select_n(lax.full(v.shape, 1, np.int32), v, v + 1j, v * 2),
                 lax.broadcast_in_dim(v[0], (3, 3, 2), (1, 2)) * 1j, lax.transpose(v, (2, 0, 1)),

@@ -233,7 +233,13 @@ def _complex_ptx_cases():
                 lax.select_n(lax.real(a) > 0, a, a * 1j)]
     z = rng.standard_normal((3, 40)) + 1j * rng.standard_normal((3, 40))
     idx = np.array([[1], [2]])
-    return [(unary(COMPLEX_UNARY), (z.astype(np.complex64),)),
+    def to_complex(r, i, b, u):
+        return [lax.convert_element_type(r, np.complex64), lax.conj(r),
+                lax.convert_element_type(i, np.complex128),
+                lax.convert_element_type(b, np.complex64),
+                lax.convert_element_type(u, np.complex64), (r * 2).astype(np.complex128) * 1j]
+    reals = (np.ones(3, np.float32), np.ones(3, np.int32), np.ones(3, bool), np.ones(3, np.uint64))
+    return [(unary(COMPLEX_UNARY), (z.astype(np.complex64),)), (to_complex, reals),
             (unary(["sign", "expm1", "log1p", "exp2", "logistic", "abs", "conj"]), (z,)),
             (kernels, (np.tile(z, (20, 1)).astype(np.complex64), idx)),
             (kernels, (np.tile(z, (20, 1)), idx))]

@@ -15,8 +15,9 @@ complex64 and complex128 are the same calls with complex data types (``CUDA_C_32
 
 Precision (float32, complex64): DEFAULT and HIGH use TF32 tensor cores
 (``CUBLAS_COMPUTE_32F_FAST_TF32``, JAX's GPU default), HIGHEST full float32
-(``CUBLAS_COMPUTE_32F``). float64 and complex128 are always full. Other dtypes, and a preferred_element_type different from the operands', are not GEMMs here
-(the executor runs its own kernel)."""
+(``CUBLAS_COMPUTE_32F``). float64 and complex128 are always full. Other dtypes, and a
+preferred_element_type different from the operands', are not GEMMs here (the executor runs
+its own kernel)."""
 from __future__ import annotations
 
 import numpy as np

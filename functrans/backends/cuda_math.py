@@ -6,8 +6,9 @@ Python, where ``math.log(0.0)`` or ``math.exp(1e4)`` raise, so the same names ar
 (IEEE results, float32 stays float32). Complex functions: ``cm_c<name>`` is numba.cuda's
 ``cmath.<name>`` on a GPU and NumPy's ufunc on the simulator; ``cm_<name>_c64/_c128`` are
 formulas written here (NumPy's, where cmath has none or differs), device functions on a GPU and
-plain Python on the simulator (so the simulator checks them). numba freezes globals into compiled kernels, so this
-file's hash is part of every kernel's cache key (see ``cuda_codegen.salt``)."""
+plain Python on the simulator (so the simulator checks them). numba freezes globals into
+compiled kernels, so this file's hash is part of every kernel's cache key (see
+``cuda_codegen.salt``)."""
 import cmath
 import math
 
