@@ -109,9 +109,12 @@ def _complex_helpers(F, floor, jit):
 
     @jit
     def clog1p(z):
-        """NumPy's: log|1 + z| + i arg(1 + z)."""
+        """NumPy's: log|1 + z| + i arg(1 + z). |1 + z| is taken in float64 and rounded, as
+        glibc's hypotf does: near z = 0 the log magnifies any ulp of it (CUDA's hypotf is
+        within 3 ulp, not correctly rounded)."""
         xp = z.real + one
-        return complex(cm_log(cm_hypot(xp, z.imag)), cm_atan2(z.imag, xp))
+        r = F(cm_hypot(np.float64(xp), np.float64(z.imag)))
+        return complex(cm_log(r), cm_atan2(z.imag, xp))
 
     @jit
     def cexp2(z):
