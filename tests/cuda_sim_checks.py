@@ -722,17 +722,238 @@ def gpu_device_mismatch_is_an_error():
 
 
 
+COMPLEX_UNARY = ["neg", "exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh",
+                 "asin", "acos", "atan", "asinh", "acosh", "atanh", "expm1", "log1p", "exp2",
+                 "sign", "rsqrt", "logistic", "abs", "real", "imag", "conj", "stop_gradient"]
+# the branch cuts from both sides (signed zeros), both axes, small |z| (expm1, log1p), larger
+COMPLEX_POINTS = [0.5 + 0.3j, -1.5 - 0.7j, complex(2.0, 0.0), complex(2.0, -0.0),
+                  complex(-2.0, 0.0), complex(-2.0, -0.0), complex(-0.5, 0.0), complex(-0.5, -0.0),
+                  complex(0.0, 1.5), complex(-0.0, -1.5), 1e-4 + 2e-4j, 0.1 - 1e-3j, 3.0 - 4.0j,
+                  -2.5 + 1.25j]
+# where the formulas of cuda_math take their special branches: zero divisors, infinite and
+# nan parts, zero
+COMPLEX_SPECIAL = [complex(np.inf, 1.0), complex(-np.inf, np.nan), complex(np.nan, -np.inf),
+                   complex(np.inf, -np.inf), complex(np.nan, 1.0), 0j, complex(-0.0, 0.0),
+                   1.0 - 2.0j]
+
+
+def complex_tols(dtype):
+    """(rtol, atol) of complex results: relative to |want| (numpy's assert_allclose compares
+    complex magnitudes), ~ a few ulp of the dtype (cmath on the GPU works in float64 for
+    much of complex64); atol only for results that are 0 (the test points give results of
+    magnitude 1e-4 and up, and a cancelling formula is off by more than rtol there)."""
+    return (2e-6, 1e-12) if np.dtype(dtype) == np.complex64 else (1e-13, 1e-20)
+
+
+def assert_named(names, got, want, rtol, atol):
+    """Each output (named) of a list-valued program equals the eager one."""
+    assert len(got) == len(want) == len(names)
+    failures = []
+    for n, g, w in zip(names, got, want):
+        try:
+            assert_same(g, w, rtol, atol, n)
+        except AssertionError as e:
+            failures.append(f"{n}: {' '.join(str(e).split())[:400]}")
+    assert not failures, "\n".join(failures)
+
+
+def assert_parts_equal(got, want, what):
+    """Complex results with inf/nan parts: the real and imaginary parts match one by one."""
+    g, w = np.asarray(got), np.asarray(want)
+    assert g.dtype == w.dtype, f"{what}: dtype {g.dtype} != {w.dtype}"
+    for part in ("real", "imag"):
+        np.testing.assert_allclose(getattr(g, part), getattr(w, part), rtol=1e-6, atol=0,
+                                   equal_nan=True, err_msg=f"{what} ({part} part)")
+
+
+def complex_operands(dtype, shape=None):
+    z = RNG.uniform(-2, 2, 12) + 1j * RNG.uniform(-2, 2, 12)
+    z = z if shape is None else z[:int(np.prod(shape))].reshape(shape)
+    return z.astype(dtype)
+
+
 @check
 def complex_programs():
-    """Programs with complex values (inputs, or intermediates of a real function and its
-    gradient) give the eager values under jit(backend="cuda") (they run on the host)."""
-    z = (floats((5,), np.float64, 0.2, 0.9) + 1j * floats((5,), np.float64, 0.2, 0.9))
-    cuda_vs_eager(lambda v: (fnp.exp(v) * fnp.conj(v), fnp.abs(v), fnp.sum(v * v), v.real),
-                  z, rtol=1e-12, what="complex128")
-    cuda_vs_eager(lambda v: fnp.sin(v) @ v, z.astype(np.complex64), rtol=1e-5, what="complex64")
-    x = floats((4,), np.float64)
-    cuda_vs_eager(ft.grad(lambda v: fnp.sum(fnp.real(fnp.exp(1j * v) * v))), x, rtol=1e-12,
-                  what="grad through complex intermediates")
+    """complex64/complex128 programs run as CUDA kernels (no host fallback: stats()'s
+    host_programs stays put, kernels launch) and match eager NumPy: every elementwise
+    primitive of core.complex_primitives, the complex parts, conversions, reductions,
+    cumulative ops, select_n, index maps, gather/scatter, dynamic slices, dot_general,
+    control flow carrying complex values, and grad of real losses of complex values."""
+    before = numba_cuda.stats()
+    cases = []
+    for dtype in (np.complex64, np.complex128):
+        cases += complex_elementwise_cases(dtype) + complex_structure_cases(dtype)
+    cases += complex_grad_cases()
+    run_all(cases)
+    after = numba_cuda.stats()
+    assert after["host_programs"] == before["host_programs"], "a complex program ran on the host"
+    assert after["launches"] > before["launches"] + len(cases), (before, after)
+    if _on_gpu_with_cupy():     # complex dot_generals are cgemm/zgemm calls
+        assert after["gemm_calls"] >= before["gemm_calls"] + 8, after
+
+
+def complex_elementwise_cases(dtype):
+    name = np.dtype(dtype).name
+    rtol, atol = complex_tols(dtype)
+    z = np.array(COMPLEX_POINTS, dtype)
+    w = np.roll(z, 3) * np.asarray(1.5 - 0.5j, dtype)
+
+    def unary(v):
+        return [getattr(lax, n)(v) for n in COMPLEX_UNARY]
+
+    def binary(a, b):
+        return ([lax.add(a, b), lax.sub(a, b), lax.mul(a, b), lax.div(a, b), lax.pow(a, b),
+                 lax.eq(a, b), lax.ne(a, a), lax.complex(lax.real(a), lax.imag(b))]
+                + [lax.integer_pow(a, y) for y in (0, 1, 2, 3, 5, -1, -2)])
+    bin_names = ["add", "sub", "mul", "div", "pow", "eq", "ne", "complex"] + [
+        f"integer_pow {y}" for y in (0, 1, 2, 3, 5, -1, -2)]
+    special = np.array(COMPLEX_SPECIAL, dtype)
+    zero = np.zeros_like(special)
+    real_dt = np.float32 if np.dtype(dtype) == np.complex64 else np.float64
+    x = RNG.uniform(-3, 3, 6).astype(real_dt)
+    ints = np.array([-3, 0, 2, 7, -1, 5], np.int32)
+    ct = lax.convert_element_type
+
+    def converts(v, r, i, b):
+        c = v[:6]
+        return [ct(r, dtype), ct(i, dtype), ct(b, dtype), ct(c, real_dt), ct(c, np.int32),
+                ct(c, np.bool_), ct(c, np.complex64), ct(c, np.complex128), lax.conj(r)]
+    conv_names = ["float->c", "int32->c", "bool->c", "c->float", "c->int32", "c->bool",
+                  "c->complex64", "c->complex128", "conj of real"]
+    jit = lambda f: ft.jit(f, backend="cuda")  # noqa: E731
+    return [
+        (f"unary {name}", lambda: assert_named(COMPLEX_UNARY, jit(unary)(z), unary(z), rtol, atol)),
+        (f"binary {name}", lambda: assert_named(bin_names, jit(binary)(z, w), binary(z, w),
+                                                rtol, atol)),
+        (f"conversions {name}", lambda: assert_named(
+            conv_names, jit(converts)(z, x, ints, ints > 0), converts(z, x, ints, ints > 0),
+            rtol, atol)),
+        (f"special values {name}", lambda: [
+            assert_parts_equal(g, e, f"{n} {name}") for n, g, e in zip(
+                ["div by zero", "div by special", "special / x", "sign", "abs", "mul"],
+                jit(special_ops)(special, zero), special_ops(special, zero))]),
+        (f"fused chain {name}", lambda: cuda_vs_eager(
+            lambda v: lax.exp(v * 1j) / (v + 2) - fnp.conj(v) * fnp.sqrt(v) + 0.5, z,
+            rtol=rtol * 4, atol=atol, what="fused chain")),
+    ]
+
+
+def special_ops(s, zero):
+    return [lax.div(s, zero), lax.div(s[::-1], s), lax.div(s, s[::-1] * 0 + 1.5 - 2j),
+            lax.sign(s), lax.abs(s), lax.mul(s, s[::-1] * 0 + 2)]
+
+
+def complex_structure_cases(dtype):
+    name = np.dtype(dtype).name
+    rtol, _ = complex_tols(dtype)
+    rtol *= 10      # sums and products: rounding grows with the terms, and a sum of O(1)
+    atol = rtol     # terms may cancel: an absolute tolerance of the terms' size too
+    z3 = complex_operands(dtype, (2, 3, 2))
+    z23 = complex_operands(dtype, (2, 3))
+    idx = np.array([[0, 2], [1, 0], [5, -3], [1, 0]], np.int32)   # repeats, out of range
+    upd = complex_operands(dtype, (4, 2))
+    big = (RNG.uniform(-1, 1, 300) + 1j * RNG.uniform(-1, 1, 300)).astype(dtype)
+    cols = (complex_operands(dtype, (1, 12)).repeat(40, 0)
+            * np.linspace(0.5, 1, 40)[:, None].astype(dtype))
+
+    def reductions(v):
+        return [lax.reduce_sum(v, (0,)), lax.reduce_sum(v, (1, 2)), lax.reduce_sum(v, (0, 1, 2)),
+                lax.reduce_prod(v, (1,)), lax.reduce_prod(v, (0, 2)), fnp.mean(v, axis=1),
+                lax.cumsum(v, 1), lax.cumsum(v, 0, True), lax.cumprod(v, 2),
+                lax.cumprod(v, 1, True)]
+    red_names = ["sum 0", "sum 12", "sum all", "prod 1", "prod 02", "mean", "cumsum",
+                 "cumsum rev", "cumprod", "cumprod rev"]
+
+    def indexing(v, i, u):
+        return [lax.gather(v, i, (0, 1)), lax.scatter_add(v, i, u, (0, 1)),
+                lax.scatter(v, i, u, (0, 1)), lax.scatter_mul(v, i, u, (0, 1)),
+                lax.dynamic_slice(v, (np.int32(1), np.int32(1), np.int32(0)), (1, 2, 2)),
+                lax.dynamic_update_slice(v, u[:1, None, :1] * 2,
+                                         (np.int32(1), np.int32(2), np.int32(0))),
+                lax.select_n(lax.real(v) > 0, v, v * 1j),
+                lax.select_n(lax.full(v.shape, 1, np.int32), v, v + 1j, v * 2),
+                lax.broadcast_in_dim(v[0], (3, 3, 2), (1, 2)) * 1j, lax.transpose(v, (2, 0, 1)),
+                lax.reshape(v, (3, 4)) + 1, lax.rev(v, (1,)), v[:, 1:, ::-1],
+                lax.pad(v, np.asarray(1 + 1j, dtype), [(1, 0, 1), (0, 1, 0), (0, 0, 0)]),
+                lax.concatenate([v, v * 2j], 2)]
+    idx_names = ["gather", "scatter_add", "scatter", "scatter_mul", "dynamic_slice", "dus",
+                 "select_n", "select_n 3 cases", "broadcast", "transpose", "reshape", "rev",
+                 "slice", "pad", "concatenate"]
+    dots = [((2, 3), (3, 4), (((1,), (0,)), ((), ()))),
+            ((3, 2), (4, 3), (((0,), (1,)), ((), ()))),              # both transposed
+            ((2, 2, 3), (2, 3, 2), (((2,), (1,)), ((0,), (0,)))),    # batched
+            ((3, 2, 2), (2, 3, 2), (((0, 2), (1, 0)), ((), ()))),    # interleaved: copied
+            ((17, 5), (5, 18), (((1,), (0,)), ((), ())))]           # several tiles
+
+    def dot_cases():
+        for xs, ys, dn in dots:
+            a, b = complex_operands(dtype, xs) if np.prod(xs) <= 12 else _cplx(dtype, xs), \
+                complex_operands(dtype, ys) if np.prod(ys) <= 12 else _cplx(dtype, ys)
+            cuda_vs_eager(lambda p, q: lax.dot_general(p, q, dn), a, b, rtol=rtol, atol=atol,
+                          what=f"dot {xs}x{ys}")
+        cuda_vs_eager(lambda p, q: fnp.vdot(p, q), z23, z23 * 1j, rtol=rtol, atol=atol,
+                      what="vdot")
+
+    def scan_body(c, xi):
+        c = c * xi + 1j
+        return c, lax.real(c) * xi
+    jit = lambda f: ft.jit(f, backend="cuda")  # noqa: E731
+    return [
+        (f"reductions {name}", lambda: assert_named(red_names, jit(reductions)(z3), reductions(z3),
+                                                    rtol, atol)),
+        (f"long reductions {name}", lambda: cuda_vs_eager(
+            lambda v, c: (fnp.sum(v * v), fnp.prod(v[:40] * 0.2 + 1), lax.reduce_sum(c, (0,))),
+            big, cols, rtol=rtol, atol=atol * 10, what="block and column reductions")),
+        (f"indexing {name}", lambda: assert_named(idx_names, jit(indexing)(z3, idx, upd),
+                                                  indexing(z3, idx, upd), rtol, atol)),
+        (f"dot_general {name}", dot_cases),
+        (f"control flow {name}", lambda: [
+            cuda_vs_eager(lambda c, s: lax.scan(scan_body, c, s), z23[0], z3.reshape(4, 3),
+                          rtol=rtol, atol=atol, what="scan"),
+            cuda_vs_eager(lambda p, v: lax.cond(p, lambda a: a * 1j, lambda a: fnp.exp(a), v),
+                          np.bool_(False), z23, rtol=rtol, atol=atol, what="cond"),
+            cuda_vs_eager(lambda v: lax.while_loop(lambda c: fnp.abs(c[0][0]) < 50,
+                                                   lambda c: (c[0] * (1.5 + 0.5j), c[1] + 1),
+                                                   (v, 0)), z23[0], rtol=rtol, atol=atol,
+                          what="while"),
+            cuda_vs_eager(lambda v: lax.fori_loop(0, 4, lambda i, c: c * c * 0.5 + 1j, v), z23,
+                          rtol=rtol, atol=atol, what="fori")]),
+    ]
+
+
+def _cplx(dtype, shape):
+    return (RNG.uniform(-1, 1, shape) + 1j * RNG.uniform(-1, 1, shape)).astype(dtype)
+
+
+def complex_grad_cases():
+    """grad of real losses through complex intermediates (real inputs) and of complex inputs
+    (JAX's convention: df/dx - i df/dy), jitted for CUDA, against eager."""
+    x = RNG.uniform(-1, 1, 4)
+    z = complex_operands(np.complex128, (4,))
+
+    def through(v):
+        e = fnp.exp(1j * v) * v
+        return fnp.sum(fnp.real(e * fnp.conj(e + 1)) + fnp.imag(fnp.log1p(e * 0.5)))
+
+    def of_complex(u):
+        return fnp.sum(fnp.abs(fnp.sin(u) * u) ** 2 + fnp.real(u @ u.T / (u + 3)))
+
+    def vjp_holomorphic(u):
+        return ft.vjp(lambda a: fnp.tanh(a) * fnp.sqrt(a + 4), u)[1](u * 0 + (1 - 1j))[0]
+    jit = lambda f: ft.jit(f, backend="cuda")  # noqa: E731
+    return [
+        ("grad through complex intermediates",
+         lambda: assert_same(jit(ft.grad(through))(x), ft.grad(through)(x), 1e-12, 1e-14,
+                             "grad real->complex->real")),
+        ("grad of complex inputs",
+         lambda: assert_same(jit(ft.grad(of_complex))(z), ft.grad(of_complex)(z), 1e-12, 1e-14,
+                             "grad complex->real")),
+        ("vjp holomorphic", lambda: assert_same(jit(vjp_holomorphic)(z), vjp_holomorphic(z),
+                                                1e-12, 1e-14, "vjp")),
+        ("complex64 grad", lambda: assert_same(
+            jit(ft.grad(of_complex))(z.astype(np.complex64)),
+            ft.grad(of_complex)(z.astype(np.complex64)), 2e-5, 1e-6, "grad complex64")),
+    ]
 
 
 @check

@@ -209,6 +209,71 @@ def test_generated_kernels_compile_to_ptx():
         assert ".entry" in ptx
 
 
+COMPLEX_UNARY = ["exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin",
+                 "acos", "atan", "asinh", "acosh", "atanh", "expm1", "log1p", "exp2", "sign",
+                 "rsqrt", "logistic", "abs", "neg", "real", "imag", "conj"]
+
+
+def _complex_ptx_cases():
+    """Every complex scalar rule in complex64 (float32 typing is where numba's casts bite),
+    a few in complex128, and the kernels with complex shared memory or accumulators."""
+    rng = np.random.default_rng(2)
+
+    def unary(names):
+        def f(v):
+            return ([getattr(lax, n)(v) for n in names]
+                    + [lax.integer_pow(v, -3), lax.pow(v, v), lax.div(v, v),
+                       lax.complex(lax.real(v), lax.imag(v)), v.astype(np.float32),
+                       v.astype(np.bool_), lax.eq(v, v)])
+        return f
+
+    def kernels(a, i):
+        return [lax.reduce_sum(a, (0,)), lax.reduce_prod(a, (1,)), lax.cumprod(a, 0),
+                a @ a.T, fnp.sum(a), lax.gather(a, i, (0,)), lax.scatter_add(a, i, a[:2], (0,)),
+                lax.select_n(lax.real(a) > 0, a, a * 1j)]
+    z = rng.standard_normal((3, 40)) + 1j * rng.standard_normal((3, 40))
+    idx = np.array([[1], [2]])
+    def to_complex(r, i, b, u):
+        return [lax.convert_element_type(r, np.complex64), lax.conj(r),
+                lax.convert_element_type(i, np.complex128),
+                lax.convert_element_type(b, np.complex64),
+                lax.convert_element_type(u, np.complex64), (r * 2).astype(np.complex128) * 1j]
+    reals = (np.ones(3, np.float32), np.ones(3, np.int32), np.ones(3, bool), np.ones(3, np.uint64))
+    return [(unary(COMPLEX_UNARY), (z.astype(np.complex64),)), (to_complex, reals),
+            (unary(["sign", "expm1", "log1p", "exp2", "logistic", "abs", "conj"]), (z,)),
+            (kernels, (np.tile(z, (20, 1)).astype(np.complex64), idx)),
+            (kernels, (np.tile(z, (20, 1)), idx))]
+
+
+@pytest.mark.skipif(not _nvvm_available(), reason="no cuda toolkit (NVVM) on this machine")
+def test_complex_kernels_compile_to_ptx(monkeypatch):
+    """Every complex kernel (cmath calls, cuda_math's complex device functions, complex shared
+    memory in reductions and the tiled GEMM) compiles for sm_90. Device functions are compiled
+    for the current device's compute capability, so without a GPU a fake sm_90 device stands
+    in for it."""
+    import types
+
+    import numba
+    import numba.cuda.dispatcher
+    from numba import config, cuda
+
+    from functrans.backends import numba_cuda
+    assert not config.ENABLE_CUDASIM
+    monkeypatch.setattr(numba.cuda.dispatcher, "get_current_device",
+                        lambda: types.SimpleNamespace(compute_capability=(9, 0)))
+    names = set()
+    for f, args in _complex_ptx_cases():
+        closed = ft.make_jaxpr(f)(*args)
+        for ln in _all_launches(numba_cuda.lower(closed).program):
+            sig = numba.void(*[numba.from_dtype(np.dtype(v.aval.dtype))[::1]
+                               for v in ln.reads + ln.writes])
+            ptx, _ = cuda.compile_ptx(numba_cuda._load(ln).py_func, sig, cc=(9, 0))
+            assert ".entry" in ptx and ".target sm_90" in ptx
+            names.add(ln.name)
+    assert {"fused", "reduce", "reduce_columns", "dot_general", "cumprod", "gather",
+            "scatter_add"} <= names, names
+
+
 # ---------------------------------------------------------------------------------------------
 # Integer scalar rules, typed by numba's CPU compiler: the same type inference the GPU compiler
 # runs (the simulator executes Python, so it cannot see a uint64 value unified with an int64
@@ -299,12 +364,12 @@ class _FakeCublas:
             _colmajor(ptr, self.dtype, rows, cols, ld)
 
     def gemmEx(self, h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, comp, algo):
-        self.calls.append(("gemmEx", ta, tb, comp))
+        self.calls.append(("gemmEx", ta, tb, comp, at))
         self._mm(ta, tb, m, n, k, A, lda, B, ldb, C, ldc)
 
     def gemmStridedBatchedEx(self, h, ta, tb, m, n, k, alpha, A, at, lda, sa, B, bt, ldb, sb,
                              beta, C, ct, ldc, sc, batch, comp, algo):
-        self.calls.append(("strided", ta, tb, comp))
+        self.calls.append(("strided", ta, tb, comp, at))
         it = self.dtype.itemsize
         for i in range(batch):
             self._mm(ta, tb, m, n, k, A + i * sa * it, lda, B + i * sb * it, ldb,
@@ -359,6 +424,26 @@ def test_gemm_plan_matches_dot_general(xs, ys, dn, precision):
     plan._gemm(fake32, plan.xm, x32.ctypes.data, plan.ym, y32.ctypes.data, out32.ctypes.data, "32F")
     np.testing.assert_allclose(out32.reshape(want.shape), want, rtol=1e-4, atol=1e-4)
     assert fake32.cuda.cublas.modes["math"] == 0           # full float32: default math mode
+
+
+@pytest.mark.parametrize("xs,ys,dn", GEMM_CASES[:5])
+def test_gemm_plan_complex_is_cgemm_zgemm_without_conjugation(xs, ys, dn):
+    from functrans.backends import cuda_blas
+    rng = np.random.default_rng(0)
+    for dtype, compute, data, tol in ((np.complex128, "64F", 5, 1e-12),
+                                      (np.complex64, "32F", 4, 1e-5)):
+        x = (rng.standard_normal(xs) + 1j * rng.standard_normal(xs)).astype(dtype)
+        y = (rng.standard_normal(ys) + 1j * rng.standard_normal(ys)).astype(dtype)
+        closed = ft.make_jaxpr(lambda a, b: lax.dot_general(a, b, dn))(x, y)
+        plan = cuda_blas.gemm_plan(closed.jaxpr.eqns[0])
+        assert plan is not None and plan.compute_type("default") == (
+            "64F" if dtype == np.complex128 else "32F_FAST_TF32")
+        want = np.asarray(lax.dot_general(x, y, dn))
+        out = np.zeros(want.size, dtype)
+        fake = _FakeCupy(dtype)
+        plan._gemm(fake, plan.xm, x.ctypes.data, plan.ym, y.ctypes.data, out.ctypes.data, compute)
+        np.testing.assert_allclose(out.reshape(want.shape), want, rtol=tol, atol=tol)
+        assert [c[-1] for c in fake.cuda.cublas.calls] == [data], fake.cuda.cublas.calls
 
 
 def test_gemm_precision_selects_tf32_or_float32():

@@ -10,10 +10,14 @@ transposition and batching rules produce (per-example gradients, HVPs) need no t
 copies. An operand that is not such a strided matrix is first copied to (b, m, k) order by
 CuPy. Shapes are row-major; cuBLAS is column-major, so the call computes out^T = y^T x^T.
 
-Precision (float32): DEFAULT and HIGH use TF32 tensor cores (``CUBLAS_COMPUTE_32F_FAST_TF32``,
-JAX's GPU default), HIGHEST full float32 (``CUBLAS_COMPUTE_32F``). float64 is always full.
-Other dtypes, and a preferred_element_type different from the operands', are not GEMMs here
-(the executor runs its own kernel)."""
+complex64 and complex128 are the same calls with complex data types (``CUDA_C_32F``,
+``CUDA_C_64F``: cgemm/zgemm; transposes, never conjugates, as dot_general).
+
+Precision (float32, complex64): DEFAULT and HIGH use TF32 tensor cores
+(``CUBLAS_COMPUTE_32F_FAST_TF32``, JAX's GPU default), HIGHEST full float32
+(``CUBLAS_COMPUTE_32F``). float64 and complex128 are always full. Other dtypes, and a
+preferred_element_type different from the operands', are not GEMMs here (the executor runs
+its own kernel)."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,13 +25,14 @@ import numpy as np
 from ..lax.lax import Precision, canonicalize_precision
 from . import cuda_graphs
 
-GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+GEMM_DTYPES = tuple(np.dtype(t) for t in (np.float32, np.float64, np.complex64, np.complex128))
 _INT32_MAX = 2 ** 31 - 1
 # cuBLAS / CUDA enum values (stable across CUDA 11-13), used where CuPy lacks the name
 _OP_N, _OP_T = 0, 1
 _COMPUTE = {"32F": ("CUBLAS_COMPUTE_32F", 68), "32F_FAST_TF32": ("CUBLAS_COMPUTE_32F_FAST_TF32", 77),
             "64F": ("CUBLAS_COMPUTE_64F", 70)}
-_DATA = {np.dtype(np.float32): ("CUDA_R_32F", 0), np.dtype(np.float64): ("CUDA_R_64F", 1)}
+_DATA = {np.dtype(np.float32): ("CUDA_R_32F", 0), np.dtype(np.float64): ("CUDA_R_64F", 1),
+         np.dtype(np.complex64): ("CUDA_C_32F", 4), np.dtype(np.complex128): ("CUDA_C_64F", 5)}
 
 
 def _strides(shape):
@@ -95,8 +100,9 @@ class GemmPlan:
         self._calls = {}                         # (compute, layouts) -> static call args
 
     def compute_type(self, default_precision):
-        """The cuBLAS compute type name for this product ('32F', '32F_FAST_TF32', '64F')."""
-        if self.dtype == np.float64:
+        """The cuBLAS compute type name for this product ('32F', '32F_FAST_TF32', '64F');
+        complex64 follows float32's precision rule, complex128 float64's."""
+        if self.dtype in (np.float64, np.complex128):
             return "64F"
         prec = self.precision or canonicalize_precision(default_precision)
         return "32F" if Precision.HIGHEST in prec else "32F_FAST_TF32"
@@ -281,7 +287,7 @@ def _ptr(buf):
 
 def gemm_plan(eqn):
     """The GemmPlan of a dot_general equation, or None when it is not a cuBLAS GEMM here
-    (dtype other than float32/float64, a different preferred_element_type, or a literal
+    (dtype other than float32/float64/complex64/complex128, a different preferred_element_type, or a literal
     operand)."""
     from ..core import Literal
     x, y = eqn.inputs

@@ -88,6 +88,9 @@ def const(value, dtype):
     v = np.asarray(value, dtype).item()
     if dtype == np.bool_:
         return "True" if v else "False"
+    if dtype.kind == "c":
+        part = _real_dtype(dtype)
+        return f"{ctor(dtype)}(complex({const(v.real, part)}, {const(v.imag, part)}))"
     if dtype.kind == "f":
         if math.isnan(v):
             return f"{ctor(dtype)}(np.nan)"
@@ -105,6 +108,15 @@ def cast(expr, dtype):
 
 def _float_suffix(dtype):
     return "f32" if np.dtype(dtype) == np.float32 else "f64"
+
+
+def _real_dtype(dtype):
+    """The float dtype of a complex dtype's parts."""
+    return np.dtype(np.float32) if np.dtype(dtype) == np.complex64 else np.dtype(np.float64)
+
+
+def _complex_suffix(dtype):
+    return "c64" if np.dtype(dtype) == np.complex64 else "c128"
 
 
 # rules: f(args, dtype_in, dtype_out, params) -> expression (args are names or constants)
@@ -267,10 +279,64 @@ def _no_cuda(name):
 for _n in ["digamma", "polygamma", "erf_inv", "ndtri", "igamma", "igammac", "igamma_grad_a",
            "random_gamma_grad", "regularized_incomplete_beta"]:
     SCALAR_RULES[_n] = _no_cuda(_n)
-# complex programs run on the host (numba_cuda.dtype_supported excludes complex dtypes), so the
-# complex-part primitives never reach CUDA codegen; guard it all the same
-for _n in ["real", "imag", "conj", "complex"]:
-    SCALAR_RULES[_n] = _no_cuda(_n)
+
+
+# ---------------------------------------------------------------------------------------------
+# Complex operands (the primitives of core.complex_primitives). +, -, *, ==, != and abs are
+# numba.cuda's complex arithmetic; the functions are cuda_math's cm_c<name> (cmath) or its
+# NumPy formulas cm_<name>_c64/_c128 (division: numba's raises on a zero divisor).
+
+def _cm_formula(name):
+    """The rule calling cuda_math's per-dtype complex formula cm_<name>_c64/_c128."""
+    return lambda a, din, dout, p: f"cm_{name}_{_complex_suffix(din)}({', '.join(a)})"
+
+
+def _complex_int_pow(a, din, dout, p):
+    if p["y"] >= 0:
+        return _int_pow(a, din, dout, p)
+    return f"cm_crecip_{_complex_suffix(din)}({_int_pow(a, din, dout, dict(p, y=-p['y']))})"
+
+
+def _complex_logistic(a, din, dout, p):
+    return f"cm_crecip_{_complex_suffix(din)}({const(1, din)} + cm_cexp(-{a[0]}))"
+
+
+def _complex_convert(a, din, dout, p):
+    """Complex to a real dtype (bool too) keeps the real part, as lax's impl."""
+    return f"({a[0]}).real" if dout.kind != "c" else a[0]
+
+
+COMPLEX_RULES = {
+    "div": _cm_formula("cdiv"),
+    "pow": _cm_formula("cpow"),
+    "integer_pow": _complex_int_pow,
+    "sign": _cm_formula("csign"),
+    "expm1": _cm_formula("cexpm1"),
+    "log1p": _cm_formula("clog1p"),
+    "exp2": _cm_formula("cexp2"),
+    "logistic": _complex_logistic,
+    "rsqrt": lambda a, din, dout, p: f"cm_crecip_{_complex_suffix(din)}(cm_csqrt({a[0]}))",
+    "convert_element_type": _complex_convert,
+    "conj": lambda a, din, dout, p: f"({a[0]}).conjugate()",
+}
+for _n in ["exp", "log", "sqrt", "sin", "cos", "tan", "sinh", "cosh", "tanh", "asin", "acos",
+           "atan", "asinh", "acosh", "atanh"]:
+    COMPLEX_RULES[_n] = lambda a, din, dout, p, _n=_n: f"cm_c{_n}({a[0]})"
+
+
+def _or_complex(name, real_rule):
+    def rule(a, din, dout, p):
+        return (COMPLEX_RULES[name] if din.kind == "c" else real_rule)(a, din, dout, p)
+    return rule
+
+
+for _n in COMPLEX_RULES:
+    SCALAR_RULES[_n] = _or_complex(_n, SCALAR_RULES.get(_n, lambda a, din, dout, p: a[0]))
+SCALAR_RULES.update({
+    "real": lambda a, din, dout, p: f"({a[0]}).real",
+    "imag": lambda a, din, dout, p: f"({a[0]}).imag",
+    "complex": lambda a, din, dout, p: f"complex({a[0]}, {a[1]})",
+})
 
 
 def _ident(name, dtype):

@@ -113,11 +113,9 @@ def _select_n(a, din, dout, p):
 
 
 def _convert(a, din, dout, p):
-    if dout == np.bool_:
-        return f"({a[0]} != 0)"
-    if din.kind == "c" and dout.kind != "c":
-        return f"({a[0]}).real"     # complex to real keeps the real part, as lax's impl
-    return a[0]
+    if din.kind == "c" and dout.kind != "c":    # complex to real (bool too) keeps the real
+        a = [f"({a[0]}).real"]                  # part, as lax's impl
+    return f"({a[0]} != 0)" if dout == np.bool_ else a[0]
 
 
 def _sign(a, din, dout, p):
