@@ -158,8 +158,9 @@ class FT:
     def incomplete(name, *args):
         return getattr(lax, name)(*args)
 
-    @staticmethod
-    def complex_parts(x, y):
+    @classmethod
+    def complex_parts(cls, x, y):
+        x, y = cls._same(x, y)
         z = lax.complex(x, y)
         return lax.real(z * z) + lax.imag(lax.conj(z) * x)
 
