@@ -2,11 +2,12 @@
 svd and eig. Every other linear-algebra function (functrans.numpy.linalg, functrans.scipy.linalg)
 is composed of these and ordinary lax ops.
 
-Each primitive works on float32/float64/complex64/complex128 matrices in the last two axes, with any leading
-batch axes, and has beside it: its impl (NumPy/SciPy LAPACK, which loop over the batch), abstract
-eval (non-square input to a square-only primitive raises NumPy's LinAlgError), jvp from the
-standard matrix-calculus results (written in lax ops, so derivatives of every order exist),
-transpose (triangular_solve, linear in b) and batching (the batch axis moved to the front).
+Each primitive works on float32/float64/complex64/complex128 matrices in the last two axes,
+with any leading batch axes, and has beside it: its impl (NumPy/SciPy LAPACK, which loop over
+the batch), abstract eval (non-square input to a square-only primitive raises NumPy's
+LinAlgError), jvp from the standard matrix-calculus results (written in lax ops, so derivatives
+of every order exist), transpose (triangular_solve, linear in b) and batching (the batch axis
+moved to the front).
 
 They are ``core.host_primitives``: compiled backends run them by their impl as host steps
 between kernels (CPU: NumPy on the host arrays; CUDA: copied to the host and back). Eagerly the
@@ -475,7 +476,8 @@ _register(eigh_p, _eigh_impl, _eigh_aval)
 
 def eigh(a, *, lower=True):
     """(v, w): the eigenvectors (columns of v) and real ascending eigenvalues w of each
-    Hermitian (real: symmetric) matrix of a, reading its lower (or upper) triangle. As JAX's lax.linalg.eigh."""
+    Hermitian (real: symmetric) matrix of a, reading its lower (or upper) triangle. As JAX's
+    lax.linalg.eigh."""
     return eigh_p.bind(a, lower=bool(lower))
 
 

@@ -48,7 +48,8 @@ def _float(x, name="norm"):
 
 
 def _matrix(x, name, square=False):
-    """x as an inexact stack of matrices (ndim >= 2; square if asked), NumPy's LinAlgError if not."""
+    """x as an inexact stack of matrices (ndim >= 2; square if asked), NumPy's LinAlgError if
+    not."""
     x = _float(x, name)
     shape = get_aval(x).shape
     if len(shape) < 2:
@@ -261,8 +262,8 @@ def eigvals(a):
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    """SVDResult(U, S, Vh) with a = U diag(S) Vh and S real and descending (full_matrices: U is m x m
-    and Vh n x n), or S alone when compute_uv=False. hermitian is accepted and ignored (the
+    """SVDResult(U, S, Vh) with a = U diag(S) Vh and S real and descending (full_matrices: U is
+    m x m and Vh n x n), or S alone when compute_uv=False. hermitian is accepted and ignored (the
     general algorithm is used)."""
     a = _matrix(a, "svd")
     if not compute_uv:
