@@ -560,6 +560,11 @@ CVMAPS = {
     "qr": (jnp.linalg.qr, 0),
     "eigvals": (jnp.linalg.eigvals, 0),
     "triangular": (lambda a, b: fsl.solve_triangular(a, b, trans=2, lower=True), (0, 0)),
+    "eig_jvp": (lambda x: ft.jvp(lambda y: L.eig(y, enable_eigvec_derivs=True), (x,),
+                                 (x * 1j,))[1], 0),
+    "grad_slogdet": (ft.grad(lambda x: jnp.linalg.slogdet(x)[1]), 0),
+    "svd_jvp": (lambda x: ft.jvp(lambda y: jnp.linalg.svd(y)[0] @ jnp.linalg.svd(y)[2], (x,),
+                                 (x * 1j,))[1], 0),
 }
 
 
