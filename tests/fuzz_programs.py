@@ -845,10 +845,11 @@ add_op("svdvals[x]", lambda ns, x: ns.np.linalg.svd(x, compute_uv=False), ["f"],
        accept=lambda a: a.ndim >= 2 and min(a.shape[-2:]) >= 1,
        domain=_spectrum_apart(lambda x: np.concatenate(
            [np.linalg.svd(x, compute_uv=False), np.zeros(x.shape[:-2] + (1,))], -1)))
-# eig has no derivative yet (it needs a complex solve); its real parts, sorted
+# eig's eigenvalue derivative diag(V^-1 dA V): real parts, sorted, eigenvalues apart
 add_op("eigvals[x + x^T], real, sorted",
        lambda ns, x: ns.np.sort(ns.np.real(ns.np.linalg.eigvals(_sym(ns, x))), axis=-1), ["f"],
-       accept=_square, diff=())
+       accept=_square,
+       domain=_spectrum_apart(lambda x: np.linalg.eigvalsh(x + np.swapaxes(x, -1, -2))))
 add_op("|fft(x)|^2", lambda ns, x: ns.np.abs(ns.np.fft.fft(x)) ** 2, ["f"],
        accept=lambda a: a.ndim >= 1 and a.shape[-1] >= 1)
 add_op("irfft(rfft(x) * x0)", lambda ns, x: ns.np.fft.irfft(ns.np.fft.rfft(x) * x[..., :1],

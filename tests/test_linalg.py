@@ -352,28 +352,18 @@ def test_vector_input_raises_linalgerror():
         jnp.linalg.svd(np.ones(3))
 
 
-@pytest.mark.parametrize("name", ["inv", "solve", "det", "cholesky", "eigh", "svd", "qr", "eig",
-                                  "norm"])
-def test_complex_input_raises_typeerror_naming_function(name):
-    f = getattr(jnp.linalg, name)
-    args = (np.eye(2, dtype=complex),) + ((np.ones(2),) if name == "solve" else ())
-    with pytest.raises(TypeError, match=name):
-        f(*args)
-
-
-def test_complex_operand_to_primitive_raises_typeerror():
-    with pytest.raises(TypeError, match="cholesky"):
-        L.cholesky(ft.numpy.asarray(np.eye(2, dtype=complex)))
-
-
 def test_unsupported_derivatives_name_what_is_missing():
-    with pytest.raises(NotImplementedError, match="eig"):
-        ft.grad(lambda x: jnp.real(jnp.linalg.eigvals(x)[0]) if hasattr(jnp, "real")
-                else jnp.linalg.eigvals(x)[0])(np.eye(2))
+    with pytest.raises(NotImplementedError, match="enable_eigvec_derivs"):
+        ft.jvp(lambda x: jnp.linalg.eig(x)[1], (A3,), (A3,))
     with pytest.raises(NotImplementedError, match="full_matrices"):
         ft.jvp(lambda x: jnp.linalg.svd(x)[0], (A42,), (A42,))
     with pytest.raises(NotImplementedError, match="qr"):
         ft.jvp(lambda x: jnp.linalg.qr(x), (A24,), (A24,))
+
+
+def test_non_numeric_input_raises_typeerror_naming_function():
+    with pytest.raises(TypeError, match="inv"):
+        jnp.linalg.inv(np.array([["a", "b"], ["c", "d"]]))
 
 
 def test_triangular_solve_is_linear_in_b_only():
@@ -388,3 +378,230 @@ def test_float32_stays_float32():
                 jnp.linalg.svd(a)[1], jnp.linalg.det(a), fsl.expm(a)):
         assert out.dtype == np.float32
     assert jnp.linalg.eigvals(a).dtype == np.complex64
+
+
+# ---------------------------------------------------------------------------------------------
+# Complex matrices (JAX's conventions): values against NumPy/SciPy, derivatives along real and
+# imaginary directions (check_grads perturbs both), vmap, jit
+
+def _unitary(rng, n):
+    q, r = np.linalg.qr(rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)))
+    return q * (np.diag(r) / np.abs(np.diag(r)))
+
+
+def hpd(rng, n, batch=()):
+    """Hermitian positive definite Q diag(s) Q^H, eigenvalues distinct in [1, 3]."""
+    return np.stack([(lambda q: q @ np.diag(_spectrum(rng, n)) @ q.conj().T)(_unitary(rng, n))
+                     for _ in range(int(np.prod(batch)))]).reshape(batch + (n, n))
+
+
+def cgeneral(rng, m, n, batch=()):
+    """Complex U diag(s) V^H of shape (m, n), singular values distinct in [1, 3]."""
+    k = min(m, n)
+    out = [_unitary(rng, m)[:, :k] @ np.diag(_spectrum(rng, k)) @ _unitary(rng, n)[:k]
+           for _ in range(int(np.prod(batch)))]
+    return np.stack(out).reshape(batch + (m, n))
+
+
+def _close(got, want, tol=1e-10):
+    np.testing.assert_allclose(np.asarray(got), want, rtol=tol, atol=tol)
+
+
+@SMALL
+@given(seeds, sizes, st.sampled_from([(), (2,)]))
+def test_complex_square_functions_match_numpy(seed, n, batch):
+    rng = np.random.default_rng(seed)
+    a, p = cgeneral(rng, n, n, batch), hpd(rng, n, batch)
+    b = rng.normal(size=batch + (n, 2)) + 1j * rng.normal(size=batch + (n, 2))
+    _close(jnp.linalg.inv(a), np.linalg.inv(a))
+    _close(jnp.linalg.solve(a, b), np.linalg.solve(a, b))
+    _close(jnp.linalg.det(a), np.linalg.det(a))
+    for got, want in zip(jnp.linalg.slogdet(a), np.linalg.slogdet(a)):
+        _close(got, want)
+    _close(jnp.linalg.cholesky(p), np.linalg.cholesky(p))
+    _close(jnp.linalg.cholesky(p, upper=True), np.linalg.cholesky(p, upper=True))
+    w, v = jnp.linalg.eigh(p)
+    assert w.dtype == np.float64
+    _close(w, np.linalg.eigvalsh(p))
+    _close(v @ (w[..., None] * np.conj(np.swapaxes(v, -1, -2))), p)
+    u, s, vh = jnp.linalg.svd(a)
+    _close(s, np.linalg.svd(a, compute_uv=False))
+    _close((u * s[..., None, :]) @ vh, a)
+    q, r = jnp.linalg.qr(a)
+    _close(q @ r, a)
+    _close(np.conj(np.swapaxes(q, -1, -2)) @ q, np.broadcast_to(np.eye(n), a.shape))
+    _close(np.sort_complex(np.asarray(jnp.linalg.eigvals(a)).ravel()),
+           np.sort_complex(np.linalg.eigvals(a).ravel()))
+    wc, vc = jnp.linalg.eig(a)
+    _close(a @ vc, vc * wc[..., None, :])
+    _close(jnp.linalg.pinv(a), np.linalg.pinv(a))
+    _close(jnp.linalg.cond(a), np.linalg.cond(a))
+    _close(jnp.linalg.matrix_rank(a), np.linalg.matrix_rank(a))
+    _close(jnp.linalg.matrix_power(a, -2), np.linalg.matrix_power(a, -2), 1e-9)
+    _close(fsl.expm(a), sl.expm(a) if not batch else np.stack([sl.expm(x) for x in a]), 1e-9)
+    for ord_ in (None, "fro", "nuc", 1, -1, 2, -2, np.inf, -np.inf):
+        _close(jnp.linalg.norm(a, ord_, axis=(-2, -1)), np.linalg.norm(a, ord_, axis=(-2, -1)))
+    for ord_ in (None, 0, 1, 2, 3, np.inf, -np.inf):
+        _close(jnp.linalg.norm(b, ord_, axis=-2), np.linalg.norm(b, ord_, axis=-2))
+
+
+@SMALL
+@given(seeds, sizes, sizes)
+def test_complex_rectangular_and_scipy_functions_match(seed, m, n):
+    rng = np.random.default_rng(seed)
+    a, p = cgeneral(rng, m, n), hpd(rng, m)
+    b = rng.normal(size=(m, 2)) + 1j * rng.normal(size=(m, 2))
+    x, resid, rank, s = jnp.linalg.lstsq(a, b)
+    xw, residw, rankw, sw = np.linalg.lstsq(a, b)
+    _close(x, xw)
+    _close(s, sw)
+    assert int(rank) == rankw
+    if m > n:
+        _close(resid, residw)
+    _close(jnp.linalg.pinv(a), np.linalg.pinv(a))
+    for trans in (0, 1, 2):
+        for lower in (True, False):
+            _close(fsl.solve_triangular(p, b, trans=trans, lower=lower),
+                   sl.solve_triangular(p, b, trans=trans, lower=lower))
+        _close(fsl.lu_solve(fsl.lu_factor(p), b, trans=trans),
+               sl.lu_solve(sl.lu_factor(p), b, trans=trans))
+    for lower in (True, False):
+        _close(fsl.cho_solve(fsl.cho_factor(p, lower=lower), b), np.linalg.solve(p, b))
+    pm, lo, up = fsl.lu(a)
+    _close(np.asarray(pm) @ np.asarray(lo) @ np.asarray(up), a)
+
+
+def _ceigh_loss(x):
+    w, v = jnp.linalg.eigh(x)
+    return w, jnp.abs(v) ** 2 @ jnp.arange(1.0, x.shape[0] + 1)     # invariant to column phases
+
+
+def _csvd_loss(x, full=False):
+    u, s, vh = jnp.linalg.svd(x, full_matrices=full)
+    k = s.shape[0]
+    uk, vk = u[:, :k], vh[:k]
+    return s, uk @ jnp.conj(uk.T), jnp.conj(vk.T) @ vk, (uk * s) @ vk
+
+
+def _cqr_loss(x):
+    q, r = jnp.linalg.qr(x)
+    return q, r
+
+
+rng1 = np.random.default_rng(11)
+C3, H3 = cgeneral(rng1, 3, 3), hpd(rng1, 3)
+C42, C24 = cgeneral(rng1, 4, 2), cgeneral(rng1, 2, 4)
+CB32 = rng1.normal(size=(3, 2)) + 1j * rng1.normal(size=(3, 2))
+CB42 = rng1.normal(size=(4, 2)) + 1j * rng1.normal(size=(4, 2))
+
+COMPLEX_GRADS = {
+    "inv": (jnp.linalg.inv, (C3,)),
+    "solve": (jnp.linalg.solve, (C3, CB32)),
+    "det": (jnp.linalg.det, (C3,)),
+    "slogdet": (lambda x: tuple(jnp.linalg.slogdet(x)), (C3,)),
+    "cholesky": (jnp.linalg.cholesky, (H3,)),
+    "cholesky_upper": (lambda x: jnp.linalg.cholesky(x, upper=True), (H3,)),
+    "lu": (lambda x: fsl.lu(x)[1:], (C3,)),
+    "solve_triangular_C": (lambda a, b: fsl.solve_triangular(a, b, trans=2, lower=True),
+                           (H3, CB32)),
+    "solve_triangular_T_unit": (lambda a, b: fsl.solve_triangular(a, b, trans=1,
+                                                                 unit_diagonal=True), (H3, CB32)),
+    "triangular_right_conj": (lambda a, b: L.triangular_solve(a, b, conjugate_a=True),
+                              (H3, CB32.T)),
+    "cho_solve": (lambda a, b: fsl.cho_solve(fsl.cho_factor(a), b), (H3, CB32)),
+    "lu_solve_C": (lambda a, b: fsl.lu_solve(fsl.lu_factor(a), b, trans=2), (C3, CB32)),
+    "eigh": (_ceigh_loss, (H3,)),
+    "eigvalsh": (jnp.linalg.eigvalsh, (C3,)),
+    "svd_square": (_csvd_loss, (C3,)),
+    "svd_square_full": (lambda x: _csvd_loss(x, True), (C3,)),
+    "svd_tall": (_csvd_loss, (C42,)),
+    "svd_wide": (_csvd_loss, (C24,)),
+    "qr_square": (_cqr_loss, (C3,)),
+    "qr_tall": (_cqr_loss, (C42,)),
+    "eigvals": (jnp.linalg.eigvals, (C3,)),
+    "eigvals_of_real": (jnp.linalg.eigvals, (A3,)),
+    "eig_vectors": (lambda x: L.eig(x, enable_eigvec_derivs=True), (C3,)),
+    "eig_vectors_of_real": (lambda x: L.eig(x, enable_eigvec_derivs=True), (A3,)),
+    "pinv": (jnp.linalg.pinv, (C42,)),
+    "lstsq": (lambda a, b: jnp.linalg.lstsq(a, b)[0], (C42, CB42)),
+    "norm_fro": (jnp.linalg.norm, (C3,)),
+    "norm_2": (lambda x: jnp.linalg.norm(x, 2), (C3,)),
+    "norm_nuc": (lambda x: jnp.linalg.norm(x, "nuc"), (C42,)),
+    "cond": (jnp.linalg.cond, (C3,)),
+    "matrix_power": (lambda x: jnp.linalg.matrix_power(x, -2), (C3,)),
+    "expm": (fsl.expm, (C3 * 0.7,)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPLEX_GRADS))
+def test_complex_derivatives(name):
+    f, args = COMPLEX_GRADS[name]
+    check_grads(f, args, order=2, modes=("fwd", "rev"), atol=1e-5, rtol=1e-5)
+
+
+def test_eigvals_derivative_is_first_order_perturbation():
+    # dw_i = (V^-1 dA V)_ii, checked against the closed form at a diagonalisable matrix
+    rng = np.random.default_rng(12)
+    v = rng.normal(size=(3, 3)) + 1j * rng.normal(size=(3, 3))
+    a = v @ np.diag([1.0, 2.0 + 1j, -1.5j]) @ np.linalg.inv(v)
+    da = rng.normal(size=(3, 3)) + 1j * rng.normal(size=(3, 3))
+    w, dw = ft.jvp(jnp.linalg.eigvals, (a,), (da,))
+    want = np.diag(np.linalg.solve(v, da @ v))
+    order = [int(np.argmin(np.abs(np.asarray(w) - x))) for x in (1.0, 2.0 + 1j, -1.5j)]
+    _close(np.asarray(dw)[order], want, 1e-8)
+
+
+CVMAPS = {
+    "inv": (jnp.linalg.inv, 0),
+    "slogdet": (jnp.linalg.slogdet, 0),
+    "cholesky": (jnp.linalg.cholesky, 0),
+    "eigh": (jnp.linalg.eigvalsh, 0),
+    "svd": (jnp.linalg.svdvals, 0),
+    "qr": (jnp.linalg.qr, 0),
+    "eigvals": (jnp.linalg.eigvals, 0),
+    "triangular": (lambda a, b: fsl.solve_triangular(a, b, trans=2, lower=True), (0, 0)),
+    "eig_jvp": (lambda x: ft.jvp(lambda y: L.eig(y, enable_eigvec_derivs=True), (x,),
+                                 (x * 1j,))[1], 0),
+    "grad_slogdet": (ft.grad(lambda x: jnp.linalg.slogdet(x)[1]), 0),
+    "svd_jvp": (lambda x: ft.jvp(lambda y: jnp.linalg.svd(y)[0] @ jnp.linalg.svd(y)[2], (x,),
+                                 (x * 1j,))[1], 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CVMAPS))
+def test_complex_vmap_matches_loop(name):
+    f, axes = CVMAPS[name]
+    rng = np.random.default_rng(13)
+    a, b = hpd(rng, 3, (2,)), rng.normal(size=(2, 3, 2)) + 1j * rng.normal(size=(2, 3, 2))
+    args = (a,) if isinstance(axes, int) else (a, b)
+    check_vmap(f, args, in_axes=axes, atol=1e-10)
+
+
+def _complex_everything(a, p, b):
+    w, v = jnp.linalg.eigh(p)
+    u, s, vh = jnp.linalg.svd(a)
+    q, r = jnp.linalg.qr(a)
+    sign, logdet = jnp.linalg.slogdet(a)
+    grad_inv = ft.grad(lambda x: jnp.sum(jnp.abs(jnp.linalg.inv(x)) ** 2))(a)
+    return (jnp.linalg.inv(a), jnp.linalg.solve(a, b), jnp.linalg.det(a), sign, logdet,
+            jnp.linalg.cholesky(p), w, v, u, s, vh, q, r, jnp.linalg.pinv(a),
+            jnp.linalg.eigvals(a), grad_inv, fsl.solve_triangular(p, b, trans=2, lower=True),
+            jnp.linalg.norm(a, "nuc", axis=(-2, -1)))
+
+
+def test_complex_jit_matches_eager():
+    rng = np.random.default_rng(14)
+    a, p = cgeneral(rng, 3, 3, (2,)), hpd(rng, 3, (2,))
+    b = rng.normal(size=(2, 3, 2)) + 1j * rng.normal(size=(2, 3, 2))
+    for got, want in zip(ft.jit(_complex_everything)(a, p, b), _complex_everything(a, p, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_complex64_stays_complex64():
+    p = hpd(np.random.default_rng(15), 3).astype(np.complex64)
+    for out in (jnp.linalg.inv(p), jnp.linalg.cholesky(p), jnp.linalg.eigh(p)[1],
+                jnp.linalg.svd(p)[0], jnp.linalg.det(p), jnp.linalg.eigvals(p)):
+        assert out.dtype == np.complex64
+    for out in (jnp.linalg.eigh(p)[0], jnp.linalg.svd(p)[1], jnp.linalg.norm(p),
+                jnp.linalg.slogdet(p)[1]):
+        assert out.dtype == np.float32

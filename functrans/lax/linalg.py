@@ -2,18 +2,21 @@
 svd and eig. Every other linear-algebra function (functrans.numpy.linalg, functrans.scipy.linalg)
 is composed of these and ordinary lax ops.
 
-Each primitive works on real float32/float64 matrices in the last two axes, with any leading
-batch axes, and has beside it: its impl (NumPy/SciPy LAPACK, which loop over the batch), abstract
-eval (non-square input to a square-only primitive raises NumPy's LinAlgError), jvp from the
-standard matrix-calculus results (written in lax ops, so derivatives of every order exist),
-transpose (triangular_solve, linear in b) and batching (the batch axis moved to the front).
+Each primitive works on float32/float64/complex64/complex128 matrices in the last two axes,
+with any leading batch axes, and has beside it: its impl (NumPy/SciPy LAPACK, which loop over
+the batch), abstract eval (non-square input to a square-only primitive raises NumPy's
+LinAlgError), jvp from the standard matrix-calculus results (written in lax ops, so derivatives
+of every order exist), transpose (triangular_solve, linear in b) and batching (the batch axis
+moved to the front).
 
 They are ``core.host_primitives``: compiled backends run them by their impl as host steps
 between kernels (CPU: NumPy on the host arrays; CUDA: copied to the host and back). Eagerly the
 impl raises NumPy's LinAlgError where NumPy does (a singular triangular factor, an eigensolver
 that does not converge); compiled, the same failure gives NaN results, as JAX documents
 (``core.host_impl_rules``). cholesky of a matrix that is not positive definite gives NaNs in both.
-Complex operands are refused (TypeError naming the primitive) by core's complex guard.
+Complex matrices follow JAX's conventions: conjugate transposes where the real rules have
+transposes, real eigenvalues (eigh) and singular values (svd), and JAX's linear (not
+conjugate-linear) transposes.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from ..interpreters import ad, batching
 from ..interpreters.ad import NotLinearError, UndefPrimal, Zero
 from ..interpreters.batching import axis_size_of, bdim_at_front
 from . import lax
-from .lax import _check_kind, _float, primitive
+from .lax import _check_kind, _inexact, primitive
 from .slicing import concatenate, gather
 from .slicing import slice as _slice
 
@@ -35,7 +38,7 @@ __all__ = ["cholesky", "triangular_solve", "lu", "qr", "eigh", "svd", "eig",
            "lu_pivots_to_permutation", "cholesky_p", "triangular_solve_p", "lu_p", "qr_p",
            "eigh_p", "svd_p", "eig_p", "lu_pivots_to_permutation_p",
            "matmul", "matrix_transpose", "tril", "triu", "diagonal", "diag_embed", "eye_like",
-           "permute_rows", "LinAlgError"]
+           "permute_rows", "adjoint", "LinAlgError"]
 
 LinAlgError = np.linalg.LinAlgError
 
@@ -48,6 +51,24 @@ def matrix_transpose(x):
     """x with its last two axes swapped."""
     nd = get_aval(x).ndim
     return lax.transpose(x, tuple(range(nd - 2)) + (nd - 1, nd - 2))
+
+
+def adjoint(x):
+    """The conjugate transpose of x's matrices (the transpose for real x)."""
+    t = matrix_transpose(x)
+    return lax.conj(t) if get_aval(x).dtype.kind == "c" else t
+
+
+def _real_part(x):
+    """Re x (x itself when real), in x's dtype."""
+    if get_aval(x).dtype.kind != "c":
+        return x
+    return lax.convert_element_type(lax.real(x), get_aval(x).dtype)
+
+
+def _to_dtype_of(x, like):
+    """x converted to like's dtype."""
+    return lax.convert_element_type(x, get_aval(like).dtype)
 
 
 def matmul(a, b):
@@ -129,7 +150,7 @@ def _mul_scalar(x, c):
 # Shared rule machinery
 
 def _check_matrix(name, x, square=False):
-    _check_kind(name, x, _float)
+    _check_kind(name, x, _inexact)
     if x.ndim < 2:
         raise LinAlgError(f"{name}: {x.ndim}-dimensional array given. Array must be at least "
                           f"two-dimensional{core.where()}")
@@ -166,7 +187,7 @@ def _register(p, impl, aval, compiled_nan=True):
 
 
 # ---------------------------------------------------------------------------------------------
-# cholesky: the lower factor L of a = L L^T (NaNs where a is not positive definite)
+# cholesky: the lower factor L of a = L L^H (NaNs where a is not positive definite)
 
 def _cholesky_impl(a):
     try:
@@ -192,8 +213,9 @@ _register(cholesky_p, _cholesky_impl, _cholesky_aval, compiled_nan=False)
 
 
 def cholesky(a):
-    """The lower Cholesky factor L (a = L L^T) of each symmetric positive-definite matrix of a,
-    reading its lower triangle; NaNs where a is not positive definite (as JAX)."""
+    """The lower Cholesky factor L (a = L L^H) of each Hermitian (real: symmetric)
+    positive-definite matrix of a, reading its lower triangle; NaNs where a is not positive
+    definite (as JAX)."""
     return cholesky_p.bind(a)
 
 
@@ -203,12 +225,13 @@ def _phi(x):
 
 
 def _cholesky_jvp(primals, tangents):
-    # dL = L phi(L^-1 dA L^-T) for a symmetric tangent dA
+    # dL = L phi(L^-1 dA L^-H) for a Hermitian tangent dA
     (a,), (da,) = primals, tangents
     L = cholesky_p.bind(a)
     if type(da) is Zero:
         return L, Zero.like(L)
-    tmp = triangular_solve(L, da, left_side=False, lower=True, transpose_a=True)
+    tmp = triangular_solve(L, da, left_side=False, lower=True, transpose_a=True,
+                           conjugate_a=True)
     inner = triangular_solve(L, tmp, left_side=True, lower=True)
     return L, matmul(L, _phi(inner))
 
@@ -217,7 +240,7 @@ ad.jvp_rules[cholesky_p] = _cholesky_jvp
 
 
 # ---------------------------------------------------------------------------------------------
-# triangular_solve: x with op(a) x = b (left_side) or x op(a) = b, op(a) = a or a^T
+# triangular_solve: x with op(a) x = b (left_side) or x op(a) = b, op(a) = a, a^T, conj(a), a^H
 
 def _scipy_linalg():
     """scipy.linalg, imported on first use (a warm process that never factors a matrix does
@@ -226,8 +249,11 @@ def _scipy_linalg():
     return scipy.linalg
 
 
-def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, unit_diagonal):
+def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, conjugate_a,
+                          unit_diagonal):
     _sl = _scipy_linalg()
+    if conjugate_a:
+        a = np.conjugate(a)
     if not unit_diagonal and a.size and np.any(np.diagonal(a, axis1=-2, axis2=-1) == 0):
         raise LinAlgError("Singular matrix")
     kw = dict(lower=lower, unit_diagonal=unit_diagonal, check_finite=False)
@@ -240,7 +266,8 @@ def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, unit_diagonal
     return np.asarray(x, dtype=b.dtype)
 
 
-def _triangular_solve_aval(a, b, *, left_side, lower, transpose_a, unit_diagonal):
+def _triangular_solve_aval(a, b, *, left_side, lower, transpose_a, conjugate_a,
+                          unit_diagonal):
     _check_matrix("triangular_solve", a, square=True)
     _check_matrix("triangular_solve", b)
     if a.dtype != b.dtype:
@@ -259,12 +286,14 @@ _register(triangular_solve_p, _triangular_solve_impl, _triangular_solve_aval)
 
 
 def triangular_solve(a, b, *, left_side=False, lower=False, transpose_a=False,
-                     unit_diagonal=False):
-    """x solving op(a) x = b (left_side) or x op(a) = b, where op(a) is a or a^T and a is
-    triangular (lower or upper; with unit_diagonal its diagonal is taken to be ones). As JAX's
-    lax.linalg.triangular_solve (left_side=False by default)."""
+                     conjugate_a=False, unit_diagonal=False):
+    """x solving op(a) x = b (left_side) or x op(a) = b, where op(a) is a, a^T, conj(a) or a^H
+    (transpose_a, conjugate_a) and a is triangular (lower or upper; with unit_diagonal its
+    diagonal is taken to be ones). As JAX's lax.linalg.triangular_solve (left_side=False by
+    default); conjugate_a does nothing for real a."""
+    conjugate_a = bool(conjugate_a) and get_aval(a).dtype.kind == "c"
     return triangular_solve_p.bind(a, b, left_side=bool(left_side), lower=bool(lower),
-                                   transpose_a=bool(transpose_a),
+                                   transpose_a=bool(transpose_a), conjugate_a=conjugate_a,
                                    unit_diagonal=bool(unit_diagonal))
 
 
@@ -273,13 +302,16 @@ def _used_triangle(da, lower, unit_diagonal):
     return tril(da, k) if lower else triu(da, -k)
 
 
-def _triangular_solve_jvp_a(g, ans, a, b, *, left_side, lower, transpose_a, unit_diagonal):
+def _triangular_solve_jvp_a(g, ans, a, b, *, left_side, lower, transpose_a, conjugate_a,
+                          unit_diagonal):
     # op(a) x = b  =>  dx = -op(a)^-1 op(da) x   (x op(a) = b  =>  dx = -x op(da) op(a)^-1)
     dm = _used_triangle(g, lower, unit_diagonal)
     dm = matrix_transpose(dm) if transpose_a else dm
+    dm = lax.conj(dm) if conjugate_a else dm
     rhs = matmul(dm, ans) if left_side else matmul(ans, dm)
     return lax.neg(triangular_solve_p.bind(a, rhs, left_side=left_side, lower=lower,
-                                           transpose_a=transpose_a, unit_diagonal=unit_diagonal))
+                                           transpose_a=transpose_a, conjugate_a=conjugate_a,
+                                           unit_diagonal=unit_diagonal))
 
 
 def _triangular_solve_jvp_b(g, ans, a, b, **params):
@@ -289,13 +321,15 @@ def _triangular_solve_jvp_b(g, ans, a, b, **params):
 ad.defjvp2(triangular_solve_p, _triangular_solve_jvp_a, _triangular_solve_jvp_b)
 
 
-def _triangular_solve_transpose(ct, a, b, *, left_side, lower, transpose_a, unit_diagonal):
+def _triangular_solve_transpose(ct, a, b, *, left_side, lower, transpose_a, conjugate_a,
+                          unit_diagonal):
     if isinstance(a, UndefPrimal):
         raise NotLinearError("triangular_solve is linear in b only, not in the matrix a")
     if type(ct) is Zero:
         return [None, None]
+    # the linear (not conjugate-linear) transpose, as JAX: op(a)^-T
     return [None, triangular_solve_p.bind(a, ct, left_side=left_side, lower=lower,
-                                          transpose_a=not transpose_a,
+                                          transpose_a=not transpose_a, conjugate_a=conjugate_a,
                                           unit_diagonal=unit_diagonal)]
 
 
@@ -406,12 +440,15 @@ def _qr_jvp(primals, tangents, *, full_matrices):
     if m < n or (full_matrices and m > n):
         raise NotImplementedError(f"jvp of qr needs m >= n and full_matrices=False when m > n "
                                   f"(as JAX), got shape {get_aval(a).shape}{core.where()}")
-    # dA R^-1 = Q X with X = Q^T dA R^-1; dQ = Q (W - X) + dA R^-1, dR = (X - W) R, W the
-    # skew-symmetric matrix from X's strictly lower triangle
+    # dA R^-1 = Q X with X = Q^H dA R^-1; dQ = Q (W - X) + dA R^-1, dR = (X - W) R, W the
+    # skew-Hermitian matrix from X's strictly lower triangle and i Im(diag X) (keeping R's
+    # diagonal real, as JAX)
     da_rinv = triangular_solve(r, da, left_side=False, lower=False)
-    x = matmul(matrix_transpose(q), da_rinv)
+    x = matmul(adjoint(q), da_rinv)
     low = tril(x, -1)
-    w = lax.sub(low, matrix_transpose(low))
+    w = lax.sub(low, adjoint(low))
+    if get_aval(x).dtype.kind == "c":
+        w = lax.add(w, lax.mul(eye_like(x), lax.sub(x, _real_part(x))))
     dq = lax.add(matmul(q, lax.sub(w, x)), da_rinv)
     dr = matmul(lax.sub(x, w), r)
     return out, [dq, dr]
@@ -421,16 +458,16 @@ ad.jvp_rules[qr_p] = _qr_jvp
 
 
 # ---------------------------------------------------------------------------------------------
-# eigh: (v, w), a = v diag(w) v^T, w ascending
+# eigh: (v, w), a = v diag(w) v^H, w real and ascending
 
 def _eigh_impl(a, *, lower):
     w, v = np.linalg.eigh(a, UPLO="L" if lower else "U")
-    return [np.asarray(v, a.dtype), np.asarray(w, a.dtype)]
+    return [np.asarray(v, a.dtype), np.asarray(w, lax.real_dtype(a.dtype))]
 
 
 def _eigh_aval(a, *, lower):
     _check_matrix("eigh", a, square=True)
-    return [a, ShapedArray(a.shape[:-1], a.dtype)]
+    return [a, ShapedArray(a.shape[:-1], lax.real_dtype(a.dtype))]
 
 
 eigh_p = primitive("eigh", _eigh_impl, _eigh_aval, multiple_results=True)
@@ -438,8 +475,9 @@ _register(eigh_p, _eigh_impl, _eigh_aval)
 
 
 def eigh(a, *, lower=True):
-    """(v, w): the eigenvectors (columns of v) and ascending eigenvalues w of each symmetric
-    matrix of a, reading its lower (or upper) triangle. As JAX's lax.linalg.eigh."""
+    """(v, w): the eigenvectors (columns of v) and real ascending eigenvalues w of each
+    Hermitian (real: symmetric) matrix of a, reading its lower (or upper) triangle. As JAX's
+    lax.linalg.eigh."""
     return eigh_p.bind(a, lower=bool(lower))
 
 
@@ -462,23 +500,24 @@ def _eigh_jvp(primals, tangents, *, lower):
     v, w = out = eigh_p.bind(a, lower=lower)
     if type(da) is Zero:
         return out, [Zero.like(v), Zero.like(w)]
-    # for a symmetric dA: dw = diag(V^T dA V), dV = V (F * V^T dA V)
-    vdv = matmul(matrix_transpose(v), matmul(da, v))
-    dv = matmul(v, lax.mul(_inverse_differences(w), vdv))
-    return out, [dv, diagonal(vdv)]
+    # for a Hermitian dA: dw = Re diag(V^H dA V), dV = V (F * V^H dA V)
+    vdv = matmul(adjoint(v), matmul(da, v))
+    dv = matmul(v, lax.mul(_to_dtype_of(_inverse_differences(w), v), vdv))
+    return out, [dv, _to_dtype_of(diagonal(vdv), w)]
 
 
 ad.jvp_rules[eigh_p] = _eigh_jvp
 
 
 # ---------------------------------------------------------------------------------------------
-# svd: (s, u, vt) or (s,), a = u diag(s) vt, s descending
+# svd: (s, u, vt) or (s,), a = u diag(s) vt, s real and descending
 
 def _svd_impl(a, *, full_matrices, compute_uv):
     if not compute_uv:
-        return [np.asarray(np.linalg.svd(a, compute_uv=False), a.dtype)]
+        return [np.asarray(np.linalg.svd(a, compute_uv=False), lax.real_dtype(a.dtype))]
     u, s, vt = np.linalg.svd(a, full_matrices=full_matrices)
-    return [np.asarray(s, a.dtype), np.asarray(u, a.dtype), np.asarray(vt, a.dtype)]
+    return [np.asarray(s, lax.real_dtype(a.dtype)), np.asarray(u, a.dtype),
+            np.asarray(vt, a.dtype)]
 
 
 def _svd_aval(a, *, full_matrices, compute_uv):
@@ -486,7 +525,7 @@ def _svd_aval(a, *, full_matrices, compute_uv):
     m, n = a.shape[-2:]
     k = min(m, n)
     b = a.shape[:-2]
-    s = ShapedArray(b + (k,), a.dtype)
+    s = ShapedArray(b + (k,), lax.real_dtype(a.dtype))
     if not compute_uv:
         return [s]
     ku, kv = (m, n) if full_matrices else (k, k)
@@ -529,9 +568,9 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
                                   f"matrices only (as JAX), got shape {get_aval(a).shape}"
                                   f"{core.where()}")
     s, u, vt = out if compute_uv else svd_p.bind(a, full_matrices=False, compute_uv=True)
-    v = matrix_transpose(vt)
-    ds_mat = matmul(matrix_transpose(u), matmul(da, v))       # U^T dA V, k x k
-    ds = diagonal(ds_mat)
+    v = adjoint(vt)
+    ds_mat = matmul(adjoint(u), matmul(da, v))                # U^H dA V, k x k
+    ds = _to_dtype_of(diagonal(ds_mat), s)
     if not compute_uv:
         return out, [ds]
     sa = get_aval(s)
@@ -541,36 +580,39 @@ def _svd_jvp(primals, tangents, *, full_matrices, compute_uv):
     s_col = lax.broadcast_in_dim(s, shape, tuple(range(nd - 2)) + (nd - 1,))   # s_j
     s_row = matrix_transpose(s_col)                                            # s_i
     # F[i, j] = 1 / (s_j^2 - s_i^2), 0 where equal
-    f = _safe_reciprocal(lax.mul(lax.add(s_col, s_row), lax.sub(s_col, s_row)))
+    f = _to_dtype_of(_safe_reciprocal(lax.mul(lax.add(s_col, s_row), lax.sub(s_col, s_row))), u)
+    s_col, s_row = _to_dtype_of(s_col, u), _to_dtype_of(s_row, u)
     dss = lax.mul(ds_mat, s_col)                      # dS diag(s)
     sds = lax.mul(ds_mat, s_row)                      # diag(s) dS
-    s_inv = diag_embed(_safe_reciprocal(s))
-    skew = _mul_scalar(lax.mul(lax.sub(ds_mat, matrix_transpose(ds_mat)), s_inv), 0.5)
-    du = matmul(u, lax.add(lax.mul(f, lax.add(dss, matrix_transpose(dss))), skew))
-    dv = matmul(v, lax.mul(f, lax.add(sds, matrix_transpose(sds))))
-    s_inv_row = _safe_reciprocal(s)
+    s_inv = _to_dtype_of(diag_embed(_safe_reciprocal(s)), u)
+    # (dS - dS^H) / 2 on the diagonal: 0 for real input, i Im(dS_ii) for complex (JAX's choice
+    # of the singular vectors' phase derivative)
+    skew = _mul_scalar(lax.mul(lax.sub(ds_mat, adjoint(ds_mat)), s_inv), 0.5)
+    du = matmul(u, lax.add(lax.mul(f, lax.add(dss, adjoint(dss))), skew))
+    dv = matmul(v, lax.mul(f, lax.add(sds, adjoint(sds))))
+    s_inv_row = _to_dtype_of(_safe_reciprocal(s), u)
     if m > n:      # the part of dA V outside the span of U
         dav = matmul(da, v)
-        rest = lax.sub(dav, matmul(u, matmul(matrix_transpose(u), dav)))
+        rest = lax.sub(dav, matmul(u, matmul(adjoint(u), dav)))
         du = lax.add(du, _scale_columns(rest, s_inv_row))
-    if n > m:      # the part of dA^T U outside the span of V
-        dau = matmul(matrix_transpose(da), u)
+    if n > m:      # the part of dA^H U outside the span of V
+        dau = matmul(adjoint(da), u)
         rest = lax.sub(dau, matmul(v, matmul(vt, dau)))
         dv = lax.add(dv, _scale_columns(rest, s_inv_row))
-    return out, [ds, du, matrix_transpose(dv)]
+    return out, [ds, du, adjoint(dv)]
 
 
 ad.jvp_rules[svd_p] = _svd_jvp
 
 
 # ---------------------------------------------------------------------------------------------
-# eig: (w, v) complex, a v = v diag(w), for real a (no symmetry)
+# eig: (w, v) complex, a v = v diag(w), for real or complex a (no symmetry)
 
 def _complex_of(dtype):
-    return np.dtype(np.complex64 if dtype == np.float32 else np.complex128)
+    return np.dtype(np.complex64 if dtype in (np.float32, np.complex64) else np.complex128)
 
 
-def _eig_impl(a, *, compute_eigenvectors):
+def _eig_impl(a, *, compute_eigenvectors, enable_eigvec_derivs):
     ct = _complex_of(a.dtype)
     if not compute_eigenvectors:
         return [np.asarray(np.linalg.eigvals(a), ct)]
@@ -578,7 +620,7 @@ def _eig_impl(a, *, compute_eigenvectors):
     return [np.asarray(w, ct), np.asarray(v, ct)]
 
 
-def _eig_aval(a, *, compute_eigenvectors):
+def _eig_aval(a, *, compute_eigenvectors, enable_eigvec_derivs):
     _check_matrix("eig", a, square=True)
     ct = _complex_of(a.dtype)
     w = ShapedArray(a.shape[:-1], ct)
@@ -589,19 +631,63 @@ eig_p = primitive("eig", _eig_impl, _eig_aval, multiple_results=True)
 _register(eig_p, _eig_impl, _eig_aval)
 
 
-def eig(a, *, compute_eigenvectors=True):
-    """[w, v] (or [w]): the complex eigenvalues and right eigenvectors (unit-norm columns) of
-    each real square matrix of a, a v = v diag(w)."""
-    return eig_p.bind(a, compute_eigenvectors=bool(compute_eigenvectors))
+def eig(a, *, compute_eigenvectors=True, enable_eigvec_derivs=False):
+    """[w, v] (or [w]): the complex eigenvalues and right eigenvectors (unit-norm columns, the
+    largest component of each real: LAPACK's geev) of each square matrix of a, a v = v diag(w).
+    Eigenvalues are differentiable; eigenvectors only with enable_eigvec_derivs=True (as JAX:
+    valid only for distinct eigenvalues, which cannot be checked)."""
+    return eig_p.bind(a, compute_eigenvectors=bool(compute_eigenvectors),
+                      enable_eigvec_derivs=bool(enable_eigvec_derivs))
 
 
-def _eig_jvp(primals, tangents, **params):
-    if all(type(t) is Zero for t in tangents):
-        out = eig_p.bind(*primals, **params)
+def _solve_square(a, b):
+    """x with a x = b for square a (..., n, n) and b (..., n, k), through a's LU factors."""
+    lu_, _, perm = lu_p.bind(a)
+    y = triangular_solve(lu_, permute_rows(b, perm), left_side=True, lower=True,
+                         unit_diagonal=True)
+    return triangular_solve(lu_, y, left_side=True, lower=False)
+
+
+def _eigenvector_jvp(w, v, p):
+    """dV for eigenvectors v normalised as LAPACK's geev (unit 2-norm, largest-magnitude
+    component real), given P = V^-1 dA V: dv_j = u_j + c_j v_j with u = V (F * P) and c_j the
+    multiple of v_j that keeps both normalisations (JAX's rule)."""
+    u = matmul(v, lax.mul(_inverse_differences(w), p))
+    shape = get_aval(v).shape
+    nd = len(shape)
+    k = lax.argmax(lax.abs(v), nd - 2, np.int32)
+    rows = lax.broadcasted_iota(np.int32, shape, nd - 2)
+    kb = lax.broadcast_in_dim(k, shape, tuple(range(nd - 2)) + (nd - 1,))
+    mask = _to_dtype_of(lax.eq(rows, kb), v)
+    along = (nd - 2,)
+    re = lax.neg(lax.real(lax.reduce_sum(lax.mul(lax.conj(v), u), along)))
+    im = lax.neg(lax.div(lax.imag(lax.reduce_sum(lax.mul(mask, u), along)),
+                         lax.real(lax.reduce_sum(lax.mul(mask, v), along))))
+    c = lax.complex(re, im)
+    return lax.add(u, lax.mul(v, lax.broadcast_in_dim(c, shape, tuple(range(nd - 2)) + (nd - 1,))))
+
+
+def _eig_jvp(primals, tangents, *, compute_eigenvectors, enable_eigvec_derivs):
+    (a,), (da,) = primals, tangents
+    params = dict(compute_eigenvectors=compute_eigenvectors,
+                  enable_eigvec_derivs=enable_eigvec_derivs)
+    if type(da) is Zero:
+        out = eig_p.bind(a, **params)
         return out, [Zero.like(o) for o in out]
-    raise NotImplementedError("jvp of eig is not implemented: its derivative needs complex "
-                              "linear solves (differentiate eigh for symmetric matrices)"
-                              f"{core.where()}")
+    if compute_eigenvectors and not enable_eigvec_derivs:
+        raise NotImplementedError("jvp of eig's eigenvectors: they are differentiable only for "
+                                  "distinct eigenvalues, which cannot be checked; pass "
+                                  "enable_eigvec_derivs=True to lax.linalg.eig to opt in (as "
+                                  f"JAX), or differentiate the eigenvalues alone{core.where()}")
+    # the eigenvectors here differentiate (for higher orders) with the opt-in: dw is invariant
+    # to their normalisation, so eigenvalue derivatives of every order are well defined
+    w, v = eig_p.bind(a, compute_eigenvectors=True, enable_eigvec_derivs=True)
+    # dw = diag(V^-1 dA V) (first-order perturbation of a simple eigenvalue)
+    p = matmul(_solve_square(v, _to_dtype_of(da, v)), v)
+    dw = diagonal(p)
+    if not compute_eigenvectors:
+        return [w], [dw]
+    return [w, v], [dw, _eigenvector_jvp(w, v, p)]
 
 
 ad.jvp_rules[eig_p] = _eig_jvp
@@ -633,3 +719,8 @@ def lu_pivots_to_permutation(pivots, permutation_size):
     """The permutation (int32, shape (..., permutation_size)) that LAPACK's row swaps pivots
     (row i swapped with row pivots[i], in order) apply to the rows."""
     return lu_pivots_to_permutation_p.bind(pivots, permutation_size=int(permutation_size))
+
+
+# every rule above (impl, abstract eval, jvp, transpose, batching, the host steps that run the
+# impl under jit on the CPU and CUDA) handles complex matrices
+core.complex_primitives.update([cholesky_p, triangular_solve_p, lu_p, qr_p, eigh_p, svd_p, eig_p])

@@ -1,8 +1,9 @@
 """functrans.numpy.linalg: NumPy's linear algebra (leading batch axes as NumPy), composed of the
 lax.linalg primitives (cholesky, triangular_solve, lu, qr, eigh, svd, eig) and ordinary ops.
 Signatures and defaults follow jax.numpy.linalg where it differs from NumPy (symmetrize_input,
-pinv's and lstsq's default cutoffs). Real float32/float64 input only for now: complex input
-raises TypeError naming the function; integers and bools are computed in float64."""
+pinv's and lstsq's default cutoffs). float32/float64/complex64/complex128 input (complex with
+JAX's conventions: conjugate transposes, Hermitian symmetrization, real eigenvalues and singular
+values); integers and bools are computed in float64."""
 from __future__ import annotations
 
 from collections import namedtuple
@@ -37,17 +38,18 @@ SlogdetResult = namedtuple("SlogdetResult", ["sign", "logabsdet"])
 # Operands
 
 def _float(x, name="norm"):
-    """x as a float array (integers and bools as float64); TypeError naming name for complex."""
+    """x as an inexact array: float and complex kept, integers and bools as float64; TypeError
+    naming name for any other dtype."""
     x = as_operand(x)
     dt = get_aval(x).dtype
-    if dt.kind == "c":
-        raise TypeError(f"linalg.{name}: complex input is not supported yet (real float32/float64"
-                        f" only){core.where()}")
-    return cast(x, dt if dt.kind == "f" else np.float64)
+    if dt.kind not in "fciub":
+        raise TypeError(f"linalg.{name}: unsupported dtype {dt.name}{core.where()}")
+    return cast(x, dt if dt.kind in "fc" else np.float64)
 
 
 def _matrix(x, name, square=False):
-    """x as a float stack of matrices (ndim >= 2; square if asked), NumPy's LinAlgError if not."""
+    """x as an inexact stack of matrices (ndim >= 2; square if asked), NumPy's LinAlgError if
+    not."""
     x = _float(x, name)
     shape = get_aval(x).shape
     if len(shape) < 2:
@@ -75,23 +77,31 @@ def matrix_transpose(x, /):
 
 
 def _symmetrize(a):
-    return lax.mul(lax.add(a, L.matrix_transpose(a)), lax.full(get_aval(a).shape, 0.5,
-                                                              get_aval(a).dtype))
+    """(a + a^H) / 2: the Hermitian (real: symmetric) part of a."""
+    return lax.mul(lax.add(a, L.adjoint(a)), lax.full(get_aval(a).shape, 0.5, get_aval(a).dtype))
+
+
+def _abs2(x):
+    """|x|^2 elementwise, real (x * x for real x)."""
+    if get_aval(x).dtype.kind != "c":
+        return U.multiply(x, x)
+    return U.add(U.square(lax.real(x)), U.square(lax.imag(x)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Solving through the LU decomposition
 
-def _lu_solve(lu, perm, b, trans=False):
-    """x with A x = b (trans: A^T x = b) from A's factors lu, perm (lax.linalg.lu); b (..., n, k)
-    with lu's batch shape."""
+def _lu_solve(lu, perm, b, trans=False, conj=False):
+    """x with A x = b (trans: A^T x = b; trans and conj: A^H x = b) from A's factors lu, perm
+    (lax.linalg.lu); b (..., n, k) with lu's batch shape."""
     if not trans:
         y = L.triangular_solve(lu, L.permute_rows(b, perm), left_side=True, lower=True,
                                unit_diagonal=True)
         return L.triangular_solve(lu, y, left_side=True, lower=False)
     # A^T = U^T L^T P: solve U^T y = b, L^T z = y, then x = P^T z
-    y = L.triangular_solve(lu, b, left_side=True, lower=False, transpose_a=True)
-    z = L.triangular_solve(lu, y, left_side=True, lower=True, transpose_a=True, unit_diagonal=True)
+    y = L.triangular_solve(lu, b, left_side=True, lower=False, transpose_a=True, conjugate_a=conj)
+    z = L.triangular_solve(lu, y, left_side=True, lower=True, transpose_a=True, conjugate_a=conj,
+                           unit_diagonal=True)
     return L.permute_rows(z, _argsort(perm, -1))
 
 
@@ -138,7 +148,7 @@ def inv(a):
 
 
 def _lu_parts(a):
-    """(diagonal of U, the sign of the row permutation) of a's LU decomposition."""
+    """(diagonal of U, the sign of the row permutation, lu) of a's LU decomposition."""
     lu, piv, _ = L.lu(a)
     n = get_aval(a).shape[-1]
     swaps = U.not_equal(piv, lax.broadcasted_iota(np.int32, get_aval(piv).shape,
@@ -178,15 +188,21 @@ def det(a):
 @custom_jvp
 def _slogdet(a):
     d, sign, _ = _lu_parts(a)
-    sign = U.multiply(sign, R.prod(U.sign(d), axis=-1))
+    sign = U.multiply(sign, R.prod(U.sign(d), axis=-1))      # sign(z) = z / |z| for complex
     return sign, R.sum(U.log(U.abs(d)), axis=-1)
 
 
 def _slogdet_jvp(primals, tangents):
+    # d log det = tr(A^-1 dA): its real part moves logabsdet, its imaginary part turns the
+    # complex sign (JAX's rule); a real sign is constant
     (a,), (da,) = primals, tangents
     sign, logdet = _slogdet(a)
-    return (sign, logdet), (lax.full(get_aval(sign).shape, 0, get_aval(sign).dtype),
-                            _trace_of_solve(a, da))
+    dlog = _trace_of_solve(a, da)
+    if get_aval(a).dtype.kind != "c":
+        return (sign, logdet), (lax.full(get_aval(sign).shape, 0, get_aval(sign).dtype), dlog)
+    dlog_re = lax.real(dlog)
+    dsign = U.multiply(U.subtract(dlog, cast(dlog_re, get_aval(dlog).dtype)), sign)
+    return (sign, logdet), (dsign, dlog_re)
 
 
 _slogdet.defjvp(_slogdet_jvp)
@@ -194,7 +210,8 @@ _slogdet.defjvp(_slogdet_jvp)
 
 def slogdet(a):
     """SlogdetResult(sign, logabsdet) of each square matrix of a: det = sign * exp(logabsdet);
-    sign 0 and logabsdet -inf for a singular matrix."""
+    sign is +-1 for real a and a unit complex number for complex a; sign 0 and logabsdet -inf
+    for a singular matrix."""
     return SlogdetResult(*_slogdet(_matrix(a, "slogdet", square=True)))
 
 
@@ -202,17 +219,18 @@ def slogdet(a):
 # Factorisations
 
 def cholesky(a, /, *, upper=False, symmetrize_input=True):
-    """The lower Cholesky factor L (a = L L^T), or the upper one L^T with upper=True. As JAX,
-    a is symmetrized first ((a + a^T) / 2, so gradients are symmetric) unless
+    """The lower Cholesky factor L (a = L L^H), or the upper one L^H with upper=True. As JAX,
+    a is symmetrized first ((a + a^H) / 2, so gradients are Hermitian) unless
     symmetrize_input=False (then its lower triangle is read), and a matrix that is not positive
     definite gives NaNs, eagerly and under jit."""
     a = _matrix(a, "cholesky", square=True)
     lo = L.cholesky(_symmetrize(a) if symmetrize_input else a)
-    return L.matrix_transpose(lo) if upper else lo
+    return L.adjoint(lo) if upper else lo
 
 
 def eigh(a, UPLO=None, symmetrize_input=True):
-    """EighResult(eigenvalues ascending, eigenvectors as columns) of each symmetric matrix of a.
+    """EighResult(eigenvalues real ascending, eigenvectors as columns) of each Hermitian (real:
+    symmetric) matrix of a.
     As JAX, a is symmetrized first unless symmetrize_input=False (then the UPLO triangle, 'L'
     by default, is read)."""
     a = _matrix(a, "eigh", square=True)
@@ -230,20 +248,22 @@ def eigvalsh(a, UPLO="L"):
 
 def eig(a):
     """EigResult(eigenvalues, eigenvectors): complex eigenvalues and unit-norm right
-    eigenvectors (columns) of each real square matrix of a. Always complex (as JAX). Forward
-    values only: its derivative raises NotImplementedError."""
+    eigenvectors (columns) of each square matrix of a. Always complex (as JAX). The derivative
+    of the eigenvalues is defined; that of the eigenvectors raises NotImplementedError, as JAX
+    (opt in with lax.linalg.eig(a, enable_eigvec_derivs=True))."""
     w, v = L.eig(_matrix(a, "eig", square=True))
     return EigResult(w, v)
 
 
 def eigvals(a):
-    """The complex eigenvalues of each real square matrix of a."""
+    """The complex eigenvalues of each square matrix of a, differentiable (dw = diag(V^-1 dA V),
+    for distinct eigenvalues)."""
     return L.eig(_matrix(a, "eigvals", square=True), compute_eigenvectors=False)[0]
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
-    """SVDResult(U, S, Vh) with a = U diag(S) Vh and S descending (full_matrices: U is m x m
-    and Vh n x n), or S alone when compute_uv=False. hermitian is accepted and ignored (the
+    """SVDResult(U, S, Vh) with a = U diag(S) Vh and S real and descending (full_matrices: U is
+    m x m and Vh n x n), or S alone when compute_uv=False. hermitian is accepted and ignored (the
     general algorithm is used)."""
     a = _matrix(a, "svd")
     if not compute_uv:
@@ -290,8 +310,7 @@ def pinv(a, rtol=None, hermitian=False):
     s, u, vt = L.svd(a, full_matrices=False)
     keep = _cutoff_mask(s, rtol, 10 * _eps_times_size(a))
     s_inv = U.where(keep, U.divide(1.0, U.where(keep, s, 1.0)), 0.0)
-    return L.matmul(L.matrix_transpose(vt), U.multiply(_expand_dims(s_inv, -1),
-                                                       L.matrix_transpose(u)))
+    return L.matmul(L.adjoint(vt), U.multiply(_expand_dims(s_inv, -1), L.adjoint(u)))
 
 
 def matrix_rank(M, rtol=None, *, tol=None):
@@ -327,15 +346,15 @@ def lstsq(a, b, rcond=None, *, numpy_resid=False):
     s, u, vt = L.svd(a, full_matrices=False)
     keep = _cutoff_mask(s, rcond, _eps_times_size(a))
     s_inv = U.where(keep, U.divide(1.0, U.where(keep, s, 1.0)), 0.0)
-    ub = U.multiply(_expand_dims(s_inv, -1), L.matmul(L.matrix_transpose(u), b2))
-    x = L.matmul(L.matrix_transpose(vt), ub)
+    ub = U.multiply(_expand_dims(s_inv, -1), L.matmul(L.adjoint(u), b2))
+    x = L.matmul(L.adjoint(vt), ub)
     rank = R.sum(cast(keep, np.int64))
     r = U.subtract(b2, L.matmul(a, x))
-    resid = R.sum(U.multiply(r, r), axis=0)
+    resid = R.sum(_abs2(r), axis=0)
     if vec:
         x, resid = lax.reshape(x, (n,)), lax.reshape(resid, ())
     if numpy_resid and m <= n:
-        resid = lax.full((0,), 0, dt)
+        resid = lax.full((0,), 0, lax.real_dtype(dt))
     return x, resid, rank, s
 
 
@@ -465,13 +484,14 @@ def tensorinv(a, ind=2):
 def _vector_norm(x, ord, axis, keepdims):
     a = U.abs(x)
     if ord is None or ord == 2:
-        return U.sqrt(R.sum(U.multiply(x, x), axis=axis, keepdims=keepdims))
+        return U.sqrt(R.sum(_abs2(x), axis=axis, keepdims=keepdims))
     if ord == np.inf:
         return R.max(a, axis=axis, keepdims=keepdims)
     if ord == -np.inf:
         return R.min(a, axis=axis, keepdims=keepdims)
     if ord == 0:
-        return cast(R.sum(U.not_equal(x, 0), axis=axis, keepdims=keepdims), get_aval(x).dtype)
+        return cast(R.sum(U.not_equal(x, 0), axis=axis, keepdims=keepdims),
+                    lax.real_dtype(get_aval(x).dtype))
     if ord == 1:
         return R.sum(a, axis=axis, keepdims=keepdims)
     if isinstance(ord, str):
@@ -483,7 +503,7 @@ def _vector_norm(x, ord, axis, keepdims):
 def _matrix_norm(x, ord, axes, keepdims):
     r, c = axes
     if ord in (None, "fro", "f"):
-        out = U.sqrt(R.sum(U.multiply(x, x), axis=axes))
+        out = U.sqrt(R.sum(_abs2(x), axis=axes))
     elif ord in (1, -1, np.inf, -np.inf):
         inner, outer = (r, c) if ord in (1, -1) else (c, r)
         s = R.sum(U.abs(x), axis=inner)
@@ -509,7 +529,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     nd = get_aval(x).ndim
     if axis is None:
         if ord is None:
-            out = U.sqrt(R.sum(U.multiply(x, x)))
+            out = U.sqrt(R.sum(_abs2(x)))
             return lax.reshape(out, (1,) * nd) if keepdims else out
         axes = tuple(range(nd))
     else:

@@ -1,7 +1,7 @@
 """functrans.scipy.linalg: SciPy's linear algebra on the lax.linalg primitives (leading batch axes
 allowed), with SciPy's signatures; overwrite_* and check_finite are accepted and ignored (arrays
-are immutable; no finiteness check is made). Real float32/float64 input only for now: complex
-input raises TypeError naming the function."""
+are immutable; no finiteness check is made). Real and complex input (complex: trans 2/'C' is the
+conjugate transpose; Cholesky factors satisfy a = L L^H)."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,11 +52,14 @@ def _operands(name, a, b):
     return a, b, restore
 
 
-def _trans_flag(trans):
+def _trans_flags(trans):
+    """(transpose, conjugate) for SciPy's trans: 0/'N', 1/'T', 2/'C'."""
     if trans in (0, "N", "n"):
-        return False
-    if trans in (1, 2, "T", "t", "C", "c"):
-        return True
+        return False, False
+    if trans in (1, "T", "t"):
+        return True, False
+    if trans in (2, "C", "c"):
+        return True, True
     raise ValueError(f"invalid trans {trans!r} (0/'N', 1/'T' or 2/'C'){core.where()}")
 
 
@@ -64,14 +67,15 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
                      check_finite=True):
     """x with op(a) x = b for triangular a (the lower or upper triangle of a is read; with
     unit_diagonal its diagonal is taken to be ones); op is identity for trans 0/'N', transpose
-    for 1/'T' (and 2/'C', real input). b is (n,) or (..., n, k)."""
+    for 1/'T', conjugate transpose for 2/'C'. b is (n,) or (..., n, k)."""
     a, b, restore = _operands("solve_triangular", a, b)
-    return restore(L.triangular_solve(a, b, left_side=True, lower=lower,
-                                      transpose_a=_trans_flag(trans), unit_diagonal=unit_diagonal))
+    tr, cj = _trans_flags(trans)
+    return restore(L.triangular_solve(a, b, left_side=True, lower=lower, transpose_a=tr,
+                                      conjugate_a=cj, unit_diagonal=unit_diagonal))
 
 
 def cholesky(a, lower=False, overwrite_a=False, check_finite=True):
-    """The Cholesky factor of each symmetric positive-definite matrix of a: upper (a = U^T U)
+    """The Cholesky factor of each Hermitian positive-definite matrix of a: upper (a = U^H U)
     by default, lower with lower=True; NaNs where a is not positive definite (as JAX)."""
     return NL.cholesky(a, upper=not lower)
 
@@ -86,8 +90,11 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
     """x with a x = b, from cho_factor's (c, lower) of a."""
     c, lower = c_and_lower
     c, b, restore = _operands("cho_solve", c, b)
-    y = L.triangular_solve(c, b, left_side=True, lower=lower, transpose_a=not lower)
-    return restore(L.triangular_solve(c, y, left_side=True, lower=lower, transpose_a=lower))
+    # a = L L^H = U^H U: two triangular solves, one with the conjugate transpose
+    y = L.triangular_solve(c, b, left_side=True, lower=lower, transpose_a=not lower,
+                           conjugate_a=not lower)
+    return restore(L.triangular_solve(c, y, left_side=True, lower=lower, transpose_a=lower,
+                                      conjugate_a=lower))
 
 
 def _l_and_u(lu_):
@@ -130,14 +137,16 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
 
 
 def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
-    """x with a x = b (trans 0) or a^T x = b (trans 1, 2), from lu_factor's (lu, piv) of a."""
+    """x with a x = b (trans 0), a^T x = b (trans 1) or a^H x = b (trans 2), from lu_factor's
+    (lu, piv) of a."""
     lu_, piv = lu_and_piv
     lu_, b, restore = _operands("lu_solve", lu_, b)
     perm = L.lu_pivots_to_permutation(piv, get_aval(lu_).shape[-1])
     perm = lax.broadcast_in_dim(perm, get_aval(lu_).shape[:-1],
                                 tuple(range(len(get_aval(lu_).shape) - 1 - get_aval(perm).ndim,
                                             len(get_aval(lu_).shape) - 1)))
-    return restore(NL._lu_solve(lu_, perm, b, trans=_trans_flag(trans)))
+    tr, cj = _trans_flags(trans)
+    return restore(NL._lu_solve(lu_, perm, b, trans=tr, conj=cj))
 
 
 def inv(a, overwrite_a=False, check_finite=True):
