@@ -27,6 +27,10 @@ from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, 
 
 '''
 
+# vmath helpers imported only by the kernels calling them (the source, and so the cache key, of
+# every other kernel stays as it was)
+_OPTIONAL_HELPERS = ("cabs_c64",)
+
 SUPPORTED_KINDS = "biufc"
 
 
@@ -145,7 +149,8 @@ SCALAR_RULES = {
     "ceil": _unary_float(generic="np.ceil"),
     "round": _unary_float(generic="np.rint"),
     "is_finite": _unary_float(generic="np.isfinite"),
-    "abs": lambda a, din, dout, p: f"abs({a[0]})",
+    "abs": lambda a, din, dout, p: (f"cabs_c64({a[0]})" if din == np.complex64
+                                    else f"abs({a[0]})"),
     "exp": _unary_float(f32="exp_f32", generic="math.exp"),
     "exp2": _unary_float(generic="np.exp2"),
     "log": _unary_float(f32="log_f32", generic="np.log"),
@@ -1237,10 +1242,14 @@ def generate(kplan, name="kernel"):
     em.line(f"return {_tuple(outs)}")
     lit_names = sorted(em.lits)
     sig = ", ".join(["D"] + [f"L_{n}" for n in lit_names] + args + em.const_args)
-    src = (_HEADER + "\n@numba.njit(cache=True, error_model='numpy', fastmath={'reassoc'})\n"
+    body = "\n".join(em.body)
+    extra = "".join(f"from functrans.backends.vmath import {h}\n" for h in _OPTIONAL_HELPERS
+                    if h + "(" in body)
+    src = (_HEADER + extra
+           + "\n@numba.njit(cache=True, error_model='numpy', fastmath={'reassoc'})\n"
            + f"def kernel({sig}):\n"
            + "".join("    " + h + "\n" for h in em.header)
-           + "\n".join(em.body) + "\n")
+           + body + "\n")
     lits = tuple(np.array(em.lits[n], dtype=n) for n in lit_names)
     return src, np.array(em.dims, dtype=np.int64), lits, em.const_vals
 
