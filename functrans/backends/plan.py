@@ -276,6 +276,40 @@ def _splat(val, aval):
     return lit
 
 
+def _svd_values_only(e):
+    return e.primitive.name == "svd" and not e.params["compute_uv"]
+
+
+def share_svd_values(eqns, outvars):
+    """Singular values asked for alone of an operand that also gets a full svd (grad's forward
+    pass does both: the values are the result, the jvp needs u and v) come from the full svd,
+    moved up to the first one's place: one LAPACK call fewer. Returns (eqns, outvars)."""
+    full = {}
+    for e in eqns:
+        if e.primitive.name == "svd" and e.params["compute_uv"] and type(e.inputs[0]) is Var:
+            full.setdefault(e.inputs[0], e)
+    if not full or not any(_svd_values_only(e) and type(e.inputs[0]) is Var
+                           and e.inputs[0] in full for e in eqns):
+        return eqns, outvars
+    rename, placed, out = {}, set(), []
+    for e in eqns:
+        f = (full.get(e.inputs[0]) if e.primitive.name == "svd" and type(e.inputs[0]) is Var
+             else None)
+        if f is not None and _svd_values_only(e):
+            rename[e.out_binders[0]] = f.out_binders[0]
+            e = f                       # the full svd takes this place, if not placed yet
+        if e is f:
+            if id(f) in placed:
+                continue
+            placed.add(id(f))
+        if any(v in rename for v in e.inputs if type(v) is Var):
+            e = core.JaxprEqn(e.primitive, [rename.get(v, v) if type(v) is Var else v
+                                            for v in e.inputs], e.params, e.out_binders,
+                              e.source_info)
+        out.append(e)
+    return out, [rename.get(v, v) if type(v) is Var else v for v in outvars]
+
+
 def fold_splats(eqns, outvars):
     """Constant folding of "splats" (arrays with one value everywhere: broadcasts of literals
     and elementwise ops of splats): they become literals in the elementwise equations that read
@@ -492,7 +526,7 @@ def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None):
     than group_cap under eqn_cost (equation -> number) is cut into pieces (cut_groups)."""
     invars, const_pairs, eqns, outvars = inline_jit(closed)
     if rewrites:
-        eqns, outvars = fold_splats(eqns, outvars)
+        eqns, outvars = share_svd_values(*fold_splats(eqns, outvars))
         eqns = fuse_outer_products(eqns, outvars)
         eqns = drop_unused(absorb_transposes_into_dots(eqns, outvars), outvars)
     steps, group, hoisted = [], None, []

@@ -261,6 +261,18 @@ def irem(x, y):
 
 
 @numba.njit(**_J)
+def cabs_c64(z):
+    """abs of a complex64 as float32: sqrt of the sum of squares in float64 (exact squares, no
+    overflow or underflow in float64's range), inf if either part is infinite (as hypot, even
+    with a nan). Branch-free, so LLVM vectorises the loop; numba's abs calls hypot per element
+    (8 ns against 1 ns here)."""
+    r = np.float64(z.real)
+    i = np.float64(z.imag)
+    s = math.sqrt(r * r + i * i)
+    return np.float32(np.inf if (abs(r) == np.inf or abs(i) == np.inf) else s)
+
+
+@numba.njit(**_J)
 def fmax(a, b):
     """numpy.maximum on scalars (nan propagates)."""
     return a if (a >= b or a != a) else b

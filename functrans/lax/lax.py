@@ -223,11 +223,12 @@ defjvp_zero(stop_gradient_p)
 
 
 def _abs_jvp(g, ans, x):
-    """abs'(0) = 1 for reals, as JAX; for complex x: Re(conj(x) g / |x|), 0 at x = 0."""
+    """abs'(0) = 1 for reals, as JAX; for complex x: Re(conj(x) g) / |x|, 0 at x = 0. The
+    division is by the real |x| (JAX divides by |x| as a complex number): the same value, and
+    the transpose is then a real division and one complex product, not a complex division."""
     if get_aval(x).dtype.kind != "c":
         return select(ge(x, _const(x, 0)), g, neg(g))
-    safe = _replace_zero(convert_element_type(ans, get_aval(x).dtype))
-    return real(mul(g, div(_conj(x), safe)))
+    return div(real(mul(g, _conj(x))), _replace_zero(ans))
 
 
 defjvp2(abs_p, _abs_jvp)

@@ -105,13 +105,20 @@ def _take(x, axis, start, stop):
     return slicing.slice(x, start_idx, shape[:axis] + (stop,) + shape[axis + 1:])
 
 
+def _move_first_to(ndim, axis):
+    perm = list(range(1, ndim))
+    perm.insert(axis, 0)
+    return tuple(perm)
+
+
 def _negate_index(x, axis):
     """y[j] = x[-j mod n] along axis."""
     n = get_aval(x).shape[axis]
     if n <= 1:
         return x
-    return slicing.concatenate([_take(x, axis, 0, 1), lax.rev(_take(x, axis, 1, n), (axis,))],
-                               axis)
+    idx = (-np.arange(n) % n)[:, None]
+    y = slicing.gather(x, idx, (axis,))        # one pass (slices, rev, concatenate: four)
+    return y if axis == 0 else lax.transpose(y, _move_first_to(get_aval(y).ndim, axis))
 
 
 def _real_fft(x, axes, lengths):
