@@ -144,7 +144,23 @@ def inv(a):
     """The inverse of each square matrix of a. Singular a: LinAlgError eagerly, inf/nan under
     jit (as JAX)."""
     a = _matrix(a, "inv", square=True)
+    return _inv(a)
+
+
+@custom_jvp
+def _inv(a):
     return _solve(a, L.eye_like(a))
+
+
+def _inv_jvp(primals, tangents):
+    # d(A^-1) = -A^-1 dA A^-1: two products with the inverse at hand (the transpose too),
+    # where differentiating through the LU factors would take four triangular solves
+    (a,), (da,) = primals, tangents
+    ainv = _inv(a)
+    return ainv, lax.neg(L.matmul(ainv, L.matmul(da, ainv)))
+
+
+_inv.defjvp(_inv_jvp)
 
 
 def _lu_parts(a):
