@@ -25,3 +25,4 @@ __version__ = "0.1.0"
 from . import numpy  # noqa: F401,E402
 from . import scipy  # noqa: F401,E402
 from . import example_libraries  # noqa: F401,E402
+from . import optim  # noqa: F401,E402

@@ -1,0 +1,24 @@
+"""functrans.optim: optax's gradient transformations, optimizers and schedules, with optax's
+names, signatures and state pytrees, so optax code ports by changing the import.
+
+An optimizer is a ``GradientTransformation(init, update)``: ``state = opt.init(params)``,
+``updates, state = opt.update(grads, state, params)``, ``params = apply_updates(params,
+updates)``. See docs/optim.md."""
+from ._base import (EmptyState, GradientTransformation, apply_updates, chain,  # noqa: F401
+                    identity, stateless)
+from ._transforms import (AddDecayedWeightsState, ClipByGlobalNormState, ClipState,  # noqa: F401
+                          EmaState, FactoredState, MaskedNode, MaskedState, MultiTransformState,
+                          ScaleByAdamState, ScaleByLionState, ScaleByRmsState,
+                          ScaleByRssState, ScaleByRStdDevState, ScaleByScheduleState, ScaleState,
+                          TraceState, add_decayed_weights, clip, clip_by_block_rms,
+                          clip_by_global_norm, ema, global_norm, masked, multi_transform, scale,
+                          scale_by_adam, scale_by_factored_rms, scale_by_learning_rate,
+                          scale_by_lion, scale_by_param_block_rms, scale_by_rms, scale_by_rss,
+                          scale_by_schedule, scale_by_stddev, scale_by_trust_ratio, set_to_zero,
+                          trace)
+from ._alias import (adafactor, adagrad, adam, adamw, lamb, lion, nadam, rmsprop,  # noqa: F401
+                     sgd)
+from ._multistep import MultiSteps, MultiStepsState, skip_not_finite  # noqa: F401
+from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_decay,  # noqa: F401
+                         join_schedules, linear_schedule, piecewise_constant_schedule,
+                         polynomial_schedule, warmup_cosine_decay_schedule)
