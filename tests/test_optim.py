@@ -187,6 +187,17 @@ def test_adam_state_is_optax_shaped():
     assert int(state[0].count) == 1
 
 
+def test_float32_params_stay_float32():
+    params = {k: jnp.asarray(v, dtype=jnp.float32) for k, v in PARAMS.items()}
+    grads = [{k: v.astype(np.float32) for k, v in g.items()} for g in GRADS]
+    opt = optim.adamw(optim.linear_schedule(LR, 0.0, 4))
+    state = opt.init(params)
+    for g in grads:
+        u, state = opt.update(g, state, params)
+        params = optim.apply_updates(params, u)
+    assert {str(v.dtype) for v in list(u.values()) + list(params.values())} == {"float32"}
+
+
 def test_learning_rate_schedule():
     sched = optim.exponential_decay(LR, 1, 0.5)
     got = run(optim.sgd(sched))

@@ -9,6 +9,8 @@ from ._base import GradientTransformation, check_same_structure, safe_increment,
 
 
 class MultiStepsState(NamedTuple):
+    """MultiSteps' state: mini-steps since the last inner step, inner steps done, the inner
+    optimizer's state, the accumulated gradient and the skip function's state."""
     mini_step: Any
     gradient_step: Any
     inner_opt_state: Any

@@ -18,43 +18,53 @@ from ._base import (EmptyState, GradientTransformation, cast_like, check_same_st
 
 
 class ScaleByAdamState(NamedTuple):
+    """scale_by_adam's state: step count, first moment mu, second moment nu."""
     count: Any
     mu: Any
     nu: Any
 
 
 class ScaleByRmsState(NamedTuple):
+    """scale_by_rms's state: the running mean of squared updates nu."""
     nu: Any
 
 
 class ScaleByRStdDevState(NamedTuple):
+    """scale_by_stddev's state: running means of updates (mu) and their squares (nu)."""
     mu: Any
     nu: Any
 
 
 class ScaleByRssState(NamedTuple):
+    """scale_by_rss's (Adagrad's) state: the running sum of squared updates."""
     sum_of_squares: Any
 
 
 class ScaleByLionState(NamedTuple):
+    """scale_by_lion's state: step count and momentum mu."""
     count: Any
     mu: Any
 
 
 class TraceState(NamedTuple):
+    """trace's state: the momentum accumulator."""
     trace: Any
 
 
 class EmaState(NamedTuple):
+    """ema's state: step count and the moving average."""
     count: Any
     ema: Any
 
 
 class ScaleByScheduleState(NamedTuple):
+    """scale_by_schedule's state: the number of updates done so far."""
     count: Any
 
 
 class FactoredState(NamedTuple):
+    """scale_by_factored_rms's state: step count, row and column second-moment means of
+    factored leaves (v_row, v_col), the full second moment of the others (v)."""
     count: Any
     v_row: Any
     v_col: Any
@@ -62,6 +72,7 @@ class FactoredState(NamedTuple):
 
 
 class MaskedState(NamedTuple):
+    """masked's state: the inner transformation's state on the masked parameters."""
     inner_state: Any
 
 
@@ -70,6 +81,7 @@ class MaskedNode(NamedTuple):
 
 
 class MultiTransformState(NamedTuple):
+    """multi_transform's state: {label: MaskedState} for each transformation."""
     inner_states: Any
 
 
