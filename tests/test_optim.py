@@ -9,6 +9,7 @@ import pytest
 import functrans as jax
 import functrans.numpy as jnp
 from functrans import optim
+from functrans.tree_util import tree_map
 
 RNG = np.random.default_rng(0)
 PARAMS = {"w": RNG.normal(size=(2, 3)), "b": RNG.normal(size=(3,))}
@@ -18,12 +19,12 @@ LR = 0.1
 
 def run(opt, params=PARAMS, grads=GRADS):
     """The list of update pytrees (as NumPy) of opt over grads, applying each to params."""
-    params = {k: jnp.asarray(v) for k, v in params.items()}
+    params = tree_map(jnp.asarray, params)
     state, out = opt.init(params), []
     for g in grads:
-        u, state = opt.update({k: jnp.asarray(v) for k, v in g.items()}, state, params)
+        u, state = opt.update(tree_map(jnp.asarray, g), state, params)
         params = optim.apply_updates(params, u)
-        out.append({k: np.asarray(v) for k, v in u.items()})
+        out.append(tree_map(np.asarray, u))
     return out
 
 
@@ -282,6 +283,17 @@ def test_masked_passes_unmasked_updates_through():
     assert_close(run(by_fn), got)
 
 
+def test_masked_with_a_prefix_mask_on_nested_params():
+    nested = {"layer": dict(PARAMS), "head": {"w": PARAMS["w"]}}
+    grads = [{"layer": dict(g), "head": {"w": g["w"]}} for g in GRADS[:2]]
+    got = run(optim.masked(optim.sgd(LR, momentum=0.9), {"layer": True, "head": False}),
+              params=nested, grads=grads)
+    want = reference(np_sgd(0.9, False), zeros("t"), grads=GRADS[:2])
+    for gt, w, g in zip(got, want, grads):
+        assert_close([gt["layer"]], [w])
+        np.testing.assert_array_equal(gt["head"]["w"], g["head"]["w"])
+
+
 def test_adamw_mask_limits_weight_decay():
     got = run(optim.adamw(LR, weight_decay=0.05, mask={"w": True, "b": False}))
     decayed, plain = reference(np_adamw(0.05), zeros("m", "v")), \
@@ -370,6 +382,9 @@ def test_state_from_other_params_names_the_path():
     with pytest.raises(ValueError, match=r"\['w'\].*shape \(3, 2\)"):
         optim.sgd(LR, momentum=0.9).update({"w": np.ones((3, 2)), "b": np.ones(3)},
                                            optim.sgd(LR, momentum=0.9).init(PARAMS))
+    nested = {"a": {"w": np.ones(2)}}
+    with pytest.raises(ValueError, match=r"\['a'\]\['v'\]"):
+        optim.adam(LR).update({"a": {"v": np.ones(2)}}, optim.adam(LR).init(nested))
     with pytest.raises(ValueError, match="needs the parameters"):
         optim.adamw(LR).update(GRADS[0], optim.adamw(LR).init(PARAMS))
 
@@ -380,10 +395,10 @@ def test_against_optax_when_installed():
     """The NumPy formulas above are the real checks; this compares with optax where present."""
     if not importlib.util.find_spec("optax"):
         return
+    import jax.numpy as ojnp
     import optax
     for name in ["sgd", "adam", "adamw", "nadam", "lamb", "lion", "rmsprop", "adagrad"]:
         ours, theirs = getattr(optim, name)(LR), getattr(optax, name)(LR)
-        import jax.numpy as ojnp
         o_params = {k: ojnp.asarray(v) for k, v in PARAMS.items()}
         o_state = theirs.init(o_params)
         want = []

@@ -58,8 +58,8 @@ def chain(*transforms):
 
 def apply_updates(params, updates):
     """Returns ``params + updates`` leafwise, each result in its parameter's dtype."""
-    return tree_map(lambda p, u: (jnp.asarray(p) + u).astype(jnp.asarray(p).dtype)
-                    if u is not None else p, params, updates)
+    return tree_map(lambda p, u: (jnp.asarray(p) + u).astype(jnp.asarray(p).dtype), params,
+                    updates)
 
 
 def check_same_structure(updates: Any, tree: Any, what: str, check_shapes: bool = True):
