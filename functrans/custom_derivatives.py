@@ -146,6 +146,22 @@ class _CustomFunction:
         leaves, in_tree = tree_flatten(diff)
         return args, nondiff, diff, merge, [core.as_array(x) for x in leaves], in_tree
 
+    def __call__(self, *args, **kwargs):
+        if self._rule_missing():
+            raise AttributeError(self._missing_rule_message.format(self.__name__))
+        args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
+        trace = _effective_trace(leaves)
+        if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
+            return _run_eagerly(self, args)
+        out_tree = _Store()
+        jt = _differentiating_trace(trace, leaves)
+        if jt is not None:              # differentiated now: only the rules run
+            outs = self._apply_rules(jt, leaves, nondiff, diff, merge, in_tree, out_tree)
+        else:
+            closed, lifted, leaves, in_tree, out_tree.val = self._trace(merge, diff)
+            outs = self._bind(closed, lifted, leaves, nondiff, diff, merge, in_tree, out_tree)
+        return tree_unflatten(out_tree.val, outs)
+
     def _trace(self, merge, diff):
         """_trace_call's (ClosedJaxpr, lifted tracer consts, leaves, in_tree, out_tree);
         TypeError if the function closes over a value being differentiated by a transform
@@ -220,25 +236,21 @@ class custom_jvp(_CustomFunction):
             return out, t_out
         self.jvp = jvp
 
-    def __call__(self, *args, **kwargs):
-        if self.jvp is None:
-            raise AttributeError(f"No JVP defined for custom_jvp function {self.__name__} "
-                                 "using defjvp.")
-        args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
-        trace = _effective_trace(leaves)
-        if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
-            return _run_eagerly(self, args)
-        out_tree = _Store()
-        jt = _differentiating_trace(trace, leaves)
-        if jt is not None:              # differentiated now: only the rule runs
-            jvp_fn = _flat_jvp_rule(self.__name__, self.jvp, nondiff, in_tree, 0, out_tree)
-            outs = _apply_rule_directly(jt, _custom_jvp_jvp, leaves, jvp_fn=jvp_fn, num_consts=0)
-            return tree_unflatten(out_tree.val, outs)
-        closed, lifted, leaves, in_tree, out_tree.val = self._trace(merge, diff)
+    _missing_rule_message = "No JVP defined for custom_jvp function {} using defjvp."
+
+    def _rule_missing(self):
+        return self.jvp is None
+
+    def _apply_rules(self, jt, leaves, nondiff, diff, merge, in_tree, out_tree):
+        """The rule alone, applied by the differentiating trace jt (the function never runs)."""
+        jvp_fn = _flat_jvp_rule(self.__name__, self.jvp, nondiff, in_tree, 0, out_tree)
+        return _apply_rule_directly(jt, _custom_jvp_jvp, leaves, jvp_fn=jvp_fn, num_consts=0)
+
+    def _bind(self, closed, lifted, leaves, nondiff, diff, merge, in_tree, out_tree):
+        """custom_jvp_call of the traced function, carrying the rule."""
         jvp_fn = _flat_jvp_rule(self.__name__, self.jvp, nondiff, in_tree, len(lifted), out_tree)
-        outs = custom_jvp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, jvp_fn=jvp_fn,
+        return custom_jvp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, jvp_fn=jvp_fn,
                                       num_consts=len(lifted))
-        return tree_unflatten(out_tree.val, outs)
 
 
 def _flat_jvp_rule(name, rule, nondiff, in_tree, num_consts, out_tree):
@@ -338,27 +350,23 @@ class custom_vjp(_CustomFunction):
         """Set the forward and backward rules."""
         self.fwd, self.bwd = fwd, bwd
 
-    def __call__(self, *args, **kwargs):
-        if self.fwd is None:
-            raise AttributeError(f"No VJP defined for custom_vjp function {self.__name__} "
-                                 "using defvjp.")
-        args, nondiff, diff, merge, leaves, in_tree = self._split(args, kwargs)
-        trace = _effective_trace(leaves)
-        if type(trace) is core.EvalTrace:      # no transform sees the call: just run it
-            return _run_eagerly(self, args)
-        out_tree = _Store()
-        jt = _differentiating_trace(trace, leaves)
-        if jt is not None:              # differentiated now: only fwd runs (and bwd later)
-            fwd_fn, bwd_fn = self._flat_rules(nondiff, diff, merge, in_tree, 0, out_tree)
-            outs = _apply_rule_directly(jt, _custom_vjp_jvp, leaves, fwd_fn=fwd_fn,
-                                        bwd_fn=bwd_fn, num_consts=0)
-            return tree_unflatten(out_tree.val, outs)
-        closed, lifted, leaves, in_tree, out_tree.val = self._trace(merge, diff)
+    _missing_rule_message = "No VJP defined for custom_vjp function {} using defvjp."
+
+    def _rule_missing(self):
+        return self.fwd is None
+
+    def _apply_rules(self, jt, leaves, nondiff, diff, merge, in_tree, out_tree):
+        """fwd now (and bwd later), applied by the differentiating trace jt."""
+        fwd_fn, bwd_fn = self._flat_rules(nondiff, diff, merge, in_tree, 0, out_tree)
+        return _apply_rule_directly(jt, _custom_vjp_jvp, leaves, fwd_fn=fwd_fn, bwd_fn=bwd_fn,
+                                    num_consts=0)
+
+    def _bind(self, closed, lifted, leaves, nondiff, diff, merge, in_tree, out_tree):
+        """custom_vjp_call of the traced function, carrying fwd and bwd."""
         k = len(lifted)
         fwd_fn, bwd_fn = self._flat_rules(nondiff, diff, merge, in_tree, k, out_tree)
-        outs = custom_vjp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, fwd_fn=fwd_fn,
+        return custom_vjp_call_p.bind(*lifted, *leaves, call_jaxpr=closed, fwd_fn=fwd_fn,
                                       bwd_fn=bwd_fn, num_consts=k)
-        return tree_unflatten(out_tree.val, outs)
 
     def _flat_rules(self, nondiff, diff, merge, in_tree, k, out_tree):
         """(fwd_fn, bwd_fn): fwd and bwd on flat lists. fwd_fn(closure consts + leaves) ->
