@@ -1,0 +1,280 @@
+"""Gradient-flow diagnostics: statistics of every cotangent of a backward pass, read off the jaxpr.
+
+``grad_flow(loss)(params, *batch)`` linearizes ``loss`` at ``params`` and runs the backward pass
+once (``ad.backward_pass`` with an ``observe`` hook), staging a few reductions of each cotangent
+next to the transposed equation that made it. Those reductions are ordinary traced operations,
+so the whole thing runs eagerly or inside ``jit`` (the report is a pytree whose leaves are the
+statistics arrays). The report groups the equations by the user's source line that staged them
+and the gradients by the pytree path of the parameters. See docs/diagnostics.md.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import core
+from . import numpy as jnp
+from .api import _check_callable, _check_scalar_output
+from .interpreters import ad
+from .tree_util import keystr, register_pytree_node_class, tree_flatten_with_path, tree_unflatten
+
+# Columns of GradFlowReport.eqn_stats (one row per transposed equation, in backward order).
+_SUMSQ, _ZEROS, _NONFINITE, _SIZE, _CT_NONFINITE, _RES_NONFINITE = range(6)
+# Columns of GradFlowReport.param_stats (one row per parameter leaf).
+_P_SUMSQ, _P_ZEROS, _P_NONFINITE, _P_SIZE, _P_PARAM_SUMSQ = range(5)
+
+
+def _is_float(x):
+    return type(x) is not ad.Zero and x is not None and core.get_aval(x).dtype.kind in "fc"
+
+
+def _reductions(arrays):
+    """[sum of squares of the finite entries, exact zeros, non-finite entries, size] of the
+    float arrays, as traced float32 scalars."""
+    sumsq = zeros = bad = jnp.float32(0)
+    size = 0
+    for x in arrays:
+        mag = jnp.abs(x)
+        finite = jnp.isfinite(mag)
+        sumsq = sumsq + jnp.sum(jnp.where(finite, mag, 0) ** 2).astype(jnp.float32)
+        zeros = zeros + jnp.sum(mag == 0).astype(jnp.float32)
+        bad = bad + jnp.sum(~finite).astype(jnp.float32)
+        size += int(np.prod(core.get_aval(x).shape, dtype=np.int64))
+    return [sumsq, zeros, bad, jnp.float32(size)]
+
+
+def _any_nonfinite(arrays):
+    bad = jnp.float32(0)
+    for x in arrays:
+        bad = bad + jnp.sum(~jnp.isfinite(x)).astype(jnp.float32)
+    return (bad > 0).astype(jnp.float32)
+
+
+def _source_runs(eqns):
+    """For each equation of a jaxpr, the label of its run: consecutive equations staged at the
+    same source line form one run, and a line staged again later (a loop, a function called
+    per layer) starts a new run, numbered '#k' so that each layer keeps its own row."""
+    runs, prev, count = [], object(), {}
+    for eqn in eqns:
+        src = eqn.source_info
+        if src != prev:
+            count[src] = count.get(src, 0) + 1
+            prev = src
+        runs.append((src, count[src] - 1))
+    many = {s for s, n in count.items() if n > 1}
+    return [_short(src) + (f" #{k}" if src in many else "") for src, k in runs]
+
+
+def _short(src):
+    if src is None:
+        return "<unknown>"
+    return f"{os.path.basename(src[0])}:{src[1]} ({src[2]})"
+
+
+def grad_flow(loss, threshold=1e3):
+    """Returns a function of ``(params, *batch)`` that returns a GradFlowReport: the statistics of
+    every cotangent of the backward pass of the scalar ``loss(params, *batch)`` with respect to
+    ``params``, grouped by source line and by parameter path. A line whose cotangent norm is more
+    than ``threshold`` times the median over lines is flagged exploding, less than
+    ``1/threshold`` times it vanishing. Costs one forward and one backward pass; works under jit."""
+    _check_callable(loss, "grad_flow")
+    if not threshold > 1:
+        raise ValueError(f"grad_flow: threshold must be > 1, got {threshold!r}")
+
+    def run(params, *batch):
+        path_leaves, treedef = tree_flatten_with_path(params)
+        paths = tuple(keystr(p) or "<params>" for p, _ in path_leaves)
+        p_flat = [core.as_array(x) for _, x in path_leaves]
+        for path, x in zip(paths, p_flat):
+            if core.get_aval(x).dtype.kind not in "fc":
+                raise TypeError(f"grad_flow: parameter {path} has dtype {core.get_aval(x).dtype}; "
+                                "only float parameters can be differentiated")
+
+        def flat_loss(*leaves):
+            out = loss(tree_unflatten(treedef, leaves), *batch)
+            _check_scalar_output(out, "grad_flow")
+            return [out]
+
+        (value,), jaxpr, consts = ad.linearize_flat(flat_loss, p_flat, dce=False, sources=True)
+        index = {id(e): i for i, e in enumerate(jaxpr.eqns)}
+        runs = _source_runs(jaxpr.eqns)
+        rows, meta = [], []
+
+        def observe(eqn, ins, cts, cts_in):
+            produced = [c for c in cts_in if _is_float(c)]
+            if not produced:
+                return
+            cts = cts if eqn.primitive.multiple_results else [cts]
+            known = [x for x in ins if not ad.is_undefined_primal(x) and _is_float(x)]
+            rows.append(_reductions(produced) + [_any_nonfinite([c for c in cts if _is_float(c)]),
+                                                 _any_nonfinite(known)])
+            i = index[id(eqn)]
+            meta.append((i, core.format_source(eqn.source_info), eqn.primitive.name, runs[i]))
+
+        seed = jnp.ones_like(value)
+        grads = ad.backward_pass(jaxpr, consts, [ad.UndefPrimal(v.aval) for v in jaxpr.invars],
+                                 [seed], observe)
+        grads = [ad.instantiate_zeros(g) for g in grads]
+        param_rows = [_reductions([g]) + [_reductions([p])[_SUMSQ]] for g, p in zip(grads, p_flat)]
+        eqn_stats = (jnp.stack([jnp.stack(r) for r in rows]) if rows
+                     else jnp.zeros((0, 6), jnp.float32))
+        return GradFlowReport(value, eqn_stats, jnp.stack([jnp.stack(r) for r in param_rows]),
+                              (tuple(meta), paths, float(threshold)))
+
+    return run
+
+
+def _norm(sumsq):
+    return float(np.sqrt(sumsq))
+
+
+def _fraction(part, whole):
+    return float(part / whole) if whole else 0.0
+
+
+@register_pytree_node_class
+class GradFlowReport:
+    """What grad_flow found. ``lines`` (per source-line run, forward order), ``equations`` (per
+    transposed equation, backward order) and ``params`` (per parameter path) are lists of dicts;
+    ``exploding`` and ``vanishing`` list the flagged lines; ``first_nonfinite`` names the
+    equation where the first NaN/inf appeared (or is None). ``str(report)`` is a text table and
+    ``report.plot()`` a matplotlib figure. A pytree: a jitted grad_flow returns one."""
+
+    def __init__(self, loss, eqn_stats, param_stats, aux):
+        self.loss, self.eqn_stats, self.param_stats = loss, eqn_stats, param_stats
+        self._aux = aux
+        self._meta, self._paths, self.threshold = aux
+
+    def tree_flatten(self):
+        return (self.loss, self.eqn_stats, self.param_stats), self._aux
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children, aux)
+
+    def _eqn_array(self):
+        return np.asarray(self.eqn_stats, dtype=np.float64).reshape(-1, 6)
+
+    @property
+    def equations(self):
+        """One dict per transposed equation, in the order the backward pass ran them: source
+        line, primitive, line run, cotangent norm, zero fraction, non-finite count."""
+        return [dict(source=src, primitive=prim, line=run, norm=_norm(r[_SUMSQ]),
+                     zero_fraction=_fraction(r[_ZEROS], r[_SIZE]), nonfinite=int(r[_NONFINITE]))
+                for (_, src, prim, run), r in zip(self._meta, self._eqn_array())]
+
+    @property
+    def lines(self):
+        """One dict per source-line run, in forward (program) order: the norm of all the
+        cotangents its equations produced, their zero fraction and non-finite count, the ratio
+        of the norm to the median over lines, and the flag ('exploding', 'vanishing' or '')."""
+        groups = {}
+        for (i, _, prim, run), r in sorted(zip(self._meta, self._eqn_array()), key=lambda t: t[0][0]):
+            g = groups.setdefault(run, dict(line=run, equations=0, sumsq=0.0, zeros=0.0,
+                                            size=0.0, nonfinite=0))
+            g["equations"] += 1
+            g["sumsq"] += r[_SUMSQ]
+            g["zeros"] += r[_ZEROS]
+            g["size"] += r[_SIZE]
+            g["nonfinite"] += int(r[_NONFINITE])
+        out = [dict(line=g["line"], equations=g["equations"], norm=_norm(g["sumsq"]),
+                    zero_fraction=_fraction(g["zeros"], g["size"]), nonfinite=g["nonfinite"])
+               for g in groups.values()]
+        positive = [g["norm"] for g in out if g["norm"] > 0 and np.isfinite(g["norm"])]
+        median = float(np.median(positive)) if positive else 0.0
+        for g in out:
+            g["ratio_to_median"] = g["norm"] / median if median else float("nan")
+            g["flag"] = ("exploding" if median and g["ratio_to_median"] > self.threshold else
+                         "vanishing" if median and g["ratio_to_median"] < 1 / self.threshold
+                         else "")
+        return out
+
+    @property
+    def params(self):
+        """One dict per parameter leaf: its path, gradient norm, parameter norm, their ratio,
+        the zero fraction and the non-finite count of the gradient."""
+        out = []
+        for path, r in zip(self._paths, np.asarray(self.param_stats, dtype=np.float64)):
+            g, p = _norm(r[_P_SUMSQ]), _norm(r[_P_PARAM_SUMSQ])
+            out.append(dict(path=path, grad_norm=g, param_norm=p,
+                            ratio=g / p if p else float("inf") if g else 0.0,
+                            zero_fraction=_fraction(r[_P_ZEROS], r[_P_SIZE]),
+                            nonfinite=int(r[_P_NONFINITE])))
+        return out
+
+    exploding = property(lambda self: [g["line"] for g in self.lines if g["flag"] == "exploding"],
+                         doc="The source-line runs flagged exploding.")
+    vanishing = property(lambda self: [g["line"] for g in self.lines if g["flag"] == "vanishing"],
+                         doc="The source-line runs flagged vanishing.")
+
+    @property
+    def first_nonfinite(self):
+        """'file.py:12 (fn): primitive (forward)' for the first equation, in program order, whose
+        saved forward values (residuals) hold a NaN/inf; else '... (backward)' for the first
+        equation, in backward order, that produced a non-finite cotangent from finite ones;
+        None when every value was finite."""
+        stats = self._eqn_array()
+        fwd = [(m[0], m) for m, r in zip(self._meta, stats) if r[_RES_NONFINITE]]
+        if fwd:
+            m = min(fwd, key=lambda t: t[0])[1]
+            return f"{m[1]}: {m[2]} (forward)"
+        for m, r in zip(self._meta, stats):
+            if r[_NONFINITE] and not r[_CT_NONFINITE]:
+                return f"{m[1]}: {m[2]} (backward)"
+        return None
+
+    def __str__(self):
+        lines = self.lines
+        head = (f"grad_flow report: loss {float(np.asarray(self.loss)):.6g}, {len(self._meta)} "
+                f"backward equations on {len(lines)} source-line runs")
+        line_table = _table(["source line", "eqns", "ct norm", "/median", "zeros", "nonfinite",
+                             "flag"],
+                            [[g["line"], g["equations"], f"{g['norm']:.3e}",
+                              f"{g['ratio_to_median']:.2e}", f"{g['zero_fraction']:.1%}",
+                              g["nonfinite"], g["flag"]] for g in lines])
+        param_table = _table(["parameter", "grad norm", "param norm", "grad/param", "zeros",
+                              "nonfinite"],
+                             [[p["path"], f"{p['grad_norm']:.3e}", f"{p['param_norm']:.3e}",
+                               f"{p['ratio']:.2e}", f"{p['zero_fraction']:.1%}", p["nonfinite"]]
+                              for p in self.params])
+        t = self.threshold
+        summary = [f"flags: exploding > {t:g} x median, vanishing < {1 / t:g} x median: "
+                   f"{len(self.exploding)} exploding, {len(self.vanishing)} vanishing"]
+        first = self.first_nonfinite
+        summary.append(f"first NaN/inf: {first}" if first else "no NaN/inf")
+        return "\n".join([head, "", line_table, "", param_table, ""] + summary)
+
+    __repr__ = __str__
+
+    def plot(self):
+        """A matplotlib Figure: the cotangent norm per source-line run (log scale, flagged runs
+        in red) and the grad/param norm ratio per parameter. ImportError without matplotlib."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError("GradFlowReport.plot needs matplotlib (pip install matplotlib); "
+                              "str(report) gives the same numbers as a table") from e
+        lines, params = self.lines, self.params
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 7))
+        ax1.bar(range(len(lines)), [max(g["norm"], 1e-30) for g in lines],
+                color=["tab:red" if g["flag"] else "tab:blue" for g in lines])
+        ax1.set_yscale("log")
+        ax1.set_xticks(range(len(lines)), [g["line"] for g in lines], rotation=60, ha="right",
+                       fontsize=7)
+        ax1.set_ylabel("cotangent norm")
+        ax2.bar(range(len(params)), [max(p["ratio"], 1e-30) for p in params])
+        ax2.set_yscale("log")
+        ax2.set_xticks(range(len(params)), [p["path"] for p in params], rotation=60, ha="right",
+                       fontsize=7)
+        ax2.set_ylabel("grad norm / param norm")
+        fig.tight_layout()
+        return fig
+
+
+def _table(header, rows):
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([fmt.format(*header), rule] + [fmt.format(*r) for r in rows])
