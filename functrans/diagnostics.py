@@ -19,7 +19,10 @@ from .api import _check_callable, _check_scalar_output
 from .interpreters import ad
 from .tree_util import keystr, register_pytree_node_class, tree_flatten_with_path, tree_unflatten
 
-# Columns of GradFlowReport.eqn_stats (one row per transposed equation, in backward order).
+# Columns of GradFlowReport.eqn_stats (one row per transposed equation, in backward order): the
+# sum of squares of the cotangent of its outputs; exact zeros, non-finite entries and size of the
+# cotangents it produced for its inputs; whether its output cotangent / its saved forward values
+# (residuals) held a non-finite value.
 _SUMSQ, _ZEROS, _NONFINITE, _SIZE, _CT_NONFINITE, _RES_NONFINITE = range(6)
 # Columns of GradFlowReport.param_stats (one row per parameter leaf).
 _P_SUMSQ, _P_ZEROS, _P_NONFINITE, _P_SIZE, _P_PARAM_SUMSQ = range(5)
@@ -75,9 +78,10 @@ def _short(src):
 def grad_flow(loss, threshold=1e3):
     """Returns a function of ``(params, *batch)`` that returns a GradFlowReport: the statistics of
     every cotangent of the backward pass of the scalar ``loss(params, *batch)`` with respect to
-    ``params``, grouped by source line and by parameter path. A line whose cotangent norm is more
-    than ``threshold`` times the median over lines is flagged exploding, less than
-    ``1/threshold`` times it vanishing. Costs one forward and one backward pass; works under jit."""
+    ``params``, grouped by source line and by parameter path. A line run whose cotangent norm
+    is more than ``threshold`` times that of the run nearest the loss is flagged exploding, less
+    than ``1/threshold`` times it vanishing (parameters likewise, by gradient RMS against the
+    leaf used last). Costs one forward and one backward pass; works under jit."""
     _check_callable(loss, "grad_flow")
     if not threshold > 1:
         raise ValueError(f"grad_flow: threshold must be > 1, got {threshold!r}")
@@ -105,13 +109,18 @@ def grad_flow(loss, threshold=1e3):
             produced = [c for c in cts_in if _is_float(c)]
             if not produced:
                 return
-            cts = cts if eqn.primitive.multiple_results else [cts]
+            cts = [c for c in (cts if eqn.primitive.multiple_results else [cts]) if _is_float(c)]
             known = [x for x in ins if not ad.is_undefined_primal(x) and _is_float(x)]
-            rows.append(_reductions(produced) + [_any_nonfinite([c for c in cts if _is_float(c)]),
-                                                 _any_nonfinite(known)])
+            rows.append([_reductions(cts)[0]] + _reductions(produced)[1:]
+                        + [_any_nonfinite(cts), _any_nonfinite(known)])
             i = index[id(eqn)]
             meta.append((i, core.format_source(eqn.source_info), eqn.primitive.name, runs[i]))
 
+        first_use = {}
+        for i, eqn in enumerate(jaxpr.eqns):
+            for v in eqn.inputs:
+                first_use.setdefault(v, i)
+        depth = tuple(first_use.get(v, -1) for v in jaxpr.invars)
         seed = jnp.ones_like(value)
         grads = ad.backward_pass(jaxpr, consts, [ad.UndefPrimal(v.aval) for v in jaxpr.invars],
                                  [seed], observe)
@@ -120,7 +129,7 @@ def grad_flow(loss, threshold=1e3):
         eqn_stats = (jnp.stack([jnp.stack(r) for r in rows]) if rows
                      else jnp.zeros((0, 6), jnp.float32))
         return GradFlowReport(value, eqn_stats, jnp.stack([jnp.stack(r) for r in param_rows]),
-                              (tuple(meta), paths, float(threshold)))
+                              (tuple(meta), paths, depth, float(threshold)))
 
     return run
 
@@ -144,7 +153,7 @@ class GradFlowReport:
     def __init__(self, loss, eqn_stats, param_stats, aux):
         self.loss, self.eqn_stats, self.param_stats = loss, eqn_stats, param_stats
         self._aux = aux
-        self._meta, self._paths, self.threshold = aux
+        self._meta, self._paths, self._depth, self.threshold = aux
 
     def tree_flatten(self):
         return (self.loss, self.eqn_stats, self.param_stats), self._aux
@@ -159,41 +168,41 @@ class GradFlowReport:
     @property
     def equations(self):
         """One dict per transposed equation, in the order the backward pass ran them: source
-        line, primitive, line run, cotangent norm, zero fraction, non-finite count."""
+        line, primitive, line run, norm of its output's cotangent, zero fraction and non-finite
+        count of the cotangents it produced."""
         return [dict(source=src, primitive=prim, line=run, norm=_norm(r[_SUMSQ]),
                      zero_fraction=_fraction(r[_ZEROS], r[_SIZE]), nonfinite=int(r[_NONFINITE]))
                 for (_, src, prim, run), r in zip(self._meta, self._eqn_array())]
 
     @property
     def lines(self):
-        """One dict per source-line run, in forward (program) order: the norm of all the
-        cotangents its equations produced, their zero fraction and non-finite count, the ratio
-        of the norm to the median over lines, and the flag ('exploding', 'vanishing' or '')."""
+        """One dict per source-line run, in forward (program) order: the largest norm of the
+        cotangent of a value it computed, the zero fraction and non-finite count of the
+        cotangents it passed back, ``relative``: the ratio of the norm to that of the last run
+        (nearest the loss) with a positive finite norm, and the flag ('exploding', 'vanishing'
+        or '')."""
         groups = {}
         for (i, _, prim, run), r in sorted(zip(self._meta, self._eqn_array()), key=lambda t: t[0][0]):
             g = groups.setdefault(run, dict(line=run, equations=0, sumsq=0.0, zeros=0.0,
                                             size=0.0, nonfinite=0))
             g["equations"] += 1
-            g["sumsq"] += r[_SUMSQ]
+            g["sumsq"] = max(g["sumsq"], r[_SUMSQ])
             g["zeros"] += r[_ZEROS]
             g["size"] += r[_SIZE]
             g["nonfinite"] += int(r[_NONFINITE])
         out = [dict(line=g["line"], equations=g["equations"], norm=_norm(g["sumsq"]),
                     zero_fraction=_fraction(g["zeros"], g["size"]), nonfinite=g["nonfinite"])
                for g in groups.values()]
-        positive = [g["norm"] for g in out if g["norm"] > 0 and np.isfinite(g["norm"])]
-        median = float(np.median(positive)) if positive else 0.0
-        for g in out:
-            g["ratio_to_median"] = g["norm"] / median if median else float("nan")
-            g["flag"] = ("exploding" if median and g["ratio_to_median"] > self.threshold else
-                         "vanishing" if median and g["ratio_to_median"] < 1 / self.threshold
-                         else "")
+        # relative to the run nearest the loss: how the gradient grew or shrank on its way back
+        _flag(out, [g["norm"] for g in out], self.threshold, lambda norms: norms[-1])
         return out
 
     @property
     def params(self):
         """One dict per parameter leaf: its path, gradient norm, parameter norm, their ratio,
-        the zero fraction and the non-finite count of the gradient."""
+        the zero fraction and the non-finite count of the gradient, ``relative``: the ratio of
+        its gradient's RMS to that of the leaf used last in the forward pass (nearest the loss,
+        with a positive finite gradient), and the flag ('exploding', 'vanishing' or '')."""
         out = []
         for path, r in zip(self._paths, np.asarray(self.param_stats, dtype=np.float64)):
             g, p = _norm(r[_P_SUMSQ]), _norm(r[_P_PARAM_SUMSQ])
@@ -201,12 +210,22 @@ class GradFlowReport:
                             ratio=g / p if p else float("inf") if g else 0.0,
                             zero_fraction=_fraction(r[_P_ZEROS], r[_P_SIZE]),
                             nonfinite=int(r[_P_NONFINITE])))
+        rms = [p["grad_norm"] / np.sqrt(r[_P_SIZE]) if r[_P_SIZE] else 0.0
+               for p, r in zip(out, np.asarray(self.param_stats).reshape(-1, 5))]
+        # relative to the leaf used last in the forward pass (nearest the loss)
+        by_depth = [x for _, x in sorted(zip(self._depth, rms), key=lambda t: t[0])]
+        _flag(out, rms, self.threshold, lambda _: [x for x in by_depth
+                                                   if x > 0 and np.isfinite(x)][-1])
         return out
 
-    exploding = property(lambda self: [g["line"] for g in self.lines if g["flag"] == "exploding"],
-                         doc="The source-line runs flagged exploding.")
-    vanishing = property(lambda self: [g["line"] for g in self.lines if g["flag"] == "vanishing"],
-                         doc="The source-line runs flagged vanishing.")
+    def _flagged(self, flag):
+        return ([g["line"] for g in self.lines if g["flag"] == flag]
+                + [p["path"] for p in self.params if p["flag"] == flag])
+
+    exploding = property(lambda self: self._flagged("exploding"),
+                         doc="The source-line runs and parameter paths flagged exploding.")
+    vanishing = property(lambda self: self._flagged("vanishing"),
+                         doc="The source-line runs and parameter paths flagged vanishing.")
 
     @property
     def first_nonfinite(self):
@@ -228,18 +247,21 @@ class GradFlowReport:
         lines = self.lines
         head = (f"grad_flow report: loss {float(np.asarray(self.loss)):.6g}, {len(self._meta)} "
                 f"backward equations on {len(lines)} source-line runs")
-        line_table = _table(["source line", "eqns", "ct norm", "/median", "zeros", "nonfinite",
+        line_table = _table(["source line", "eqns", "ct norm", "/loss end", "zeros", "nonfinite",
                              "flag"],
                             [[g["line"], g["equations"], f"{g['norm']:.3e}",
-                              f"{g['ratio_to_median']:.2e}", f"{g['zero_fraction']:.1%}",
+                              f"{g['relative']:.2e}", f"{g['zero_fraction']:.1%}",
                               g["nonfinite"], g["flag"]] for g in lines])
-        param_table = _table(["parameter", "grad norm", "param norm", "grad/param", "zeros",
-                              "nonfinite"],
+        param_table = _table(["parameter", "grad norm", "param norm", "grad/param", "rms/loss end",
+                              "zeros", "nonfinite", "flag"],
                              [[p["path"], f"{p['grad_norm']:.3e}", f"{p['param_norm']:.3e}",
-                               f"{p['ratio']:.2e}", f"{p['zero_fraction']:.1%}", p["nonfinite"]]
+                               f"{p['ratio']:.2e}", f"{p['relative']:.2e}",
+                               f"{p['zero_fraction']:.1%}", p["nonfinite"], p["flag"]]
                               for p in self.params])
         t = self.threshold
-        summary = [f"flags: exploding > {t:g} x median, vanishing < {1 / t:g} x median: "
+        summary = [f"flags: exploding > {t:g} x, vanishing < {1 / t:g} x the reference (lines: "
+                   "ct norm / the run nearest the loss; parameters: grad rms / the leaf "
+                   "nearest the loss): "
                    f"{len(self.exploding)} exploding, {len(self.vanishing)} vanishing"]
         first = self.first_nonfinite
         summary.append(f"first NaN/inf: {first}" if first else "no NaN/inf")
@@ -270,6 +292,18 @@ class GradFlowReport:
         ax2.set_ylabel("grad norm / param norm")
         fig.tight_layout()
         return fig
+
+
+def _flag(rows, sizes, threshold, reference):
+    """Set each row's ``relative`` (its size over reference(the positive finite sizes in depth
+    order), called only when there are some) and flag: 'exploding' beyond threshold,
+    'vanishing' below 1/threshold, else ''."""
+    positive = [x for x in sizes if x > 0 and np.isfinite(x)]
+    ref = float(reference(positive)) if positive else 0.0
+    for row, x in zip(rows, sizes):
+        row["relative"] = x / ref if ref else float("nan")
+        row["flag"] = ("" if not ref else "exploding" if x / ref > threshold
+                       else "vanishing" if x / ref < 1 / threshold else "")
 
 
 def _table(header, rows):
