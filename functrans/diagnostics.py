@@ -21,8 +21,8 @@ from .tree_util import keystr, register_pytree_node_class, tree_flatten_with_pat
 
 # Columns of GradFlowReport.eqn_stats (one row per transposed equation, in backward order): the
 # sum of squares of the cotangent of its outputs; exact zeros, non-finite entries and size of the
-# cotangents it produced for its inputs; whether its output cotangent / its saved forward values
-# (residuals) held a non-finite value.
+# cotangents it produced for its inputs; the non-finite entries of its output cotangent and of
+# its saved forward values (residuals).
 _SUMSQ, _ZEROS, _NONFINITE, _SIZE, _CT_NONFINITE, _RES_NONFINITE = range(6)
 # Columns of GradFlowReport.param_stats (one row per parameter leaf).
 _P_SUMSQ, _P_ZEROS, _P_NONFINITE, _P_SIZE, _P_PARAM_SUMSQ = range(5)
@@ -32,26 +32,45 @@ def _is_float(x):
     return type(x) is not ad.Zero and x is not None and core.get_aval(x).dtype.kind in "fc"
 
 
-def _reductions(arrays):
+def _namespace(arrays):
+    """NumPy when every value is concrete (eagerly a reduction then costs no dispatch), else
+    functrans.numpy, so that under jit the reductions are staged into the program."""
+    return jnp if any(isinstance(x, core.Tracer) for x in arrays) else np
+
+
+def _reductions(arrays, xp):
     """[sum of squares of the finite entries, exact zeros, non-finite entries, size] of the
-    float arrays, as traced float32 scalars."""
-    sumsq = zeros = bad = jnp.float32(0)
-    size = 0
+    float arrays, float32 scalars of the array namespace xp."""
+    out = [0.0, 0.0, 0.0, 0.0]
     for x in arrays:
-        mag = jnp.abs(x)
-        finite = jnp.isfinite(mag)
-        sumsq = sumsq + jnp.sum(jnp.where(finite, mag, 0) ** 2).astype(jnp.float32)
-        zeros = zeros + jnp.sum(mag == 0).astype(jnp.float32)
-        bad = bad + jnp.sum(~finite).astype(jnp.float32)
-        size += int(np.prod(core.get_aval(x).shape, dtype=np.int64))
-    return [sumsq, zeros, bad, jnp.float32(size)]
+        stats = _numpy_stats(np.asarray(x)) if xp is np else _traced_stats(x)
+        out = [a + b for a, b in zip(out, stats)]
+    return out
 
 
-def _any_nonfinite(arrays):
-    bad = jnp.float32(0)
-    for x in arrays:
-        bad = bad + jnp.sum(~jnp.isfinite(x)).astype(jnp.float32)
-    return (bad > 0).astype(jnp.float32)
+def _traced_stats(x):
+    finite = jnp.isfinite(x)
+    mag = jnp.abs(x) if core.get_aval(x).dtype.kind == "c" else x
+    size = float(np.prod(core.get_aval(x).shape, dtype=np.int64))
+    return [jnp.sum(jnp.where(finite, mag * mag, 0), dtype=jnp.float32),
+            jnp.sum(x == 0, dtype=jnp.float32), size - jnp.sum(finite, dtype=jnp.float32), size]
+
+
+def _numpy_stats(x):
+    """_traced_stats of a concrete array in two passes over it when it is all finite (the
+    common case: vdot is one BLAS pass, count_nonzero another)."""
+    sumsq = np.vdot(x, x).real
+    zeros, bad = x.size - np.count_nonzero(x), 0
+    if not np.isfinite(sumsq):
+        finite = np.isfinite(x)
+        bad = x.size - np.count_nonzero(finite)
+        sumsq = np.vdot(x[finite], x[finite]).real
+    return [np.float32(sumsq), np.float32(zeros), np.float32(bad), np.float32(x.size)]
+
+
+def _stack(rows, xp, width):
+    return (xp.stack([xp.stack([xp.float32(c) if xp is np else c for c in r]) for r in rows])
+            if rows else xp.zeros((0, width), xp.float32))
 
 
 def _source_runs(eqns):
@@ -105,14 +124,36 @@ def grad_flow(loss, threshold=1e3):
         runs = _source_runs(jaxpr.eqns)
         rows, meta = [], []
 
+        residual_bad = {}
+
+        def nonfinite_residuals(known, xp):
+            for x in known:
+                if id(x) not in residual_bad:      # a saved value feeds many equations
+                    residual_bad[id(x)] = _reductions([x], xp)[_NONFINITE]
+            return sum((residual_bad[id(x)] for x in known), 0.0)
+
+        produced_stats = {}     # id -> (cotangent, its reductions): most are the next's input
+
+        def reductions_of_cotangents(arrays, xp, pop=False):
+            out = [0.0] * 4
+            for x in arrays:
+                hit = produced_stats.pop(id(x), None) if pop else None
+                stats = hit[1] if hit is not None and hit[0] is x else _reductions([x], xp)
+                if not pop:
+                    produced_stats[id(x)] = (x, stats)
+                out = [a + b for a, b in zip(out, stats)]
+            return out
+
         def observe(eqn, ins, cts, cts_in):
             produced = [c for c in cts_in if _is_float(c)]
             if not produced:
                 return
             cts = [c for c in (cts if eqn.primitive.multiple_results else [cts]) if _is_float(c)]
             known = [x for x in ins if not ad.is_undefined_primal(x) and _is_float(x)]
-            rows.append([_reductions(cts)[0]] + _reductions(produced)[1:]
-                        + [_any_nonfinite(cts), _any_nonfinite(known)])
+            xp = _namespace(produced + cts + known)
+            ct_sumsq, _, ct_bad, _ = reductions_of_cotangents(cts, xp, pop=True)
+            rows.append([ct_sumsq] + reductions_of_cotangents(produced, xp)[1:]
+                        + [ct_bad, nonfinite_residuals(known, xp)])
             i = index[id(eqn)]
             meta.append((i, core.format_source(eqn.source_info), eqn.primitive.name, runs[i]))
 
@@ -125,10 +166,10 @@ def grad_flow(loss, threshold=1e3):
         grads = ad.backward_pass(jaxpr, consts, [ad.UndefPrimal(v.aval) for v in jaxpr.invars],
                                  [seed], observe)
         grads = [ad.instantiate_zeros(g) for g in grads]
-        param_rows = [_reductions([g]) + [_reductions([p])[_SUMSQ]] for g, p in zip(grads, p_flat)]
-        eqn_stats = (jnp.stack([jnp.stack(r) for r in rows]) if rows
-                     else jnp.zeros((0, 6), jnp.float32))
-        return GradFlowReport(value, eqn_stats, jnp.stack([jnp.stack(r) for r in param_rows]),
+        xp = _namespace(grads + p_flat + [value] + [c for r in rows for c in r])
+        param_rows = [_reductions([g], xp) + [_reductions([p], xp)[_SUMSQ]]
+                      for g, p in zip(grads, p_flat)]
+        return GradFlowReport(value, _stack(rows, xp, 6), _stack(param_rows, xp, 5),
                               (tuple(meta), paths, depth, float(threshold)))
 
     return run
