@@ -162,3 +162,11 @@ def test_bad_input():
         grad_flow(lambda p, x: x @ p["layers"][0]["w"])(params, x)
     with pytest.raises(TypeError, match=r"\['n'\]"):
         grad_flow(lambda p: jnp.sum(p["w"]))({"w": jnp.ones(2), "n": jnp.arange(2)})
+
+
+def test_plot_without_matplotlib_says_so(monkeypatch):
+    params, (x, y) = _params(1.0), _batch()
+    report = grad_flow(relu_mlp)(params, x, y)
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib.pyplot", None)
+    with pytest.raises(ImportError, match="matplotlib"):
+        report.plot()
