@@ -1,11 +1,11 @@
 """Gradient-flow diagnostics: statistics of every cotangent of a backward pass, read off the jaxpr.
 
 ``grad_flow(loss)(params, *batch)`` linearizes ``loss`` at ``params`` and runs the backward pass
-once (``ad.backward_pass`` with an ``observe`` hook), staging a few reductions of each cotangent
-next to the transposed equation that made it. Those reductions are ordinary traced operations,
-so the whole thing runs eagerly or inside ``jit`` (the report is a pytree whose leaves are the
-statistics arrays). The report groups the equations by the user's source line that staged them
-and the gradients by the pytree path of the parameters. See docs/diagnostics.md.
+once (``ad.backward_pass`` with an ``observe`` hook), reducing each cotangent next to the
+transposed equation that made it: in NumPy on concrete values, and as staged functrans.numpy
+operations under ``jit`` (the report is a pytree whose leaves are the statistics arrays). The
+report groups the equations by the user's source line that staged them and the gradients by
+the pytree path of the parameters. See docs/diagnostics.md.
 """
 from __future__ import annotations
 
@@ -120,59 +120,73 @@ def grad_flow(loss, threshold=1e3):
             return [out]
 
         (value,), jaxpr, consts = ad.linearize_flat(flat_loss, p_flat, dce=False, sources=True)
-        index = {id(e): i for i, e in enumerate(jaxpr.eqns)}
-        runs = _source_runs(jaxpr.eqns)
-        rows, meta = [], []
-
-        residual_bad = {}
-
-        def nonfinite_residuals(known, xp):
-            for x in known:
-                if id(x) not in residual_bad:      # a saved value feeds many equations
-                    residual_bad[id(x)] = _reductions([x], xp)[_NONFINITE]
-            return sum((residual_bad[id(x)] for x in known), 0.0)
-
-        produced_stats = {}     # id -> (cotangent, its reductions): most are the next's input
-
-        def reductions_of_cotangents(arrays, xp, pop=False):
-            out = [0.0] * 4
-            for x in arrays:
-                hit = produced_stats.pop(id(x), None) if pop else None
-                stats = hit[1] if hit is not None and hit[0] is x else _reductions([x], xp)
-                if not pop:
-                    produced_stats[id(x)] = (x, stats)
-                out = [a + b for a, b in zip(out, stats)]
-            return out
-
-        def observe(eqn, ins, cts, cts_in):
-            produced = [c for c in cts_in if _is_float(c)]
-            if not produced:
-                return
-            cts = [c for c in (cts if eqn.primitive.multiple_results else [cts]) if _is_float(c)]
-            known = [x for x in ins if not ad.is_undefined_primal(x) and _is_float(x)]
-            xp = _namespace(produced + cts + known)
-            ct_sumsq, _, ct_bad, _ = reductions_of_cotangents(cts, xp, pop=True)
-            rows.append([ct_sumsq] + reductions_of_cotangents(produced, xp)[1:]
-                        + [ct_bad, nonfinite_residuals(known, xp)])
-            i = index[id(eqn)]
-            meta.append((i, core.format_source(eqn.source_info), eqn.primitive.name, runs[i]))
-
-        first_use = {}
-        for i, eqn in enumerate(jaxpr.eqns):
-            for v in eqn.inputs:
-                first_use.setdefault(v, i)
-        depth = tuple(first_use.get(v, -1) for v in jaxpr.invars)
+        recorder = _Recorder(jaxpr)
         seed = jnp.ones_like(value)
         grads = ad.backward_pass(jaxpr, consts, [ad.UndefPrimal(v.aval) for v in jaxpr.invars],
-                                 [seed], observe)
+                                 [seed], recorder.observe)
         grads = [ad.instantiate_zeros(g) for g in grads]
+        rows = recorder.rows
         xp = _namespace(grads + p_flat + [value] + [c for r in rows for c in r])
         param_rows = [_reductions([g], xp) + [_reductions([p], xp)[_SUMSQ]]
                       for g, p in zip(grads, p_flat)]
         return GradFlowReport(value, _stack(rows, xp, 6), _stack(param_rows, xp, 5),
-                              (tuple(meta), paths, depth, float(threshold)))
+                              (tuple(recorder.meta), paths, _depths(jaxpr), float(threshold)))
 
     return run
+
+
+def _depths(jaxpr):
+    """For each input of jaxpr, the index of the first equation that reads it (-1: none)."""
+    first_use = {}
+    for i, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.inputs:
+            first_use.setdefault(v, i)
+    return tuple(first_use.get(v, -1) for v in jaxpr.invars)
+
+
+class _Recorder:
+    """The observe hook of backward_pass: one row of statistics (see _SUMSQ...) and one
+    (equation index, source, primitive, line run) per transposed equation."""
+
+    def __init__(self, jaxpr):
+        self.index = {id(e): i for i, e in enumerate(jaxpr.eqns)}
+        self.runs = _source_runs(jaxpr.eqns)
+        self.rows, self.meta = [], []
+        self.residual_bad = {}   # id -> (saved forward value, its non-finite count)
+        self.produced = {}       # id -> (cotangent, its reductions): most are the next's input
+
+    def _nonfinite_residuals(self, known, xp):
+        total = 0.0
+        for x in known:
+            hit = self.residual_bad.get(id(x))
+            if hit is None or hit[0] is not x:      # a saved value feeds many equations
+                hit = self.residual_bad[id(x)] = (x, _reductions([x], xp)[_NONFINITE])
+            total = total + hit[1]
+        return total
+
+    def _cotangent_reductions(self, arrays, xp, incoming=False):
+        out = [0.0] * 4
+        for x in arrays:
+            hit = self.produced.pop(id(x), None) if incoming else None
+            stats = hit[1] if hit is not None and hit[0] is x else _reductions([x], xp)
+            if not incoming:
+                self.produced[id(x)] = (x, stats)
+            out = [a + b for a, b in zip(out, stats)]
+        return out
+
+    def observe(self, eqn, ins, cts, cts_in):
+        produced = [c for c in cts_in if _is_float(c)]
+        if not produced:
+            return
+        cts = [c for c in (cts if eqn.primitive.multiple_results else [cts]) if _is_float(c)]
+        known = [x for x in ins if not ad.is_undefined_primal(x) and _is_float(x)]
+        xp = _namespace(produced + cts + known)
+        ct_sumsq, _, ct_bad, _ = self._cotangent_reductions(cts, xp, incoming=True)
+        self.rows.append([ct_sumsq] + self._cotangent_reductions(produced, xp)[1:]
+                         + [ct_bad, self._nonfinite_residuals(known, xp)])
+        i = self.index[id(eqn)]
+        self.meta.append((i, core.format_source(eqn.source_info), eqn.primitive.name,
+                          self.runs[i]))
 
 
 def _norm(sumsq):
@@ -223,7 +237,8 @@ class GradFlowReport:
         (nearest the loss) with a positive finite norm, and the flag ('exploding', 'vanishing'
         or '')."""
         groups = {}
-        for (i, _, prim, run), r in sorted(zip(self._meta, self._eqn_array()), key=lambda t: t[0][0]):
+        in_program_order = sorted(zip(self._meta, self._eqn_array()), key=lambda t: t[0][0])
+        for (_, _, _, run), r in in_program_order:
             g = groups.setdefault(run, dict(line=run, equations=0, sumsq=0.0, zeros=0.0,
                                             size=0.0, nonfinite=0))
             g["equations"] += 1

@@ -22,7 +22,7 @@ def _params(scale, seed=0, depth=DEPTH):
 
 def _batch(seed=1):
     rng = np.random.default_rng(seed)
-    return jnp.asarray(rng.normal(size=(BATCH, WIDTH))), jnp.asarray(rng.normal(size=(BATCH, WIDTH)))
+    return tuple(jnp.asarray(rng.normal(size=(BATCH, WIDTH))) for _ in range(2))
 
 
 def relu_mlp(params, x, y):
@@ -138,7 +138,8 @@ def test_under_jit_one_compile_matches_eager():
         eager, staged = grad_flow(relu_mlp)(params, x, y), jitted(params, x, y)
         assert isinstance(staged, GradFlowReport)
         for a, b in ((eager.lines, staged.lines), (eager.params, staged.params)):
-            assert [r.get("line", r.get("path")) for r in a] == [r.get("line", r.get("path")) for r in b]
+            assert [r.get("line", r.get("path")) for r in a] == [r.get("line", r.get("path"))
+                                                                 for r in b]
             for ra, rb in zip(a, b):
                 for key in ("norm", "grad_norm", "zero_fraction", "nonfinite"):
                     if key in ra:
@@ -155,7 +156,7 @@ def test_str_is_the_table():
 
 
 def test_bad_input():
-    params, (x, y) = _params(1.0), _batch()
+    params, (x, _) = _params(1.0), _batch()
     with pytest.raises(ValueError, match="threshold"):
         grad_flow(relu_mlp, threshold=0.5)
     with pytest.raises(TypeError, match="scalar"):
