@@ -26,3 +26,4 @@ from . import numpy  # noqa: F401,E402
 from . import scipy  # noqa: F401,E402
 from . import example_libraries  # noqa: F401,E402
 from . import optim  # noqa: F401,E402
+from . import diagnostics  # noqa: F401,E402

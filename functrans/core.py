@@ -1283,12 +1283,15 @@ _SCALAR_TYPES = {bool, int, float, complex, np.float64, np.float32, np.int64, np
 
 class StagingTrace(Trace):
     """Builds jaxprs. See the section comment above for ``forward``. Equations are recorded as
-    they are staged; values from outside become Literals (scalars) or constvars."""
-    __slots__ = ("forward", "eqns", "constvars", "consts", "_const_var_of", "_keepalive")
+    they are staged; values from outside become Literals (scalars) or constvars.
+    ``sources`` (default: not forward) records the user's line in each equation."""
+    __slots__ = ("forward", "sources", "eqns", "constvars", "consts", "_const_var_of",
+                 "_keepalive")
 
-    def __init__(self, parent, forward=False):
+    def __init__(self, parent, forward=False, sources=None):
         super().__init__(parent)
         self.forward = forward
+        self.sources = not forward if sources is None else sources
         self.eqns, self.constvars, self.consts, self._const_var_of = [], [], [], {}
         self._keepalive = []
 
@@ -1338,8 +1341,8 @@ class StagingTrace(Trace):
                 raise
             raise _located(prim, e) from e
         # source lines matter for staged programs; partial evaluation (linearize) skips the
-        # stack walk, which would otherwise dominate eager grad's cost
-        src = None if self.forward else user_frame()
+        # stack walk, which would otherwise dominate eager grad's cost (grad_flow asks for it)
+        src = user_frame() if self.sources else None
         if prim.multiple_results:
             outs = [StagedTracer(self, a) for a in out_aval]
             self.eqns.append(JaxprEqn(prim, inputs, params, [t._var for t in outs], src))

@@ -216,12 +216,13 @@ def defbilinear(prim, lhs_transpose, rhs_transpose):
 # ---------------------------------------------------------------------------------------------
 # Linearize: jvp with the tangents staged by a partial-evaluation trace
 
-def linearize_flat(f, primals, dce=True):
+def linearize_flat(f, primals, dce=True, sources=False):
     """Returns (primal outs, linear jaxpr, residuals). The jaxpr maps the tangents of the float
     primals to the output tangents; its constvars are the residuals. (vjp skips dead-code
-    elimination: transposition never reaches equations whose outputs are unused.)"""
+    elimination: transposition never reaches equations whose outputs are unused.) With
+    sources=True its equations record the user's source lines."""
     parent = core.current_trace()
-    pe = core.StagingTrace(parent, forward=True)
+    pe = core.StagingTrace(parent, forward=True, sources=sources)
     jt = JVPTrace(pe)
     ins, t_in = [], []
     for p in primals:
@@ -269,10 +270,12 @@ def is_undefined_primal(x):
     return type(x) is UndefPrimal
 
 
-def backward_pass(jaxpr, consts, args, cts_out):
+def backward_pass(jaxpr, consts, args, cts_out, observe=None):
     """Transpose jaxpr with respect to the inputs given as UndefPrimal. Non-linear equations
     (on known inputs only) are evaluated forward first. Returns the cotangents of the
-    UndefPrimal inputs (Zero where nothing flowed)."""
+    UndefPrimal inputs (Zero where nothing flowed). ``observe(eqn, ins, cts, cts_in)``, when
+    given, sees each transposed equation: its inputs (UndefPrimal for the linear ones), the
+    cotangents of its outputs and those it produced for its inputs (diagnostics.grad_flow)."""
     env = dict(zip(jaxpr.constvars, consts))
     env.update(zip(jaxpr.invars, args))
     linear_eqns = _eval_nonlinear(jaxpr, env)
@@ -292,7 +295,10 @@ def backward_pass(jaxpr, consts, args, cts_out):
                 f"Transpose rule (for reverse-mode differentiation) for '{eqn.primitive.name}' "
                 f"not implemented (equation at {core.format_source(eqn.source_info)})")
         ins = [v.val if type(v) is Literal else env[v] for v in eqn.inputs]
-        for v, x, ct in zip(eqn.inputs, ins, rule(cts, *ins, **eqn.params)):
+        cts_in = list(rule(cts, *ins, **eqn.params))
+        if observe is not None:
+            observe(eqn, ins, cts, cts_in)
+        for v, x, ct in zip(eqn.inputs, ins, cts_in):
             if type(x) is UndefPrimal:
                 _add_cotangent(ct_env, v, ct, add)
     return [_cotangent_or_zero(ct_env, v) for v, x in zip(jaxpr.invars, args)
