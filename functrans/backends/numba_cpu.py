@@ -932,14 +932,18 @@ def _lower_cond(em, eqn):
         em.ind -= 1
 
 
+def _bind_fresh(em, prefix, exprs):
+    """Fresh names (prefix + a counter), each bound to one of the expressions."""
+    names = []
+    for e in exprs:
+        names.append(em.fresh(prefix))
+        em.line(f"{names[-1]} = {e}")
+    return names
+
+
 def _init_carries(em, init):
     """Fresh loop-carried names bound to the initial values, and their shapes."""
-    carry = []
-    for v in init:
-        n = em.fresh("w")
-        em.line(f"{n} = {em.array(v)}")
-        carry.append(n)
-    return carry, [em.shape_of(v) for v in init]
+    return _bind_fresh(em, "w", [em.array(v) for v in init]), [em.shape_of(v) for v in init]
 
 
 def _lower_while(em, eqn):
@@ -1433,12 +1437,8 @@ def _fold_step(em, jaxpr, accs, a_bufs, e_bufs, elems):
 
 
 def _scalar_buffers(em, vs):
-    names = []
-    for v in vs:
-        n = em.fresh("sb")
-        em.line(f"{n} = np.empty((), dtype={dtype_ctor(v.aval.dtype)})")
-        names.append(n)
-    return names
+    """A fresh 0-d buffer for each of the values vs."""
+    return _bind_fresh(em, "sb", [f"np.empty((), dtype={dtype_ctor(v.aval.dtype)})" for v in vs])
 
 
 def _lower_window_monoid(kind):

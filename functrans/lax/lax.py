@@ -360,25 +360,27 @@ def _operand(name, v):
     return core.as_array(v)
 
 
-def _lax_operands(name, x, y):
-    """x and y as arrays broadcast to one shape; TypeError naming both dtypes (or shapes) if
-    they differ."""
-    x, y = _operand(name, x), _operand(name, y)
-    ax, ay = get_aval(x), get_aval(y)
-    if ax.dtype != ay.dtype:
+def _lax_operands(name, *args):
+    """args as arrays broadcast to one shape (NumPy's rules); TypeError naming the dtypes (or
+    shapes) if they differ. lax's n-ary wrappers call it (JAX's lax: one dtype, shapes
+    broadcast)."""
+    args = [_operand(name, v) for v in args]
+    avals = [get_aval(v) for v in args]
+    if len({a.dtype for a in avals}) > 1:
+        tip = (f". (Tip: jnp.{_PROMOTING.get(name, name)} is a similar function that does "
+               "automatic type promotion on inputs)" if len(args) == 2 else "")
         raise TypeError(f"lax.{name} requires arguments to have the same dtypes, got "
-                        f"{ax.dtype.name}, {ay.dtype.name}. (Tip: jnp.{_PROMOTING.get(name, name)} "
-                        f"is a similar function that does automatic type promotion on inputs)"
-                        f"{core.where()}.")
-    if ax.shape == ay.shape:
-        return x, y
+                        f"{', '.join(a.dtype.name for a in avals)}{tip}{core.where()}.")
+    if len({a.shape for a in avals}) == 1:
+        return args
     try:
-        shape = np.broadcast_shapes(ax.shape, ay.shape)
+        shape = np.broadcast_shapes(*(a.shape for a in avals))
     except ValueError:
-        raise TypeError(f"{name} got incompatible shapes for broadcasting: {ax.shape}, "
-                        f"{ay.shape}{core.where()}.") from None
-    return tuple(broadcast_in_dim(v, shape, range(len(shape) - a.ndim, len(shape)))
-                 for v, a in ((x, ax), (y, ay)))
+        raise TypeError(f"{name} got incompatible shapes for broadcasting: "
+                        f"{', '.join(str(a.shape) for a in avals)}{core.where()}.") from None
+    return [v if a.shape == shape else
+            broadcast_in_dim(v, shape, range(len(shape) - a.ndim, len(shape)))
+            for v, a in zip(args, avals)]
 
 
 def _div_impl(x, y):

@@ -12,11 +12,9 @@ import math
 import numpy as np
 import scipy.special as _sc
 
-from .. import core
-from ..core import get_aval
 from ..interpreters.ad import defjvp, defjvp2
 from ..interpreters.batching import defbroadcasting, defvectorized
-from .lax import (_check_kind, _const, _float, _nary_aval, _with_dtype, add, broadcast_in_dim,
+from .lax import (_check_kind, _const, _float, _lax_operands, _nary_aval, _with_dtype, add,
                   exp, log, log1p, mul, neg, primitive, sub, unop)
 
 __all__ = ["lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri",
@@ -89,22 +87,6 @@ defjvp2(ndtri_p, lambda g, y, x: mul(g, mul(_const(x, math.sqrt(2 * math.pi)),
 # ---------------------------------------------------------------------------------------------
 # Incomplete gamma and beta functions: several operands of one shape and dtype
 
-def _operands(name, args):
-    """args broadcast to one shape (NumPy's rules); TypeError naming the dtypes if they differ."""
-    avals = [get_aval(v) for v in args]
-    if len({a.dtype for a in avals}) > 1:
-        raise TypeError(f"lax.{name} requires arguments to have the same dtypes, got "
-                        f"{', '.join(a.dtype.name for a in avals)}{core.where()}.")
-    try:
-        shape = np.broadcast_shapes(*(a.shape for a in avals))
-    except ValueError:
-        raise TypeError(f"{name} got incompatible shapes for broadcasting: "
-                        f"{', '.join(str(a.shape) for a in avals)}{core.where()}.") from None
-    return [v if a.shape == shape else
-            broadcast_in_dim(v, shape, range(len(shape) - a.ndim, len(shape)))
-            for v, a in zip(args, avals)]
-
-
 def _naryop(name, impl, doc, wrapper=None):
     """An elementwise float primitive of n operands (equal shapes and dtypes, broadcasting
     batching) and its user-facing wrapper, named wrapper or name (operands broadcast, then
@@ -114,7 +96,7 @@ def _naryop(name, impl, doc, wrapper=None):
     defbroadcasting(p)
 
     def f(*args):
-        return p.bind(*_operands(wrapper, args))
+        return p.bind(*_lax_operands(wrapper, *args))
     f.__name__ = f.__qualname__ = wrapper
     f.__doc__ = doc
     return p, f
