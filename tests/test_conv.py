@@ -105,6 +105,8 @@ def conv_configs(draw, max_sp=2):
     kind = draw(st.sampled_from(["SAME", "VALID", "SAME_LOWER", "pairs"]))
     if kind == "pairs":
         padding = [(draw(st.integers(-1, 2)), draw(st.integers(-1, 2))) for _ in range(nsp)]
+        # a padded extent below zero is an error (as in JAX), tested on its own below
+        padding = [(lo, max(hi, -n_ - lo)) for (lo, hi), n_ in zip(padding, sp)]
         ld = tuple(draw(st.integers(1, 2)) for _ in range(nsp))
     else:
         padding, ld = kind, (1,) * nsp
@@ -266,6 +268,10 @@ def test_shape_errors_name_the_shapes():
     with pytest.raises(TypeError, match="must contain 'N' and 'C'"):
         lax.conv_general_dilated(x, np.ones((2, 3, 3, 3)), (1, 1), "SAME",
                                  dimension_numbers=("NHWX", "OIHW", "NCHW"))
+    with pytest.raises(ValueError, match=r"Negative padding is larger.*\(-1, -1\)"):
+        lax.conv(np.ones((1, 1, 1, 1)), np.ones((1, 1, 1, 1)), (1, 1), [(0, 0), (-1, -1)])
+    assert lax.conv(np.ones((1, 1, 1, 1)), np.ones((1, 1, 1, 1)), (1, 1),
+                    [(0, 0), (-1, 0)]).shape == (1, 1, 1, 0)
     with pytest.raises(ValueError, match="unknown padding"):
         lax.conv(x, np.ones((2, 3, 3, 3)), (1, 1), "FULL")
     with pytest.raises(TypeError, match="complex"):
