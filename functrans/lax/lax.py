@@ -481,9 +481,11 @@ def _replace_zero(x):
 
 
 def _pow_jvp_lhs(g, ans, x, y):
-    """y * x ** (y - 1), as JAX for a float exponent: NaN where x is NaN, and 0 * inf = NaN
-    at x = 0, y = 0 (integer exponents go through integer_pow, whose x ** 0 has derivative 0)."""
-    return mul(g, mul(y, pow(x, sub(y, _const(y, 1)))))
+    """y * x ** (y - 1), and 0 where y = 0: x ** 0 is constant, so its derivative is 0 even at
+    x = 0, where the formula is 0 * inf (JAX gives NaN there; NumPy users expect the limit).
+    x is replaced by 1 there, not the result selected, so no higher derivative meets 0 * inf."""
+    safe_x = select(eq(y, _zeros(y)), _const(x, 1), x)
+    return mul(g, mul(y, pow(safe_x, sub(y, _const(y, 1)))))
 
 
 defjvp2(pow_p, _pow_jvp_lhs, lambda g, ans, x, y: mul(g, mul(log(_replace_zero(x)), ans)))
