@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import functrans as ft  # noqa: E402
 import functrans.numpy as fnp  # noqa: E402
 from functrans import lax  # noqa: E402
-from functrans.backends import numba_cuda  # noqa: E402
+from functrans.backends import cuda_memory, numba_cuda  # noqa: E402
 
 np.seterr(all="ignore")
 warnings.simplefilter("ignore")
@@ -1033,18 +1033,25 @@ def host_callbacks():
 
 
 @check
-def fft_host_step():
-    """lax.fft is a host step of a CUDA program (scipy.fft on the host), also between kernels;
-    its program is never captured as a CUDA graph. Complex programs are eager today, so the
-    program is built directly, as it will be once complex kernels exist."""
+def fft_step():
+    """lax.fft in a CUDA program, also between kernels: cuFFT (through CuPy) on a real GPU,
+    scipy.fft on the host under the simulator; its program is never captured as a CUDA graph."""
     from functrans.backends import cuda_graphs
     x = floats((3, 8), np.float64)
+    calls = numba_cuda._stats["cufft_calls"]
     closed = ft.make_jaxpr(lambda a: lax.fft(a * 2.0 + 1.0, "rfft", (8,)))(x)
     ex = numba_cuda._Executable(closed, "fft")
     assert_same(ex([x])[0], np.fft.rfft(x * 2 + 1), rtol=1e-12, atol=1e-12, what="rfft step")
     assert not cuda_graphs.host_free(ex.program)
+    on_gpu = cuda_memory.cupy_module() is not None
+    assert (numba_cuda._stats["cufft_calls"] > calls) == on_gpu, "cuFFT used iff CuPy is"
+    z = (floats((2, 4, 6), np.float32) + 1j * floats((2, 4, 6), np.float32)).astype(np.complex64)
     cuda_vs_eager(lambda a: fnp.fft.irfft2(fnp.fft.rfft2(a)), x, rtol=1e-12, atol=1e-12,
                   what="rfft2/irfft2")
+    cuda_vs_eager(lambda a: fnp.fft.ifftn(fnp.fft.fftn(a) * 2.0), z, rtol=1e-5, atol=1e-5,
+                  what="fftn/ifftn complex64")
+    cuda_vs_eager(lambda a: fnp.fft.rfft(a, n=10)[..., :0], x, rtol=0, atol=0,
+                  what="empty slice of rfft")
 
 
 def main(names):

@@ -60,7 +60,7 @@ _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
 MAX_KERNELS = 1024                          # emptied when full (cache.load_module has an LRU)
 _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
-          "gemm_fallbacks": 0, "host_reads": 0, "host_programs": 0}
+          "gemm_fallbacks": 0, "host_reads": 0, "host_programs": 0, "cufft_calls": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
 
 
@@ -320,8 +320,10 @@ class _Program:
             return lambda env: env.__setitem__(eqn.out_binders[0], self._value(env, eqn.inputs[0]))
         if name in CONTROL_FLOW:
             return getattr(self, "_" + name)(eqn)
+        if name == "fft" and cuda_memory.cupy_module() is not None:
+            return self._cufft(eqn)
         if eqn.primitive in core.host_primitives or name in HOST_IMPL_OPS:
-            return self._host(eqn)   # fft: NumPy's on the host (cuFFT: not yet, docs/gpu.md)
+            return self._host(eqn)   # fft without CuPy (the simulator): scipy.fft on the host
         rule = cuda_ops.op_rules.get(name)
         if rule is None:
             raise NotImplementedError(f"CUDA lowering for primitive '{name}' not implemented")
@@ -394,6 +396,27 @@ class _Program:
             _stats["gemm_fallbacks"] += 1
             ln = fallback[0][0].launch
             fallback[0][0]([self._value(env, v) for v in ln.reads + ln.writes])
+        return run
+
+    def _cufft(self, eqn):
+        """A cuFFT step (CuPy's cupyx.scipy.fft, on the stream the kernels use) for an fft
+        equation; its result is copied into the step's own buffer. Programs holding one are not
+        captured as CUDA graphs (cuFFT plans are made on first use, which a capture forbids)."""
+        from cupyx.scipy import fft as cufft
+        from ..lax.fft import fft_transform_name
+        x, out = eqn.inputs[0], eqn.out_binders[0]
+        lengths = eqn.params["fft_lengths"]
+        transform = getattr(cufft, fft_transform_name(eqn.params["fft_type"]))
+        axes = tuple(range(x.aval.ndim - len(lengths), x.aval.ndim))
+        empty = 0 in x.aval.shape or 0 in out.aval.shape
+
+        def run(env):
+            buf = env[out] = self._alloc(out, 0 if empty else None, env)
+            if not empty:
+                y = transform(cuda_memory.to_cupy(self._value(env, x), x.aval.shape),
+                              s=lengths, axes=axes)
+                cuda_memory.to_cupy(buf, out.aval.shape)[...] = y
+                _stats["cufft_calls"] += 1
         return run
 
     def _sub(self, closed):

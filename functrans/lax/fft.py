@@ -94,6 +94,11 @@ _SCIPY_NAMES = {FftType.FFT: "fftn", FftType.IFFT: "ifftn", FftType.RFFT: "rfftn
                 FftType.IRFFT: "irfftn"}
 
 
+def fft_transform_name(fft_type):
+    """The scipy.fft (and cupyx.scipy.fft) function computing an fft_type transform."""
+    return _SCIPY_NAMES[fft_type]
+
+
 def _fft_impl(x, *, fft_type, fft_lengths):
     """scipy.fft (pocketfft's C++ version: 2-10x faster than numpy.fft's here, and single
     precision stays single); imported on first use, as it adds 50 ms to importing functrans."""
@@ -102,7 +107,7 @@ def _fft_impl(x, *, fft_type, fft_lengths):
     if 0 in out.shape or 0 in x.shape:
         return np.zeros(out.shape, out.dtype)
     axes = tuple(range(x.ndim - len(fft_lengths), x.ndim))
-    y = getattr(scipy.fft, _SCIPY_NAMES[fft_type])(x, s=fft_lengths, axes=axes)
+    y = getattr(scipy.fft, fft_transform_name(fft_type))(x, s=fft_lengths, axes=axes)
     return np.ascontiguousarray(y, out.dtype)
 
 
