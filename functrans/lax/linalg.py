@@ -383,7 +383,26 @@ def lu(a):
     return lu_p.bind(a)
 
 
+def _block(x, rows, cols):
+    """x[..., rows[0]:rows[1], cols[0]:cols[1]]."""
+    shape = get_aval(x).shape
+    batch = (0,) * (len(shape) - 2)
+    return _slice(x, batch + (rows[0], cols[0]), shape[:-2] + (rows[1], cols[1]))
+
+
+def _lu_square_tangent(lu_k, pda_k):
+    """(dL, dU) of the square k x k leading factors, packed lu_k: P dA = dL U + L dU, so
+    L^-1 P dA U^-1 = L^-1 dL + dU U^-1, a strictly lower plus an upper triangle."""
+    la = triangular_solve(lu_k, pda_k, left_side=True, lower=True, unit_diagonal=True)
+    f = triangular_solve(lu_k, la, left_side=False, lower=False)
+    L = lax.add(tril(lu_k, -1), eye_like(lu_k))
+    return matmul(L, tril(f, -1)), matmul(triu(f), triu(lu_k))
+
+
 def _lu_jvp(primals, tangents):
+    """The packed tangent of lu. A tall a (m > n) adds the rows of L below the square factors:
+    dL2 = (P dA2 - L2 dU) U^-1; a wide one (m < n) the columns of U beside them:
+    dU2 = L^-1 (P dA2 - dL U2)."""
     (a,), (da,) = primals, tangents
     out = lu_p.bind(a)
     lu_, _, perm = out
@@ -391,17 +410,20 @@ def _lu_jvp(primals, tangents):
     if type(da) is Zero:
         return out, zeros
     m, n = get_aval(a).shape[-2:]
-    if m != n:
-        raise NotImplementedError(f"jvp of lu is implemented for square matrices only, got "
-                                  f"shape {get_aval(a).shape}{core.where()}")
-    # P dA = dL U + L dU  =>  L^-1 P dA U^-1 = L^-1 dL + dU U^-1 (strictly lower + upper)
+    k = min(m, n)
     pda = permute_rows(da, perm)
-    la = triangular_solve(lu_, pda, left_side=True, lower=True, unit_diagonal=True)
-    lau = triangular_solve(lu_, la, left_side=False, lower=False)
-    L = lax.add(tril(lu_, -1), eye_like(lu_))
-    dl = matmul(L, tril(lau, -1))
-    du = matmul(triu(lau), triu(lu_))
-    return out, [lax.add(dl, du), zeros[1], zeros[2]]
+    lu_k = _block(lu_, (0, k), (0, k))
+    dl, du = _lu_square_tangent(lu_k, _block(pda, (0, k), (0, k)))
+    dlu = lax.add(dl, du)
+    if m > n:
+        rest = lax.sub(_block(pda, (k, m), (0, n)), matmul(_block(lu_, (k, m), (0, n)), du))
+        dl2 = triangular_solve(lu_k, rest, left_side=False, lower=False)
+        dlu = concatenate([dlu, dl2], len(get_aval(a).shape) - 2)
+    elif m < n:
+        rest = lax.sub(_block(pda, (0, m), (k, n)), matmul(dl, _block(lu_, (0, m), (k, n))))
+        du2 = triangular_solve(lu_k, rest, left_side=True, lower=True, unit_diagonal=True)
+        dlu = concatenate([dlu, du2], len(get_aval(a).shape) - 1)
+    return out, [dlu, zeros[1], zeros[2]]
 
 
 ad.jvp_rules[lu_p] = _lu_jvp
