@@ -293,6 +293,10 @@ def conv_general_dilated():
     cuda_vs_eager(lambda p, q: lax.conv(p, q, (1,), "VALID"), a, b, what="int conv")
     cuda_vs_eager(lambda p, q: lax.conv(p, q, (1,), "SAME", preferred_element_type=np.float64),
                   a, b, what="int conv to f64")
+    za = (floats((1, 2, 3, 4)) + 1j * floats((1, 2, 3, 4))).astype(np.complex64)
+    zb = (floats((2, 2, 2, 2)) + 1j * floats((2, 2, 2, 2))).astype(np.complex64)
+    cuda_vs_eager(lambda p, q: lax.conv_general_dilated(p, q, **cases[0][2]), za, zb,
+                  rtol=1e-5, atol=1e-5, what="complex64 conv")
 
 
 @check

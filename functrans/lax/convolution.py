@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import core
 from ..core import ShapedArray, get_aval
 from ..interpreters.ad import defbilinear
 from ..interpreters.batching import batch_rules, moveaxis, not_mapped
@@ -160,7 +161,7 @@ def _conv_aval_memo(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilatio
     if lhs.dtype != rhs.dtype:
         raise TypeError(f"requires arguments to have the same dtypes, got "
                         f"{lhs.dtype.name} and {rhs.dtype.name}")
-    if lhs.dtype.kind not in "fiu":
+    if lhs.dtype.kind not in "fiuc":
         raise TypeError(f"does not accept dtype {lhs.dtype.name}")
     if lhs.ndim != rhs.ndim or lhs.ndim < 2:
         raise TypeError(f"lhs and rhs must have the same number (at least 2) of "
@@ -251,6 +252,7 @@ def _conv_impl(lhs, rhs, **params):
 
 
 conv_general_dilated_p = primitive("conv_general_dilated", _conv_impl, _conv_aval)
+core.complex_primitives.add(conv_general_dilated_p)   # bilinear: every rule holds for complex
 
 
 def _int_tuple(v, what, n):
