@@ -1,6 +1,7 @@
 """The CPU jit's host-step path for linear algebra: one LAPACK svd for grad of the singular
 values (plan.share_svd_values), and LU's permutation from its pivots."""
 import numpy as np
+import pytest
 import scipy.linalg
 
 import functrans as jax
@@ -50,3 +51,8 @@ def test_lu_permutation_from_pivots_matches_the_factors():
             np.testing.assert_allclose(a[idx][perm[idx]], lower @ np.triu(f)[:k], atol=1e-12)
             p_mat = scipy.linalg.lu(a[idx])[0]             # a = P L U: a[perm] = L U
             np.testing.assert_array_equal(perm[idx], np.argmax(p_mat, axis=0))
+    swaps = np.array([[2, 2, 2], [1, 2, 2], [0, 1, 2]], np.int32)   # swaps in order, as LAPACK
+    np.testing.assert_array_equal(np.asarray(lax_linalg.lu_pivots_to_permutation(swaps, 4)),
+                                  [[2, 0, 1, 3], [1, 2, 0, 3], [0, 1, 2, 3]])
+    with pytest.raises(ValueError, match=r"pivots must lie in \[0, 3\), got values from 0 to 5"):
+        lax_linalg.lu_pivots_to_permutation(np.array([5, 0, 1], np.int32), 3)
