@@ -1,6 +1,7 @@
 """conv_general_dilated on a GPU (jit with backend cuda, device-resident inputs): checks the
 forward and the gradient against the CPU jit, then times them (best of 10, ms) and JAX on the
-same GPU when installed. Run on a machine with a GPU:  python benchmarks/conv_gpu_check.py
+same GPU when installed; the convolutions run as im2col + cuBLAS GEMM (backends/cuda_conv.py)
+where CuPy is in use. Run on a machine with a GPU:  python benchmarks/conv_gpu_check.py
 """
 import time
 import numpy as np
@@ -28,6 +29,9 @@ for a, b in zip(gc(xg, wg), ft.jit(ft.grad(loss, (0, 1)))(x, w)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=1e-3)
 print("cuda fwd ms %.3f" % best(lambda: np.asarray(fc(xg, wg)[0, 0, 0, 0])))
 print("cuda grad ms %.3f" % best(lambda: np.asarray(gc(xg, wg)[1][0, 0, 0, 0])))
+from functrans.backends import numba_cuda  # noqa: E402
+print("im2col+GEMM convolutions run:", numba_cuda._stats["conv_gemm_calls"],
+      "| cuBLAS fallbacks:", numba_cuda._stats["gemm_fallbacks"])
 print("cpu jit fwd ms %.3f" % best(lambda: ft.jit(conv)(x, w), 5))
 try:
     import jax, jax.numpy as jj

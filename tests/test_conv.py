@@ -281,6 +281,38 @@ def test_complex_convolve_and_correlate_match_numpy():
                                        np.convolve(a, v, mode), rtol=1e-12, atol=1e-12)
 
 
+def _conv_eqns(closed):
+    return [e for e in closed.jaxpr.eqns if e.primitive.name == "conv_general_dilated"]
+
+
+@pytest.mark.parametrize("name", list(CONFIGS) + ["output_runs_strided_padded",
+                                                  "kernel_runs_strided_dilated"])
+def test_gpu_im2col_gemm_plan_matches_the_impl(name):
+    """The GPU's im2col + GEMM evaluation (backends/cuda_conv.py), run with NumPy as its array
+    module, equals the impl on the forward convolution and on each convolution of its
+    gradient (lhs dilations, swapped dimension numbers, kernels as large as the image)."""
+    from functrans.backends import cuda_conv
+    c = {**CONFIGS, **JIT_CONFIGS}[name]
+    rng = np.random.default_rng(11)
+    x, w = _operands(c, rng)
+    loss = lambda a, b: jnp.sum(jnp.sin(_conv_fn(c)(a, b)))   # noqa: E731
+    eqns = _conv_eqns(ft.make_jaxpr(ft.grad(loss, (0, 1)))(x, w))
+    assert len(eqns) == 3
+    for eqn in eqns:
+        a, b = (rng.normal(size=v.aval.shape) for v in eqn.inputs)
+        plan = cuda_conv.plan_for(eqn)
+        want = lax.conv_general_dilated_p.bind(a, b, **eqn.params)
+        np.testing.assert_allclose(plan.apply(np, a, b, plan.index), np.asarray(want),
+                                   rtol=1e-12, atol=1e-12)
+    z = x + 1j * x[::-1]
+    eqn = _conv_eqns(ft.make_jaxpr(_conv_fn(c))(z, w.astype(complex)))[0]
+    plan = cuda_conv.plan_for(eqn)
+    np.testing.assert_allclose(plan.apply(np, z, w.astype(complex), plan.index),
+                               np.asarray(_conv_fn(c)(z, w.astype(complex))), rtol=1e-12)
+    ints = np.ones(c["lshape"], np.int32), np.ones(c["rshape"], np.int32)
+    assert cuda_conv.plan_for(_conv_eqns(ft.make_jaxpr(_conv_fn(c))(*ints))[0]) is None
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors, dimension numbers, padding helpers, conv_transpose
 

@@ -89,15 +89,22 @@ def launch_count(program):
     return n
 
 
+#: ops a program may run as CuPy calls with temporaries of their own (the im2col + GEMM
+#: convolution): such programs are not captured.
+CUPY_STEP_OPS = frozenset({"conv_general_dilated"})
+
+
 def host_free(program):
     """True when no step of program (or of its sub-programs) reads device memory on the host
-    (cond and while read their predicate; callbacks their operands)."""
+    (cond and while read their predicate; callbacks their operands) or runs CuPy calls with
+    temporaries of their own (CUPY_STEP_OPS)."""
     from .. import core
     from .plan import HOST_IMPL_OPS, Group
     for step in program.plan.steps:
         if not isinstance(step, Group) and (step.eqn.primitive.name in ("cond", "while")
                                             or step.eqn.primitive in core.host_primitives
-                                            or step.eqn.primitive.name in HOST_IMPL_OPS):
+                                            or step.eqn.primitive.name in HOST_IMPL_OPS
+                                            or step.eqn.primitive.name in CUPY_STEP_OPS):
             return False
     return all(host_free(p) for p, _ in program._subs.values())
 

@@ -60,7 +60,8 @@ _programs = weakref.WeakKeyDictionary()     # ClosedJaxpr -> _Program or _Eager
 _kernels = {}                               # kernel source -> compiled dispatcher
 MAX_KERNELS = 1024                          # emptied when full (cache.load_module has an LRU)
 _stats = {"kernels_loaded": 0, "launches": 0, "programs_built": 0, "gemm_calls": 0,
-          "gemm_fallbacks": 0, "host_reads": 0, "host_programs": 0, "cufft_calls": 0}
+          "gemm_fallbacks": 0, "host_reads": 0, "host_programs": 0, "cufft_calls": 0,
+          "conv_gemm_calls": 0}
 _gemm_state = {"enabled": True, "reason": ""}   # cuBLAS turned off for good after a failure
 
 
@@ -327,11 +328,9 @@ class _Program:
         rule = cuda_ops.op_rules.get(name)
         if rule is None:
             raise NotImplementedError(f"CUDA lowering for primitive '{name}' not implemented")
-        if name == "dot_general":
-            gemm = self._gemm(eqn)
-            if gemm is not None:
-                return gemm
-        return self._launcher(rule(eqn, self.geo))
+        fast = {"dot_general": self._gemm, "conv_general_dilated": self._conv_gemm}.get(name)
+        step = fast(eqn) if fast is not None else None
+        return step if step is not None else self._launcher(rule(eqn, self.geo))
 
     def _launcher(self, launches):
         work = [(ln, _Kernel(ln) if ln.work else None, ln.reads + ln.writes) for ln in launches]
@@ -367,13 +366,46 @@ class _Program:
 
     def _gemm(self, eqn):
         """A cuBLAS step for a dot_general (a real GPU with CuPy), or None."""
-        from . import cuda_blas, cuda_ops
+        from . import cuda_blas
         if cuda_memory.cupy_module() is None or not _gemm_state["enabled"]:
             return None
         plan = cuda_blas.gemm_plan(eqn)
         if plan is None:
             return None
         x, y = eqn.inputs
+
+        def gemm(env, buf):
+            compute = plan.compute_type(config.default_matmul_precision or "default")
+            plan(self._value(env, x), self._value(env, y), buf, compute)
+            _stats["gemm_calls"] += 1
+        return self._cublas_or_kernel(eqn, gemm)
+
+    def _conv_gemm(self, eqn):
+        """An im2col + cuBLAS step for a float or complex convolution (cuda_conv), or None.
+        Programs holding one are not captured as CUDA graphs (its CuPy temporaries)."""
+        from . import cuda_conv
+        cp = cuda_memory.cupy_module()
+        if cp is None or not _gemm_state["enabled"]:
+            return None
+        plan = cuda_conv.plan_for(eqn)
+        if plan is None:
+            return None
+        (x, w), out = eqn.inputs, eqn.out_binders[0]
+        index = []                       # the gather index, on the device from the first run
+
+        def conv(env, buf):
+            if not index:
+                index.append(cp.asarray(plan.index))
+            y = plan.apply(cp, cuda_memory.to_cupy(self._value(env, x), x.aval.shape),
+                           cuda_memory.to_cupy(self._value(env, w), w.aval.shape), index[0])
+            cuda_memory.to_cupy(buf, out.aval.shape)[...] = y
+            _stats["conv_gemm_calls"] += 1
+        return self._cublas_or_kernel(eqn, conv)
+
+    def _cublas_or_kernel(self, eqn, cublas):
+        """A step running cublas(env, out buffer); if cuBLAS fails here once, it is turned off
+        for good and this and every later such step runs its op's own kernel."""
+        from . import cuda_ops
         out = eqn.out_binders[0]
         fallback = []
 
@@ -381,21 +413,26 @@ class _Program:
             buf = self._alloc(out, None, env)
             env[out] = buf
             if _gemm_state["enabled"]:
-                compute = plan.compute_type(config.default_matmul_precision or "default")
                 try:
-                    plan(self._value(env, x), self._value(env, y), buf, compute)
-                    _stats["gemm_calls"] += 1
+                    cublas(env, buf)
                     return
                 except Exception as e:  # noqa: BLE001  (cuBLAS unusable here: kernel instead)
                     if cuda_graphs.capture.stream is not None:
                         raise       # the capture fails (its program runs without graphs)
                     _gemm_state.update(enabled=False, reason=f"{type(e).__name__}: {e}")
-                    _log(f"cuBLAS GEMM failed ({_gemm_state['reason']}); using the tiled kernel")
+                    _log(f"cuBLAS failed ({_gemm_state['reason']}); using the kernels")
             if not fallback:
-                fallback.append([_Kernel(ln) for ln in cuda_ops.op_rules["dot_general"](eqn, self.geo)])
+                fallback.extend(_Kernel(ln) for ln in cuda_ops.op_rules[eqn.primitive.name](eqn, self.geo))
             _stats["gemm_fallbacks"] += 1
-            ln = fallback[0][0].launch
-            fallback[0][0]([self._value(env, v) for v in ln.reads + ln.writes])
+            for k in fallback:
+                ln = k.launch
+                for v in ln.fresh:
+                    fill = ln.fill.get(v) if ln.fill else None
+                    if v is not out:
+                        env[v] = self._alloc(v, fill, env)
+                    elif fill is not None:
+                        cuda_memory.fill(buf, fill)
+                k([self._value(env, v) for v in ln.reads + ln.writes])
         return run
 
     def _cufft(self, eqn):
