@@ -46,8 +46,8 @@ class ConvGemm:
         return self.index.size * itemsize
 
     def apply(self, xp, x, w, index):
-        """The convolution's output (out_spec layout) of x and w, arrays of module xp; index is
-        self.index as an xp array."""
+        """The convolution's output (out_spec layout, possibly a strided view) of x and w, arrays
+        of module xp; index is self.index as an xp array."""
         ext = xp.concatenate([x.reshape(-1), xp.zeros(1, x.dtype)])
         cols = ext[index]                                      # (G, N*P, Cg*K)
         wc = xp.transpose(w, self.rhs_perm)                    # (O, I, K...)
@@ -56,7 +56,7 @@ class ConvGemm:
         y = y.reshape((self.groups, self.out_n) + self.out_sp + (self.og,))
         y = xp.moveaxis(y, (0, -1), (1, 2))                    # (N, G, Og, P...)
         y = y.reshape((self.out_n, self.groups * self.og) + self.out_sp)
-        return xp.ascontiguousarray(xp.transpose(y, self.out_perm))
+        return xp.transpose(y, self.out_perm)       # a view: the caller copies it into place
 
 
 def _gather_index(lhs_shape, lhs_spec, plan, params, batch_groups):
