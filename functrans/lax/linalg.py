@@ -190,17 +190,18 @@ def _register(p, impl, aval, compiled_nan=True):
 # cholesky: the lower factor L of a = L L^H (NaNs where a is not positive definite)
 
 def _cholesky_impl(a):
-    try:
-        return np.linalg.cholesky(a)
-    except LinAlgError:
-        flat = a.reshape((-1,) + a.shape[-2:])
-        out = np.empty_like(flat)
-        for i, m in enumerate(flat):
-            try:
-                out[i] = np.linalg.cholesky(m)
-            except LinAlgError:
-                out[i] = np.nan
-        return out.reshape(a.shape)
+    """LAPACK's potrf on each matrix's transpose (a Fortran-ordered view, so no transposing
+    copy): the upper factor U of a^T = U^H U is L^T, read from a's lower triangle. 2-3x faster
+    than numpy.linalg.cholesky at n >= 256 here. NaNs where a is not positive definite."""
+    if a.size == 0:
+        return a.copy()
+    potrf = _lapack("potrf", a.dtype)
+    flat = a.reshape((-1,) + a.shape[-2:])
+    out = np.empty_like(flat)
+    for i, m in enumerate(flat):
+        u, info = potrf(m.T, lower=0, clean=1)
+        out[i] = u.T if info == 0 else np.nan
+    return out.reshape(a.shape)
 
 
 def _cholesky_aval(a):
@@ -242,6 +243,15 @@ ad.jvp_rules[cholesky_p] = _cholesky_jvp
 # ---------------------------------------------------------------------------------------------
 # triangular_solve: x with op(a) x = b (left_side) or x op(a) = b, op(a) = a, a^T, conj(a), a^H
 
+def _lapack(name, dtype, _cache={}):
+    """scipy's wrapper of LAPACK routine name for dtype (sgetrf, zpotrf, ...)."""
+    f = _cache.get((name, dtype))
+    if f is None:
+        probe = np.empty((1, 1), dtype)
+        f = _cache[name, dtype] = _scipy_linalg().lapack.get_lapack_funcs(name, (probe,))
+    return f
+
+
 def _scipy_linalg():
     """scipy.linalg, imported on first use (a warm process that never factors a matrix does
     not pay its import time: tests/test_jit.py)."""
@@ -249,20 +259,33 @@ def _scipy_linalg():
     return scipy.linalg
 
 
-def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, conjugate_a,
-                          unit_diagonal):
-    _sl = _scipy_linalg()
-    if conjugate_a:
-        a = np.conjugate(a)
+def _solve_left(a, b, trans, lower, unit_diagonal):
+    """x with op(a) x = b, op = identity, transpose (trans 1) or adjoint (trans 2). One
+    matrix: LAPACK's trtrs directly (scipy's solve_triangular costs a quarter of a jitted
+    solve at n = 256 in argument checks); stacks: scipy's, which broadcasts."""
+    if a.ndim == 2 and a.size:
+        x, info = _lapack("trtrs", a.dtype)(a, b, lower=int(lower), trans=trans,
+                                            unitdiag=int(unit_diagonal))
+        if info > 0:
+            raise LinAlgError("Singular matrix")
+        return x
     if not unit_diagonal and a.size and np.any(np.diagonal(a, axis1=-2, axis2=-1) == 0):
         raise LinAlgError("Singular matrix")
-    kw = dict(lower=lower, unit_diagonal=unit_diagonal, check_finite=False)
+    return _scipy_linalg().solve_triangular(a, b, trans=trans, lower=lower,
+                                            unit_diagonal=unit_diagonal, check_finite=False)
+
+
+def _triangular_solve_impl(a, b, *, left_side, lower, transpose_a, conjugate_a,
+                          unit_diagonal):
+    if conjugate_a:
+        a = np.conjugate(a)
     with np.errstate(all="ignore"):
         if left_side:
-            x = _sl.solve_triangular(a, b, trans=int(transpose_a), **kw)
-        else:
+            x = _solve_left(a, b, int(transpose_a), lower, unit_diagonal)
+        else:       # x op(a) = b  <=>  op(a)^T x^T = b^T
             bt = np.swapaxes(b, -1, -2)
-            x = np.swapaxes(_sl.solve_triangular(a, bt, trans=int(not transpose_a), **kw), -1, -2)
+            x = np.swapaxes(_solve_left(a, bt, int(not transpose_a), lower, unit_diagonal),
+                            -1, -2)
     return np.asarray(x, dtype=b.dtype)
 
 
@@ -357,11 +380,15 @@ def _lu_impl(a):
         k = min(m, n)
         return [a.copy(), np.zeros(a.shape[:-2] + (k,), np.int32),
                 np.broadcast_to(np.arange(m, dtype=np.int32), a.shape[:-2] + (m,)).copy()]
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")          # LinAlgWarning on exactly singular input
-        lu_, piv = _scipy_linalg().lu_factor(a, check_finite=False)
-    piv = np.asarray(piv, np.int32)
-    return [np.asarray(lu_, a.dtype), piv, _permutation_from_pivots(piv, m)]
+    getrf = _lapack("getrf", a.dtype)
+    # info > 0: exactly singular (U has a zero pivot). LAPACK's Fortran-ordered factors are
+    # kept so: a C-ordered copy would cost a transpose, and any copy the page faults of a
+    # fresh buffer (half the time of the factorisation at n = 256)
+    factors = [getrf(x)[:2] for x in a.reshape((-1, m, n))]
+    lu_ = factors[0][0] if a.ndim == 2 else np.stack([f[0] for f in factors])
+    piv = np.stack([f[1] for f in factors]).astype(np.int32, copy=False)
+    piv = piv.reshape(a.shape[:-2] + piv.shape[-1:])
+    return [lu_.reshape(a.shape), piv, _permutation_from_pivots(piv, m)]
 
 
 def _lu_aval(a):
