@@ -52,7 +52,7 @@ _canon = core.canonicalize_dtype
 
 
 def _check_kind(name, aval, kinds):
-    if aval.dtype.kind not in kinds:
+    if core.dtype_kind(aval.dtype) not in kinds:
         raise TypeError(f"{name} does not accept dtype {aval.dtype.name}")
 
 
@@ -280,7 +280,7 @@ def _integer_pow_impl(x, *, y):
 
 
 def _integer_pow_aval(x, *, y):
-    if y < 0 and x.dtype.kind not in _inexact:
+    if y < 0 and core.dtype_kind(x.dtype) not in _inexact:
         raise TypeError(f"integer_pow with negative exponent {y} needs a float operand, got "
                         f"{x.dtype.name}")
     _check_kind("integer_pow", x, _num + "c")
@@ -315,7 +315,7 @@ def _nary_aval(name, kinds, out_dtype=None):
             if a.dtype != x.dtype:
                 raise TypeError(f"{name} requires arguments of equal dtypes, got "
                                 f"{' and '.join(b.dtype.name for b in avals)}")
-        if x.dtype.kind not in kinds:
+        if core.dtype_kind(x.dtype) not in kinds:
             _check_kind(name, x, kinds)     # raises
         return x if out_dtype is None else x.update(dtype=out_dtype)
     return rule
