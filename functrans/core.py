@@ -374,8 +374,11 @@ def _runs_narrow_natively(params):
     """True for the primitives that take 16-bit floats as they are: those carrying a jaxpr
     (its equations are run one by one) or a Python callable (the user's callback sees its own
     dtypes)."""
-    return any(isinstance(v, (Jaxpr, ClosedJaxpr)) or callable(v) and not isinstance(v, type)
-               for v in params.values())
+    def native(v):
+        if isinstance(v, (tuple, list)):
+            return any(map(native, v))
+        return isinstance(v, (Jaxpr, ClosedJaxpr)) or callable(v) and not isinstance(v, type)
+    return any(map(native, params.values()))
 
 
 def _run_narrow(prim, vals, params):

@@ -194,3 +194,16 @@ def test_loss_scale_skips_non_finite_steps_under_jit():
     static = optim.StaticLossScale(2.0)
     assert float(static.scale(jnp.asarray(3.0)) ) == 6.0 and static.adjust(False) is static
     assert optim.NoOpLossScale().scale(g := {"a": 1.0}) is g
+
+
+def test_control_flow_and_special_functions_keep_bfloat16():
+    b = jnp.asarray([3.0, 1.0, 2.0], BF16)
+    assert jax.lax.cond(True, lambda x: x * 2, lambda x: x, b).dtype == BF16
+    carry, ys = jax.lax.scan(lambda c, x: (c + x, x * c), b[0], b)
+    np.testing.assert_array_equal(np.asarray(ys, F32), [9.0, 6.0, 14.0])
+    assert carry.dtype == BF16 and ys.dtype == BF16
+    e = jax.scipy.special.erf(b)
+    assert e.dtype == BF16
+    np.testing.assert_array_equal(np.asarray(e), np.asarray(jax.scipy.special.erf(
+        b.astype(F32))).astype(BF16))
+    assert jax.grad(lambda x: jnp.sum(jax.scipy.special.erf(x)))(b).dtype == BF16
