@@ -147,6 +147,7 @@ def reduce_precision(operand, exponent_bits, mantissa_bits):
     exponent and fraction bits, in operand's dtype (JAX's lax.reduce_precision):
     ``reduce_precision(x, 8, 7)`` on float32 is x rounded to bfloat16. Its derivative is the
     straight-through one (the tangent rounded alike), as JAX's."""
+    _check_kind("reduce_precision", get_aval(operand), _float)
     return reduce_precision_p.bind(operand, exponent_bits=int(exponent_bits),
                                    mantissa_bits=int(mantissa_bits))
 
