@@ -692,7 +692,8 @@ def linear_transpose(fun, *primals, reduce_axes=()):
 def _typed_cotangent(ct, aval, out_avals):
     """ct as an array of aval's type; JAX's TypeError if it has another shape or dtype (a
     Python scalar takes the output's dtype, as JAX's weak types do)."""
-    weak = type(ct) in (int, float) and core.dtype_kind(aval.dtype) in ("f" if type(ct) is float else "fiu")
+    weak = type(ct) in (int, float) and \
+        core.dtype_kind(aval.dtype) in ("f" if type(ct) is float else "fiu")
     ct = as_array(ct)
     a = get_aval(ct)
     if a.shape != aval.shape or (a.dtype != aval.dtype and not weak):

@@ -162,7 +162,7 @@ def canonical_buffer(x, what="argument"):
     numbers or bools (object, strings, records, datetimes)."""
     dt = x.dtype
     if dt.kind not in "biufc":
-        if dt == float0 or dt == bfloat16:   # float0: the tangents of integer inputs        # the tangents of integer inputs, which the API hands out
+        if dt == float0 or dt == bfloat16:   # float0: the tangents of integer inputs
             return x
         raise TypeError(f"{what} has dtype {dt} ({x!r:.60}), which is not a valid functrans "
                         "array type: only bool, integer, floating-point and complex arrays are "
@@ -384,8 +384,9 @@ def _runs_narrow_natively(params):
 def _run_narrow(prim, vals, params):
     """prim on operands some of which are float16/bfloat16 arrays: computed in float32 and
     each output rounded (to nearest even) to the dtype abstract evaluation gives it, as XLA
-    does on the CPU. NumPy has no bfloat16 matmul, bitwise or special-function loops, and
-    sums float16 in float16; this makes every primitive exact to its float32 value."""
+    does on the CPU. ml_dtypes' bfloat16 matmul returns float32, scipy has no 16-bit loops,
+    NumPy's float16 cumsum accumulates in float16; this makes every primitive its float32
+    value, rounded once."""
     if _runs_narrow_natively(params):
         return _run_impl(prim, vals, params)
     out_avals = abstract_eval(prim, [get_aval(v) for v in vals], params)

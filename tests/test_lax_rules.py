@@ -510,7 +510,8 @@ def test_stop_gradient_has_zero_derivatives_of_every_order():
     check_vmap(lax.stop_gradient, (np.ones((2, 3)),), 1)
 
 
-@pytest.mark.parametrize("prim", sorted(NOT_IN_GRAD_TABLE - {"iota", "stop_gradient", "reduce_precision"}))
+@pytest.mark.parametrize("prim", sorted(NOT_IN_GRAD_TABLE
+                                        - {"iota", "stop_gradient", "reduce_precision"}))
 def test_non_differentiable_primitives_have_zero_tangents(prim):
     f, operand = _nondiff_cases()[prim]
     if operand is None:  # float operand, integer/bool result: a float0 tangent ...

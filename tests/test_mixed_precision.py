@@ -87,7 +87,8 @@ RNG = np.random.default_rng(0)
 X32 = RNG.uniform(0.1, 2.0, size=(3, 4)).astype(np.float32)
 Y32 = RNG.uniform(0.1, 2.0, size=(3, 4)).astype(np.float32)
 UNARY = [(jnp.sin, np.sin), (jnp.exp, np.exp), (jnp.tanh, np.tanh), (jnp.log1p, np.log1p),
-         (jnp.sqrt, np.sqrt), (jnp.negative, np.negative), (jax.nn.relu, lambda a: np.maximum(a, 0)),
+         (jnp.sqrt, np.sqrt), (jnp.negative, np.negative),
+         (jax.nn.relu, lambda a: np.maximum(a, 0)),
          (lambda a: jnp.sum(a, axis=0), lambda a: np.sum(a, axis=0)),
          (jnp.mean, np.mean), (lambda a: jnp.max(a, 1), lambda a: np.max(a, 1)),
          (lambda a: a @ a.T, lambda a: a @ a.T), (jnp.cumsum, lambda a: np.cumsum(a))]

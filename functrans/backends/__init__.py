@@ -70,7 +70,9 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
         return numba_cuda.lower(closed)
     if backend not in (None, "cpu"):
         raise NotImplementedError(f"jit backend {backend!r} has no lowering (use 'cpu' or 'cuda')")
-    from . import numba_cpu, plan
+    from . import narrow, numba_cpu, plan
+    if not _supported(closed) and narrow.holds_narrow(closed):
+        closed = (narrow.widen(closed) or (closed,))[0]     # what executable() compiles
     kplan = plan.make_plan(closed, rewrites=True, eqn_cost=numba_cpu.eqn_cost,
                            group_cap=numba_cpu.group_cap())
     _stats["traces_lowered"] += 1
