@@ -223,7 +223,7 @@ def _check_grad_inputs(leaves, paths, name, ints_ok=False, holomorphic=False, co
                                 f"dtype, but got {dt.name}.")
         return
     for x in leaves:
-        k = x.dtype.kind
+        k = core.dtype_kind(x.dtype)
         if not (k == "f" or (k == "c" and complex_ok) or (ints_ok and k in "biu")):
             break
     else:
@@ -255,7 +255,7 @@ def _check_output_dtype(aval, name, holomorphic):
                         f"of np.floating), but got {aval.dtype.name}. For holomorphic "
                         "differentiation, pass holomorphic=True. For differentiation of "
                         "non-holomorphic functions involving complex outputs, use vjp directly.")
-    if aval.dtype.kind != "f":
+    if core.dtype_kind(aval.dtype) != "f":
         raise TypeError(f"{name} requires real-valued outputs (a floating-point dtype), but got "
                         f"{aval.dtype}. For functions with integer outputs, use vjp directly.")
 
@@ -663,7 +663,7 @@ def linear_transpose(fun, *primals, reduce_axes=()):
     jaxpr, consts = core.trace_to_jaxpr(_flatten_fun(fun, in_tree, out_store), in_avals)
     out_avals = [v.aval if isinstance(v, core.Var) else get_aval(v.val) for v in jaxpr.outvars]
     dtypes = [a.dtype for a in in_avals + out_avals]
-    if not (all(d.kind in "fc" for d in dtypes) or all(d.kind in "iu" for d in dtypes)):
+    if not (all(core.dtype_kind(d) in "fc" for d in dtypes) or all(d.kind in "iu" for d in dtypes)):
         raise TypeError("linear_transpose only supports [float or complex] -> [float or "
                         "complex], and integer -> integer functions, but got "
                         f"{[a.dtype.name for a in in_avals]} -> "
@@ -692,7 +692,8 @@ def linear_transpose(fun, *primals, reduce_axes=()):
 def _typed_cotangent(ct, aval, out_avals):
     """ct as an array of aval's type; JAX's TypeError if it has another shape or dtype (a
     Python scalar takes the output's dtype, as JAX's weak types do)."""
-    weak = type(ct) in (int, float) and aval.dtype.kind in ("f" if type(ct) is float else "fiu")
+    weak = type(ct) in (int, float) and \
+        core.dtype_kind(aval.dtype) in ("f" if type(ct) is float else "fiu")
     ct = as_array(ct)
     a = get_aval(ct)
     if a.shape != aval.shape or (a.dtype != aval.dtype and not weak):

@@ -12,6 +12,7 @@ import os
 import sys
 import sysconfig
 
+import ml_dtypes
 import numpy as np
 from numpy.lib.array_utils import byte_bounds
 
@@ -34,6 +35,16 @@ _DTYPE_SHORT = {"float16": "f16", "float32": "f32", "float64": "f64", "int8": "i
                 "uint64": "u64", "bool": "bool", "complex64": "c64", "complex128": "c128"}
 
 float0 = np.dtype([("float0", np.void, 0)])  # the tangent dtype of integer and bool values
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
+_DTYPE_SHORT["bfloat16"] = "bf16"
+# the 16-bit floats: stored narrow, computed in float32 (docs/mixed_precision.md)
+NARROW_FLOATS = frozenset((bfloat16, np.dtype(np.float16)))
+
+
+def dtype_kind(dtype):
+    """dtype.kind, with bfloat16 (an ml_dtypes extension type, kind 'V') counted as 'f'."""
+    dtype = np.dtype(dtype)
+    return "f" if dtype == bfloat16 else dtype.kind
 
 
 class ShapedArray:
@@ -68,13 +79,13 @@ class ShapedArray:
 
 def is_float(dtype):
     """True for real floating dtypes."""
-    return np.dtype(dtype).kind == "f"
+    return dtype_kind(dtype) == "f"
 
 
 def has_tangent(dtype):
     """True for the dtypes whose values carry tangents: real floating and complex (integer and
     bool values have symbolic zero tangents, float0 at the API boundary)."""
-    return np.dtype(dtype).kind in "fc"
+    return dtype_kind(dtype) in "fc"
 
 
 _aval_memo = {}   # (shape, dtype) -> ShapedArray, for native real and bool dtypes only
@@ -98,9 +109,11 @@ def scalar_array(x):
 
 # the dtypes every primitive handles: native-order bool, integer and real float (the only ones
 # the aval memo holds, so a memo hit proves it); a set, for membership is the cheapest test.
+# float16 and bfloat16 are not among them: their operations take the general path, which
+# computes them in float32 (_run_narrow).
 # With jax_enable_x64 off the 64-bit ones leave the set (set_x64), so that every value entering
 # through a slow path is canonicalised to 32 bits there.
-_ALL_PLAIN_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQefdg")
+_ALL_PLAIN_DTYPES = frozenset(np.dtype(c) for c in "?bBhHiIlLqQfdg")
 _PLAIN_DTYPES = _ALL_PLAIN_DTYPES
 # 64-bit dtype -> its 32-bit counterpart: what values become with jax_enable_x64 off (as JAX)
 _NARROW = {np.dtype(a): np.dtype(b) for a, b in
@@ -149,7 +162,7 @@ def canonical_buffer(x, what="argument"):
     numbers or bools (object, strings, records, datetimes)."""
     dt = x.dtype
     if dt.kind not in "biufc":
-        if dt == float0:        # the tangents of integer inputs, which the API hands out
+        if dt == float0 or dt == bfloat16:   # float0: the tangents of integer inputs
             return x
         raise TypeError(f"{what} has dtype {dt} ({x!r:.60}), which is not a valid functrans "
                         "array type: only bool, integer, floating-point and complex arrays are "
@@ -332,7 +345,10 @@ class EvalTrace(Trace):
             device = placement_rules[prim](params)
         if device is not None and device.platform != "cpu":
             return device_impls[device.platform](prim, vals, params, device)
-        out = _run_impl(prim, vals, params)
+        if any(type(v) is np.ndarray and v.dtype in NARROW_FLOATS for v in vals):
+            out = _run_narrow(prim, vals, params)
+        else:
+            out = _run_impl(prim, vals, params)
         if prim.multiple_results:
             return [to_array(o, owned, device, device is not None) for o in out]
         return to_array(out, owned, device, device is not None)
@@ -352,6 +368,34 @@ def _run_impl(prim, vals, params):
         if getattr(e, "_functrans_located", False):
             raise
         raise _located(prim, e) from e
+
+
+def _runs_narrow_natively(params):
+    """True for the primitives that take 16-bit floats as they are: those carrying a jaxpr
+    (its equations are run one by one) or a Python callable (the user's callback sees its own
+    dtypes)."""
+    def native(v):
+        if isinstance(v, (tuple, list)):
+            return any(map(native, v))
+        return isinstance(v, (Jaxpr, ClosedJaxpr)) or callable(v) and not isinstance(v, type)
+    return any(map(native, params.values()))
+
+
+def _run_narrow(prim, vals, params):
+    """prim on operands some of which are float16/bfloat16 arrays: computed in float32 and
+    each output rounded (to nearest even) to the dtype abstract evaluation gives it, as XLA
+    does on the CPU. ml_dtypes' bfloat16 matmul returns float32, scipy has no 16-bit loops,
+    NumPy's float16 cumsum accumulates in float16; this makes every primitive its float32
+    value, rounded once."""
+    if _runs_narrow_natively(params):
+        return _run_impl(prim, vals, params)
+    out_avals = abstract_eval(prim, [get_aval(v) for v in vals], params)
+    wide = [v.astype(np.float32) if type(v) is np.ndarray and v.dtype in NARROW_FLOATS else v
+            for v in vals]
+    out = _run_impl(prim, wide, params)
+    outs = out if prim.multiple_results else [out]
+    outs = [np.asarray(o).astype(a.dtype, copy=False) for o, a in zip(outs, out_avals)]
+    return outs if prim.multiple_results else outs[0]
 
 
 # NumPy's numeric scalar types -> the aval of the 0-d arrays they stand for

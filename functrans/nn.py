@@ -29,7 +29,7 @@ __all__ = ["relu", "relu6", "sigmoid", "log_sigmoid", "softplus", "gelu", "silu"
 
 def _float_operand(x, name):
     x = jnp.asarray(x)
-    if x.dtype.kind != "f":
+    if core.dtype_kind(x.dtype) != "f":
         raise TypeError(f"nn.{name} requires a floating-point input, got dtype {x.dtype} "
                         f"(convert it with .astype(float))")
     return x

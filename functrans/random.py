@@ -143,8 +143,9 @@ def fold_in(key, data):
 
 def _float_dtype(dtype, name):
     dtype = core.canonicalize_dtype(dtype)
-    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
-        raise TypeError(f"random.{name} requires a float32 or float64 dtype, got {dtype.name}")
+    if dtype not in core.NARROW_FLOATS and (dtype.kind != "f" or dtype.itemsize not in (4, 8)):
+        raise TypeError(f"random.{name} requires a float16, bfloat16, float32 or float64 dtype, "
+                        f"got {dtype.name}")
     return dtype
 
 
@@ -154,7 +155,10 @@ def _unit_floats(key, shape, dtype):
     word = bits(key, shape, _U64 if dtype.itemsize == 8 else _U32)
     wbits = 8 * get_aval(word).dtype.itemsize
     top = lax.shift_right_logical(word, lax.full(shape, wbits - mant, get_aval(word).dtype))
-    return lax.mul(lax.convert_element_type(top, dtype), lax.full(shape, 2.0 ** -mant, dtype))
+    # 16-bit floats: k * 2**-mant is exact in float32 and in the narrow type alike
+    wide = np.dtype(np.float32) if dtype in core.NARROW_FLOATS else dtype
+    unit = lax.mul(lax.convert_element_type(top, wide), lax.full(shape, 2.0 ** -mant, wide))
+    return lax.convert_element_type(unit, dtype)
 
 
 def _scalar_like(v, shape, dtype, name):

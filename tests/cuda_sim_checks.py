@@ -461,6 +461,7 @@ def hvp_and_hessian():
 def eager_fallback_float16():
     x = np.arange(4, dtype=np.float16)
     cuda_vs_eager(lambda v: v * v + 1, x, what="float16 runs eagerly")
+    cuda_vs_eager(lambda v: v * v + 1, x.astype(fnp.bfloat16), what="bfloat16 runs eagerly")
 
 
 @check

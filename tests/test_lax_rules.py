@@ -29,6 +29,7 @@ LINEAR = {
     "real", "imag", "conj", "complex",   # complex parts (R-linear; tests/test_complex.py)
     "div",                     # linear in the numerator
     "select_n",                # linear in the cases, the predicate is fixed
+    "reduce_precision",        # straight-through, as JAX (tests/test_mixed_precision.py)
     "jit", "checkpoint", "remat", "cond", "scan",  # higher-order: they transpose their jaxpr
     "while",                   # its transpose rule raises: reverse mode of while_loop is undefined
     # registered by other modules (checked once they exist)
@@ -453,7 +454,8 @@ OP_TABLE = {op.label: (op.build, op.rtol) for op in OPS}
 # Non-differentiable primitives of lax.py: integer/bool outputs, stop_gradient (finite
 # differences see the identity) or no array operand. Their zero tangents are checked below.
 NOT_IN_GRAD_TABLE = {"stop_gradient", "is_finite", "not", "and", "or", "xor", "shift_left", "shift_right_logical",
-                     "eq", "ne", "lt", "le", "gt", "ge", "argmax", "argmin", "iota"}
+                     "eq", "ne", "lt", "le", "gt", "ge", "argmax", "argmin", "iota",
+                     "reduce_precision"}   # straight-through (finite differences see steps)
 
 
 def test_op_table_covers_every_lax_primitive():
@@ -508,7 +510,8 @@ def test_stop_gradient_has_zero_derivatives_of_every_order():
     check_vmap(lax.stop_gradient, (np.ones((2, 3)),), 1)
 
 
-@pytest.mark.parametrize("prim", sorted(NOT_IN_GRAD_TABLE - {"iota", "stop_gradient"}))
+@pytest.mark.parametrize("prim", sorted(NOT_IN_GRAD_TABLE
+                                        - {"iota", "stop_gradient", "reduce_precision"}))
 def test_non_differentiable_primitives_have_zero_tangents(prim):
     f, operand = _nondiff_cases()[prim]
     if operand is None:  # float operand, integer/bool result: a float0 tangent ...

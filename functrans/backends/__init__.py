@@ -70,7 +70,9 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
         return numba_cuda.lower(closed)
     if backend not in (None, "cpu"):
         raise NotImplementedError(f"jit backend {backend!r} has no lowering (use 'cpu' or 'cuda')")
-    from . import numba_cpu, plan
+    from . import narrow, numba_cpu, plan
+    if not _supported(closed) and narrow.holds_narrow(closed):
+        closed = (narrow.widen(closed) or (closed,))[0]     # what executable() compiles
     kplan = plan.make_plan(closed, rewrites=True, eqn_cost=numba_cpu.eqn_cost,
                            group_cap=numba_cpu.group_cap())
     _stats["traces_lowered"] += 1
@@ -308,6 +310,20 @@ class _Eager:
         return core.eval_jaxpr(self.jaxpr, self.consts, *args)
 
 
+def _widened(closed, name):
+    """The executable of a float16/bfloat16 program computed in float32 kernels (narrow.py), or
+    None where that does not apply (other dtypes numba cannot hold, control flow over them)."""
+    from . import narrow
+    if not narrow.holds_narrow(closed):
+        return None
+    widened = narrow.widen(closed)
+    if widened is None or not _supported(widened[0]):
+        return None
+    _log(f"'{name}' holds 16-bit floats: compiled in float32, rounded per operation")
+    return narrow.Widened(widened[0], executable(widened[0], name),
+                          [v.aval.dtype for v in closed.jaxpr.invars], widened[1])
+
+
 def executable(closed, name="fun"):
     """The callable (list of args -> tuple of outputs) running a ClosedJaxpr compiled."""
     ex = _executables.get(closed)
@@ -317,8 +333,10 @@ def executable(closed, name="fun"):
                 low = lower_for_backend(closed)
                 ex = _Split(low, name) if isinstance(low, SplitLowered) else _Executable(low, name)
         else:
-            _log(f"'{name}' uses a dtype numba cannot compile; evaluating it eagerly")
-            ex = _Eager(closed)
+            ex = _widened(closed, name)
+            if ex is None:
+                _log(f"'{name}' uses a dtype numba cannot compile; evaluating it eagerly")
+                ex = _Eager(closed)
         _executables[closed] = ex
     return ex
 

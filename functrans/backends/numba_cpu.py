@@ -29,7 +29,7 @@ from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, 
 
 # vmath helpers imported only by the kernels calling them (the source, and so the cache key, of
 # every other kernel stays as it was)
-_OPTIONAL_HELPERS = ("cabs_c64",)
+_OPTIONAL_HELPERS = ("cabs_c64", "reduce_precision_f32", "reduce_precision_f64")
 
 SUPPORTED_KINDS = "biufc"
 
@@ -198,6 +198,9 @@ SCALAR_RULES = {
     "ge": _binary(">="),
     "select_n": _select_n,
     "convert_element_type": _convert,
+    "reduce_precision": lambda a, din, dout, p: (
+        f"reduce_precision_{'f32' if din == np.float32 else 'f64'}"
+        f"({a[0]}, {p['exponent_bits']}, {p['mantissa_bits']})"),
 }
 
 

@@ -21,7 +21,7 @@ ELEMENTWISE = {
     "asinh", "acosh", "atanh", "sqrt", "rsqrt", "cbrt", "erf", "not", "stop_gradient",
     "integer_pow", "add", "sub", "mul", "div", "rem", "pow", "max", "min", "atan2", "and", "or",
     "xor", "shift_left", "shift_right_logical", "eq", "ne", "lt", "le", "gt", "ge", "select_n",
-    "convert_element_type"}
+    "convert_element_type", "reduce_precision"}
 ELEMENTWISE |= {"lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri",    # lax/special.py
                 "igamma", "igammac", "igamma_grad_a", "random_gamma_grad",
                 "regularized_incomplete_beta"}

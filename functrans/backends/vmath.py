@@ -233,6 +233,54 @@ def logistic_f64(x):
     return (1.0 / d) if x >= 0.0 else (x if x != x else e / d)
 
 
+def _bitcast(src, dst, llvm_type):
+    """An intrinsic reinterpreting a src scalar's bits as a dst."""
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
+        return dst(src), codegen
+    return intrinsic(cast)
+
+
+_d2l = _bitcast(types.float64, types.int64, ir.IntType(64))
+_l2d = _bitcast(types.int64, types.float64, ir.DoubleType())
+
+
+@numba.njit(**_J)
+def _reduce_bits(b, nmant, nexp, ebits, mbits):
+    """The bits b (int64) of a float with nmant fraction and nexp exponent bits, rounded to
+    nearest even at mbits fraction bits, then past an ebits exponent's range made inf or a
+    signed zero (lax.reduce_precision; the NumPy impl is its array form)."""
+    if mbits < nmant:
+        shift = nmant - mbits
+        b = (b + ((1 << (shift - 1)) - 1 + ((b >> shift) & 1))) & ~((1 << shift) - 1)
+    if ebits < nexp:
+        sign = b & (np.int64(-1) << (nmant + nexp))     # the sign bit, sign-extended
+        e = ((b >> nmant) & ((1 << nexp) - 1)) - ((1 << (nexp - 1)) - 1)
+        emax = (1 << (ebits - 1)) - 1
+        if e > emax:
+            b = sign | (((1 << nexp) - 1) << nmant)
+        elif e < 1 - emax:
+            b = sign
+    return b
+
+
+@numba.njit(**_J)
+def reduce_precision_f32(x, ebits, mbits):
+    """lax.reduce_precision of a float32 (NaN kept); (8, 7) rounds it to bfloat16."""
+    if x != x:
+        return x
+    return _i2f(np.int32(_reduce_bits(np.int64(_f2i(x)), 23, 8, ebits, mbits)))
+
+
+@numba.njit(**_J)
+def reduce_precision_f64(x, ebits, mbits):
+    """lax.reduce_precision of a float64 (NaN kept)."""
+    if x != x:
+        return x
+    return _l2d(_reduce_bits(_d2l(x), 52, 11, ebits, mbits))
+
+
 @numba.njit(**_J)
 def fsign(x):
     """numpy's sign for floats: nan stays nan, +-0 gives 0."""

@@ -227,7 +227,7 @@ def linearize_flat(f, primals, dce=True, sources=False):
     ins, t_in = [], []
     for p in primals:
         aval = get_aval(p)
-        if aval.dtype.kind in "fc":
+        if core.has_tangent(aval.dtype):
             t = pe.new_arg(aval)
             t_in.append(t)
             p = JVPTracer(jt, p, t)
@@ -363,7 +363,7 @@ def vjp_flat(f, primals):
     def vjp_fn(cts):
         cts = [_checked_cotangent(i, c, s) for i, (c, s) in enumerate(zip(cts, out_shapes))]
         cts_lin = iter(backward_pass(jaxpr, consts, undefined, cts))
-        return [instantiate_zeros(next(cts_lin)) if a.dtype.kind in "fc"
+        return [instantiate_zeros(next(cts_lin)) if core.has_tangent(a.dtype)
                 else np.zeros(a.shape, core.float0) for a in avals]
 
     return outs_p, vjp_fn

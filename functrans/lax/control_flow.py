@@ -556,7 +556,7 @@ def _scan_impl(*args, jaxpr, length, reverse, num_consts, num_carry, unroll):
     for i in (range(length - 1, -1, -1) if reverse else range(length)):
         carry, y = split_list(_call(jaxpr, consts + carry + [x[i] for x in xs]), [num_carry])
         for buf, v in _zip(ys, y):
-            buf[i] = v
+            buf[i] = np.asarray(v)    # (ml_dtypes cannot assign an Array)
     return [np.asarray(c) for c in carry] + ys
 
 

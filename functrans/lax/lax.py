@@ -52,7 +52,7 @@ _canon = core.canonicalize_dtype
 
 
 def _check_kind(name, aval, kinds):
-    if aval.dtype.kind not in kinds:
+    if core.dtype_kind(aval.dtype) not in kinds:
         raise TypeError(f"{name} does not accept dtype {aval.dtype.name}")
 
 
@@ -103,6 +103,53 @@ floor_p, floor = unop("floor", np.floor)
 ceil_p, ceil = unop("ceil", np.ceil)
 round_p, round = unop("round", np.round)
 is_finite_p, is_finite = unop("is_finite", np.isfinite, _float, out_dtype=np.bool_)
+
+
+def _reduce_precision_impl(x, *, exponent_bits, mantissa_bits):
+    """x rounded (to nearest even) to ``mantissa_bits`` fraction bits, then values beyond an
+    ``exponent_bits`` exponent's range made inf (above) or a signed zero (below), as XLA's
+    ReducePrecision; NaNs kept. Works on the bits, as an int64 copy."""
+    x = np.asarray(x)
+    info = np.finfo(x.dtype)
+    signed = np.dtype(f"i{x.dtype.itemsize}")
+    b = x.view(signed).astype(np.int64)
+    nmant, nexp = info.nmant, info.nexp
+    if mantissa_bits < nmant:
+        shift = nmant - mantissa_bits
+        b = (b + ((1 << (shift - 1)) - 1 + ((b >> shift) & 1))) & ~((1 << shift) - 1)
+    if exponent_bits < nexp:
+        sign = b & (np.int64(-1) << (nmant + nexp))     # the sign bit, sign-extended
+        e = ((b >> nmant) & ((1 << nexp) - 1)) - ((1 << (nexp - 1)) - 1)
+        emax = (1 << (exponent_bits - 1)) - 1
+        b = np.where(e > emax, sign | (((1 << nexp) - 1) << nmant), b)
+        b = np.where(e < 1 - emax, sign, b)
+    out = b.astype(signed).view(x.dtype)
+    return np.where(np.isnan(x), x, out)
+
+
+def _reduce_precision_aval(x, *, exponent_bits, mantissa_bits):
+    _check_kind("reduce_precision", x, _float)
+    if exponent_bits < 1 or mantissa_bits < 0:
+        raise ValueError(f"reduce_precision: exponent_bits must be >= 1 and mantissa_bits >= 0, "
+                         f"got {exponent_bits} and {mantissa_bits}")
+    return x
+
+
+reduce_precision_p = primitive("reduce_precision", _reduce_precision_impl,
+                               _reduce_precision_aval)
+defvectorized(reduce_precision_p)
+# the straight-through derivative, as JAX: the tangent is rounded alike
+deflinear(reduce_precision_p, lambda ct, x, **params: [reduce_precision_p.bind(ct, **params)])
+
+
+def reduce_precision(operand, exponent_bits, mantissa_bits):
+    """operand (a float array) rounded to the precision of a float format with the given
+    exponent and fraction bits, in operand's dtype (JAX's lax.reduce_precision):
+    ``reduce_precision(x, 8, 7)`` on float32 is x rounded to bfloat16. Its derivative is the
+    straight-through one (the tangent rounded alike), as JAX's."""
+    _check_kind("reduce_precision", get_aval(operand), _float)
+    return reduce_precision_p.bind(operand, exponent_bits=int(exponent_bits),
+                                   mantissa_bits=int(mantissa_bits))
 
 
 def real_dtype(dtype):
@@ -280,7 +327,7 @@ def _integer_pow_impl(x, *, y):
 
 
 def _integer_pow_aval(x, *, y):
-    if y < 0 and x.dtype.kind not in _inexact:
+    if y < 0 and core.dtype_kind(x.dtype) not in _inexact:
         raise TypeError(f"integer_pow with negative exponent {y} needs a float operand, got "
                         f"{x.dtype.name}")
     _check_kind("integer_pow", x, _num + "c")
@@ -315,7 +362,7 @@ def _nary_aval(name, kinds, out_dtype=None):
             if a.dtype != x.dtype:
                 raise TypeError(f"{name} requires arguments of equal dtypes, got "
                                 f"{' and '.join(b.dtype.name for b in avals)}")
-        if x.dtype.kind not in kinds:
+        if core.dtype_kind(x.dtype) not in kinds:
             _check_kind(name, x, kinds)     # raises
         return x if out_dtype is None else x.update(dtype=out_dtype)
     return rule

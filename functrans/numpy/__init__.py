@@ -44,7 +44,8 @@ from ._ufuncs import (abs, absolute, add, arccos, arccosh, arcsin, arcsinh, arct
 # dtypes and constants, as NumPy names them
 from numpy import (bool_, complex64, complex128, dtype, float16, float32, float64, int8,  # noqa: F401
                    int16, int32, int64, uint8, uint16, uint32, uint64, inf, nan, pi, e,
-                   newaxis, iinfo, finfo, integer, floating, number, generic, issubdtype)
+                   newaxis, iinfo, finfo, integer, floating, inexact, number, generic)
+from ml_dtypes import bfloat16  # noqa: F401
 from ..core import Array as ndarray  # noqa: F401
 
 bool = bool_  # noqa: A001
@@ -137,8 +138,29 @@ def argsort(a, axis=-1):
     return slicing.argsort(a, ax)
 
 
-promote_types = _np.promote_types
 can_cast = _np.can_cast
+
+
+def promote_types(type1, type2):
+    """The dtype both dtypes promote to: NumPy's, or JAX's lattice where one is float16 or
+    bfloat16 (bfloat16 with float16 gives float32, any integer with either keeps it)."""
+    from ._base import _is_narrow, lattice_join
+    d1, d2 = _np.dtype(type1), _np.dtype(type2)
+    if _is_narrow(d1) or _is_narrow(d2):
+        return lattice_join((d1, d2))
+    return _np.promote_types(d1, d2)
+
+
+def issubdtype(arg1, arg2):
+    """numpy.issubdtype, with bfloat16 a floating type (ml_dtypes' type is not a subclass of
+    numpy.floating)."""
+    try:
+        narrow_bf16 = _np.dtype(arg1) == bfloat16
+    except TypeError:
+        narrow_bf16 = False
+    if narrow_bf16 and arg2 in (floating, inexact, number, generic):
+        return True
+    return _np.issubdtype(arg1, arg2)
 
 
 # ---------------------------------------------------------------------------------------------

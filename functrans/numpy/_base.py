@@ -151,7 +151,7 @@ def oracle_dtype(fn, *args, **kwargs):
     kw = tuple(sorted((k, np.dtype(v) if k == "dtype" and v is not None else v)
                       for k, v in kwargs.items()))
     try:
-        dt = _oracle(fn, keys, kw)
+        dt = _narrow_oracle(fn, keys, kw) if _is_narrow_call(keys, kw) else _oracle(fn, keys, kw)
     except (TypeError, ValueError) as e:
         names = ", ".join(k.__name__ if isinstance(k, type) else k.name for k in keys)
         raise TypeError(f"{getattr(fn, '__name__', fn)} does not support operand dtypes "
@@ -159,6 +159,73 @@ def oracle_dtype(fn, *args, **kwargs):
     if not kwargs:
         oracle_memo[fn, keys] = dt
     return dt
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX's promotion lattice, which functrans follows wherever a 16-bit float is involved (NumPy
+# widens int32 + float16 to float64 and has no bfloat16 rules of its own). Each node lists the
+# nodes just above it; i*, f*, c* are the weak Python scalars (docs/mixed_precision.md).
+
+_LATTICE = {"b1": ("i*",), "u1": ("u2", "i2"), "u2": ("i4", "u4"), "u4": ("u8", "i8"),
+            "u8": ("f*",), "i*": ("u1", "i1"), "i1": ("i2",), "i2": ("i4",), "i4": ("i8",),
+            "i8": ("f*",), "f*": ("c*", "f2", "bf"), "bf": ("f4",), "f2": ("f4",),
+            "f4": ("c8", "f8"), "f8": ("c16",), "c*": ("c8",), "c8": ("c16",), "c16": ()}
+_NODE_DTYPES = {"b1": np.bool_, "u1": np.uint8, "u2": np.uint16, "u4": np.uint32,
+                "u8": np.uint64, "i1": np.int8, "i2": np.int16, "i4": np.int32, "i8": np.int64,
+                "bf": core.bfloat16, "f2": np.float16, "f4": np.float32, "f8": np.float64,
+                "c8": np.complex64, "c16": np.complex128,
+                "i*": np.int64, "f*": np.float64, "c*": np.complex128}
+_NODE_OF_DTYPE = {np.dtype(d): n for n, d in _NODE_DTYPES.items() if not n.endswith("*")}
+_NODE_OF_DTYPE[np.dtype(np.longdouble)] = "f8"
+_NODE_OF_TYPE = {bool: "b1", int: "i*", float: "f*", complex: "c*"}
+
+
+def _upper_set(node, memo={}):
+    """node and every node above it in the lattice."""
+    if node not in memo:
+        memo[node] = frozenset({node}).union(*(_upper_set(n) for n in _LATTICE[node]))
+    return memo[node]
+
+
+def lattice_node(key):
+    """The lattice node of a dtype or a Python scalar type (a weak value)."""
+    return _NODE_OF_TYPE[key] if isinstance(key, type) and key in _NODE_OF_TYPE \
+        else _NODE_OF_DTYPE[np.dtype(key)]
+
+
+def lattice_join(keys):
+    """JAX's promotion of dtypes and Python scalar types (weak): the least upper bound of their
+    nodes, as a dtype (a weak result as NumPy's default for its kind)."""
+    common = frozenset.intersection(*(_upper_set(lattice_node(k)) for k in keys))
+    least = next(n for n in common if _upper_set(n) == common)
+    return np.dtype(_NODE_DTYPES[least])
+
+
+def _is_narrow(key):
+    return not isinstance(key, type) and np.dtype(key) in core.NARROW_FLOATS
+
+
+def _is_narrow_call(keys, kw):
+    dt = dict(kw).get("dtype")
+    return any(map(_is_narrow, keys)) or (dt is not None and dt in core.NARROW_FLOATS)
+
+
+def _narrow_oracle(fn, keys, kw):
+    """The dtype of fn on operands with a 16-bit float among them: they are promoted on JAX's
+    lattice, and fn's dtype for that type is NumPy's for float32 with float32 read as the
+    16-bit type (ml_dtypes' matmul of bfloat16 returns float32; JAX keeps bfloat16)."""
+    asked = dict(kw).get("dtype")
+    if asked is not None and asked in core.NARROW_FLOATS:
+        return asked
+    joined = lattice_join(keys)
+    narrow = joined in core.NARROW_FLOATS
+    probe = np.dtype(np.float32) if narrow else joined
+    try:
+        dt = _oracle(fn, (probe,) * len(keys), kw)
+    except (TypeError, ValueError):
+        _oracle(fn, keys, kw)      # NumPy's own error, naming the operands' dtypes
+        raise
+    return joined if narrow and asked is None and dt == np.float32 else dt
 
 
 def _bad_operand(fn, args):
@@ -186,9 +253,24 @@ def _as_dtype_or_weak(x):
     return x
 
 
+def _result_key(x):
+    """x as a key of lattice_join: a Python scalar type for weak values, else a dtype."""
+    if is_weak(x):
+        return type(x)
+    if isinstance(x, type) and x in _WEAK_OF_TYPE:
+        return x
+    if isinstance(x, (np.dtype, str)) or (isinstance(x, type) and issubclass(x, np.generic)):
+        return np.dtype(x)
+    return dtype_of(x)
+
+
 def result_type(*args):
-    """NumPy 2's promotion of the operands' dtypes; operands may be arrays, values, dtypes or
-    scalar types (Python scalars, and the types bool, int, float and complex, are weak)."""
+    """NumPy 2's promotion of the operands' dtypes, JAX's where a 16-bit float is among them;
+    operands may be arrays, values, dtypes or scalar types (Python scalars, and the types
+    bool, int, float and complex, are weak)."""
+    keys = [_result_key(x) for x in args]
+    if any(map(_is_narrow, keys)):
+        return core.canonicalize_dtype(lattice_join(keys))
     try:
         return core.canonicalize_dtype(
             np.result_type(*[x if is_weak(x) else dtype_of(x) for x in args]))

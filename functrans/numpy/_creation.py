@@ -24,7 +24,8 @@ def _host_copy(obj, dtype):
     outside int64 (NumPy would make it uint64 or an object array)."""
     v = np.array(obj, dtype=dtype, copy=True)
     if dtype is None and (v.dtype.kind in "Ou" or (   # [1, 2**63] becomes float64 in NumPy
-            v.dtype.kind == "f" and v.size and np.max(np.abs(v)) >= 2.0 ** 63)):
+            v.dtype.itemsize >= 4 and v.dtype.kind == "f" and v.size
+            and np.max(np.abs(v)) >= 2.0 ** 63)):
         _check_python_ints(obj)
     return v
 

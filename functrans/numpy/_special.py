@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core import get_aval
+from ..core import get_aval, is_float
 from ..lax import lax
 from ._base import as_operand, canonical_axes, cast, promote, result_type
 from . import _reductions as R
@@ -19,7 +19,7 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False, where=Non
     only the entries where it is True."""
     a = as_operand(a)
     dt = get_aval(a).dtype
-    dt = dt if dt.kind == "f" else np.dtype(np.float64)
+    dt = dt if is_float(dt) else np.dtype(np.float64)
     a = cast(a, dt)
     if where is not None:    # masked-out entries get no gradient, even where they are NaN
         a = U.where(where, a, 0.0)

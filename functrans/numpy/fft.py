@@ -49,6 +49,9 @@ def _inexact(x, name, real=False):
     if real and dt.kind == "c":
         raise TypeError(f"{name} requires real input, got an array of dtype {dt.name}"
                         f"{core.where()}")
+    if dt == core.bfloat16:
+        raise TypeError(f"{name} does not support bfloat16 (there is no bfloat16 FFT): convert "
+                        f"the input with .astype(jnp.float32){core.where()}")
     if dt == np.float16:       # pocketfft has no half precision: single, as JAX
         dt = np.dtype(np.float32)
     elif dt.kind not in "fc":

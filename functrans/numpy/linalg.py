@@ -43,7 +43,9 @@ def _float(x, name="norm"):
     x = as_operand(x)
     dt = get_aval(x).dtype
     if dt.kind not in "fciub":
-        raise TypeError(f"linalg.{name}: unsupported dtype {dt.name}{core.where()}")
+        hint = " (no bfloat16 factorisations: convert with .astype(jnp.float32))" \
+            if dt == core.bfloat16 else ""
+        raise TypeError(f"linalg.{name}: unsupported dtype {dt.name}{hint}{core.where()}")
     return cast(x, dt if dt.kind in "fc" else np.float64)
 
 

@@ -22,3 +22,5 @@ from ._multistep import MultiSteps, MultiStepsState, skip_not_finite  # noqa: F4
 from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_decay,  # noqa: F401
                          join_schedules, linear_schedule, piecewise_constant_schedule,
                          polynomial_schedule, warmup_cosine_decay_schedule)
+from .loss_scale import (DynamicLossScale, NoOpLossScale, StaticLossScale,  # noqa: F401
+                         all_finite, select_tree)

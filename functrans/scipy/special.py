@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from .. import lax
+from ..core import is_float
 from ..custom_derivatives import custom_jvp
 from ..numpy import _ufuncs as U
 from ..numpy._base import promote, result_type
@@ -21,7 +22,7 @@ __all__ = ["betainc", "betaln", "digamma", "entr", "erf", "erfc", "erfinv", "exp
 def _inexact(*args):
     """args promoted to their common float dtype (float64 for integers and bools), broadcast."""
     dt = result_type(*args)
-    return promote(dt if dt.kind == "f" else np.dtype(np.float64), *args)
+    return promote(dt if is_float(dt) else np.dtype(np.float64), *args)
 
 
 # name -> (lax function, docstring); each is applied elementwise after promotion to float
