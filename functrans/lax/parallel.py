@@ -19,9 +19,9 @@ collective never reaches a jit backend unbound. The impl asks the frame of its a
 one; vmap's frames have none, since its trace rewrites every collective before evaluation.
 
 A collective that reaches a compiled program is a host step (``core.host_primitives``): the
-kernel plan splits there and the runner is called between kernels. A program traced where a
-process axis was bound may run after that binding ended (``jit(grad(spmd(f)))``): its host
-steps then find the runner in ``process_axes`` (functrans.distributed registers it)."""
+kernel plan splits there and the runner is called between kernels. A jaxpr traced where a
+process axis was bound may run after that binding ended (``jit(grad(spmd(f)))``): its
+collectives then find the runner in ``process_axes`` (functrans.distributed registers it)."""
 from __future__ import annotations
 
 import math
@@ -67,6 +67,16 @@ def _no_groups(axis_index_groups, what):
 
 
 def _check_bound(axes):
+    """NameError for a name nothing binds. A process axis functrans.distributed registered
+    counts as bound: a jaxpr traced inside spmd and checked or run outside it (the jaxpr of
+    ``jit(grad(spmd(f)))``) is valid in the whole job. The API functions still require the
+    name bound (``_require_bound``), so user code outside spmd gets the NameError."""
+    for n in axes:
+        if n not in process_axes:
+            core.axis_frame(n)
+
+
+def _require_bound(axes):
     for n in axes:
         core.axis_frame(n)
 
@@ -76,9 +86,9 @@ def _check_bound(axes):
 process_axes = {}
 
 
-def _compiled_frame(name):
-    """The frame a compiled host step runs a collective over: the bound one, else the process
-    axis of that name (the program was traced with it bound: abstract eval checked that)."""
+def _running_frame(name):
+    """The frame a collective runs over: the bound one, else the process axis of that name
+    (a jaxpr holding it was traced with it bound, and runs anywhere in the job)."""
     for frame in reversed(core._state.axis_env):
         if frame.name == name:
             return frame
@@ -86,11 +96,11 @@ def _compiled_frame(name):
     return core.axis_frame(name) if runner is None else core.AxisFrame(name, 0, runner)
 
 
-def _eager_impl(prim, frame_of=core.axis_frame):
+def _eager_impl(prim):
     """The impl of a collective: the runner of its axis frame evaluates it; an unbound name is
     a NameError, and so is an axis whose frame cannot run it (vmap's)."""
     def impl(*vals, axes, **params):
-        frames = [frame_of(n) for n in axes]
+        frames = [_running_frame(n) for n in axes]
         runner = frames[0].runner
         if runner is None or any(f.runner is not runner for f in frames):
             raise NameError(f"{prim.name} over the axes {axes} was evaluated{core.where()} "
@@ -111,7 +121,6 @@ def collective(name, abstract_eval, named_rule, positional=()):
     p = primitive(name, None, aval)
     core.impl_rules[p] = _eager_impl(p)
     core.host_primitives.add(p)             # vmap rewrites them first: any left run on the host
-    core.host_impl_rules[p] = _eager_impl(p, _compiled_frame)
     batching.collective_axes[p] = lambda params: params["axes"]
     batching.collective_rules[p] = named_rule(p)
     batching.batch_rules[p] = _commute(p, positional)
@@ -283,6 +292,7 @@ def _chooser(prim, what):
     def f(x, axis_name, *, axis_index_groups=None):
         _no_groups(axis_index_groups, what)
         axes = _axes(axis_name)
+        _require_bound(axes)
         return tree_map(lambda v: prim.bind(v, axes=axes) if axes else v, x)
     return f
 
@@ -568,6 +578,7 @@ def axis_index(axis_name):
     """This member's index along the named axis (an int32 scalar); for a tuple of names, the
     row-major index over them (the first name varies slowest)."""
     axes = _axes(axis_name)
+    _require_bound(axes)
     if len(axes) == 1:
         return axis_index_p.bind(axes=axes)
     index, stride = full((), 0, np.int32), 1
