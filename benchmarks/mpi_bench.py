@@ -104,14 +104,17 @@ def mlp_rows(comm, repeats, batch=64):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--no-checks", action="store_true",
+                    help="initialize(check_collectives=False): no shape check before each")
     args = ap.parse_args()
-    distributed.initialize()
+    distributed.initialize(check_collectives=not args.no_checks)
     from mpi4py import MPI
     comm = MPI.COMM_WORLD
     ar = allreduce_rows(comm, MPI, args.repeats)
     mlp, n_grad = mlp_rows(comm, args.repeats)
     p = distributed.print0
-    p(f"processes: {ft.process_count()}   MPI: {MPI.Get_library_version().splitlines()[0]}")
+    p(f"processes: {ft.process_count()}   MPI: {MPI.Get_library_version().splitlines()[0]}   "
+      f"collective checks: {'off' if args.no_checks else 'on'}")
     p(f"\n| all-reduce | time | bandwidth (bytes/time) |\n|---|---|---|")
     raw_bw = ar[0][2]
     for what, t, bw in ar:

@@ -68,11 +68,47 @@ def _describe(h):
     return f"{_NAMES[h[0]]} of {np.dtype(chr(h[1])).name}{list(shape) if h[2] <= _MAX_RANK else shape}"
 
 
+def _contiguous(x):
+    """x as a C-contiguous array, 0-d kept 0-d (np.ascontiguousarray makes it 1-d)."""
+    return np.asarray(x, order="C")
+
+
+def _reducible(buf):
+    """buf as MPI reduces it: booleans as bytes (MPI's MAX and MIN take no C bool)."""
+    return buf.view(np.uint8) if buf.dtype == np.bool_ else buf
+
+
+class BufferPool:
+    """Result buffers of large all-reduces, reused once nothing but the pool refers to them.
+
+    A collective's result is a new immutable array, so it needs a new buffer; a fresh one of
+    100 MB costs its page faults (about as long as a copy), a warm one whose last result was
+    dropped does not. Pools buffers of at least ``min_bytes``, at most ``max_bytes`` in all
+    (the oldest dropped first)."""
+
+    def __init__(self, min_bytes=2 ** 20, max_bytes=512 * 2 ** 20):
+        self.min_bytes, self.max_bytes, self.buffers = min_bytes, max_bytes, []
+
+    def take(self, shape, dtype):
+        """(buffer, fresh): a free pooled buffer of this shape and dtype, or a new one."""
+        for buf in self.buffers:
+            # its referents: self.buffers, the loop variable and getrefcount's argument
+            if buf.shape == shape and buf.dtype == dtype and sys.getrefcount(buf) == 3:
+                return buf, False
+        buf = np.empty(shape, dtype)
+        if buf.nbytes >= self.min_bytes:
+            self.buffers.append(buf)
+            while sum(b.nbytes for b in self.buffers) > self.max_bytes and len(self.buffers) > 1:
+                self.buffers.pop(0)
+        return buf, True
+
+
 class MPITransport:
     """The processes of an MPI communicator (COMM_WORLD), through mpi4py's buffer API."""
 
     def __init__(self, MPI, comm, checks):
         self.MPI, self.comm, self.checks = MPI, comm, checks
+        self.pool = BufferPool()
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
 
@@ -92,26 +128,30 @@ class MPITransport:
                 "of the same shape and dtype")
 
     def allreduce(self, x, op):
-        buf = np.array(x, order="C")          # our own contiguous buffer, reduced in place
-        work = buf.view(np.uint8) if buf.dtype == np.bool_ else buf
-        self.comm.Allreduce(self.MPI.IN_PLACE, work, self.ops[op])
-        return buf
+        x = _contiguous(x)
+        out, fresh = self.pool.take(x.shape, x.dtype)
+        if fresh:         # measured faster than MPI writing into fresh memory itself
+            np.copyto(out, x)
+            self.comm.Allreduce(self.MPI.IN_PLACE, _reducible(out), self.ops[op])
+        else:
+            self.comm.Allreduce(_reducible(x), _reducible(out), self.ops[op])
+        return out
 
     def allgather(self, x):
-        x = np.ascontiguousarray(x)
+        x = _contiguous(x)
         out = np.empty((self.size,) + x.shape, x.dtype)
         self.comm.Allgather(x, out)
         return out
 
     def alltoall(self, x):
         """x of shape (size, ...): row j goes to process j; row j of the result came from it."""
-        x = np.ascontiguousarray(x)
+        x = _contiguous(x)
         out = np.empty_like(x)
         self.comm.Alltoall(x, out)
         return out
 
     def permute(self, x, perm):
-        x = np.ascontiguousarray(x)
+        x = _contiguous(x)
         out = np.zeros_like(x)
         sends = [self.comm.Isend(x, dest=d, tag=7) for s, d in perm if s == self.rank]
         for s, d in perm:
@@ -136,7 +176,7 @@ def _all_gather(t, x, *, axes, axis, tiled, axis_size):
     g = np.moveaxis(t.allgather(x), 0, axis)
     if tiled:
         g = g.reshape(g.shape[:axis] + (g.shape[axis] * g.shape[axis + 1],) + g.shape[axis + 2:])
-    return np.ascontiguousarray(g)
+    return _contiguous(g)
 
 
 def _blocks(x, axis, n, tiled):
@@ -154,14 +194,14 @@ def _unblock(y, axis, tiled):
 def _psum_scatter(t, x, *, axes, scatter_dimension, tiled, axis_size):
     total = t.allreduce(x, "sum")
     mine = _blocks(total, scatter_dimension, t.size, tiled)[t.rank]
-    return np.ascontiguousarray(_unblock(mine, scatter_dimension, tiled))
+    return _contiguous(_unblock(mine, scatter_dimension, tiled))
 
 
 def _all_to_all(t, x, *, axes, split_axis, concat_axis, tiled, axis_size):
     got = t.alltoall(_blocks(x, split_axis, t.size, tiled))   # got[j]: sender j's block
     if tiled:
         return np.concatenate([_unblock(b, split_axis, True) for b in got], axis=concat_axis)
-    return np.ascontiguousarray(np.moveaxis(got, 0, concat_axis))
+    return _contiguous(np.moveaxis(got, 0, concat_axis))
 
 
 def _reduction(op):

@@ -99,6 +99,17 @@ def check_jit_of_grad_of_spmd():
         np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
+def check_large_psums_reuse_result_buffers():
+    """Results of 2 MB (over BufferPool.min_bytes) come from the pool once dropped: the
+    reused buffer gets the new sum, and a result still held is never overwritten."""
+    psum = dist.spmd(lambda v: lax.psum(v, "data"))
+    x = np.full(2 ** 18, RANK + 1.0)
+    held = psum(x)
+    for k in range(3):
+        np.testing.assert_array_equal(psum(x * (k + 2)), 3.0 * (k + 2))
+    np.testing.assert_array_equal(held, 3.0)
+
+
 def check_mismatched_shapes_name_them():
     f = dist.spmd(lambda v: lax.psum(v, "data"))
     try:
@@ -143,6 +154,7 @@ def main(case):
     check_errors()
     check_collectives_match_vmap()
     check_mismatched_shapes_name_them()
+    check_large_psums_reuse_result_buffers()
     check_data_parallel_sgd_equals_full_batch()
     check_jit_of_grad_of_spmd()
     dist.print0("printed once")

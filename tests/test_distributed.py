@@ -13,7 +13,7 @@ import pytest
 
 import functrans as ft
 import functrans.numpy as jnp
-from functrans import core, distributed as dist, lax
+from functrans import _mpi, core, distributed as dist, lax
 from functrans.lax import parallel
 
 WORKER = os.path.join(os.path.dirname(__file__), "_mpi_worker.py")
@@ -72,6 +72,20 @@ def test_bucketing_splits_by_dtype_and_size(monkeypatch):
     for o, v in zip(out, leaves):
         np.testing.assert_array_equal(o, v)
         assert o.dtype == v.dtype
+
+
+def test_buffer_pool_reuses_only_unreferenced_buffers():
+    pool = _mpi.BufferPool(min_bytes=8, max_bytes=64)
+    a, fresh = pool.take((2,), np.float64)
+    assert fresh
+    b, fresh = pool.take((2,), np.float64)
+    assert fresh and b is not a                       # a is still referenced here
+    del a
+    c, fresh = pool.take((2,), np.float64)
+    assert not fresh and c.shape == (2,)
+    assert pool.take((1,), np.float64)[1]              # under min_bytes: never pooled
+    pool.take((8,), np.float64)                        # 64 bytes: the older ones are evicted
+    assert [x.shape for x in pool.buffers] == [(8,)]
 
 
 def test_errors():
