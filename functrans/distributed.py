@@ -183,11 +183,11 @@ def spmd(f, axis_name="data", *, in_axes=0, out_axes=0):
         if kwargs:
             raise TypeError(f"spmd function {getattr(f, '__name__', f)} takes positional "
                             f"arguments only, got keyword arguments {sorted(kwargs)}")
+        runner = _runner(_transport())
+        parallel.process_axes[axis_name] = runner
         call = calls.get(len(args))
         if call is None:          # one per argument count: the job and its axis are fixed
-            t = _transport()
-            frame = core.AxisFrame(axis_name, t.size, _runner(t))
-            parallel.process_axes[axis_name] = frame.runner
+            frame = core.AxisFrame(axis_name, process_count(), runner)
             replicated = _axis_flags(in_axes, len(args), "in_axes")
             call = calls[len(args)] = _with_axis(f, frame, replicated, out_axes)
         return call(*args)

@@ -29,6 +29,15 @@ def _data():
     return (rng.normal(size=3), rng.normal(size=())), rng.normal(size=(4, 3)), rng.normal(size=4)
 
 
+@pytest.fixture(autouse=True)
+def _forget_process_axes():
+    """The process axes spmd registers are the job's; other test files must not see them."""
+    saved = dict(parallel.process_axes)
+    yield
+    parallel.process_axes.clear()
+    parallel.process_axes.update(saved)
+
+
 _dp_loss = dist.spmd(lambda p, x, y: lax.pmean(_loss(p, x, y), "data"), in_axes=(None, 0, 0),
                      out_axes=None)
 
