@@ -115,7 +115,7 @@ def main():
     p = distributed.print0
     p(f"processes: {ft.process_count()}   MPI: {MPI.Get_library_version().splitlines()[0]}   "
       f"collective checks: {'off' if args.no_checks else 'on'}")
-    p(f"\n| all-reduce | time | bandwidth (bytes/time) |\n|---|---|---|")
+    p("\n| all-reduce | time | bandwidth (bytes/time) |\n|---|---|---|")
     raw_bw = ar[0][2]
     for what, t, bw in ar:
         share = f" ({bw / raw_bw:.0%} of raw)" if bw and what.startswith("functrans") else ""

@@ -14,7 +14,6 @@ import traceback
 
 import numpy as np
 
-from . import core
 
 
 class CollectiveMismatchError(ValueError):
@@ -64,8 +63,9 @@ def _header(what, x):
 
 
 def _describe(h):
-    shape = tuple(int(d) for d in h[3:3 + h[2]]) if h[2] <= _MAX_RANK else f"<rank {h[2]}>"
-    return f"{_NAMES[h[0]]} of {np.dtype(chr(h[1])).name}{list(shape) if h[2] <= _MAX_RANK else shape}"
+    """'psum of float64[3, 4]' from a header."""
+    shape = [int(d) for d in h[3:3 + h[2]]] if h[2] <= _MAX_RANK else f"<rank {h[2]}>"
+    return f"{_NAMES[h[0]]} of {np.dtype(chr(h[1])).name}{shape}"
 
 
 def _contiguous(x):
@@ -123,8 +123,8 @@ class MPITransport:
         if (every != every[0]).any():
             calls = ", ".join(f"process {i}: {_describe(h)}" for i, h in enumerate(every))
             raise CollectiveMismatchError(
-                f"the processes called a collective with different operands ({calls}){core.where()}."
-                " Every process must call the same collectives, in the same order, on operands "
+                f"the processes called a collective with different operands ({calls}). "
+                "Every process must call the same collectives, in the same order, on operands "
                 "of the same shape and dtype")
 
     def allreduce(self, x, op):

@@ -116,7 +116,8 @@ def check_mismatched_shapes_name_them():
         f(np.zeros(3 + RANK))
     except dist.CollectiveMismatchError as e:
         msg = str(e)
-        assert "process 0: psum of float64[3]" in msg and "process 1: psum of float64[4]" in msg, msg
+        assert "process 0: psum of float64[3]" in msg, msg
+        assert "process 1: psum of float64[4]" in msg, msg
     else:
         raise AssertionError("no CollectiveMismatchError for mismatched shapes")
 
@@ -146,9 +147,16 @@ def fault():
     print("process 0 was not aborted", flush=True)
 
 
+def uncaught_mismatch():
+    """Both processes raise the same CollectiveMismatchError, uncaught."""
+    dist.spmd(lambda v: lax.psum(v, "data"))(np.zeros(2 + RANK))
+
+
 def main(case):
     if case == "fault":
         return fault()
+    if case == "mismatch":
+        return uncaught_mismatch()
     dist.initialize()
     assert N == 2 and dist.process_count() == 2
     check_errors()

@@ -148,3 +148,12 @@ def test_an_exception_in_one_process_aborts_the_job():
     assert proc.stderr.count("RuntimeError: boom in process 1") == 1, proc.stderr
     assert proc.stderr.count("Traceback (most recent call last)") == 1
     assert took < 30
+
+
+def test_an_error_every_process_raises_is_printed_once():
+    proc, took = _run_job("mismatch", timeout=60)
+    assert proc.returncode != 0
+    assert proc.stderr.count("raised an exception; aborting the job") == 1, proc.stderr
+    assert "process 0 of 2 raised" in proc.stderr
+    assert "process 0: psum of float64[2], process 1: psum of float64[3]" in proc.stderr
+    assert took < 30
