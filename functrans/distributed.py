@@ -177,6 +177,8 @@ def spmd(f, axis_name="data", *, in_axes=0, out_axes=0):
     _check_axis_name(axis_name, "spmd axis_name")
     if axis_name is None:
         raise TypeError("spmd axis_name must be a name (a hashable value), not None")
+    seq = isinstance(out_axes, (tuple, list))
+    _axis_flags(out_axes, len(out_axes) if seq else 1, "out_axes")      # entries: 0 or None
 
     @functools.wraps(f)
     def wrapped(*args, **kwargs):

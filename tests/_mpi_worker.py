@@ -99,6 +99,27 @@ def check_jit_of_grad_of_spmd():
         np.testing.assert_allclose(g, w, rtol=1e-12)
 
 
+def check_grad_from_outside_matches_vmap():
+    """grad of an spmd function (a replicated and a sharded output, a replicated and a sharded
+    argument) equals grad of the vmap over the stacked shards with the same in/out axes: the
+    replicated argument's gradient is global, the sharded one's this process's rows."""
+    def f(w, x):
+        local = jnp.tanh(x @ w)
+        return lax.pmean(jnp.sum(local ** 2), "data"), local * lax.axis_index("data")
+    rng = np.random.default_rng(3)
+    w, xs = rng.normal(size=3), rng.normal(size=(N, 2, 3))
+
+    def total(fn, w, x):
+        loss, local = fn(w, x)
+        return loss + 0.5 * jnp.sum(local)
+    vm = ft.vmap(f, in_axes=(None, 0), out_axes=(None, 0), axis_name="data")
+    sp = dist.spmd(f, in_axes=(None, 0), out_axes=(None, 0))
+    gw, gx = ft.grad(lambda w, x: total(vm, w, x), argnums=(0, 1))(w, xs)
+    sw, sx = ft.grad(lambda w, x: total(sp, w, x), argnums=(0, 1))(w, xs[RANK])
+    np.testing.assert_allclose(sw, gw, rtol=1e-12)
+    np.testing.assert_allclose(sx, np.asarray(gx)[RANK], rtol=1e-12)
+
+
 def check_large_psums_reuse_result_buffers():
     """Results of 2 MB (over BufferPool.min_bytes) come from the pool once dropped: the
     reused buffer gets the new sum, and a result still held is never overwritten."""
@@ -163,6 +184,7 @@ def main(case):
     check_collectives_match_vmap()
     check_mismatched_shapes_name_them()
     check_large_psums_reuse_result_buffers()
+    check_grad_from_outside_matches_vmap()
     check_data_parallel_sgd_equals_full_batch()
     check_jit_of_grad_of_spmd()
     dist.print0("printed once")

@@ -102,6 +102,10 @@ def test_errors():
         lax.psum(np.ones(2), "data")
     with pytest.raises(ValueError, match="in_axes entries must be 0"):
         dist.spmd(lambda v: v, in_axes=1)(np.ones(2))
+    with pytest.raises(ValueError, match="out_axes entries must be 0"):
+        dist.spmd(lambda v: v, out_axes=(None, 2))
+    with pytest.raises(TypeError, match="not None"):
+        dist.spmd(lambda v: v, axis_name=None)
     with pytest.raises(TypeError, match="positional arguments only"):
         dist.spmd(lambda v: v)(v=1.0)
 
