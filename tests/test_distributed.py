@@ -131,7 +131,8 @@ def _run_job(case, timeout):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(ft.__file__)), os.environ.get("PYTHONPATH", "")]))
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL)
     return proc, time.monotonic() - start
 
 
