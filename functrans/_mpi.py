@@ -31,6 +31,9 @@ class LocalTransport:
     def allgather(self, x):
         return np.array(x)[None]
 
+    def reduce_scatter(self, blocks):
+        return np.array(blocks[0])
+
     def alltoall(self, x):
         return np.array(x)
 
@@ -143,6 +146,13 @@ class MPITransport:
         self.comm.Allgather(x, out)
         return out
 
+    def reduce_scatter(self, blocks):
+        """blocks of shape (size, ...): the sum over processes of row `rank`."""
+        blocks = _contiguous(blocks)
+        out = np.empty(blocks.shape[1:], blocks.dtype)
+        self.comm.Reduce_scatter_block(blocks, out, self.MPI.SUM)
+        return out
+
     def alltoall(self, x):
         """x of shape (size, ...): row j goes to process j; row j of the result came from it."""
         x = _contiguous(x)
@@ -192,8 +202,7 @@ def _unblock(y, axis, tiled):
 
 
 def _psum_scatter(t, x, *, axes, scatter_dimension, tiled, axis_size):
-    total = t.allreduce(x, "sum")
-    mine = _blocks(total, scatter_dimension, t.size, tiled)[t.rank]
+    mine = t.reduce_scatter(_blocks(x, scatter_dimension, t.size, tiled))
     return _contiguous(_unblock(mine, scatter_dimension, tiled))
 
 
