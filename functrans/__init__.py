@@ -27,3 +27,5 @@ from . import scipy  # noqa: F401,E402
 from . import example_libraries  # noqa: F401,E402
 from . import optim  # noqa: F401,E402
 from . import diagnostics  # noqa: F401,E402
+from . import distributed  # noqa: F401,E402  (mpi4py is imported only under mpiexec)
+from .distributed import process_count, process_index  # noqa: F401,E402

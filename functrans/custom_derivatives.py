@@ -485,6 +485,30 @@ register_pytree_node(_TracedVJP,
                      lambda aux, consts: _TracedVJP(aux[0], list(consts), aux[1], aux[2]))
 
 
+def traced_vjp(ans, vjp_fn):
+    """vjp_fn (a function of a cotangent of ans) as a residual custom_vjp can carry: traced to
+    a jaxpr, with the values it closes over as the leaves."""
+    ans_leaves, out_tree = tree_flatten(ans)
+    in_tree = _Store()
+
+    def flat_vjp(*cts):
+        cts_in, in_tree.val = tree_flatten(vjp_fn(tree_unflatten(out_tree, cts)))
+        return [core.as_array(c) for c in cts_in]
+
+    avals = [get_aval(core.as_array(x)) for x in ans_leaves]
+    jaxpr, consts = core.trace_to_jaxpr(flat_vjp, avals)
+    return _TracedVJP(jaxpr, consts, in_tree.val, out_tree)
+
+
+def apply_traced_vjp(res, ct, what):
+    """The traced vjp function res (traced_vjp) applied to the cotangent ct."""
+    ct_leaves, ct_tree = tree_flatten(ct)
+    if ct_tree != res.out_tree:
+        raise TypeError(f"{what}: cotangent structure {ct_tree} does not match the output "
+                        f"structure {res.out_tree}")
+    return tree_unflatten(res.in_tree, core.eval_jaxpr(res.jaxpr, res.consts, *ct_leaves))
+
+
 def custom_gradient(fun):
     """Decorator (TensorFlow's ``tf.custom_gradient``, as ``jax.custom_gradient``): ``fun``
     returns ``(value, vjp)`` where ``vjp(cotangent of value)`` returns the cotangents of the
@@ -500,23 +524,10 @@ def custom_gradient(fun):
             raise TypeError(f"custom_gradient function {getattr(fun, '__name__', fun)} must "
                             f"return a pair (value, vjp_function), got {type(out).__name__}")
         ans, vjp_fn = out
-        ans_leaves, out_tree = tree_flatten(ans)
-        in_tree = _Store()
-
-        def flat_vjp(*cts):
-            cts_in, in_tree.val = tree_flatten(vjp_fn(tree_unflatten(out_tree, cts)))
-            return [core.as_array(c) for c in cts_in]
-
-        avals = [get_aval(core.as_array(x)) for x in ans_leaves]
-        jaxpr, consts = core.trace_to_jaxpr(flat_vjp, avals)
-        return ans, _TracedVJP(jaxpr, consts, in_tree.val, out_tree)
+        return ans, traced_vjp(ans, vjp_fn)
 
     def bwd(res, ct):
-        ct_leaves, ct_tree = tree_flatten(ct)
-        if ct_tree != res.out_tree:
-            raise TypeError(f"custom_gradient: cotangent structure {ct_tree} does not match the "
-                            f"output structure {res.out_tree}")
-        cts = tree_unflatten(res.in_tree, core.eval_jaxpr(res.jaxpr, res.consts, *ct_leaves))
+        cts = apply_traced_vjp(res, ct, "custom_gradient")
         return cts if isinstance(cts, tuple) else (cts,)
 
     wrapped.defvjp(fwd, bwd)

@@ -1059,6 +1059,24 @@ def fft_step():
                   what="empty slice of rfft")
 
 
+@check
+def collective_host_step():
+    """A collective over an axis with a runner (functrans.distributed's process axis) is a
+    host step of a CUDA program: the operand staged to the host, the runner's result back to
+    the device, between kernels. The runner stands in for two processes that agree."""
+    from functrans import core
+
+    def runner(prim, vals, params):
+        return np.asarray(vals[0]) * 2 if prim.name == "psum" else np.asarray(vals[0])
+    x = floats((5,))
+    f = lambda a: lax.psum(fnp.sin(a) * 3.0, "p") + fnp.cos(a)      # noqa: E731
+    with core.extend_axis_env([core.AxisFrame("p", 2, runner)]):
+        got = ft.jit(f, backend="cuda")(x)
+    assert_same(got, np.sin(x) * 6 + np.cos(x), rtol=1e-6, what="psum host step")
+    distributed_psum = ft.distributed.spmd(lambda a: lax.pmean(a * 2.0, "data"))
+    assert_same(ft.jit(distributed_psum, backend="cuda")(x), x * 2, what="spmd on the GPU")
+
+
 def main(names):
     results, seconds = run_checks(names, sys.stdout)
     print("CUDA_SIM_SECONDS " + json.dumps(seconds))

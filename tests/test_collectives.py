@@ -457,9 +457,10 @@ def test_an_axis_frame_runner_evaluates_collectives_eagerly():
         out = lax.pmax(jnp.arange(3.0), "p")
         summed = lax.psum(np.arange(3.0), "p")     # concrete, yet not the same on every member
         jaxpr = ft.make_jaxpr(lambda v: lax.psum(v, "p"))(1.0)   # the frame binds the name
-        with pytest.raises(NotImplementedError, match="'psum'"):   # no compiled collectives yet
-            ft.jit(lambda v: lax.psum(v, "p"))(np.ones(3))
-    assert calls == [("pmax", ("p",)), ("psum", ("p",))]
+        # compiled: the collective is a host step between kernels, run by the same runner
+        jitted = ft.jit(lambda v: lax.psum(v * 3.0, "p") + 1.0)(np.ones(3))
+    assert calls == [("pmax", ("p",)), ("psum", ("p",)), ("psum", ("p",))]
+    np.testing.assert_allclose(jitted, np.full(3, 7.0))
     np.testing.assert_allclose(out, np.arange(3.0))
     np.testing.assert_allclose(summed, 2 * np.arange(3.0))
     assert "psum" in str(jaxpr)

@@ -16,7 +16,12 @@ axis_env=[('i', 4)])`` while it traces. The primitives carry the names as the ``
 Abstract evaluation raises ``NameError: unbound axis name: i`` when a name is not bound, so a
 collective never reaches a jit backend unbound. The impl asks the frame of its axis for a
 ``runner``: an axis environment that runs collectives eagerly (across processes, say) supplies
-one; vmap's frames have none, since its trace rewrites every collective before evaluation."""
+one; vmap's frames have none, since its trace rewrites every collective before evaluation.
+
+A collective that reaches a compiled program is a host step (``core.host_primitives``): the
+kernel plan splits there and the runner is called between kernels. A jaxpr traced where a
+process axis was bound may run after that binding ended (``jit(grad(spmd(f)))``): its
+collectives then find the runner in ``process_axes`` (functrans.distributed registers it)."""
 from __future__ import annotations
 
 import math
@@ -29,10 +34,11 @@ from ..core import ShapedArray, Tracer, get_aval
 from ..interpreters import ad, batching
 from ..interpreters.ad import Zero
 from ..interpreters.batching import moveaxis, not_mapped
-from ..tree_util import tree_map
+from ..tree_util import tree_flatten, tree_map, tree_unflatten
 from .lax import (add, broadcast_in_dim, convert_element_type, div, eq, full, iota, mul, primitive,
                   reduce_max, reduce_min, reduce_sum, reshape)
 from .slicing import concatenate, gather
+from .slicing import slice as _slice
 
 __all__ = ["psum", "pmean", "pmax", "pmin", "all_gather", "psum_scatter", "ppermute",
            "all_to_all", "pswapaxes", "axis_index", "axis_size",
@@ -61,15 +67,40 @@ def _no_groups(axis_index_groups, what):
 
 
 def _check_bound(axes):
+    """NameError for a name nothing binds. A process axis functrans.distributed registered
+    counts as bound: a jaxpr traced inside spmd and checked or run outside it (the jaxpr of
+    ``jit(grad(spmd(f)))``) is valid in the whole job. The API functions still require the
+    name bound (``_require_bound``), so user code outside spmd gets the NameError."""
+    for n in axes:
+        if n not in process_axes:
+            core.axis_frame(n)
+
+
+def _require_bound(axes):
     for n in axes:
         core.axis_frame(n)
+
+
+# axis name -> runner of the process axes functrans.distributed has bound: compiled programs
+# traced with such an axis bound run their collectives through it when called outside
+process_axes = {}
+
+
+def _running_frame(name):
+    """The frame a collective runs over: the bound one, else the process axis of that name
+    (a jaxpr holding it was traced with it bound, and runs anywhere in the job)."""
+    for frame in reversed(core._state.axis_env):
+        if frame.name == name:
+            return frame
+    runner = process_axes.get(name)
+    return core.axis_frame(name) if runner is None else core.AxisFrame(name, 0, runner)
 
 
 def _eager_impl(prim):
     """The impl of a collective: the runner of its axis frame evaluates it; an unbound name is
     a NameError, and so is an axis whose frame cannot run it (vmap's)."""
     def impl(*vals, axes, **params):
-        frames = [core.axis_frame(n) for n in axes]
+        frames = [_running_frame(n) for n in axes]
         runner = frames[0].runner
         if runner is None or any(f.runner is not runner for f in frames):
             raise NameError(f"{prim.name} over the axes {axes} was evaluated{core.where()} "
@@ -89,6 +120,7 @@ def collective(name, abstract_eval, named_rule, positional=()):
         return abstract_eval(*avals, **params)
     p = primitive(name, None, aval)
     core.impl_rules[p] = _eager_impl(p)
+    core.host_primitives.add(p)             # vmap rewrites them first: any left run on the host
     batching.collective_axes[p] = lambda params: params["axes"]
     batching.collective_rules[p] = named_rule(p)
     batching.batch_rules[p] = _commute(p, positional)
@@ -190,11 +222,56 @@ def psum(x, axis_name, *, axis_index_groups=None):
     # members run apart (a frame with a runner) it need not be
     eager = any(core.axis_frame(n).runner is not None for n in axes)
 
+    if eager:             # members in other processes: few large all-reduces for many leaves
+        leaves, tree = tree_flatten(x)
+        vals = [_as_int32_if_bool(core.as_array(v)) for v in leaves]
+        return tree_unflatten(tree, bucketed_psum(vals, axes))
+
     def leaf(v):
-        if not isinstance(v, Tracer) and not eager:
+        if not isinstance(v, Tracer):
             return _scaled_constant(v, axis_size(axes))
         return psum_p.bind(_as_int32_if_bool(core.as_array(v)), axes=axes)
     return tree_map(leaf, x)
+
+
+# psum of a pytree over a process axis packs leaves of one dtype into buckets of at most this
+# many bytes, one all-reduce each (PyTorch DDP's default size): a message costs a latency, so
+# a hundred small gradient leaves cost a hundred latencies unbucketed
+BUCKET_BYTES = 25 * 2 ** 20
+
+
+def _buckets(vals):
+    """Lists of indices into vals: same dtype, at most BUCKET_BYTES each (a larger leaf alone)."""
+    out, open_ = [], {}
+    for i, v in enumerate(vals):
+        a = get_aval(v)
+        nbytes = a.size * a.dtype.itemsize
+        cur = open_.get(a.dtype)
+        if cur is None or cur[1] + nbytes > BUCKET_BYTES:
+            cur = open_[a.dtype] = [[], 0]
+            out.append(cur[0])
+        cur[0].append(i)
+        cur[1] += nbytes
+    return out
+
+
+def bucketed_psum(vals, axes):
+    """psum of each of vals (arrays) over axes, as one psum per bucket: each bucket's leaves
+    raveled and concatenated, summed, and sliced apart again (all traceable, so it composes)."""
+    out = [None] * len(vals)
+    for bucket in _buckets(vals):
+        if len(bucket) == 1:
+            out[bucket[0]] = psum_p.bind(vals[bucket[0]], axes=axes)
+            continue
+        shapes = [get_aval(vals[i]).shape for i in bucket]
+        sizes = [math.prod(s) for s in shapes]
+        total = psum_p.bind(concatenate([reshape(vals[i], (n,)) for i, n in zip(bucket, sizes)],
+                                        0), axes=axes)
+        offset = 0
+        for i, shape, n in zip(bucket, shapes, sizes):
+            out[i] = reshape(_slice(total, (offset,), (offset + n,)), shape)
+            offset += n
+    return out
 
 
 def pmean(x, axis_name, *, axis_index_groups=None):
@@ -215,6 +292,7 @@ def _chooser(prim, what):
     def f(x, axis_name, *, axis_index_groups=None):
         _no_groups(axis_index_groups, what)
         axes = _axes(axis_name)
+        _require_bound(axes)
         return tree_map(lambda v: prim.bind(v, axes=axes) if axes else v, x)
     return f
 
@@ -500,6 +578,7 @@ def axis_index(axis_name):
     """This member's index along the named axis (an int32 scalar); for a tuple of names, the
     row-major index over them (the first name varies slowest)."""
     axes = _axes(axis_name)
+    _require_bound(axes)
     if len(axes) == 1:
         return axis_index_p.bind(axes=axes)
     index, stride = full((), 0, np.int32), 1
