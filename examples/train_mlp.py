@@ -80,8 +80,8 @@ def accuracy(params, x, labels):
 class LineProgress:
     """A minimal stand-in for tqdm: one line redrawn with a carriage return."""
 
-    def __init__(self, total, file=sys.stderr):
-        self.total, self.n, self.postfix, self.file = total, 0, "", file
+    def __init__(self, total, file=None):
+        self.total, self.n, self.postfix, self.file = total, 0, "", file or sys.stderr
         self.t0, self._drawn = time.perf_counter(), -1
 
     def update(self, n=1):
