@@ -152,10 +152,7 @@ def test_interleaved_tree_maps_fuse_into_one_loop_per_shape_and_leaf():
     # cut to the cap, the (4, 3) group splits between the two leaves' chains, not across them
     cut = plan.make_plan(closed, rewrites=True, eqn_cost=_unit_cost, group_cap=12)
     assert len(_groups(cut)) == 3 and set(cut.materialized) == set(cut.outvars)
-    got = functrans.jit(_adam_like)(_LEAVES, _LEAVES)
-    for k, p in _LEAVES.items():
-        want = p - 0.1 * p / (np.sqrt(0.99 * p + 0.01 * p * p) + 1e-8)
-        np.testing.assert_allclose(np.asarray(got[k]), want, rtol=1e-12)
+    # (the values under jit: tests/test_optim.py's jitted chain of adamw and clipping)
 
 
 def test_an_equation_runs_after_the_groups_it_reads():
