@@ -52,6 +52,7 @@ def summary(report):
 
 
 def parse_args(argv=None):
+    """The command-line options (argv: a list of strings, default sys.argv[1:])."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--width", type=int, default=64)

@@ -116,6 +116,7 @@ def progress_bar(total):
 
 
 def parse_args(argv=None):
+    """The command-line options (argv: a list of strings, default sys.argv[1:])."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=32)
