@@ -84,11 +84,12 @@ def gradient_descent(loss, w, lr, iters, report_every):
     return w
 
 
-def main():
+def main(argv=None):
+    """Fit by Newton-CG and by gradient descent, print both; returns (Newton loss, GD loss)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--l2", type=float, default=1e-3)
     ap.add_argument("--gd-iters", type=int, default=2000)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     x, y = make_data(rng)
     loss = make_loss(x, y, args.l2)
@@ -103,7 +104,7 @@ def main():
     lipschitz = np.linalg.eigvalsh(x.T @ x).max() / (4 * len(x)) + args.l2
     print(f"\nGradient descent (step 1/L = {1 / lipschitz:.3f}):")
     t0 = time.perf_counter()
-    w_gd = gradient_descent(loss, w0, 1 / lipschitz, args.gd_iters, args.gd_iters // 10)
+    w_gd = gradient_descent(loss, w0, 1 / lipschitz, args.gd_iters, max(1, args.gd_iters // 10))
     t_gd = time.perf_counter() - t0
 
     f_newton, f_gd = float(loss(w_newton)), float(loss(w_gd))
@@ -112,6 +113,7 @@ def main():
           f"(gap to Newton-CG {f_gd - f_newton:.2e})")
     acc = np.mean(((x @ w_newton) > 0) == (y > 0.5))
     print(f"training accuracy {acc:.3f}")
+    return f_newton, f_gd
 
 
 if __name__ == "__main__":

@@ -64,13 +64,15 @@ def adam_update(params, grads, state, lr=1e-2, b1=0.9, b2=0.999, eps=1e-8):
     return new, (m, v, t)
 
 
-def main(epochs=8, steps_per_epoch=60, seed=0):
-    """Train and print the mean loss per epoch; returns the list of epoch losses."""
+def main(epochs=8, steps_per_epoch=60, seed=0, use_jit=True):
+    """Train and print the mean loss per epoch; returns the list of epoch losses. use_jit=False
+    runs the loss and gradient eagerly (no compilation)."""
     rng = np.random.default_rng(seed)
     params = init_params(rng)
     state = ({k: np.zeros_like(p) for k, p in params.items()},
              {k: np.zeros_like(p) for k, p in params.items()}, 0)
-    loss_and_grad = ft.jit(ft.value_and_grad(loss))
+    loss_and_grad = ft.value_and_grad(loss)
+    loss_and_grad = ft.jit(loss_and_grad) if use_jit else loss_and_grad
     history = []
     t0 = time.perf_counter()
     for epoch in range(epochs):

@@ -128,3 +128,43 @@ def test_identical_pieces_share_one_kernel():
     for _ in range(20):
         want = np.sin(want) * np.float32(1.01) + np.float32(0.1)
     np.testing.assert_allclose(np.asarray(got), want, rtol=2e-6, atol=2e-6)
+
+
+# --- interleaved shapes: one open group per shape (plan._place) ---------------------------------
+
+def _adam_like(params, grads):
+    """tree_maps the way an optimizer writes them: every leaf's first moment, then every leaf's
+    second moment, then the update; the leaves have two shapes."""
+    m = {k: 0.9 * params[k] + 0.1 * g for k, g in grads.items()}
+    v = {k: 0.99 * params[k] + 0.01 * g * g for k, g in grads.items()}
+    return {k: params[k] - 0.1 * m[k] / (fnp.sqrt(v[k]) + 1e-8) for k in grads}
+
+
+_LEAVES = {"a": np.arange(1.0, 4.0), "b": np.arange(1.0, 13.0).reshape(4, 3),
+           "c": np.arange(2.0, 14.0).reshape(4, 3)}
+
+
+def test_interleaved_tree_maps_fuse_into_one_loop_per_shape_and_leaf():
+    closed = functrans.make_jaxpr(_adam_like)(_LEAVES, _LEAVES)
+    whole = plan.make_plan(closed, rewrites=True)
+    assert sorted(g.shape_var.aval.shape for g in _groups(whole)) == [(3,), (4, 3)]
+    assert set(whole.materialized) == set(whole.outvars)    # m and v stay in registers
+    # cut to the cap, the (4, 3) group splits between the two leaves' chains, not across them
+    cut = plan.make_plan(closed, rewrites=True, eqn_cost=_unit_cost, group_cap=12)
+    assert len(_groups(cut)) == 3 and set(cut.materialized) == set(cut.outvars)
+    # (the values under jit: tests/test_optim.py's jitted chain of adamw and clipping)
+
+
+def test_an_equation_runs_after_the_groups_it_reads():
+    def f(x, y):
+        a = x * 2.0
+        s = fnp.sum(y * 3.0)          # a reduction in the y-shaped group
+        return a + s, y + 1.0         # a + s reads it: a's group must run after y's
+    x, y = np.arange(4.0), np.arange(3.0)
+    kplan = plan.make_plan(functrans.make_jaxpr(f)(x, y), rewrites=True)
+    # y's group (reading only arguments) opens before a's, so a and a + s share one loop
+    assert [g.shape_var.aval.shape for g in _groups(kplan)] == [(3,), (4,)]
+    assert [e.primitive.name for e in _groups(kplan)[1].eqns] == ["mul", "broadcast_in_dim", "add"]
+    got = functrans.jit(f)(x, y)
+    np.testing.assert_allclose(np.asarray(got[0]), x * 2 + np.sum(y * 3))
+    np.testing.assert_allclose(np.asarray(got[1]), y + 1)

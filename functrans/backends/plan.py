@@ -180,6 +180,31 @@ def _can_join(group, eqn):
     return True
 
 
+def _add(group, eqn):
+    group.eqns.append(eqn)
+    target = group.pending if eqn.primitive.name in REDUCTIONS else group.local
+    target.update(eqn.out_binders)
+
+
+def _place(groups, eqn):
+    """Adds the fusible eqn to the earliest open group (groups: in run order) that it can join
+    and that runs after every group computing one of its inputs; else opens a new group right
+    after the last of those (first of all when it reads none). Elementwise work on several
+    shapes interleaved -- an optimizer's tree_maps compute the first moment of every leaf, then
+    the second moment of every leaf, ... -- thus becomes one loop per shape instead of one per
+    tree_map and leaf, each intermediate staying in registers."""
+    first = next((i for i in range(len(groups) - 1, -1, -1) if _depends_on(eqn, groups[i])),
+                 None)
+    start = 0 if first is None else first
+    for g in groups[start:]:
+        if _can_join(g, eqn):
+            _add(g, eqn)
+            return
+    group = Group(_iter_var(eqn))
+    _add(group, eqn)
+    groups.insert(0 if first is None else first + 1, group)
+
+
 def _depends_on(eqn, group):
     return group is not None and any(type(v) is Var and (v in group.local or v in group.pending)
                                      for v in eqn.inputs)
@@ -484,14 +509,41 @@ def _piece_end(eqns, costs, last_use, start, cap):
     return p if p == n or best is None else best[1]
 
 
+def _by_component(eqns):
+    """eqns reordered so that each set of equations connected through the values they compute
+    is contiguous (sets in order of their first equation, each in its own order). Sets share
+    no value, so this is a valid order; a group merging independent chains (the leaves of
+    one shape in an optimizer update) is then cut between chains, not across them."""
+    parent = list(range(len(eqns)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    maker = {}
+    for i, e in enumerate(eqns):
+        for v in e.inputs:
+            if type(v) is Var and v in maker:
+                parent[root(maker[v])] = root(i)
+        maker.update((o, i) for o in e.out_binders)
+    first = {}
+    for i in range(len(eqns)):
+        first.setdefault(root(i), i)
+    order = sorted(range(len(eqns)), key=lambda i: (first[root(i)], i))
+    return [eqns[i] for i in order]
+
+
 def cut_group(group, eqn_cost, cap):
     """The Group as a list of consecutive Groups over the same iteration shape, each costing
     at most cap under eqn_cost (an equation costlier than cap is a piece alone). A value
     computed in one piece and read by a later one is then materialized (see _materialized)."""
-    eqns = group.eqns
-    costs = [eqn_cost(e) for e in eqns]
+    costs = [eqn_cost(e) for e in group.eqns]
     if sum(costs) <= cap:
         return [group]
+    eqns = _by_component(group.eqns)
+    costs = [eqn_cost(e) for e in eqns]
     last_use = {}
     for i, e in enumerate(eqns):
         for v in e.inputs:
@@ -529,29 +581,22 @@ def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None):
         eqns, outvars = share_svd_values(*fold_splats(eqns, outvars))
         eqns = fuse_outer_products(eqns, outvars)
         eqns = drop_unused(absorb_transposes_into_dots(eqns, outvars), outvars)
-    steps, group, hoisted = [], None, []
+    steps, groups, hoisted = [], [], []      # groups: the open Groups, in run order
 
     def flush():
-        nonlocal group, hoisted
+        nonlocal groups, hoisted
         steps.extend(hoisted)
-        hoisted = []
-        if group is not None:
-            steps.append(group)
-        group = None
+        steps.extend(groups)
+        groups, hoisted = [], []
 
     for eqn in eqns:
         if _fusible(eqn):
-            if not _can_join(group, eqn):
-                flush()
-                group = Group(_iter_var(eqn))
-            group.eqns.append(eqn)
-            target = group.pending if eqn.primitive.name in REDUCTIONS else group.local
-            target.update(eqn.out_binders)
-        elif _depends_on(eqn, group):
+            _place(groups, eqn)
+        elif any(_depends_on(eqn, g) for g in groups):
             flush()
             steps.append(Op(eqn))
         else:
-            hoisted.append(Op(eqn))   # independent of the open group: run it before the group
+            hoisted.append(Op(eqn))   # independent of the open groups: run it before them
     flush()
     if group_cap is not None:
         steps = cut_groups(steps, eqn_cost, group_cap)
