@@ -108,12 +108,12 @@ def _as_function(closed, consts, tree):
 def _check_vector(name, tree, avals, out_tree, out_avals, has_aux):
     """TypeError unless name's output (its first item with has_aux) has b's type."""
     if has_aux:
-        if out_tree.num_children != 2 or type(tree_unflatten(out_tree, out_avals)) not in (tuple, list):
+        out = tree_unflatten(out_tree, list(range(len(out_avals))))
+        if type(out) not in (tuple, list) or len(out) != 2:
             raise TypeError(f"custom_linear_solve: with has_aux=True, {name} must return a pair "
                             f"(x, aux), got {_types(out_tree, out_avals)}{core.where()}")
-        x_tree = out_tree.children()[0]
-        out_avals = out_avals[:x_tree.num_leaves]
-        out_tree = x_tree
+        out_tree = tree_flatten(out[0])[1]
+        out_avals = [out_avals[i] for i in tree_flatten(out[0])[0]]
     if out_tree != tree or list(out_avals) != list(avals):
         raise TypeError(f"custom_linear_solve: {name} must return the type of b, "
                         f"{_types(tree, avals)}, but returns {_types(out_tree, out_avals)}"
