@@ -22,3 +22,4 @@ from ._multistep import MultiSteps, MultiStepsState, skip_not_finite  # noqa: F4
 from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_decay,  # noqa: F401
                          join_schedules, linear_schedule, piecewise_constant_schedule,
                          polynomial_schedule, warmup_cosine_decay_schedule)
+from ._newton_cg import NewtonCGState, newton_cg  # noqa: F401,E402

@@ -21,6 +21,7 @@ import numpy as np
 from ... import core
 from ... import numpy as jnp
 from ...lax import control_flow as cf
+from ...lax import slicing as lax_slicing
 from ...lax.linear_solve import custom_linear_solve
 from ...tree_util import tree_leaves, tree_map, tree_structure
 
@@ -243,8 +244,29 @@ def _normalize(x, floor=0.0):
         jnp.where(ok, n, jnp.zeros_like(n))
 
 
+def _i32(i):
+    return jnp.asarray(i, np.int32)
+
+
+def _window(v, start, size):
+    """v[..., start:start + size] along the last axis (start may be traced)."""
+    starts = [_i32(0)] * (v.ndim - 1) + [_i32(start)]
+    return lax_slicing.dynamic_slice(v, starts, v.shape[:-1] + (size,))
+
+
+def _entry(v, i):
+    """v[..., i] (i may be traced)."""
+    return jnp.reshape(_window(v, i, 1), v.shape[:-1])
+
+
+def _put(v, i, u):
+    """v with v[..., i:i + len] replaced by u (u has v's leading axes)."""
+    starts = [_i32(0)] * (v.ndim - 1) + [_i32(i)]
+    return lax_slicing.dynamic_update_slice(v, u.astype(v.dtype), starts)
+
+
 def _column(V, k):
-    return tree_map(lambda v: v[..., k], V)
+    return tree_map(lambda v: _entry(v, k), V)
 
 
 def _project(V, w):
@@ -269,8 +291,8 @@ def _arnoldi_step(k, A, M, V):
     w = _sub(w, _combine(V, h2))
     eps = jnp.finfo(w_norm0.dtype).eps
     unit, w_norm = _normalize(w, floor=eps * w_norm0)
-    V = tree_map(lambda v, u: v.at[..., k + 1].set(u), V, unit)
-    h = (h + h2).at[k + 1].set(w_norm.astype(h.dtype))
+    V = tree_map(lambda v, u: _put(v, k + 1, u[..., None]), V, unit)
+    h = _put(h + h2, k + 1, jnp.reshape(w_norm, (1,)))
     return V, h, w_norm == 0
 
 
@@ -287,15 +309,17 @@ def _givens(a, b):
 
 def _rotate(v, i, c, s):
     """v with entries (i, i + 1) rotated by (c, s)."""
-    x, y = v[i], v[i + 1]
-    return v.at[i].set(jnp.conj(c) * x - jnp.conj(s) * y).at[i + 1].set(s * x + c * y)
+    pair = _window(v, i, 2)
+    x, y = pair[0], pair[1]
+    return _put(v, i, jnp.stack([jnp.conj(c) * x - jnp.conj(s) * y, s * x + c * y]))
 
 
-def _triangularize(h, rotations, k):
-    """Apply the k earlier rotations to column h, then a new one zeroing h[k + 1]."""
-    h = cf.fori_loop(0, k, lambda i, v: _rotate(v, i, rotations[i, 0], rotations[i, 1]), h)
-    c, s = _givens(h[k], h[k + 1])
-    return _rotate(h, k, c, s), rotations.at[k].set(jnp.stack([c, s]))
+def _triangularize(h, cs, sn, k):
+    """Apply the k earlier rotations (cs, sn) to column h, then a new one zeroing h[k + 1].
+    Returns (h, cs, sn)."""
+    h = cf.fori_loop(0, k, lambda i, v: _rotate(v, i, _entry(cs, i), _entry(sn, i)), h)
+    c, s = _givens(_entry(h, k), _entry(h, k + 1))
+    return _rotate(h, k, c, s), _put(cs, k, c[None]), _put(sn, k, s[None])
 
 
 def _back_substitute(R, beta):
@@ -304,8 +328,9 @@ def _back_substitute(R, beta):
 
     def row(j, y):
         i = n - 1 - j
-        return y.at[i].set((beta[i] - jnp.dot(R[:, i], y)) / R[i, i])
-    return cf.fori_loop(0, n, row, jnp.zeros_like(beta[:n]))
+        col = jnp.reshape(_window(R, i, 1), (n,))
+        return _put(y, i, ((_entry(beta, i) - jnp.dot(col, y)) / _entry(col, i))[None])
+    return cf.fori_loop(0, n, row, jnp.zeros(n, beta.dtype))
 
 
 def _gmres_cycle(A, M, b, x, unit_r, r_norm, ptol, restart, early_exit):
@@ -314,8 +339,8 @@ def _gmres_cycle(A, M, b, x, unit_r, r_norm, ptol, restart, early_exit):
     V = tree_map(lambda v: jnp.pad(v[..., None], [(0, 0)] * v.ndim + [(0, restart)]), unit_r)
     dtype = jnp.result_type(*tree_leaves(b))
     R = jnp.eye(restart, restart + 1, dtype=dtype)
-    rotations = jnp.zeros((restart, 2), dtype)
-    beta = jnp.zeros(restart + 1, dtype).at[0].set(r_norm.astype(dtype))
+    cs = sn = jnp.zeros(restart, dtype)
+    beta = _put(jnp.zeros(restart + 1, dtype), 0, jnp.reshape(r_norm, (1,)))
 
     def going(state):
         k, err, broke, *_ = state
@@ -323,15 +348,15 @@ def _gmres_cycle(A, M, b, x, unit_r, r_norm, ptol, restart, early_exit):
         return (more & (err > ptol)) if early_exit else more
 
     def step(state):
-        k, _, _, V, R, beta, rotations = state
+        k, _, _, V, R, beta, cs, sn = state
         V, h, broke = _arnoldi_step(k, A, M, V)
-        h, rotations = _triangularize(h, rotations, k)
-        R = R.at[k].set(h)
-        beta = _rotate(beta, k, rotations[k, 0], rotations[k, 1])
-        return k + 1, jnp.abs(beta[k + 1]), broke, V, R, beta, rotations
+        h, cs, sn = _triangularize(h, cs, sn, k)
+        R = lax_slicing.dynamic_update_slice(R, h[None], [k, _i32(0)])
+        beta = _rotate(beta, k, _entry(cs, k), _entry(sn, k))
+        return k + 1, jnp.abs(_entry(beta, k + 1)), broke, V, R, beta, cs, sn
 
-    state = (jnp.int32(0), r_norm, jnp.bool_(False), V, R, beta, rotations)
-    _, _, _, V, R, beta, _ = cf.while_loop(going, step, state)
+    state = (_i32(0), r_norm, jnp.bool_(False), V, R, beta, cs, sn)
+    _, _, _, V, R, beta, _, _ = cf.while_loop(going, step, state)
     y = _back_substitute(R, beta)
     x = tree_map(lambda u, v: u + jnp.einsum("...n,n->...", v[..., :-1], y), x, V)
     unit_r, r_norm = _normalize(M(_sub(b, A(x))))
