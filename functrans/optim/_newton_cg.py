@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import numpy as jnp
-from ..api import hvp
+from ..api import grad, linearize
 from ..lax import control_flow as cf
 from ..scipy.sparse.linalg import cg
 from ..tree_util import tree_leaves, tree_map
@@ -45,7 +45,7 @@ def newton_cg(damping=1e-3, *, cg_maxiter=50, cg_tol=None, max_linesearch_steps=
     objective: ``update(grads, state, params, *, value, value_fn, curvature_vp=None)``.
 
     value = value_fn(params) and grads its gradient; curvature_vp(params, v) is the curvature
-    product (default: ``functrans.hvp`` of value_fn; a ``ggn_vp`` keeps the system positive
+    product (default: the Hessian's, by ``linearize`` of grad(value_fn) once per update; a ``ggn_vp`` keeps the system positive
     definite for non-convex losses). The direction solves (C + damping I) p = -grads by ``cg``
     with relative tolerance cg_tol (default min(0.5, sqrt|g|), the classical forcing term) and
     at most cg_maxiter iterations; if p is not a descent direction, -grads is used. The step
@@ -60,13 +60,15 @@ def newton_cg(damping=1e-3, *, cg_maxiter=50, cg_tol=None, max_linesearch_steps=
                              jnp.zeros((), np.int32), jnp.ones((), dt))
 
     def update(grads, state, params, *, value, value_fn, curvature_vp=None):
-        if curvature_vp is None:
-            def curvature_vp(p, v):
-                return hvp(value_fn, (p,), (v,))
+        if curvature_vp is None:    # linearized once: each CG iteration runs only the tangent part
+            curv = linearize(grad(value_fn), params)[1]
+        else:
+            def curv(v):
+                return curvature_vp(params, v)
         lam = state.damping
 
         def damped(v):
-            return _axpy(lam, v, curvature_vp(params, v))
+            return _axpy(lam, v, curv(v))
 
         gnorm = jnp.sqrt(jnp.real(_vdot(grads, grads)))
         tol = jnp.minimum(0.5, jnp.sqrt(gnorm)) if cg_tol is None else cg_tol
@@ -77,8 +79,8 @@ def newton_cg(damping=1e-3, *, cg_maxiter=50, cg_tol=None, max_linesearch_steps=
         slope = jnp.where(descent, slope, -gnorm ** 2)
         t, f_t = _backtrack(value_fn, params, p, value, slope)
         t = jnp.where(f_t <= value, t, jnp.zeros_like(t))   # no decrease found: stay
-        curv = jnp.real(_vdot(p, curvature_vp(params, p)))
-        predicted = -(t * slope + 0.5 * t * t * curv)
+        pcp = jnp.real(_vdot(p, curv(p)))
+        predicted = -(t * slope + 0.5 * t * t * pcp)
         ratio = (value - jnp.where(t > 0, f_t, value)) / jnp.where(predicted > 0, predicted, 1)
         lam = jnp.where(ratio < 0.25, lam * damping_increase,
                         jnp.where(ratio > 0.75, lam * damping_decrease, lam))
