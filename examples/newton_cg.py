@@ -79,7 +79,7 @@ def main():
     loss = make_loss(x, y, args.l2)
     w0 = np.zeros(x.shape[1])
 
-    print("Newton-CG (Hessian-vector products by functrans.hvp):")
+    print("Newton-CG (functrans.optim.newton_cg: CG on Hessian-vector products):")
     t0 = time.perf_counter()
     w_newton = newton_cg(loss, w0, iters=10)
     t_newton = time.perf_counter() - t0

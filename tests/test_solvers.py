@@ -1,5 +1,5 @@
-"""Matrix-free solvers (functrans.scipy.sparse.linalg: cg, bicgstab, gmres), lax.custom_linear_solve,
-the curvature products ggn_vp / fisher_vp, and optim.newton_cg.
+"""Matrix-free solvers (functrans.scipy.sparse.linalg: cg, bicgstab, gmres),
+lax.custom_linear_solve, the curvature products ggn_vp / fisher_vp, and optim.newton_cg.
 
 Solutions are checked against numpy.linalg.solve, derivatives against finite differences
 (check_grads) and against the derivative of the direct solve, curvature products against

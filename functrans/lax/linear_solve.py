@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .. import core
-from ..core import ClosedJaxpr, Primitive, abstract_eval_rules, get_aval, impl_rules
+from ..core import Primitive, abstract_eval_rules, get_aval, impl_rules
 from ..interpreters import ad, batching
 from ..interpreters.ad import UndefPrimal, Zero, instantiate_zeros
 from ..interpreters.batching import bdim_at_front, not_mapped

@@ -45,8 +45,8 @@ def newton_cg(damping=1e-3, *, cg_maxiter=50, cg_tol=None, max_linesearch_steps=
     objective: ``update(grads, state, params, *, value, value_fn, curvature_vp=None)``.
 
     value = value_fn(params) and grads its gradient; curvature_vp(params, v) is the curvature
-    product (default: the Hessian's, by ``linearize`` of grad(value_fn) once per update; a ``ggn_vp`` keeps the system positive
-    definite for non-convex losses). The direction solves (C + damping I) p = -grads by ``cg``
+    product (default: the Hessian's, by ``linearize`` of grad(value_fn) once per update; a
+    ``ggn_vp`` keeps the system positive definite for non-convex losses). The direction solves (C + damping I) p = -grads by ``cg``
     with relative tolerance cg_tol (default min(0.5, sqrt|g|), the classical forcing term) and
     at most cg_maxiter iterations; if p is not a descent direction, -grads is used. The step
     t p has the largest t in 1, shrink, shrink^2, ... meeting Armijo's condition
