@@ -3,8 +3,9 @@
 Newton's method solves H p = -g for the step p at every iteration. Newton-CG never forms the
 Hessian H: conjugate gradients needs only Hessian-vector products, and ``functrans.hvp``
 (forward-over-reverse: a jvp of grad) gives one at about the cost of a couple of gradients.
-Newton-CG converges quadratically -- a handful of outer iterations -- where gradient descent
-needs hundreds.
+``functrans.optim.newton_cg`` does it all (``functrans.scipy.sparse.linalg.cg`` on damped HVPs,
+a backtracking line search, Levenberg-Marquardt damping; docs/solvers.md). Newton-CG converges
+quadratically -- a handful of outer iterations -- where gradient descent needs hundreds.
 
 Run:  python examples/newton_cg.py
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 import functrans as ft
 import functrans.numpy as jnp
-from functrans import nn
+from functrans import nn, optim
 
 
 def make_data(rng, n=600, d=20):
@@ -37,39 +38,23 @@ def make_loss(x, y, l2):
     return loss
 
 
-def conjugate_gradient(matvec, b, tol, max_iter):
-    """Solve A p = b for symmetric positive definite A given only p -> A p. Returns
-    (p, iterations)."""
-    p = np.zeros_like(b)
-    r = b.copy()
-    d = r.copy()
-    rs = r @ r
-    for i in range(max_iter):
-        if np.sqrt(rs) <= tol:
-            return p, i
-        ad = np.asarray(matvec(d))
-        alpha = rs / (d @ ad)
-        p += alpha * d
-        r -= alpha * ad
-        rs, rs_old = r @ r, rs
-        d = r + (rs / rs_old) * d
-    return p, max_iter
-
-
 def newton_cg(loss, w, iters, tol=1e-10):
-    """Newton's method with CG inner solves on Hessian-vector products; prints progress."""
-    grad = ft.grad(loss)
+    """functrans.optim.newton_cg: CG on Hessian-vector products (``functrans.hvp`` of the
+    loss), Armijo backtracking and Levenberg-Marquardt damping; prints progress."""
+    opt = optim.newton_cg(damping=1e-4)
+    state = opt.init(w)
+    value_and_grad = ft.value_and_grad(loss)
     for k in range(iters):
-        g = np.asarray(grad(w))
-        gnorm = np.linalg.norm(g)
-        print(f"  newton {k:2d}  loss {float(loss(w)):.12f}  |grad| {gnorm:.2e}", end="")
+        value, g = value_and_grad(w)
+        gnorm = float(jnp.linalg.norm(g))
+        print(f"  newton {k:2d}  loss {float(value):.12f}  |grad| {gnorm:.2e}", end="")
         if gnorm < tol:
             print()
             break
-        step, cg_iters = conjugate_gradient(lambda v: ft.hvp(loss, (w,), (v,)), -g,
-                                            tol=min(0.5, np.sqrt(gnorm)) * gnorm, max_iter=50)
-        print(f"  ({cg_iters} CG steps = HVPs)")
-        w = w + step
+        updates, state = opt.update(g, state, w, value=value, value_fn=loss)
+        w = optim.apply_updates(w, updates)
+        print(f"  (step {float(state.step_size):g}, damping {float(state.damping):.1e}, "
+              f"cg info {int(state.cg_info)})")
     return w
 
 
@@ -95,7 +80,7 @@ def main(argv=None):
     loss = make_loss(x, y, args.l2)
     w0 = np.zeros(x.shape[1])
 
-    print("Newton-CG (Hessian-vector products by functrans.hvp):")
+    print("Newton-CG (functrans.optim.newton_cg: CG on Hessian-vector products):")
     t0 = time.perf_counter()
     w_newton = newton_cg(loss, w0, iters=10)
     t_newton = time.perf_counter() - t0

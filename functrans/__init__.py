@@ -24,6 +24,7 @@ from .callbacks import pure_callback  # noqa: F401
 __version__ = "0.1.0"
 from . import numpy  # noqa: F401,E402
 from . import scipy  # noqa: F401,E402
+from .curvature import fisher_vp, ggn_vp  # noqa: F401,E402
 from . import example_libraries  # noqa: F401,E402
 from . import optim  # noqa: F401,E402
 from . import diagnostics  # noqa: F401,E402

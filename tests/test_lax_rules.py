@@ -42,6 +42,7 @@ LINEAR = {
     "psum", "all_gather", "psum_scatter", "ppermute", "all_to_all",
     "conv_general_dilated",    # bilinear in (lhs, rhs)
     "fft",                     # linear (lax/fft.py)
+    "custom_linear_solve",     # linear in b, the matvec and solve consts fixed (lax/linear_solve.py)
 }
 
 # No jvp rule is required: primitives without array inputs (nothing to differentiate), and

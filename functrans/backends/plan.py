@@ -31,7 +31,20 @@ INDEX_MAPS = {"broadcast_in_dim", "transpose", "rev", "slice", "squeeze", "iota"
 REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"}
 # call-like higher-order primitives, inlined: name -> the param holding the ClosedJaxpr
 CALLS = {"jit": "jaxpr", "checkpoint": "jaxpr", "custom_jvp_call": "call_jaxpr",
-         "custom_vjp_call": "call_jaxpr"}
+         "custom_vjp_call": "call_jaxpr", "custom_linear_solve": None}
+
+
+def _call_body(eqn):
+    """(ClosedJaxpr, input atoms) that a call-like equation runs: its body on its inputs, or
+    for custom_linear_solve (lax/linear_solve.py) its solve jaxpr on (*solve consts, *b)."""
+    if eqn.primitive.name == "custom_linear_solve":
+        n_mv, n_vm, n_s, n_ts = eqn.params["const_lengths"]
+        ins = list(eqn.inputs)
+        start = n_mv + n_vm
+        return eqn.params["jaxprs"].solve, ins[start:start + n_s] + ins[start + n_s + n_ts:]
+    return eqn.params[CALLS[eqn.primitive.name]], eqn.inputs
+
+
 # primitives that are the identity at run time (their output is their input): no code at all
 ALIASES = {"checkpoint_name"}
 
@@ -128,13 +141,13 @@ def inline_jit(closed):
             return v if type(v) is Literal else env.get(v, v)
         for eqn in jaxpr.eqns:
             if eqn.primitive.name in CALLS:
-                inner = eqn.params[CALLS[eqn.primitive.name]]
+                inner, inputs = _call_body(eqn)
                 sub = {}
                 for cv, c in zip(inner.jaxpr.constvars, inner.consts):
                     nv = Var(cv.aval)
                     const_pairs.append((nv, c))
                     sub[cv] = nv
-                for iv, x in zip(inner.jaxpr.invars, eqn.inputs):
+                for iv, x in zip(inner.jaxpr.invars, inputs):
                     sub[iv] = read(x)
                 outs = walk(inner.jaxpr, sub)
                 for ov, o in zip(eqn.out_binders, outs):

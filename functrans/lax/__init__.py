@@ -20,3 +20,4 @@ from .convolution import (ConvDimensionNumbers, conv, conv_dimension_numbers,  #
                           conv_transpose_shape_tuple, conv_with_general_padding)
 from . import linalg  # noqa: F401,E402
 from .fft import FftType, fft, fft_p  # noqa: F401,E402
+from .linear_solve import custom_linear_solve, custom_linear_solve_p  # noqa: F401,E402

@@ -24,3 +24,4 @@ from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_d
                          polynomial_schedule, warmup_cosine_decay_schedule)
 from .loss_scale import (DynamicLossScale, NoOpLossScale, StaticLossScale,  # noqa: F401
                          all_finite, select_tree)
+from ._newton_cg import NewtonCGState, newton_cg  # noqa: F401,E402

@@ -1,2 +1,2 @@
-"""functrans.scipy: the traced subset of SciPy (linalg, special, stats)."""
-from . import linalg, special, stats  # noqa: F401
+"""functrans.scipy: the traced subset of SciPy (linalg, sparse.linalg, special, stats)."""
+from . import linalg, sparse, special, stats  # noqa: F401
