@@ -58,8 +58,8 @@ def loss_fn(params, x, labels, dtype):
     return -jnp.mean(jnp.sum(nn.one_hot(labels, 10) * nn.log_softmax(logits), axis=-1))
 
 
-def make_step(opt, dtype):
-    """The jitted training step (params, opt_state, loss_scale, x, labels) -> the next three
+def make_step(opt, dtype, use_jit=True):
+    """The (jitted) training step (params, opt_state, loss_scale, x, labels) -> the next three
     and the loss; a step whose gradients overflowed leaves params and opt_state as they were."""
     def step(params, opt_state, scale, x, labels):
         def scaled_loss(p):
@@ -72,7 +72,7 @@ def make_step(opt, dtype):
         params, opt_state = optim.select_tree(finite, (new_params, new_state),
                                               (params, opt_state))
         return params, opt_state, scale.adjust(finite), scale.unscale(loss)
-    return ft.jit(step)
+    return ft.jit(step) if use_jit else step
 
 
 def accuracy(params, x, labels, dtype):
@@ -90,7 +90,8 @@ def train(dtype, data, args):
     opt_state = opt.init(params)
     scale = (optim.DynamicLossScale(2.0 ** 15) if dtype == jnp.bfloat16
              else optim.NoOpLossScale())
-    step, order_rng, skipped = make_step(opt, dtype), np.random.default_rng(args.seed), 0
+    step, order_rng, skipped = (make_step(opt, dtype, not args.no_jit),
+                                np.random.default_rng(args.seed), 0)
     t0 = time.perf_counter()
     for _ in range(args.epochs):
         order = order_rng.permutation(len(x_train))
@@ -104,14 +105,16 @@ def train(dtype, data, args):
     return accuracy(params, x_test, y_test, dtype), float(scale.loss_scale), skipped, seconds
 
 
-def main():
+def main(argv=None):
+    """Trains in float32 and in bfloat16; returns {"float32": accuracy, "bfloat16": accuracy}."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    ap.add_argument("--no-jit", action="store_true", help="run the steps eagerly")
+    args = ap.parse_args(argv)
     data = load_data(args.seed)
     results = {}
     for name, dtype in (("float32", jnp.float32), ("bfloat16", jnp.bfloat16)):
@@ -120,6 +123,7 @@ def main():
         print(f"{name:>8}: test accuracy {100 * acc:.2f}%  ({seconds:.1f} s; final loss scale "
               f"{final_scale:g}, {skipped} overflowed steps skipped)")
     print(f"bfloat16 - float32: {100 * (results['bfloat16'] - results['float32']):+.2f} points")
+    return results
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
-TESTED = {"train_mlp", "grad_flow", "newton_cg", "per_example_grads", "rnn_scan"}
+TESTED = {"train_mlp", "grad_flow", "newton_cg", "per_example_grads", "rnn_scan", "train_bf16",
+          "data_parallel"}
 
 
 def load(name):
@@ -55,7 +56,7 @@ def test_grad_flow_example_flags_bad_inits_only(capsys):
 def test_newton_cg_beats_gradient_descent(capsys):
     f_newton, f_gd = load("newton_cg").main(["--gd-iters", "20"])
     assert f_newton < f_gd
-    assert "CG steps" in capsys.readouterr().out
+    assert "Newton-CG (functrans.optim.newton_cg" in capsys.readouterr().out
 
 
 def test_per_example_grads_dp_sgd_learns(capsys):
@@ -66,6 +67,18 @@ def test_rnn_scan_loss_falls(capsys):
     history = load("rnn_scan").main(epochs=2, steps_per_epoch=5, use_jit=False)
     assert len(history) == 2 and history[1] < history[0]
     assert np.isfinite(history).all()
+
+
+def test_train_bf16_matches_float32_accuracy(capsys):
+    acc = load("train_bf16").main(["--no-jit", "--epochs", "2", "--hidden", "32"])
+    assert acc["float32"] > 0.85 and abs(acc["bfloat16"] - acc["float32"]) < 0.03
+    assert "overflowed steps skipped" in capsys.readouterr().out
+
+
+def test_data_parallel_trains_as_one_process(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))       # it imports train_mlp's model
+    assert load("data_parallel").main(["--no-jit", "--epochs", "1"]) > 0.8
+    assert "1 process(es)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", sorted(TESTED))
