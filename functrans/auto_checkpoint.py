@@ -324,19 +324,14 @@ def _plan(jaxpr, active_in, budget):
     floor = max([_nbytes(v.aval) for i in infos for v in i.res_vars if v not in segs.free]
                 + [i.fresh for i in infos], default=0)
     n = len(jaxpr.eqns)
-    if budget < floor + work:
-        raise ValueError(
-            f"auto_checkpoint: max_bytes={budget} is below the minimum possible, "
-            f"{floor + work} bytes (the largest single residual, {floor} bytes, plus the "
-            f"{work} bytes of cotangents one transposed equation holds)")
     quantum = max(1, budget // _QUANTA)
-    segments = _dp(segs, n, budget - work, quantum)
+    segments = _dp(segs, n, budget - work, quantum) if budget >= floor + work else None
     if segments is None:
-        least = _least_budget(segs, n, work)
         raise ValueError(
-            f"auto_checkpoint: max_bytes={budget} is below the minimum this function allows, "
-            f"{least} bytes (no plan of saved and recomputed segments fits in less; the "
-            f"largest single residual is {floor} bytes)")
+            f"auto_checkpoint: max_bytes={budget} is below the minimum possible for this "
+            f"function, {_least_budget(segs, n, work, floor)} bytes (the least predicted peak of any "
+            f"plan; the largest single residual is {floor} bytes, and one transposed "
+            f"equation's cotangents {work} bytes)")
     return RematPlan(jaxpr, infos, segs, _merge(segments), budget, work)
 
 
@@ -351,28 +346,32 @@ def _merge(segments):
     return out
 
 
-def _fits(segs, n, limit):
-    """Whether some plan's peak (before the working set) is at most limit: the least kept
-    bytes at each cut position, a segment allowed where it fits on top of them."""
+def _fits(segs, n, limit, quantum):
+    """Whether _dp finds a plan for limit: the least kept bytes (rounded up to quanta as _dp
+    does) at each cut position, a segment allowed where it fits on top of them."""
     least = [0] + [None] * n
     for a in range(n):
         if least[a] is None:
             continue
-        for b, _, keep, live, _ in _options(segs, a, limit - least[a]):
-            if least[a] + live <= limit and (least[b] is None or least[a] + keep < least[b]):
-                least[b] = least[a] + keep
+        base = least[a] * quantum
+        for b, _, keep, live, _ in _options(segs, a, limit - base):
+            q = least[a] + -(-keep // quantum)
+            if base + live <= limit and (least[b] is None or q < least[b]):
+                least[b] = q
     return least[n] is not None
 
 
-def _least_budget(segs, n, work):
-    """The smallest max_bytes (to within 1/256) for which a plan exists."""
+def _least_budget(segs, n, work, floor):
+    """The smallest max_bytes (to within 1/256) for which _dp finds a plan."""
+    def fits(budget):
+        return budget >= work + floor and _fits(segs, n, budget - work, max(1, budget // _QUANTA))
     lo, hi = 0, 1
-    while not _fits(segs, n, hi):
+    while not fits(hi):
         lo, hi = hi, hi * 2
     while hi - lo > max(1, hi // 256):
         mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if _fits(segs, n, mid) else (mid, hi)
-    return hi + work
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
 
 
 # ---------------------------------------------------------------------------------------------
