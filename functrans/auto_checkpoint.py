@@ -58,17 +58,18 @@ def auto_checkpoint(fun, max_bytes):
 
     @functools.wraps(fun)
     def planned(*args, **kwargs):
-        leaves, in_tree = flat_leaves((args, kwargs), "auto_checkpoint arguments")
-        if not any(isinstance(x, Tracer) for x in leaves):
+        if type(core.current_trace()) is core.EvalTrace:
             return fun(*args, **kwargs)          # no transform: nothing to differentiate
+        leaves, in_tree = flat_leaves((args, kwargs), "auto_checkpoint arguments")
         closed, lifted, out_tree = _trace(fun, leaves, in_tree)
         all_in = list(lifted) + list(leaves)
         active = _differentiated(all_in)
-        key = (in_tree, tuple(get_aval(x) for x in all_in), tuple(active),
+        factor = _vmap_factor(all_in)
+        key = (in_tree, tuple(get_aval(x) for x in all_in), tuple(active), factor,
                tuple(e.primitive for e in closed.jaxpr.eqns))
         plan = plans.get(key)
         if plan is None:
-            plan = plans[key] = _plan(closed.jaxpr, active, budget)
+            plan = plans[key] = _plan(closed.jaxpr, active, budget, factor)
         outs = _run(closed, plan.segments, all_in)
         return tree_unflatten(out_tree, outs)
 
@@ -105,12 +106,23 @@ def _argnum_flags(args, kwargs, argnums):
     return flags + [False] * len(tree_flatten(kwargs)[0])
 
 
-def _has_jvp(x):
+def _tracer_chain(x):
+    """x and the values it wraps through enclosing jvps and vmaps, outermost first."""
     while isinstance(x, Tracer):
-        if type(x) is ad.JVPTracer:
-            return True
-        x = x.val if type(x) is BatchTracer else None
-    return False
+        yield x
+        x = x.primal if type(x) is ad.JVPTracer else x.val if type(x) is BatchTracer else None
+
+
+def _has_jvp(x):
+    return any(type(t) is ad.JVPTracer for t in _tracer_chain(x))
+
+
+def _vmap_factor(xs):
+    """The product of the sizes of the enclosing vmaps that batch any of xs: the traced
+    (per-example) shapes are that many times smaller than the memory really used."""
+    sizes = {id(t._trace): t._trace.axis_size for x in xs for t in _tracer_chain(x)
+             if type(t) is BatchTracer}
+    return int(np.prod(list(sizes.values()), dtype=np.int64))
 
 
 def _differentiated(xs):
@@ -316,8 +328,15 @@ def _backtrack(fronts, n, kept):
     return plan[::-1]
 
 
-def _plan(jaxpr, active_in, budget):
-    """The RematPlan for jaxpr under budget bytes (ValueError when none fits)."""
+def _plan(jaxpr, active_in, budget, factor=1):
+    """The RematPlan for jaxpr under budget bytes (ValueError when none fits); under vmaps of
+    total size factor each traced byte stands for factor bytes."""
+    if factor > 1:
+        try:
+            return _plan(jaxpr, active_in, budget // factor)
+        except ValueError as e:
+            raise ValueError(f"{e}; under vmap of {factor} examples each example gets "
+                             f"max_bytes / {factor}") from None
     infos = _analyse(jaxpr, active_in)
     segs = _Segments(jaxpr, infos)
     work = _working_set(jaxpr, infos)
@@ -417,6 +436,14 @@ def _run(closed, segments, args):
 # ---------------------------------------------------------------------------------------------
 # The report
 
+def _fmt(n):
+    """n bytes in B, KiB or MiB."""
+    for unit, size in (("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 class RematPlan:
     """The plan auto_checkpoint chose for one function and argument shapes. Attributes:
     ``segments`` ([(first eqn, end eqn, 'saved' | 'recomputed')]), ``max_bytes``,
@@ -460,19 +487,18 @@ class RematPlan:
         return [(line, s, rc, nb) for line, (s, rc, nb) in rows.items()]
 
     def __str__(self):
-        mib = 2 ** 20
-        head = [f"auto_checkpoint plan: budget {self.max_bytes / mib:.2f} MiB, predicted peak "
-                f"{self.predicted_peak / mib:.2f} MiB (saved residuals "
-                f"{self.saved_bytes / mib:.2f} MiB of {self.no_remat_bytes / mib:.2f} MiB "
-                f"without remat; cotangent working set {self.working_set_bytes / mib:.2f} MiB)",
+        head = [f"auto_checkpoint plan: budget {_fmt(self.max_bytes)}, predicted peak "
+                f"{_fmt(self.predicted_peak)} (saved residuals {_fmt(self.saved_bytes)} of "
+                f"{_fmt(self.no_remat_bytes)} without remat; cotangent working set "
+                f"{_fmt(self.working_set_bytes)})",
                 f"recomputed: {self.recompute_eqn_fraction:.0%} of equations, "
                 f"{self.recompute_flop_fraction:.0%} of forward FLOPs; "
-                f"{len(self.segments)} segments: "
+                f"{len(self.segments)} segments (equation ranges, S saved, R recomputed): "
                 + " ".join(f"[{a}:{b}]{'R' if m == _RECOMPUTE else 'S'}"
                            for a, b, m in self.segments), ""]
         width = max([len(r[0]) for r in self.lines] + [11])
-        table = [f"{'source line':<{width}}  saved eqns  recomputed eqns  residual MiB"]
-        table += [f"{line:<{width}}  {s:>10}  {rc:>15}  {nb / mib:>12.2f}"
+        table = [f"{'source line':<{width}}  saved eqns  recomputed eqns  residuals"]
+        table += [f"{line:<{width}}  {s:>10}  {rc:>15}  {_fmt(nb):>9}"
                   for line, s, rc, nb in self.lines]
         return "\n".join(head + table)
 

@@ -53,6 +53,9 @@ def test_gradient_equals_the_plain_gradient_eagerly_and_under_jit():
     assert float(v) == float(v0)
     for a, b in zip([gx] + list(gws), [gx0] + list(gws0)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-12)
+    # a closed-over tracer (the scale) is differentiated too
+    scaled = ft.grad(lambda s: ft.auto_checkpoint(lambda x: chain(s * x, WS), 8 * ACT)(X))(2.0)
+    assert abs(float(scaled) - float(ft.grad(lambda s: chain(s * X, WS))(2.0))) < 1e-12
 
 
 def test_the_plan_recomputes_and_the_vjp_saves_no_more_than_planned():
@@ -74,11 +77,14 @@ def test_check_grads_on_a_small_chain():
 
 def test_vmap_of_grad_and_grad_of_vmap():
     xs = np.stack([X, 2 * X])
-    per_example = ft.vmap(ft.grad(AUTO), in_axes=(0, None))(xs, WS)
+    with pytest.raises(ValueError, match="under vmap of 2 examples"):   # 8 * ACT / 2 is too
+        ft.vmap(ft.grad(AUTO), in_axes=(0, None))(xs, WS)               # little per example
+    auto = ft.auto_checkpoint(chain, max_bytes=2 * 8 * ACT)
+    per_example = ft.vmap(ft.grad(auto), in_axes=(0, None))(xs, WS)
     for i in range(2):
         np.testing.assert_allclose(np.asarray(per_example[i]), np.asarray(GRAD(xs[i], WS)),
                                    rtol=0, atol=1e-12)
-    batched = ft.grad(lambda xs: jnp.sum(ft.vmap(AUTO, in_axes=(0, None))(xs, WS)))(xs)
+    batched = ft.grad(lambda xs: jnp.sum(ft.vmap(auto, in_axes=(0, None))(xs, WS)))(xs)
     np.testing.assert_allclose(np.asarray(batched), np.stack([GRAD(x, WS) for x in xs]),
                                rtol=0, atol=1e-12)
 
