@@ -31,7 +31,7 @@ from .diagnostics import _short
 from .interpreters import ad, partial_eval
 from .interpreters.batching import BatchTracer
 from ._args import flat_leaves
-from .tree_util import tree_unflatten
+from .tree_util import tree_flatten, tree_unflatten
 
 __all__ = ["auto_checkpoint", "RematPlan"]
 
@@ -96,7 +96,6 @@ def _trace(fun, leaves, in_tree):
 
 def _argnum_flags(args, kwargs, argnums):
     """Per flat leaf of (args, kwargs): whether it is in one of the positional args argnums."""
-    from .tree_util import tree_flatten
     if argnums is None:
         return [True] * len(tree_flatten((args, kwargs))[0])
     nums = {argnums} if isinstance(argnums, int) else set(argnums)
@@ -348,8 +347,8 @@ def _plan(jaxpr, active_in, budget, factor=1):
     if segments is None:
         raise ValueError(
             f"auto_checkpoint: max_bytes={budget} is below the minimum possible for this "
-            f"function, {_least_budget(segs, n, work, floor)} bytes (the least predicted peak of any "
-            f"plan; the largest single residual is {floor} bytes, and one transposed "
+            f"function, {_least_budget(segs, n, work, floor)} bytes (the least predicted peak "
+            f"of any plan; the largest single residual is {floor} bytes, and one transposed "
             f"equation's cotangents {work} bytes)")
     return RematPlan(jaxpr, infos, segs, _merge(segments), budget, work)
 

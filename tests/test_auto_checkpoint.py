@@ -45,8 +45,7 @@ def test_exported_beside_checkpoint():
 
 def test_gradient_equals_the_plain_gradient_eagerly_and_under_jit():
     np.testing.assert_allclose(np.asarray(ft.grad(AUTO)(X, WS)), REF, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(JIT_GRAD_AUTO(X, WS)), np.asarray(ft.jit(GRAD)(X, WS)),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(JIT_GRAD_AUTO(X, WS)), REF, rtol=0, atol=1e-12)
     # values and every argument's gradient, pytrees included
     v, (gx, gws) = ft.value_and_grad(AUTO, argnums=(0, 1))(X, WS)
     v0, (gx0, gws0) = ft.value_and_grad(chain, argnums=(0, 1))(X, WS)
