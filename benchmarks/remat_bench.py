@@ -6,8 +6,8 @@ around every 8 layers, and ``auto_checkpoint`` with several budgets. For each: t
 growth of one warm call (memory_bench's ``peak_growth_mib``, each in a fresh subprocess with
 mmap-backed malloc, as that script's docstring describes), the peak the plan predicts, and the
 time relative to the no-remat gradient. Times come from one subprocess per framework that
-alternates calls of every variant (best of ``--rounds`` x 3 calls), so load changes on a shared
-machine hit every row alike. JAX's rows (no remat, checkpoint every 8) are measured the same way
+alternates calls of every variant (best of ``--rounds`` x 3 calls, BLAS single-threaded), so
+load changes on a shared machine hit every row alike. JAX's rows (no remat, checkpoint every 8) are measured the same way
 when jax is installed.
 
 Run:  python benchmarks/remat_bench.py [--layers 64] [--budgets 7,10,16,24]
@@ -105,6 +105,8 @@ def run(args, mmap):
     env = dict(os.environ)
     if mmap:
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    else:       # on a loaded machine, BLAS threads spinning for a core would be the measurement
+        env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, __file__] + args, env=env, capture_output=True,
                           text=True)
     if proc.returncode != 0:
