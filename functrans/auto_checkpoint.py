@@ -36,7 +36,7 @@ from .tree_util import tree_flatten, tree_unflatten
 __all__ = ["auto_checkpoint", "RematPlan"]
 
 _SAVE, _RECOMPUTE = "saved", "recomputed"
-_QUANTA = 1024          # the DP rounds saved bytes up to max_bytes / _QUANTA
+_QUANTA = 512           # the DP rounds saved bytes up to max_bytes / _QUANTA
 
 
 def auto_checkpoint(fun, max_bytes):
@@ -278,10 +278,13 @@ def _working_set(jaxpr, infos):
 
 
 def _options(segs, a, limit):
-    """The (b, mode, kept_bytes, live_bytes, flops) segments starting at a."""
+    """The (b, mode, kept_bytes, live_bytes, flops) segments starting at a (recomputing a
+    segment with no active equation would only cost)."""
+    active = False
     for b, saved, in_bytes, live, flops in segs.extend(a, limit):
         yield b, _SAVE, saved, saved, 0
-        if any(i.active for i in segs.infos[a:b]):
+        active = active or segs.infos[b - 1].active
+        if active:
             yield b, _RECOMPUTE, in_bytes, live, flops
 
 
@@ -293,9 +296,10 @@ def _dp(segs, n, limit, quantum):
     fronts[0][0] = (0, None)
     for a in range(n):
         front = _pareto(fronts[a])
+        opts = list(_options(segs, a, limit - front[0][0] * quantum)) if front else []
         for kept, (cost, _) in front:
             base = kept * quantum
-            for b, mode, keep, live, flops in _options(segs, a, limit - base):
+            for b, mode, keep, live, flops in opts:
                 if base + live > limit:
                     continue
                 q = kept + -(-keep // quantum)
@@ -382,7 +386,8 @@ def _fits(segs, n, limit, quantum):
 def _least_budget(segs, n, work, floor):
     """The smallest max_bytes (to within 1/256) for which _dp finds a plan."""
     def fits(budget):
-        return budget >= work + floor and _fits(segs, n, budget - work, max(1, budget // _QUANTA))
+        return budget >= work + floor and _fits(segs, n, budget - work,
+                                                max(1, budget // _QUANTA))
     lo, hi = 0, 1
     while not fits(hi):
         lo, hi = hi, hi * 2
