@@ -5,9 +5,9 @@ The chain of benchmarks/memory_bench.py (``x = tanh(x @ W_i)``, 64 layers, width
 around every 8 layers, and ``auto_checkpoint`` with several budgets. For each: the peak memory
 growth of one warm call (memory_bench's ``peak_growth_mib``, each in a fresh subprocess with
 mmap-backed malloc, as that script's docstring describes), the peak the plan predicts, and the
-time relative to the no-remat gradient. Times come from one subprocess per framework that
-alternates calls of every variant (best of ``--rounds`` x 3 calls, BLAS single-threaded), so
-load changes on a shared machine hit every row alike. JAX's rows (no remat, checkpoint every 8) are measured the same way
+time relative to the no-remat gradient. Times are the CPU time of the calling process (``time.process_time``, all its threads;
+BLAS single-threaded), the best of ``--rounds`` x 3 calls in one subprocess per framework that
+alternates between the variants: on a shared machine wall-clock time measures the other jobs. JAX's rows (no remat, checkpoint every 8) are measured the same way
 when jax is installed.
 
 Run:  python benchmarks/remat_bench.py [--layers 64] [--budgets 7,10,16,24]
@@ -93,9 +93,9 @@ def child_timing(impl, names, layers, rounds):
     for _ in range(rounds):
         for v, call in calls.items():
             for _ in range(3):
-                t0 = time.perf_counter()
+                t0 = time.process_time()
                 call()
-                best[v] = min(best[v], time.perf_counter() - t0)
+                best[v] = min(best[v], time.process_time() - t0)
     return {v: t * 1e3 for v, t in best.items()}
 
 
