@@ -57,6 +57,13 @@ def test_gradient_equals_the_plain_gradient_eagerly_and_under_jit():
     assert abs(float(scaled) - float(ft.grad(lambda s: chain(s * X, WS))(2.0))) < 1e-12
 
 
+def test_staged_without_a_visible_jvp_plans_for_every_input():
+    # jit stages AUTO before grad differentiates it: every float input is assumed active
+    assert "checkpoint" in str(ft.make_jaxpr(AUTO)(X, WS))
+    np.testing.assert_allclose(np.asarray(ft.grad(ft.jit(AUTO))(X, WS)), REF, rtol=0,
+                               atol=1e-12)
+
+
 def test_the_plan_recomputes_and_the_vjp_saves_no_more_than_planned():
     plan = AUTO.explain(X, WS)              # as saved_residuals: w.r.t. every argument
     assert plan.recompute_eqn_fraction > 0
