@@ -5,10 +5,11 @@ The chain of benchmarks/memory_bench.py (``x = tanh(x @ W_i)``, 64 layers, width
 around every 8 layers, and ``auto_checkpoint`` with several budgets. For each: the peak memory
 growth of one warm call (memory_bench's ``peak_growth_mib``, each in a fresh subprocess with
 mmap-backed malloc, as that script's docstring describes), the peak the plan predicts, and the
-time relative to the no-remat gradient. Times are the CPU time of the calling process (``time.process_time``, all its threads;
-BLAS single-threaded), the best of ``--rounds`` x 3 calls in one subprocess per framework that
-alternates between the variants: on a shared machine wall-clock time measures the other jobs. JAX's rows (no remat, checkpoint every 8) are measured the same way
-when jax is installed.
+time relative to the no-remat gradient. Times are the CPU time of the calling process
+(``time.process_time``, all its threads; BLAS single-threaded), the best of ``--rounds`` x 3
+calls in one subprocess per framework that alternates between the variants: on a shared
+machine wall-clock time measures the other jobs. JAX's rows (no remat, checkpoint every 8)
+are measured the same way when jax is installed.
 
 Run:  python benchmarks/remat_bench.py [--layers 64] [--budgets 7,10,16,24]
 (``--child IMPL VARIANT`` measures one variant's memory in this process; ``--timing IMPL``
