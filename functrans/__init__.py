@@ -15,6 +15,7 @@ from .custom_derivatives import custom_gradient, custom_jvp, custom_vjp  # noqa:
 from .checkpoint import checkpoint, remat, saved_residuals  # noqa: F401
 from . import ad_checkpoint  # noqa: F401
 from .ad_checkpoint import checkpoint_policies  # noqa: F401
+from .auto_checkpoint import auto_checkpoint  # noqa: F401
 from . import lax  # noqa: F401
 from . import random  # noqa: F401
 from . import nn  # noqa: F401

@@ -13,12 +13,13 @@ import types
 
 from . import core
 from .checkpoint import checkpoint, remat, saved_residuals
+from .auto_checkpoint import auto_checkpoint  # noqa: F401
 from .core import Primitive, abstract_eval_rules, impl_rules
 from .interpreters import ad, batching
 from .lax.lax import dot_general_p
 from .tree_util import tree_map
 
-__all__ = ["checkpoint", "remat", "checkpoint_name", "checkpoint_policies",
+__all__ = ["checkpoint", "remat", "auto_checkpoint", "checkpoint_name", "checkpoint_policies",
            "print_saved_residuals", "saved_residuals", "name_p"]
 
 # The identity, carrying a name that policies can select. Its tangent passes through unnamed (as
