@@ -27,3 +27,5 @@ from . import scipy  # noqa: F401,E402
 from . import example_libraries  # noqa: F401,E402
 from . import optim  # noqa: F401,E402
 from . import diagnostics  # noqa: F401,E402
+from . import spectral  # noqa: F401,E402
+from .spectral import hessian_spectrum  # noqa: F401,E402
