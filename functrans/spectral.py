@@ -188,7 +188,8 @@ def top_eigenpairs(matvec: Callable, dim: int, k: int = 1, *, which: str = "LA",
     ``method='lanczos'``: Lanczos with full reorthogonalisation from a random start, grown until
     every wanted Ritz pair has residual ``|A v - theta v| <= tol * max|theta|`` (at most
     ``max_iters`` steps, default ``min(dim, max(10 k, 100))``); a breakdown restarts from a new
-    orthogonal vector, so repeated eigenvalues are found. ``method='power'``: power iteration with
+    orthogonal vector, so exactly repeated eigenvalues are found (their copies beyond the first
+    only appear through such breakdowns: a single Krylov space holds one copy of each). ``method='power'``: power iteration with
     deflation (one run per eigenpair, at most ``max_iters`` steps each, default 1000), shifted so
     that the dominant eigenvalue is the wanted one. Returns Eigenpairs (``converged`` says whether
     tol was met; the values are sorted as ``which`` ranks them)."""
@@ -211,6 +212,8 @@ def top_eigenpairs(matvec: Callable, dim: int, k: int = 1, *, which: str = "LA",
         idx = _pick(theta, k, which)
         scale = max(np.max(np.abs(theta)), np.finfo(float).tiny)
         converged = bool(np.all(res[idx] <= tol * scale))
+        if kry.beta[-1] == 0.0 and not kry.exhausted:
+            continue    # just restarted after a breakdown: the new block may hold more copies
         if converged or kry.exhausted or m >= max_iters:
             vectors = S[:, idx].T @ kry.V[:m]
             return Eigenpairs(theta[idx], vectors, res[idx], converged, kry.matvecs)
