@@ -38,8 +38,8 @@ def _as_key(key):
 def rademacher_probes(key, num, dim):
     """``num`` Rademacher vectors (entries +1 or -1 with probability 1/2) of length ``dim``, as a
     float64 NumPy array of shape (num, dim); ``key`` is a functrans.random key or an int seed."""
-    bits = _random.bernoulli(_as_key(key), 0.5, (num, dim))
-    return np.where(np.asarray(bits), 1.0, -1.0)
+    bits = np.asarray(_random.bits(_as_key(key), (num, dim)))
+    return np.where(bits >= 2 ** 31, 1.0, -1.0)
 
 
 def _unit_start(key, dim):
@@ -112,15 +112,15 @@ class _Krylov:
             self.exhausted = True
         self.beta.append(beta)
 
-    def decomposition(self):
+    def decomposition(self, copy=True):
         m = len(self.alpha)
-        return LanczosDecomposition(np.array(self.alpha), np.array(self.beta[:m - 1]),
-                                    self.V[:m].copy())
+        basis = self.V[:m].copy() if copy else self.V[:m]
+        return LanczosDecomposition(np.array(self.alpha), np.array(self.beta[:m - 1]), basis)
 
     def ritz(self):
         """Ritz values (ascending), the (m, m) eigenvectors of T, and the residual norms
         ``|A y - theta y|`` of the Ritz vectors (``|beta_m s_m|``)."""
-        theta, S = np.linalg.eigh(self.decomposition().tridiagonal())
+        theta, S = np.linalg.eigh(self.decomposition(copy=False).tridiagonal())
         last_beta = 0.0 if self.exhausted else self.beta[-1]
         return theta, S, np.abs(last_beta * S[-1])
 
