@@ -50,7 +50,8 @@ def loss(params, x, labels, weight_decay=1e-3):
     logits = x @ params[f"w{n_layers - 1}"] + params[f"b{n_layers - 1}"]
     logp = nn.log_softmax(logits)
     decay = sum(jnp.sum(params[f"w{i}"] ** 2) for i in range(n_layers))
-    return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1)) + 0.5 * weight_decay * decay
+    nll = -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
+    return nll + 0.5 * weight_decay * decay
 
 
 def train_lbfgs(params, x, labels, steps):

@@ -188,11 +188,12 @@ def top_eigenpairs(matvec: Callable, dim: int, k: int = 1, *, which: str = "LA",
     ``method='lanczos'``: Lanczos with full reorthogonalisation from a random start, grown until
     every wanted Ritz pair has residual ``|A v - theta v| <= tol * max|theta|`` (at most
     ``max_iters`` steps, default ``min(dim, max(10 k, 100))``); a breakdown restarts from a new
-    orthogonal vector, so exactly repeated eigenvalues are found (their copies beyond the first
-    only appear through such breakdowns: a single Krylov space holds one copy of each). ``method='power'``: power iteration with
-    deflation (one run per eigenpair, at most ``max_iters`` steps each, default 1000), shifted so
-    that the dominant eigenvalue is the wanted one. Returns Eigenpairs (``converged`` says whether
-    tol was met; the values are sorted as ``which`` ranks them)."""
+    orthogonal vector, so exactly repeated eigenvalues are found (a single Krylov space holds
+    one copy of each; the others appear only through such breakdowns). ``method='power'``:
+    power iteration with deflation (one run per eigenpair, at most ``max_iters`` steps each,
+    default 1000), shifted so that the dominant eigenvalue is the wanted one. Returns
+    Eigenpairs (``converged``: whether tol was met; the values sorted as ``which`` ranks
+    them)."""
     _check_k(k, dim, "top_eigenpairs")
     _check_which(which, method)
     key = _as_key(key)
