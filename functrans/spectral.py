@@ -85,8 +85,11 @@ class _Krylov:
         return len(self.alpha)
 
     def _orthogonalize(self, w, m):
-        # Two passes of classical Gram-Schmidt against the whole basis ("twice is enough").
-        for _ in range(2):
+        # Classical Gram-Schmidt against the whole basis, repeated once when the first pass
+        # cancelled most of w (the DGKS criterion: "twice is enough").
+        norm = np.linalg.norm(w)
+        w = w - self.V[:m].T @ (self.V[:m] @ w)
+        if np.linalg.norm(w) < 0.7 * norm:
             w = w - self.V[:m].T @ (self.V[:m] @ w)
         return w
 
@@ -96,6 +99,7 @@ class _Krylov:
         self.matvecs += 1
         a = float(self.V[j] @ w)
         self.alpha.append(a)
+        w = w - a * self.V[j] - (self.beta[-1] * self.V[j - 1] if j else 0.0)
         w = self._orthogonalize(w, j + 1)
         b = float(np.linalg.norm(w))
         scale = max(abs(a), max(self.beta, default=0.0), np.finfo(float).tiny)
