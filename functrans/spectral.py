@@ -17,9 +17,9 @@ from . import random as _random
 from .api import hvp as _hvp, jit as _jit
 from .tree_util import tree_flatten, tree_unflatten
 
-__all__ = ["HessianOperator", "HessianSpectrum", "LanczosDecomposition", "SpectralDensity",
-           "hessian_spectrum", "hutchinson_trace", "lanczos", "rademacher_probes",
-           "spectral_density", "top_eigenpairs"]
+__all__ = ["Eigenpairs", "HessianOperator", "HessianSpectrum", "LanczosDecomposition",
+           "SpectralDensity", "hessian_spectrum", "hutchinson_trace", "lanczos",
+           "rademacher_probes", "spectral_density", "top_eigenpairs"]
 
 _WHICH = {"LA": "largest algebraic", "LM": "largest magnitude", "SA": "smallest algebraic"}
 
@@ -398,7 +398,7 @@ class HessianOperator:
 
 class HessianSpectrum:
     """The result of ``hessian_spectrum``: ``eigenvalues`` (k,), ``eigenvectors`` (a list of k
-    pytrees like params, unit norm), ``residuals`` and ``converged`` of the eigenpairs,
+    pytrees like params with NumPy leaves, unit norm together), ``residuals`` and ``converged`` of the eigenpairs,
     ``trace`` and ``trace_stderr`` (Hutchinson), ``density`` (a SpectralDensity or None),
     ``num_hvps`` (all HVPs used), ``dim`` (parameter count) and the settings used."""
 
