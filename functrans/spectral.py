@@ -37,9 +37,12 @@ def _as_key(key):
 
 def rademacher_probes(key, num, dim):
     """``num`` Rademacher vectors (entries +1 or -1 with probability 1/2) of length ``dim``, as a
-    float64 NumPy array of shape (num, dim); ``key`` is a functrans.random key or an int seed."""
-    bits = np.asarray(_random.bits(_as_key(key), (num, dim)))
-    return np.where(bits >= 2 ** 31, 1.0, -1.0)
+    float64 NumPy array of shape (num, dim); ``key`` is a functrans.random key or an int seed.
+    The key seeds a NumPy PCG64 stream (128 bits drawn from it): eager Threefry over every
+    element cost 5x an HVP per probe for a 100k-parameter model."""
+    seed = np.asarray(_random.bits(_as_key(key), (4,)), np.uint32)
+    signs = np.random.Generator(np.random.PCG64(seed)).integers(0, 2, (num, dim), np.int8)
+    return 2.0 * signs - 1.0
 
 
 def _unit_start(key, dim):
