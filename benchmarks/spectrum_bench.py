@@ -6,14 +6,20 @@ Run:  python benchmarks/spectrum_bench.py
 """
 from __future__ import annotations
 
+import os
 import time
 import timeit
 
-import numpy as np
+# Single-threaded BLAS (as linalg_bench): on 2 shared cores OpenBLAS's threads contend with
+# numba's and made every number here 5-10x worse and erratic.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-import functrans as ft
-import functrans.numpy as jnp
-from functrans import spectral
+import numpy as np  # noqa: E402
+
+import functrans as ft  # noqa: E402
+import functrans.numpy as jnp  # noqa: E402
+from functrans import spectral  # noqa: E402
 
 SIZES, BATCH, K = (784, 128, 10), 256, 10
 MAX_ITERS = 300     # the top 10 are clustered (gaps ~1%): more than the default 100 steps
