@@ -31,3 +31,5 @@ from . import optim  # noqa: F401,E402
 from . import diagnostics  # noqa: F401,E402
 from . import distributed  # noqa: F401,E402  (mpi4py is imported only under mpiexec)
 from .distributed import process_count, process_index  # noqa: F401,E402
+from . import spectral  # noqa: F401,E402
+from .spectral import hessian_spectrum  # noqa: F401,E402

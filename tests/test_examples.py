@@ -10,7 +10,7 @@ import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 TESTED = {"train_mlp", "grad_flow", "newton_cg", "per_example_grads", "rnn_scan", "train_bf16",
-          "data_parallel"}
+          "data_parallel", "hessian_spectrum"}
 
 
 def load(name):
@@ -79,6 +79,13 @@ def test_data_parallel_trains_as_one_process(capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))       # it imports train_mlp's model
     assert load("data_parallel").main(["--no-jit", "--epochs", "1"]) > 0.8
     assert "1 process(es)" in capsys.readouterr().out
+
+
+def test_hessian_spectrum_top_eigenvalues_after_training(capsys):
+    before, after = load("hessian_spectrum").main(["--hidden", "4", "--steps", "3", "--k", "2"])
+    for spec in (before, after):
+        assert len(spec.eigenvalues) == 2 and spec.eigenvalues[0] >= spec.eigenvalues[1]
+    assert "L-BFGS steps" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("name", sorted(TESTED))

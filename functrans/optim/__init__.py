@@ -4,8 +4,8 @@ names, signatures and state pytrees, so optax code ports by changing the import.
 An optimizer is a ``GradientTransformation(init, update)``: ``state = opt.init(params)``,
 ``updates, state = opt.update(grads, state, params)``, ``params = apply_updates(params,
 updates)``. See docs/optim.md."""
-from ._base import (EmptyState, GradientTransformation, apply_updates, chain,  # noqa: F401
-                    identity, stateless)
+from ._base import (EmptyState, GradientTransformation, GradientTransformationExtraArgs,  # noqa: F401
+                    apply_updates, chain, identity, stateless)
 from ._transforms import (AddDecayedWeightsState, ClipByGlobalNormState, ClipState,  # noqa: F401
                           EmaState, FactoredState, MaskedNode, MaskedState, MultiTransformState,
                           ScaleByAdamState, ScaleByLionState, ScaleByRmsState,
@@ -25,3 +25,8 @@ from ._schedules import (constant_schedule, cosine_decay_schedule, exponential_d
 from .loss_scale import (DynamicLossScale, NoOpLossScale, StaticLossScale,  # noqa: F401
                          all_finite, select_tree)
 from ._newton_cg import NewtonCGState, newton_cg  # noqa: F401,E402
+from ._linesearch import (BacktrackingLinesearchInfo, ScaleByBacktrackingLinesearchState,  # noqa: F401
+                          ScaleByZoomLinesearchState, ZoomLinesearchInfo,
+                          scale_by_backtracking_linesearch, scale_by_zoom_linesearch,
+                          value_and_grad_from_state)
+from ._lbfgs import ScaleByLBFGSState, lbfgs, scale_by_lbfgs  # noqa: F401

@@ -16,6 +16,18 @@ class GradientTransformation(NamedTuple):
     update: Callable
 
 
+class GradientTransformationExtraArgs(GradientTransformation):
+    """A GradientTransformation whose ``update(updates, state, params=None, **extra_args)`` takes
+    keyword arguments (``value=``, ``grad=``, ``value_fn=`` for the line searches); ``chain``
+    passes its keyword arguments on to these and only these."""
+
+
+def _call_update(t, updates, state, params, extra_args):
+    if isinstance(t, GradientTransformationExtraArgs):
+        return t.update(updates, state, params, **extra_args)
+    return t.update(updates, state, params)
+
+
 class EmptyState(NamedTuple):
     """The state of a stateless transformation (an empty pytree)."""
 
@@ -40,20 +52,21 @@ def stateless_leafwise(f):
 
 def chain(*transforms):
     """A GradientTransformation applying ``transforms`` in order; its state is the tuple of their
-    states."""
+    states. Its update takes keyword arguments (a GradientTransformationExtraArgs) and passes
+    them to the transformations that take them."""
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    def update(updates, state, params=None):
+    def update(updates, state, params=None, **extra_args):
         if len(state) != len(transforms):
             raise ValueError(f"chain: the state holds {len(state)} states for "
                              f"{len(transforms)} transformations")
         new_states = []
         for t, s in zip(transforms, state):
-            updates, s = t.update(updates, s, params)
+            updates, s = _call_update(t, updates, s, params, extra_args)
             new_states.append(s)
         return updates, tuple(new_states)
-    return GradientTransformation(init, update)
+    return GradientTransformationExtraArgs(init, update)
 
 
 def apply_updates(params, updates):
