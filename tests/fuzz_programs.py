@@ -145,6 +145,16 @@ class FT:
                              policy=ft.checkpoint_policies.save_only_these_names("s"))(x)
 
     @staticmethod
+    def linear_solve(a, b):
+        """a^-1 b by lax.custom_linear_solve (a symmetric: its own transpose solve)."""
+        return lax.custom_linear_solve(lambda v: a @ v, b, lambda mv, r: jnp.linalg.solve(a, r),
+                                       symmetric=True)
+
+    @staticmethod
+    def bfloat16_round(x):
+        return lax.reduce_precision(x, 8, 7)
+
+    @staticmethod
     def host_sin(x):
         return ft.pure_callback(np.sin, ft.ShapeDtypeStruct(x.shape, x.dtype), x,
                                 vmap_method="sequential")
@@ -332,6 +342,15 @@ class NP:
     @staticmethod
     def checkpoint_name(x):
         return np.sin(x) * x
+
+    @staticmethod
+    def linear_solve(a, b):
+        return np.linalg.solve(a, b)
+
+    @staticmethod
+    def bfloat16_round(x):
+        import ml_dtypes
+        return x.astype(ml_dtypes.bfloat16).astype(x.dtype)
 
     host_sin = staticmethod(np.sin)
 
@@ -778,6 +797,8 @@ add_op("reduce_max_from", lambda ns, x, axes, init: ns.reduce_max_from(x, axes, 
            "init": draw(st.sampled_from([-0.5, 0.25]))},
        domain=lambda x, axes, init: _sorted_gaps_ok(np.append(np.ravel(x), init), None))
 add_op("checkpoint_name", lambda ns, x: ns.checkpoint_name(x), ["f"])
+# rounding to bfloat16 is piecewise constant: values only (its derivative is straight-through)
+add_op("reduce_precision[bfloat16]", lambda ns, x: ns.bfloat16_round(x), ["f"], diff=())
 add_op("host_sin", lambda ns, x: ns.host_sin(x), ["f"], diff=())   # pure_callback: no jvp
 add_op("debug_identity", lambda ns, x: ns.debug_identity(x), ["fib"])
 # incomplete gamma and beta with their arguments prepared into the domain (x > 0.1 for gamma,
@@ -839,6 +860,8 @@ add_op("qr[x], R*R", lambda ns, x: (lambda r: r * r)(ns.np.linalg.qr(x)[1]), ["f
        accept=lambda a: a.ndim >= 2 and a.shape[-2] >= a.shape[-1] >= 1,
        domain=_spectrum_apart(lambda x: np.linalg.svd(x, compute_uv=False)
                               if x.size else x))
+add_op("custom_linear_solve[x x^T + nI, y]", lambda ns, x, y: ns.linear_solve(_spd(ns, x), y),
+       ["f", "f"], accept=lambda a, b: a.ndim == 2 and _square(a) and b.shape == a.shape[:1])
 add_op("eigvalsh[x + x^T]", lambda ns, x: ns.np.linalg.eigvalsh(_sym(ns, x)), ["f"],
        accept=_square, domain=_spectrum_apart(lambda x: np.linalg.eigvalsh(x + np.swapaxes(x, -1, -2))))
 add_op("svdvals[x]", lambda ns, x: ns.np.linalg.svd(x, compute_uv=False), ["f"],
