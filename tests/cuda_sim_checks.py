@@ -299,6 +299,67 @@ def conv_general_dilated():
                   rtol=1e-5, atol=1e-5, what="complex64 conv")
 
 
+class _NumpyAsCupy:
+    """Stands in for CuPy under the simulator (whose device arrays NumPy reads), so that the
+    im2col + GEMM convolution step runs its CuPy code path; fail=True makes matmul raise."""
+
+    def __init__(self, fail=False):
+        self.fail = fail
+
+    def asarray(self, a):
+        return np.asarray(a)
+
+    def concatenate(self, arrays):
+        return np.concatenate([np.asarray(a) for a in arrays])
+
+    def transpose(self, a, perm):
+        return np.transpose(np.asarray(a), perm)
+
+    def matmul(self, a, b):
+        if self.fail:
+            raise RuntimeError("cuBLAS unavailable (simulated)")
+        return np.matmul(a, b)
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@check
+def conv_gemm_step():
+    """Convolutions as im2col + cuBLAS GEMM steps (backends/cuda_conv.py): forward and
+    gradient against eager. On a real GPU with CuPy they must run as such steps; under the
+    simulator a NumPy stand-in for CuPy runs the same step code, then a failing matmul must
+    turn cuBLAS off and fall back to the direct kernels with the same values."""
+    x, w = floats((2, 3, 6, 5), np.float64), floats((4, 3, 3, 2), np.float64)
+    f = lambda a, b: lax.conv_general_dilated(a, b, (1, 2), [(1, 1), (0, 1)],   # noqa: E731
+                                              rhs_dilation=(2, 1))
+    loss = lambda a, b: fnp.sum(fnp.tanh(f(a, b)))     # noqa: E731
+    want = [f(x, w)] + list(ft.grad(loss, (0, 1))(x, w))
+    calls = numba_cuda._stats["conv_gemm_calls"]
+    if cuda_memory.cupy_module() is not None:
+        got = [ft.jit(f, backend="cuda")(x, w)] + list(ft.jit(ft.grad(loss, (0, 1)),
+                                                              backend="cuda")(x, w))
+        for g, v in zip(got, want):
+            assert_same(g, v, rtol=1e-9, atol=1e-9, what="conv via GEMM")
+        assert numba_cuda._stats["conv_gemm_calls"] >= calls + 4, numba_cuda._stats
+        return
+    for fail in (False, True):
+        real = cuda_memory.cupy_module
+        cuda_memory.cupy_module = lambda: _NumpyAsCupy(fail)      # while the steps are built
+        try:
+            closed = ft.make_jaxpr(lambda a, b: (f(a, b),) + tuple(ft.grad(loss, (0, 1))(a, b)))(x, w)
+            ex = numba_cuda._Executable(closed, "conv")
+        finally:
+            cuda_memory.cupy_module = real
+        try:
+            for g, v in zip(ex([x, w]), want):
+                assert_same(g, v, rtol=1e-9, atol=1e-9, what=f"conv steps (cuBLAS fails: {fail})")
+            assert numba_cuda._gemm_state["enabled"] is not fail, numba_cuda._gemm_state
+        finally:
+            numba_cuda._gemm_state.update(enabled=True, reason="")
+    assert numba_cuda._stats["conv_gemm_calls"] == calls + 4, numba_cuda._stats
+
+
 @check
 def pad_concat_slices():
     x = floats((3, 4))

@@ -28,7 +28,7 @@ CHECK_NAMES = ["unary_float", "binary_float", "integer_ops", "bool_select_conver
                "gpu_jit_backend_cuda_returns_device_arrays", "gpu_device_mismatch_is_an_error",
                "cuda_graphs_replay", "special_functions", "windowed_reductions",
                "host_callbacks", "conv_general_dilated",
-               "complex_programs", "fft_step", "collective_host_step"]
+               "complex_programs", "fft_step", "collective_host_step", "conv_gemm_step"]
 
 
 def _sim_env():
