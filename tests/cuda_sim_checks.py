@@ -299,6 +299,17 @@ def conv_general_dilated():
                   rtol=1e-5, atol=1e-5, what="complex64 conv")
 
 
+class _HostArgs:
+    """A module whose functions get their first argument as a NumPy array."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, name):
+        fn = getattr(self.module, name)
+        return lambda a, *args, **kw: fn(np.asarray(a), *args, **kw)
+
+
 class _NumpyAsCupy:
     """Stands in for CuPy under the simulator (whose device arrays NumPy reads), so that the
     im2col + GEMM convolution step runs its CuPy code path; fail=True makes matmul raise."""
@@ -1118,6 +1129,19 @@ def fft_step():
                   what="fftn/ifftn complex64")
     cuda_vs_eager(lambda a: fnp.fft.rfft(a, n=10)[..., :0], x, rtol=0, atol=0,
                   what="empty slice of rfft")
+    if not on_gpu:      # the cuFFT step's code, with scipy.fft standing in for cuFFT
+        import scipy.fft
+        real = cuda_memory.cupy_module, numba_cuda._cufft_module
+        cuda_memory.cupy_module = lambda: _NumpyAsCupy()
+        numba_cuda._cufft_module = lambda: _HostArgs(scipy.fft)
+        try:
+            closed = ft.make_jaxpr(lambda a: fnp.fft.irfft(fnp.fft.rfft(a * 2.0) * 1j, n=8))(x)
+            ex = numba_cuda._Executable(closed, "fft")
+        finally:
+            cuda_memory.cupy_module, numba_cuda._cufft_module = real
+        assert_same(ex([x])[0], np.fft.irfft(np.fft.rfft(x * 2) * 1j, n=8), rtol=1e-12,
+                    atol=1e-12, what="cuFFT steps (scipy.fft standing in)")
+        assert numba_cuda._stats["cufft_calls"] == calls + 2, numba_cuda._stats
 
 
 @check

@@ -290,6 +290,12 @@ def _size(aval):
 # ---------------------------------------------------------------------------------------------
 # Programs
 
+def _cufft_module():
+    """CuPy's scipy.fft (cuFFT)."""
+    from cupyx.scipy import fft
+    return fft
+
+
 class _Program:
     """A ClosedJaxpr as a sequence of device steps; ``run(device args) -> device outputs``
     (all arrays flat). Nothing in a step reads device memory back to the host except the
@@ -439,11 +445,10 @@ class _Program:
         """A cuFFT step (CuPy's cupyx.scipy.fft, on the stream the kernels use) for an fft
         equation; its result is copied into the step's own buffer. Programs holding one are not
         captured as CUDA graphs (cuFFT plans are made on first use, which a capture forbids)."""
-        from cupyx.scipy import fft as cufft
         from ..lax.fft import fft_transform_name
         x, out = eqn.inputs[0], eqn.out_binders[0]
         lengths = eqn.params["fft_lengths"]
-        transform = getattr(cufft, fft_transform_name(eqn.params["fft_type"]))
+        transform = getattr(_cufft_module(), fft_transform_name(eqn.params["fft_type"]))
         axes = tuple(range(x.aval.ndim - len(lengths), x.aval.ndim))
         empty = 0 in x.aval.shape or 0 in out.aval.shape
 
