@@ -272,7 +272,7 @@ class NP:
     def bitcast(x, dtype):
         """JAX's shape rule on NumPy's view: a narrower dtype adds a trailing axis, a wider one
         consumes it."""
-        x, dtype = np.ascontiguousarray(x), np.dtype(dtype)
+        x, dtype = np.array(x, order="C"), np.dtype(dtype)     # (ascontiguousarray makes 0-d 1-d)
         if dtype.itemsize < x.dtype.itemsize:
             return x[..., None].view(dtype)
         return x.view(dtype)[..., 0] if dtype.itemsize > x.dtype.itemsize else x.view(dtype)

@@ -101,6 +101,11 @@ def _widen_value(v):
 def _widened_eval(invars, consts, eqns, outvars):
     """A function of the widened inputs (bfloat16 ones as uint16 bits) evaluating the flat
     equations in float32, each 16-bit output rounded; bfloat16 results are returned as bits."""
+    # bfloat16 results read by no equation: _bf16_bits rounds them (as reduce_precision would)
+    read_later = {v for e in eqns for v in e.inputs if type(v) is not Literal}
+    encoded_only = {v for v in outvars if type(v) is not Literal and v not in read_later
+                    and v.aval.dtype == core.bfloat16}
+
     def run(*args):
         env = {v: _bf16_from_bits(a) if v.aval.dtype == core.bfloat16 else a
                for v, a in zip(invars, args)}
@@ -119,8 +124,8 @@ def _widened_eval(invars, consts, eqns, outvars):
             outs = outs if eqn.primitive.multiple_results else [outs]
             for o, b in zip(outs, eqn.out_binders):
                 dt = b.aval.dtype
-                env[b] = o if not _is_narrow(dt) or eqn.primitive.name in _EXACT \
-                    else _round_to(o, dt)
+                unrounded = eqn.primitive.name in _EXACT or b in encoded_only
+                env[b] = o if not _is_narrow(dt) or unrounded else _round_to(o, dt)
         return [_bf16_bits(read(v)) if v.aval.dtype == core.bfloat16 else read(v)
                 for v in outvars]
     return run

@@ -693,24 +693,29 @@ def _bitcast_shape(x, new_dtype):
     if new < old:
         return x.shape + (old // new,)
     if not x.shape or x.shape[-1] * old != new:
-        raise TypeError(f"bitcast_convert_type: {x.dtype.name}{list(x.shape)} cannot be read "
+        raise TypeError(f"{x.dtype.name}{list(x.shape)} cannot be read "
                         f"as {new_dtype.name}: its last axis must hold {new // old} elements")
     return x.shape[:-1]
 
 
+def _check_bitcast_dtypes(old, new):
+    if old != new and (old.kind in "bc" or new.kind in "bc"):
+        raise TypeError(f"{old.name} cannot be bitcast to {new.name} (bool and complex only "
+                        "to themselves)")
+
+
 def _bitcast_aval(x, *, new_dtype):
-    if x.dtype != new_dtype and (x.dtype.kind in "bc" or new_dtype.kind in "bc"):
-        raise TypeError(f"bitcast_convert_type: {x.dtype.name} cannot be bitcast to "
-                        f"{new_dtype.name} (bool and complex only to themselves)")
+    _check_bitcast_dtypes(x.dtype, new_dtype)
     return ShapedArray(_bitcast_shape(x, new_dtype), new_dtype)
 
 
 def _bitcast_impl(x, *, new_dtype):
     x = np.asarray(x)
+    _check_bitcast_dtypes(x.dtype, new_dtype)
+    shape = _bitcast_shape(x, new_dtype)
     if x.dtype.itemsize == new_dtype.itemsize:
         return x.view(new_dtype)
-    bits = np.ascontiguousarray(x).reshape(-1).view(new_dtype)
-    return bits.reshape(_bitcast_shape(x, new_dtype))
+    return np.ascontiguousarray(x).reshape(-1).view(new_dtype).reshape(shape)
 
 
 def _bitcast_batch(vals, dims, *, new_dtype):
