@@ -101,6 +101,15 @@ class FT:
         return lax.bitcast_convert_type(x, dtype)
 
     @staticmethod
+    def to_bfloat16_grid(x):
+        return lax.reduce_precision(x.astype(np.float32), 8, 7)
+
+    @staticmethod
+    def solve_diagonal(b, d):
+        """b / d through custom_linear_solve (matvec: times d; solve: divide by d)."""
+        return lax.custom_linear_solve(lambda v: v * d, b, lambda mv, r: r / d, symmetric=True)
+
+    @staticmethod
     def select_n(which, *cases):
         return lax.select_n(which, *cases)
 
@@ -267,6 +276,14 @@ class NP:
     @staticmethod
     def rem(x, y):
         return np.fmod(x, y)
+
+    @staticmethod
+    def to_bfloat16_grid(x):
+        return np.asarray(x, np.float32).astype(ft.numpy.bfloat16).astype(np.float32)
+
+    @staticmethod
+    def solve_diagonal(b, d):
+        return b / d
 
     @staticmethod
     def bitcast(x, dtype):
@@ -664,6 +681,10 @@ def _bitcast_roundtrip(ns, x, via):
 
 add_op("bitcast_roundtrip", _bitcast_roundtrip, ["fi"], diff=(),      # no derivative (JAX's)
        params=lambda draw, a: {"via": draw(st.sampled_from(["same", "bytes"]))})
+# reduce_precision: rounded to bfloat16's grid (ml_dtypes' conversion is the reference); its
+# straight-through derivative is not what finite differences see
+add_op("reduce_precision", lambda ns, x: ns.to_bfloat16_grid(x), ["f"], diff=())
+add_op("custom_linear_solve", lambda ns, b: ns.solve_diagonal(b, 1.5), ["f"])
 
 # x (op) a Python scalar: weak typing, integer_pow, pow.
 SCALAR_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
