@@ -72,7 +72,8 @@ def test_vmap_over_the_consumed_axis():
 
 
 def test_derivative_is_zero_as_jax():
-    out, t = jax.jvp(lambda v: lax.bitcast_convert_type(v, np.int32), (X,), (np.ones(6, np.float32),))
+    out, t = jax.jvp(lambda v: lax.bitcast_convert_type(v, np.int32), (X,),
+                     (np.ones(6, np.float32),))
     assert t.dtype == core.float0 and t.shape == (6,)
     def f(v):      # v again, through its bits: no derivative there, only through `+ v`
         same = lax.bitcast_convert_type(lax.bitcast_convert_type(v, np.int32), np.float32)
@@ -87,7 +88,8 @@ def test_errors_name_the_problem():
         lax.bitcast_convert_type(np.ones(2, np.float64), np.complex64)
     with pytest.raises(TypeError, match="last axis must hold 2"):
         lax.bitcast_convert_type(np.ones(3, np.uint16), np.uint32)
-    with pytest.raises(NotImplementedError, match="CUDA lowering for primitive 'bitcast_convert_type'"):
+    with pytest.raises(NotImplementedError,
+                       match="CUDA lowering for primitive 'bitcast_convert_type'"):
         cuda_codegen.SCALAR_RULES["bitcast_convert_type"](["x"], np.dtype(np.float32),
                                                           np.dtype(np.int32), {})
 
