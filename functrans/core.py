@@ -387,7 +387,7 @@ def _run_narrow(prim, vals, params):
     does on the CPU. ml_dtypes' bfloat16 matmul returns float32, scipy has no 16-bit loops,
     NumPy's float16 cumsum accumulates in float16; this makes every primitive its float32
     value, rounded once."""
-    if _runs_narrow_natively(params):
+    if prim in bit_primitives or _runs_narrow_natively(params):
         return _run_impl(prim, vals, params)
     out_avals = abstract_eval(prim, [get_aval(v) for v in vals], params)
     wide = [v.astype(np.float32) if type(v) is np.ndarray and v.dtype in NARROW_FLOATS else v
@@ -464,6 +464,10 @@ def _unwrap(prim, args):
 # TypeError naming it, eagerly and when staged: the ones defined for real numbers only (max,
 # comparisons, floor, atan2, erf, ...; docs/numerics.md lists them).
 complex_primitives = set()
+
+# Primitives reading their operands' bits (lax.bitcast_convert_type): 16-bit floats reach their
+# impls as they are, not widened to float32 (_run_narrow).
+bit_primitives = set()
 
 
 def complex_operand_error(prim):

@@ -97,6 +97,19 @@ class FT:
         return getattr(lax, name)(x, jnp.full_like(x, s))
 
     @staticmethod
+    def bitcast(x, dtype):
+        return lax.bitcast_convert_type(x, dtype)
+
+    @staticmethod
+    def to_bfloat16_grid(x):
+        return lax.reduce_precision(x.astype(np.float32), 8, 7)
+
+    @staticmethod
+    def solve_diagonal(b, d):
+        """b / d through custom_linear_solve (matvec: times d; solve: divide by d)."""
+        return lax.custom_linear_solve(lambda v: v * d, b, lambda mv, r: r / d, symmetric=True)
+
+    @staticmethod
     def select_n(which, *cases):
         return lax.select_n(which, *cases)
 
@@ -273,6 +286,23 @@ class NP:
     @staticmethod
     def rem(x, y):
         return np.fmod(x, y)
+
+    @staticmethod
+    def to_bfloat16_grid(x):
+        return np.asarray(x, np.float32).astype(ft.numpy.bfloat16).astype(np.float32)
+
+    @staticmethod
+    def solve_diagonal(b, d):
+        return b / d
+
+    @staticmethod
+    def bitcast(x, dtype):
+        """JAX's shape rule on NumPy's view: a narrower dtype adds a trailing axis, a wider one
+        consumes it."""
+        x, dtype = np.array(x, order="C"), np.dtype(dtype)     # (ascontiguousarray makes 0-d 1-d)
+        if dtype.itemsize < x.dtype.itemsize:
+            return x[..., None].view(dtype)
+        return x.view(dtype)[..., 0] if dtype.itemsize > x.dtype.itemsize else x.view(dtype)
 
     @staticmethod
     def shift(name, x, s):
@@ -659,6 +689,21 @@ for _name in ["divide", "remainder", "floor_divide", "rem"]:
 for _name in ["shift_left", "shift_right_logical"]:
     add_op(_name, lambda ns, x, s, _n=_name: ns.shift(_n, x, s), ["i"],
            params=lambda draw, a: {"s": draw(st.integers(0, 8))})
+
+
+def _bitcast_roundtrip(ns, x, via):
+    """x's bits through another dtype and back: x again (so that values computed in other
+    ways by jit and eager differ only as x does), through an equal width or bytes."""
+    via = f"int{8 * x.dtype.itemsize}" if via == "same" else "uint8"
+    return ns.bitcast(ns.bitcast(x, via), x.dtype)
+
+
+add_op("bitcast_roundtrip", _bitcast_roundtrip, ["fi"], diff=(),      # no derivative (JAX's)
+       params=lambda draw, a: {"via": draw(st.sampled_from(["same", "bytes"]))})
+# reduce_precision: rounded to bfloat16's grid (ml_dtypes' conversion is the reference); its
+# straight-through derivative is not what finite differences see
+add_op("reduce_precision", lambda ns, x: ns.to_bfloat16_grid(x), ["f"], diff=())
+add_op("custom_linear_solve", lambda ns, b: ns.solve_diagonal(b, 1.5), ["f"])
 
 # x (op) a Python scalar: weak typing, integer_pow, pow.
 SCALAR_OPS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,

@@ -58,6 +58,7 @@ NO_JVP_NEEDED = NULLARY | {"custom_lin"}
 ZERO_DERIVATIVE = {
     "sign", "floor", "ceil", "round", "is_finite", "not", "stop_gradient", "and", "or", "xor",
     "shift_left", "shift_right_logical", "eq", "ne", "lt", "le", "gt", "ge", "argmax", "argmin",
+    "bitcast_convert_type",
 }
 
 
@@ -456,7 +457,8 @@ OP_TABLE = {op.label: (op.build, op.rtol) for op in OPS}
 # differences see the identity) or no array operand. Their zero tangents are checked below.
 NOT_IN_GRAD_TABLE = {"stop_gradient", "is_finite", "not", "and", "or", "xor", "shift_left", "shift_right_logical",
                      "eq", "ne", "lt", "le", "gt", "ge", "argmax", "argmin", "iota",
-                     "reduce_precision"}   # straight-through (finite differences see steps)
+                     "reduce_precision",   # straight-through (finite differences see steps)
+                     "bitcast_convert_type"}
 
 
 def test_op_table_covers_every_lax_primitive():
@@ -491,7 +493,8 @@ def _nondiff_cases():
     ints = np.array([1, 2, 3], np.int32)
     cases = {"is_finite": (L.is_finite, None), "argmax": (lambda v: lax.argmax(v, 0), None),
              "argmin": (lambda v: lax.argmin(v, 0), None),
-             "not": (L.bitwise_not, np.array([True, False, True]))}
+             "not": (L.bitwise_not, np.array([True, False, True])),
+             "bitcast_convert_type": (lambda v: L.bitcast_convert_type(v, np.int64), None)}
     for c in ["eq", "ne", "lt", "le", "gt", "ge"]:
         cases[c] = ((lambda c: lambda v: getattr(L, c)(v, L.add(v, v)))(c), None)
     for c, fn in [("and", L.bitwise_and), ("or", L.bitwise_or), ("xor", L.bitwise_xor),

@@ -145,6 +145,39 @@ def test_grad_vmap_jit(dt):
                                       np.asarray(want).view(np.uint16))
 
 
+def _edges(x, y, w):
+    return x * y + x, -x, (w * 1.0).astype(BF16), jnp.maximum(x, y), w.astype(BF16) * y
+
+
+_jit_edges = jax.jit(_edges)
+# bfloat16 bits: a quiet NaN, a NaN with a payload (negative), the infinities, the largest
+# finite value (doubled: overflows), the smallest subnormal, -0 and 1
+_EDGE_BITS = np.array([0x7FC0, 0xFF81, 0x7F80, 0xFF80, 0x7F7F, 0x0001, 0x8000, 0x3F80], np.uint16)
+# float32 values halfway between bfloat16 neighbours (ties to even, either way, either sign),
+# rounding up past the largest finite value, a NaN whose payload lies in the dropped half,
+# and subnormal ties
+_TIES = np.array([0x3F808000, 0x3F818000, 0xBF808000, 0x7F7FFFFF, 0xFF7FFFFF, 0x7F800001,
+                  0x00008000, 0x80018000], np.uint32).view(F32)
+
+
+def test_bfloat16_jit_rounds_nan_inf_and_ties_as_eager():
+    """bfloat16 arguments enter the kernel as uint16 bits and results leave as bits rounded in
+    integer ops (narrow.py): bit for bit the eager values (ml_dtypes' conversions)."""
+    x, y = _EDGE_BITS.view(BF16), np.array([2, 2, 0.5, 2, 2, 2, 1, 3], BF16)
+    with np.errstate(over="ignore", invalid="ignore"):      # inf - inf, NaN casts: meant
+        got, want = _jit_edges(x, y, _TIES), _edges(jnp.asarray(x), jnp.asarray(y), _TIES)
+        ties = _TIES.astype(BF16)
+    for g, w in zip(got, want):
+        assert g.dtype == BF16
+        np.testing.assert_array_equal(np.asarray(g).view(np.uint16), np.asarray(w).view(np.uint16))
+    np.testing.assert_array_equal(np.asarray(got[2]).view(np.uint16),
+                                  ties.view(np.uint16))
+    from functrans.backends import narrow
+    widened = narrow.widen(jax.make_jaxpr(_edges)(x, y, _TIES))[0].jaxpr
+    assert [v.aval.dtype.name for v in widened.invars] == ["uint16", "uint16", "float32"]
+    assert {v.aval.dtype.name for v in widened.outvars} == {"uint16"}
+
+
 def test_master_weights_get_float32_grads():
     w = jnp.asarray(X32.T[:, :2])
     g = jax.grad(lambda w: jnp.sum((jnp.asarray(Y32).astype(BF16) @ w.astype(BF16)) ** 2)

@@ -277,7 +277,8 @@ def _no_cuda(name):
 
 
 for _n in ["digamma", "polygamma", "erf_inv", "ndtri", "igamma", "igammac", "igamma_grad_a",
-           "random_gamma_grad", "regularized_incomplete_beta", "reduce_precision"]:
+           "random_gamma_grad", "regularized_incomplete_beta", "reduce_precision",
+           "bitcast_convert_type"]:
     SCALAR_RULES[_n] = _no_cuda(_n)
 
 

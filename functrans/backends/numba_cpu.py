@@ -29,7 +29,7 @@ from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, 
 
 # vmath helpers imported only by the kernels calling them (the source, and so the cache key, of
 # every other kernel stays as it was)
-_OPTIONAL_HELPERS = ("cabs_c64", "reduce_precision_f32", "reduce_precision_f64")
+_OPTIONAL_HELPERS = ("cabs_c64", "reduce_precision_f32", "reduce_precision_f64", "bitcast_as")
 
 SUPPORTED_KINDS = "biufc"
 
@@ -198,6 +198,8 @@ SCALAR_RULES = {
     "ge": _binary(">="),
     "select_n": _select_n,
     "convert_element_type": _convert,
+    "bitcast_convert_type": lambda a, din, dout, p: (
+        a[0] if din == dout else f"bitcast_as({a[0]}, {dtype_ctor(dout)})"),
     "reduce_precision": lambda a, din, dout, p: (
         f"reduce_precision_{'f32' if din == np.float32 else 'f64'}"
         f"({a[0]}, {p['exponent_bits']}, {p['mantissa_bits']})"),
@@ -376,7 +378,7 @@ def _assign_shapes(em, eqn):
     name = eqn.primitive.name
     outs = eqn.out_binders
     arrays = [v for v in eqn.inputs if type(v) is Var]
-    if name in plan_mod.ELEMENTWISE:
+    if plan_mod.is_elementwise(eqn):
         src = next((v for v in arrays if v.aval.shape == outs[0].aval.shape), None)
         em.shapes[outs[0]] = em.shapes[src] if src is not None else em.new_shape(outs[0].aval)
     elif name in plan_mod.REDUCTIONS:
@@ -535,6 +537,8 @@ def _needs_cast(eqn):
         return name == "iota" or any(type(v) is Literal for v in eqn.inputs)
     if name in _COMPARISONS:
         return dout != np.bool_
+    if name == "bitcast_convert_type":     # bitcast_as returns dout's type
+        return False
     if dout.kind != "f" or any(v.aval.dtype != dout for v in eqn.inputs[name == "select_n":]):
         return True
     if name in _SAME_TYPE_FLOAT_OPS:
@@ -592,6 +596,15 @@ def _copy_loops(em, shape, body_fn):
     for ln in body_fn(idx):
         em.line(ln)
     em.ind -= len(shape)
+
+
+def _lower_bitcast(em, eqn):
+    """bitcast_convert_type between widths: a view of the operand's bytes (equal widths are
+    fused elementwise: SCALAR_RULES)."""
+    out = eqn.out_binders[0]
+    em.names[out] = em.fresh("v")
+    em.line(f"{em.names[out]} = np.ascontiguousarray({em.array(eqn.inputs[0])}).ravel()"
+            f".view({dtype_ctor(out.aval.dtype)}).reshape({_tuple(em.shapes[out])})")
 
 
 def _lower_reshape(em, eqn):
@@ -751,6 +764,7 @@ def _lower_concatenate(em, eqn):
 
 lower_rules.update({
     "reshape": _lower_reshape,
+    "bitcast_convert_type": _lower_bitcast,
     "dot_general": _lower_dot_general,
     "cumsum": _lower_cumulative(lambda a, b, dt: f"{a} + {b}"),
     "cumprod": _lower_cumulative(lambda a, b, dt: f"{a} * {b}"),

@@ -26,6 +26,8 @@ ELEMENTWISE |= {"lgamma", "digamma", "polygamma", "erfc", "erf_inv", "ndtri",   
                 "igamma", "igammac", "igamma_grad_a", "random_gamma_grad",
                 "regularized_incomplete_beta"}
 ELEMENTWISE |= {"real", "imag", "conj", "complex"}       # the complex parts (lax.py)
+# elementwise where the widths are equal (see is_elementwise), a view of the bytes otherwise
+WIDTH_DEPENDENT = {"bitcast_convert_type"}
 # reads of one earlier array through an index map; iota reads nothing
 INDEX_MAPS = {"broadcast_in_dim", "transpose", "rev", "slice", "squeeze", "iota"}
 REDUCTIONS = {"reduce_sum", "reduce_prod", "reduce_max", "reduce_min"}
@@ -165,9 +167,18 @@ def inline_jit(closed):
     return list(closed.jaxpr.invars), const_pairs, eqns, outs
 
 
+def is_elementwise(eqn):
+    """True for an equation computing each output element from the same element of its
+    operands (their shapes equal): ELEMENTWISE, and a WIDTH_DEPENDENT one between equal widths."""
+    name = eqn.primitive.name
+    if name in WIDTH_DEPENDENT:
+        return eqn.inputs[0].aval.dtype.itemsize == eqn.out_binders[0].aval.dtype.itemsize
+    return name in ELEMENTWISE
+
+
 def _fusible(eqn):
     name = eqn.primitive.name
-    return name in ELEMENTWISE or name in INDEX_MAPS or name in REDUCTIONS
+    return is_elementwise(eqn) or name in INDEX_MAPS or name in REDUCTIONS
 
 
 def _iter_var(eqn):
@@ -368,9 +379,9 @@ def fold_splats(eqns, outvars):
         name = e.primitive.name
         ins = [splat.get(v, v) if type(v) is Var else v for v in e.inputs]
         if len(e.out_binders) == 1 and all(type(v) is Literal for v in ins) and (
-                name in _SPLAT_PRESERVING or name in ELEMENTWISE):
+                name in _SPLAT_PRESERVING or is_elementwise(e)):
             out = e.out_binders[0]
-            if name in ELEMENTWISE:
+            if is_elementwise(e):
                 val = core.impl_rules[e.primitive](*[np.asarray(v.val, v.aval.dtype) for v in ins],
                                                    **e.params)
                 val = np.asarray(val, out.aval.dtype).reshape(())
@@ -378,7 +389,7 @@ def fold_splats(eqns, outvars):
                 val = ins[0].val
             splat[out] = _splat(val, out.aval)
             continue
-        if name in ELEMENTWISE:
+        if is_elementwise(e):
             e = core.JaxprEqn(e.primitive, ins, e.params, e.out_binders, e.source_info)
         else:
             for v in e.inputs:

@@ -243,6 +243,19 @@ def _bitcast(src, dst, llvm_type):
 
 
 _d2l = _bitcast(types.float64, types.int64, ir.IntType(64))
+
+
+@intrinsic
+def bitcast_as(typingctx, x, target):
+    """x's bits read as the scalar type ``target`` (a NumPy type of x's width, as np.uint32):
+    lax.bitcast_convert_type of one element."""
+    out = target.instance_type
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(out))
+    return out(x, target), codegen
+
+
 _l2d = _bitcast(types.int64, types.float64, ir.DoubleType())
 
 

@@ -683,6 +683,67 @@ transpose_rules[convert_element_type_p] = lambda ct, x, *, new_dtype: [
     convert_element_type(ct, x.aval.dtype)]
 
 
+def _bitcast_shape(x, new_dtype):
+    """The shape of x's bits read as new_dtype (JAX's rule): x's shape for an equal width, an
+    extra trailing axis of the width ratio for a narrower dtype, the last axis (which must be
+    the ratio) consumed for a wider one."""
+    old, new = x.dtype.itemsize, new_dtype.itemsize
+    if old == new:
+        return x.shape
+    if new < old:
+        return x.shape + (old // new,)
+    if not x.shape or x.shape[-1] * old != new:
+        raise TypeError(f"{x.dtype.name}{list(x.shape)} cannot be read "
+                        f"as {new_dtype.name}: its last axis must hold {new // old} elements")
+    return x.shape[:-1]
+
+
+def _check_bitcast_dtypes(old, new):
+    if old != new and (old.kind in "bc" or new.kind in "bc"):
+        raise TypeError(f"{old.name} cannot be bitcast to {new.name} (bool and complex only "
+                        "to themselves)")
+
+
+def _bitcast_aval(x, *, new_dtype):
+    _check_bitcast_dtypes(x.dtype, new_dtype)
+    return ShapedArray(_bitcast_shape(x, new_dtype), new_dtype)
+
+
+def _bitcast_impl(x, *, new_dtype):
+    x = np.asarray(x)
+    _check_bitcast_dtypes(x.dtype, new_dtype)
+    shape = _bitcast_shape(x, new_dtype)
+    if x.dtype.itemsize == new_dtype.itemsize:
+        return x.view(new_dtype)
+    return np.ascontiguousarray(x).reshape(-1).view(new_dtype).reshape(shape)
+
+
+def _bitcast_batch(vals, dims, *, new_dtype):
+    """An equal width maps elementwise; otherwise the last axis changes, so the batch axis
+    moves to the front."""
+    (x,), (d,) = vals, dims
+    if get_aval(x).dtype.itemsize != new_dtype.itemsize:
+        x, d = moveaxis(x, d, 0), 0
+    return bitcast_convert_type_p.bind(x, new_dtype=new_dtype), d
+
+
+bitcast_convert_type_p = primitive("bitcast_convert_type", _bitcast_impl, _bitcast_aval)
+batch_rules[bitcast_convert_type_p] = _bitcast_batch
+defjvp_zero(bitcast_convert_type_p)      # as JAX: no derivative through the bits
+core.bit_primitives.add(bitcast_convert_type_p)
+
+
+def bitcast_convert_type(operand, new_dtype):
+    """operand's bits read as new_dtype (JAX's lax.bitcast_convert_type), a NumPy ``view``:
+    same shape for an equal width, a new trailing axis for a narrower dtype (uint32 -> 4
+    uint8), the last axis consumed for a wider one (2 uint16 -> uint32). Its derivative is
+    zero, as JAX's."""
+    new_dtype = _canon(new_dtype)
+    if get_aval(operand).dtype == new_dtype:
+        return core.to_output(operand)
+    return bitcast_convert_type_p.bind(operand, new_dtype=new_dtype)
+
+
 # ---------------------------------------------------------------------------------------------
 # Creation
 
