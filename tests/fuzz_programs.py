@@ -164,10 +164,6 @@ class FT:
                                        symmetric=True)
 
     @staticmethod
-    def bfloat16_round(x):
-        return lax.reduce_precision(x, 8, 7)
-
-    @staticmethod
     def host_sin(x):
         return ft.pure_callback(np.sin, ft.ShapeDtypeStruct(x.shape, x.dtype), x,
                                 vmap_method="sequential")
@@ -376,11 +372,6 @@ class NP:
     @staticmethod
     def linear_solve(a, b):
         return np.linalg.solve(a, b)
-
-    @staticmethod
-    def bfloat16_round(x):
-        import ml_dtypes
-        return x.astype(ml_dtypes.bfloat16).astype(x.dtype)
 
     host_sin = staticmethod(np.sin)
 
@@ -842,8 +833,6 @@ add_op("reduce_max_from", lambda ns, x, axes, init: ns.reduce_max_from(x, axes, 
            "init": draw(st.sampled_from([-0.5, 0.25]))},
        domain=lambda x, axes, init: _sorted_gaps_ok(np.append(np.ravel(x), init), None))
 add_op("checkpoint_name", lambda ns, x: ns.checkpoint_name(x), ["f"])
-# rounding to bfloat16 is piecewise constant: values only (its derivative is straight-through)
-add_op("reduce_precision[bfloat16]", lambda ns, x: ns.bfloat16_round(x), ["f"], diff=())
 add_op("host_sin", lambda ns, x: ns.host_sin(x), ["f"], diff=())   # pure_callback: no jvp
 add_op("debug_identity", lambda ns, x: ns.debug_identity(x), ["fib"])
 # incomplete gamma and beta with their arguments prepared into the domain (x > 0.1 for gamma,
