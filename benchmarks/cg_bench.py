@@ -26,6 +26,7 @@ import functrans as ft
 import functrans.numpy as jnp
 from functrans import nn
 from functrans.scipy.sparse.linalg import cg
+from timing import best
 
 SIZES = [256, 256, 128, 10]
 BATCH = 256
@@ -52,17 +53,6 @@ def make_loss(np_mod, nn_mod):
 def damped(hvp, tree_map=ft.tree_util.tree_map, damping=DAMPING):
     """v -> hvp(v) + damping v: positive definite, so CG runs every iteration it is given."""
     return lambda v: tree_map(lambda h, u: h + damping * u, hvp(v), v)
-
-
-def best(f, repeat=7):
-    """Best seconds of f() over repeat calls (after one warm-up)."""
-    f()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def per_iteration(run, n):

@@ -8,13 +8,13 @@ Run:  python benchmarks/conv_bench.py [--repeats N]
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import functrans as ft
 import functrans.numpy as jnp
 from functrans import lax
+from timing import best
 
 DN = ("NHWC", "HWIO", "NHWC")
 # name -> (lhs shape, rhs shape, strides, padding, dimension numbers, feature groups)
@@ -47,17 +47,6 @@ def numpy_conv(x, w, strides, padding, fgc):
     return np.concatenate(parts, -1) if fgc > 1 else parts[0]
 
 
-def timeit(f, repeats):
-    """The best of repeats calls (after a warm-up): the machine may be shared."""
-    f()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return float(np.min(times))
-
-
 def run_case(name, spec, repeats):
     lshape, rshape, strides, padding, dn, fgc = spec
     rng = np.random.default_rng(0)
@@ -74,11 +63,11 @@ def run_case(name, spec, repeats):
     want = numpy_conv(x, w, strides, padding, fgc)
     got = np.asarray(ft.jit(conv)(x, w))
     np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-4)
-    rows = {"numpy (hand-written)": timeit(lambda: numpy_conv(x, w, strides, padding, fgc), repeats),
-            "functrans eager": timeit(lambda: conv(x, w), repeats),
-            "functrans jit": timeit(lambda: ft.jit(conv)(x, w), repeats)}
+    rows = {"numpy (hand-written)": best(lambda: numpy_conv(x, w, strides, padding, fgc), repeats),
+            "functrans eager": best(lambda: conv(x, w), repeats),
+            "functrans jit": best(lambda: ft.jit(conv)(x, w), repeats)}
     grad = ft.jit(ft.grad(loss, (0, 1)))
-    rows["functrans jit grad (fwd+bwd)"] = timeit(lambda: grad(x, w), repeats)
+    rows["functrans jit grad (fwd+bwd)"] = best(lambda: grad(x, w), repeats)
     try:
         import jax
         from jax import lax as jlax
@@ -87,8 +76,8 @@ def run_case(name, spec, repeats):
             a, b, strides, padding, dimension_numbers=dn, feature_group_count=fgc))
         jgrad = jax.jit(jax.grad(lambda a, b: jjnp.sum(jjnp.tanh(jlax.conv_general_dilated(
             a, b, strides, padding, dimension_numbers=dn, feature_group_count=fgc))), (0, 1)))
-        rows["jax jit"] = timeit(lambda: jconv(x, w).block_until_ready(), repeats)
-        rows["jax jit grad (fwd+bwd)"] = timeit(lambda: jax.block_until_ready(jgrad(x, w)), repeats)
+        rows["jax jit"] = best(lambda: jconv(x, w).block_until_ready(), repeats)
+        rows["jax jit grad (fwd+bwd)"] = best(lambda: jax.block_until_ready(jgrad(x, w)), repeats)
     except ImportError:
         pass
     base = rows["numpy (hand-written)"]

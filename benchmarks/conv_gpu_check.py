@@ -3,7 +3,6 @@ forward and the gradient against the CPU jit, then times them (best of 10, ms) a
 same GPU when installed; the convolutions run as im2col + cuBLAS GEMM (backends/cuda_conv.py)
 where CuPy is in use. Run on a machine with a GPU:  python benchmarks/conv_gpu_check.py
 """
-import time
 import numpy as np
 import functrans as ft
 import functrans.numpy as jnp
@@ -14,11 +13,9 @@ x = rng.standard_normal((32, 28, 28, 16)).astype(np.float32)
 w = (rng.standard_normal((3, 3, 16, 32)) / 12).astype(np.float32)
 conv = lambda a, b: lax.conv_general_dilated(a, b, (1, 1), "SAME", dimension_numbers=DN)
 loss = lambda a, b: jnp.sum(jnp.tanh(conv(a, b)))
+from timing import best as best_s  # noqa: E402
 def best(f, n=10):
-    f(); ts = []
-    for _ in range(n):
-        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
-    return min(ts) * 1e3
+    return best_s(f, n) * 1e3
 gpu = ft.devices("cuda")[0]
 xg, wg = ft.device_put(x, gpu), ft.device_put(w, gpu)
 fc = ft.jit(conv)

@@ -3,29 +3,24 @@ values against NumPy and that cuFFT ran (not the host fallback), then times a 2*
 complex64 FFT and the gradient of sum(|rfft(x)|**2) (best of 10, ms) beside cupy.fft and JAX on
 the same GPU when installed. Run on a machine with a GPU:  python benchmarks/fft_gpu_check.py
 """
-import time
 
 import numpy as np
 
 import functrans as ft
 import functrans.numpy as jnp
 from functrans.backends import numba_cuda
+from timing import best as best_s
+
+
+def best(f):
+    """Best milliseconds of f() over 10 calls."""
+    return best_s(f, 10) * 1e3
 
 N = 2 ** 20
 rng = np.random.default_rng(0)
 z = (rng.standard_normal(N) + 1j * rng.standard_normal(N)).astype(np.complex64)
 x = rng.standard_normal(N).astype(np.float32)
 small = rng.standard_normal((4, 6, 10))
-
-
-def best(f, n=10):
-    f()
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t)
-    return min(ts) * 1e3
 
 
 def power(a):

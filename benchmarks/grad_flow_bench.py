@@ -5,13 +5,13 @@ Run:  python benchmarks/grad_flow_bench.py
 """
 from __future__ import annotations
 
-import timeit
 
 import numpy as np
 
 import functrans as ft
 import functrans.numpy as jnp
 from functrans.diagnostics import grad_flow
+from timing import best_adaptive
 
 DEPTH, WIDTH, BATCH = 8, 256, 128
 
@@ -23,13 +23,6 @@ def loss(params, x, y):
     return jnp.mean((h - y) ** 2)
 
 
-def best(f, rounds=5):
-    """Best seconds per call of f() over a few rounds (after one warm-up call)."""
-    ft.block_until_ready(f())
-    n = max(1, int(0.2 / max(timeit.timeit(f, number=1), 1e-6)))
-    return min(timeit.repeat(lambda: ft.block_until_ready(f()), number=n, repeat=rounds)) / n
-
-
 def main():
     rng = np.random.default_rng(0)
     params = [(jnp.asarray(rng.normal(size=(WIDTH, WIDTH)).astype(np.float32) / np.sqrt(WIDTH)),
@@ -38,8 +31,8 @@ def main():
     y = jnp.asarray(rng.normal(size=(BATCH, WIDTH)).astype(np.float32))
     grad, flow = ft.grad(loss), grad_flow(loss)
     jgrad, jflow = ft.jit(grad), ft.jit(flow)
-    rows = [("eager", best(lambda: grad(params, x, y)), best(lambda: flow(params, x, y))),
-            ("jit", best(lambda: jgrad(params, x, y)), best(lambda: jflow(params, x, y)))]
+    rows = [("eager", best_adaptive(lambda: grad(params, x, y)), best_adaptive(lambda: flow(params, x, y))),
+            ("jit", best_adaptive(lambda: jgrad(params, x, y)), best_adaptive(lambda: jflow(params, x, y)))]
     print(f"grad_flow vs grad ({DEPTH} tanh layers, width {WIDTH}, batch {BATCH}, float32); "
           "target <= 2.5x")
     for name, g, f in rows:

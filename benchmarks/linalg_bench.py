@@ -23,6 +23,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import functrans as ft  # noqa: E402
 import functrans.numpy as fnp  # noqa: E402
+from timing import best as _best  # noqa: E402
+
+
+def best(f, repeat):
+    """Best process CPU time per call (seconds): robust to a shared machine."""
+    return _best(f, repeat, clock=time.process_time)
 
 try:
     import jax
@@ -30,17 +36,6 @@ try:
     jax.config.update("jax_enable_x64", True)
 except ImportError:
     jax = None
-
-
-def best(f, repeat):
-    """Best process CPU time per call (seconds) of f() over repeat rounds, after a warm-up."""
-    f()
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
-        f()
-        times.append(time.process_time() - t)
-    return min(times)
 
 
 def _block(x):

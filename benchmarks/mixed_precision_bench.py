@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import pathlib
-import timeit
 
 import numpy as np
 
 import functrans as ft
 import functrans.numpy as jnp
+from timing import best_adaptive
 
 DEPTH, WIDTH, BATCH = 3, 256, 128
 
@@ -37,13 +37,6 @@ def loss(params, x):
     return jnp.mean(h * h).astype(jnp.float32)
 
 
-def best(f, rounds=5):
-    """Best seconds per call of f() over a few rounds (after one warm-up call)."""
-    ft.block_until_ready(f())
-    n = max(1, int(0.2 / max(timeit.timeit(f, number=1), 1e-6)))
-    return min(timeit.repeat(lambda: ft.block_until_ready(f()), number=n, repeat=rounds)) / n
-
-
 def gradient_times():
     rng = np.random.default_rng(0)
     ws = [rng.normal(size=(WIDTH, WIDTH)).astype(np.float32) / np.sqrt(WIDTH)
@@ -54,7 +47,7 @@ def gradient_times():
     rows = []
     for dt in (jnp.float32, jnp.bfloat16):
         p, xd = [jnp.asarray(w).astype(dt) for w in ws], jnp.asarray(x).astype(dt)
-        rows.append((np.dtype(dt).name, best(lambda: grad(p, xd)), best(lambda: jgrad(p, xd))))
+        rows.append((np.dtype(dt).name, best_adaptive(lambda: grad(p, xd)), best_adaptive(lambda: jgrad(p, xd))))
     return rows
 
 
@@ -65,7 +58,7 @@ def elementwise_times():
     """(dtype name, seconds) of jit(tanh(x) * 2 + 1) on ELEMENTS values of each dtype."""
     f = ft.jit(lambda x: jnp.tanh(x) * 2 + 1)
     x = np.random.default_rng(0).uniform(-3, 3, ELEMENTS).astype(np.float32)
-    return [(np.dtype(dt).name, best(lambda xd=x.astype(dt): f(xd)))
+    return [(np.dtype(dt).name, best_adaptive(lambda xd=x.astype(dt): f(xd)))
             for dt in (jnp.float32, jnp.bfloat16)]
 
 

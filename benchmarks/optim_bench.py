@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -22,22 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import functrans as ft  # noqa: E402
 from functrans import optim  # noqa: E402
+from timing import best as _best  # noqa: E402
+
+
+def best(f):
+    return _best(f, repeat=15)
 
 LR, B1, B2, EPS = 1e-3, 0.9, 0.999, 1e-8
 # 10.03M parameters: three weight matrices and their biases
 SHAPES = {"w1": (2048, 2048), "b1": (2048,), "w2": (2048, 2048), "b2": (2048,),
           "w3": (2048, 800), "b3": (800,)}
-
-
-def best(f, repeat=15):
-    """Best seconds per call of f() over `repeat` rounds (after one warm-up call)."""
-    f()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def make_tree(rng, scale=1.0):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-import timeit
 
 # Single-threaded BLAS (as linalg_bench): on 2 shared cores OpenBLAS's threads contend with
 # numba's and made every number here 5-10x worse and erratic.
@@ -20,6 +19,7 @@ import numpy as np  # noqa: E402
 import functrans as ft  # noqa: E402
 import functrans.numpy as jnp  # noqa: E402
 from functrans import spectral  # noqa: E402
+from timing import best_adaptive  # noqa: E402
 
 SIZES, BATCH, K = (784, 128, 10), 256, 10
 MAX_ITERS = 300     # the top 10 are clustered (gaps ~1%): more than the default 100 steps
@@ -29,13 +29,6 @@ def loss(params, x, labels):
     (w1, b1), (w2, b2) = params
     logits = jnp.tanh(x @ w1 + b1) @ w2 + b2
     return -jnp.mean(jnp.take_along_axis(ft.nn.log_softmax(logits), labels[:, None], axis=1))
-
-
-def best(f, rounds=5):
-    """Best seconds per call of f() over a few rounds (after one warm-up call)."""
-    ft.block_until_ready(f())
-    n = max(1, int(0.2 / max(timeit.timeit(f, number=1), 1e-6)))
-    return min(timeit.repeat(lambda: ft.block_until_ready(f()), number=n, repeat=rounds)) / n
 
 
 def timed(f):
@@ -55,9 +48,9 @@ def main():
     op = spectral.HessianOperator(loss, params, x, labels)
     v = rng.normal(size=op.dim)
     jgrad = ft.jit(ft.grad(loss))
-    t_grad = best(lambda: jgrad(params, x, labels))
-    t_hvp = best(lambda: op.matvec(v))            # includes the flat <-> pytree conversion
-    t_hvp_tree = best(lambda: op._hvp(params, op.unravel(v), x, labels))
+    t_grad = best_adaptive(lambda: jgrad(params, x, labels))
+    t_hvp = best_adaptive(lambda: op.matvec(v))            # includes the flat <-> pytree conversion
+    t_hvp_tree = best_adaptive(lambda: op._hvp(params, op.unravel(v), x, labels))
     op.num_matvecs = 0
     eig, t_eig = timed(lambda: spectral.top_eigenpairs(op.matvec, op.dim, K, tol=1e-4,
                                                                   max_iters=MAX_ITERS, key=0))

@@ -20,7 +20,6 @@ conjugate-linear) transposes.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 

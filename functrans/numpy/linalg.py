@@ -168,7 +168,6 @@ _inv.defjvp(_inv_jvp)
 def _lu_parts(a):
     """(diagonal of U, the sign of the row permutation, lu) of a's LU decomposition."""
     lu, piv, _ = L.lu(a)
-    n = get_aval(a).shape[-1]
     swaps = U.not_equal(piv, lax.broadcasted_iota(np.int32, get_aval(piv).shape,
                                                   get_aval(piv).ndim - 1))
     odd = U.remainder(R.sum(cast(swaps, np.int32), axis=-1), 2)

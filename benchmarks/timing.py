@@ -1,0 +1,30 @@
+"""The timing helpers every benchmark script shares (run them from the repository root, as
+`python benchmarks/NAME.py`: this folder is then on sys.path). The machine may be shared, so a
+figure is the best of several rounds, never a mean."""
+import time
+
+
+def best(f, repeat=7, clock=time.perf_counter, number=1):
+    """Best seconds per call of f() over `repeat` rounds of `number` calls, after one warm-up
+    call; clock=time.process_time counts this process's CPU time only."""
+    f()
+    times = []
+    for _ in range(repeat):
+        t = clock()
+        for _ in range(number):
+            f()
+        times.append((clock() - t) / number)
+    return min(times)
+
+
+def best_adaptive(f, rounds=5, round_seconds=0.2):
+    """best() of f() and the wait for its results (functrans.block_until_ready), with as many
+    calls per round as fill about round_seconds."""
+    import functrans
+
+    def call():
+        return functrans.block_until_ready(f())
+    t = time.perf_counter()
+    call()
+    once = max(time.perf_counter() - t, 1e-6)
+    return best(call, repeat=rounds, number=max(1, int(round_seconds / once)))
