@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 import functrans as ft
+import functrans.numpy as jnp
 from functrans import lax
 from functrans.test_util import check_grads
 
@@ -393,3 +394,40 @@ def test_make_jaxpr_shows_loops():
     assert "scan[length=3" in text and "tanh" in text
     text = str(ft.make_jaxpr(while_fun)(f64(0.9)))
     assert "while[" in text and "cond_jaxpr" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Loop-invariant code motion in the CPU plan (backends/plan.py hoist_loop_invariants)
+
+def _loop_body_eqns(closed, name):
+    from functrans.backends import plan
+    eqns = plan.hoist_loop_invariants(plan.inline_jit(closed)[2])
+    loop = next(e for e in eqns if e.primitive.name == name)
+    body = loop.params["body_jaxpr" if name == "while" else "jaxpr"]
+    return [e.primitive.name for e in eqns], [e.primitive.name for e in body.jaxpr.eqns]
+
+
+def test_loop_invariants_run_once_before_the_loop():
+    """A product of the loop's constants moves out of while and scan bodies (what CG on
+    jvp(grad(f)) needs: f's forward pass once, not per iteration); what reads a carry or a
+    scanned slice, splats of literals, and effects (debug.print) stay; values are unchanged."""
+    a = np.random.default_rng(0).normal(size=(4, 4))
+
+    def cg_like(m, v):
+        def body(c):
+            i, u = c
+            ft.debug.print("step {}", i)
+            return i + 1, jnp.tanh(m @ m) @ u * 0.5 + 1.0
+        return lax.while_loop(lambda c: c[0] < 3, body, (0, v))[1]
+
+    def scan_like(m, xs):
+        return lax.scan(lambda c, x: (c + jnp.sin(m * 2.0).sum() * x, c), 0.0, xs)
+
+    outer, body = _loop_body_eqns(ft.make_jaxpr(cg_like)(a, a[0]), "while")
+    assert outer.count("dot_general") == 1 and "tanh" in outer          # tanh(m @ m): once
+    assert body.count("dot_general") == 1 and "debug_callback" in body   # the carry's product
+    outer, body = _loop_body_eqns(ft.make_jaxpr(scan_like)(a, a[0]), "scan")
+    assert "sin" in outer and "reduce_sum" in outer and "sin" not in body
+    np.testing.assert_allclose(ft.jit(cg_like)(a, a[0]), cg_like(a, a[0]), rtol=1e-12)
+    for got, want in zip(ft.jit(scan_like)(a, a[0]), scan_like(a, a[0])):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

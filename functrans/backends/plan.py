@@ -594,14 +594,97 @@ def cut_groups(steps, eqn_cost, cap):
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# Loop-invariant code motion: equations of a while/scan body that read only the loop's
+# constants (never a carry or a scanned slice) run once, before the loop. CG on jvp(grad(f))
+# recomputed f's whole forward pass in every iteration without it (XLA hoists it too).
+
+# where a loop's constant operands start in its inputs, how many there are, and its body
+_LOOP_BODIES = {"while": (lambda p: p["cond_nconsts"], lambda p: p["body_nconsts"],
+                          "body_jaxpr", "body_nconsts"),
+                "scan": (lambda p: 0, lambda p: p["num_consts"], "jaxpr", "num_consts")}
+
+
+def _invariant(eqn, invariant):
+    """True if eqn reads only loop-invariant vars and literals, and has no effect."""
+    return (all(type(v) is not Var or v in invariant for v in eqn.inputs)
+            and eqn.primitive not in core.host_primitives
+            and not (core.host_primitives and core.eqn_uses(eqn, core.host_primitives)))
+
+
+def _cheap(eqn):
+    """A splat of a scalar or an iota: cheaper recomputed inside a loop (where the CPU backend
+    folds it into the loops that read it) than materialised outside."""
+    return (not any(type(v) is Var and v.aval.ndim for v in eqn.inputs)
+            and eqn.primitive.name in ("broadcast_in_dim", "iota"))
+
+
+def _hoist_from_loop(eqn):
+    """[the hoisted equations (on the loop's operands), the loop equation without them]; the
+    loop's body takes the hoisted values as extra constants after its own. Cheap invariant
+    equations stay in the body, and are copied out too where a hoisted one reads them."""
+    start_of, count_of, body_key, count_key = _LOOP_BODIES[eqn.primitive.name]
+    p = eqn.params
+    start, n = start_of(p), count_of(p)
+    body = p[body_key]
+    jx = body.jaxpr
+    invariant = set(jx.invars[:n])
+    cheap, hoisted, kept = {}, [], []
+    for e in jx.eqns:
+        if not _invariant(e, invariant):
+            kept.append(e)
+            continue
+        invariant.update(e.out_binders)
+        if _cheap(e):
+            kept.append(e)
+            cheap.update((o, e) for o in e.out_binders)
+        else:
+            hoisted.append(e)
+    if not hoisted:
+        return [eqn]
+    used = set(v for e in kept for v in e.inputs) | set(jx.outvars)
+    needed = [o for e in hoisted for o in e.out_binders if o in used]
+    outer = dict(zip(jx.invars[:n], eqn.inputs[start:start + n]))
+    moved = []
+
+    def move(e):
+        outs = [Var(o.aval) for o in e.out_binders]
+        for v in e.inputs:
+            if v in cheap and v not in outer:
+                move(cheap[v])
+        moved.append(core.JaxprEqn(e.primitive, [outer.get(v, v) for v in e.inputs], e.params,
+                                   outs, e.source_info))
+        outer.update(zip(e.out_binders, outs))
+    for e in hoisted:
+        move(e)
+    new_body = core.ClosedJaxpr(core.Jaxpr(jx.constvars, jx.invars[:n] + needed + jx.invars[n:],
+                                           kept, jx.outvars), body.consts)
+    ins = list(eqn.inputs)
+    ins[start + n:start + n] = [outer[v] for v in needed]
+    loop = core.JaxprEqn(eqn.primitive, ins, dict(p, **{body_key: new_body,
+                                                        count_key: n + len(needed)}),
+                         eqn.out_binders, eqn.source_info)
+    return moved + [loop]
+
+
+def hoist_loop_invariants(eqns):
+    """eqns with each while/scan body's loop-invariant equations moved before the loop."""
+    out = []
+    for e in eqns:
+        out.extend(_hoist_from_loop(e) if e.primitive.name in _LOOP_BODIES else [e])
+    return out
+
+
 def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None):
-    """The KernelPlan of a ClosedJaxpr. rewrites=True (the CPU backend) also folds splat
+    """The KernelPlan of a ClosedJaxpr. rewrites=True (the CPU backend) also moves loop
+    invariants out of while/scan bodies (hoist_loop_invariants), folds splat
     constants into the loops that read them (fold_splats), lowers outer-product dot_generals
     as fused loops (fuse_outer_products) and feeds transposes to dot_general as BLAS flags
     (absorb_transposes_into_dots). With a group_cap, every Group whose equations cost more
     than group_cap under eqn_cost (equation -> number) is cut into pieces (cut_groups)."""
     invars, const_pairs, eqns, outvars = inline_jit(closed)
     if rewrites:
+        eqns = hoist_loop_invariants(eqns)
         eqns, outvars = share_svd_values(*fold_splats(eqns, outvars))
         eqns = fuse_outer_products(eqns, outvars)
         eqns = drop_unused(absorb_transposes_into_dots(eqns, outvars), outvars)
