@@ -13,7 +13,7 @@ On a machine shared with other work, pin the BLAS threads (OPENBLAS_NUM_THREADS=
 with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"): idle
 BLAS threads spinning against the load slow small matrix products 50x.
 
-Run:  python benchmarks/cg_bench.py [--iters N]
+Run:  python benchmarks/cg_bench.py [--iters N]   (default 20)
 """
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def fmt(t):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=5, help="N: runs of N and 2N iterations")
+    ap.add_argument("--iters", type=int, default=20,
+                    help="N: runs of N and 2N iterations (with 5 the slope was noise)")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     params = init_mlp(rng, SIZES)
