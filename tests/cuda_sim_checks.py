@@ -51,6 +51,16 @@ def cuda_vs_eager(f, *args, rtol=1e-6, atol=0.0, what=""):
     assert_same(ft.jit(f, backend="cuda")(*args), f(*args), rtol, atol, what)
 
 
+def assert_cuda_unsupported(name, f, *args):
+    """jit(f, backend='cuda')(*args) raises NotImplementedError naming primitive name."""
+    try:
+        ft.jit(f, backend="cuda")(*args)
+    except NotImplementedError as e:
+        assert f"primitive '{name}'" in str(e), str(e)
+    else:
+        raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
+
+
 def floats(shape, dtype=np.float32, lo=-3.0, hi=3.0):
     return RNG.uniform(lo, hi, shape).astype(dtype)
 
@@ -299,6 +309,19 @@ def conv_general_dilated():
                   rtol=1e-5, atol=1e-5, what="complex64 conv")
 
 
+def _built_with_stand_ins(closed, name, cupy, fft=None):
+    """numba_cuda._Executable of closed, its steps built with cupy (and fft) standing in for
+    CuPy (and cuFFT): the library steps' code runs under the simulator."""
+    real = cuda_memory.cupy_module, numba_cuda._cufft_module
+    cuda_memory.cupy_module = lambda: cupy
+    if fft is not None:
+        numba_cuda._cufft_module = lambda: fft
+    try:
+        return numba_cuda._Executable(closed, name)
+    finally:
+        cuda_memory.cupy_module, numba_cuda._cufft_module = real
+
+
 class _HostArgs:
     """A module whose functions get their first argument as a NumPy array."""
 
@@ -355,13 +378,8 @@ def conv_gemm_step():
         assert numba_cuda._stats["conv_gemm_calls"] >= calls + 4, numba_cuda._stats
         return
     for fail in (False, True):
-        real = cuda_memory.cupy_module
-        cuda_memory.cupy_module = lambda: _NumpyAsCupy(fail)      # while the steps are built
-        try:
-            closed = ft.make_jaxpr(lambda a, b: (f(a, b),) + tuple(ft.grad(loss, (0, 1))(a, b)))(x, w)
-            ex = numba_cuda._Executable(closed, "conv")
-        finally:
-            cuda_memory.cupy_module = real
+        closed = ft.make_jaxpr(lambda a, b: (f(a, b),) + tuple(ft.grad(loss, (0, 1))(a, b)))(x, w)
+        ex = _built_with_stand_ins(closed, "conv", _NumpyAsCupy(fail))
         try:
             for g, v in zip(ex([x, w]), want):
                 assert_same(g, v, rtol=1e-9, atol=1e-9, what=f"conv steps (cuBLAS fails: {fail})")
@@ -1047,12 +1065,7 @@ def special_functions():
                     ("igamma_grad_a", lambda v: lax.igamma_grad_a(v, v)),
                     ("random_gamma_grad", lambda v: lax.random_gamma_grad(v, v)),
                     ("regularized_incomplete_beta", lambda v: lax.betainc(v, v, v))]:
-        try:
-            ft.jit(f, backend="cuda")(np.full(3, 0.5))
-        except NotImplementedError as e:
-            assert f"primitive '{name}'" in str(e), str(e)
-        else:
-            raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
+        assert_cuda_unsupported(name, f, np.full(3, 0.5))
 
 @check
 def windowed_reductions():
@@ -1068,12 +1081,7 @@ def windowed_reductions():
     for name, f in [("reduce", lambda u: lax.reduce(u, np.float32(1), lambda a, b: a * b + 1, (0,))),
                     ("reduce_window", lambda u: lax.reduce_window(u, np.float32(1), lax.mul, (2, 2),
                                                                   (1, 1), "VALID"))]:
-        try:
-            ft.jit(f, backend="cuda")(x)
-        except NotImplementedError as e:
-            assert f"primitive '{name}'" in str(e), str(e)
-        else:
-            raise AssertionError(f"{name} did not raise NotImplementedError under CUDA")
+        assert_cuda_unsupported(name, f, x)
 
 
 @check
@@ -1131,14 +1139,8 @@ def fft_step():
                   what="empty slice of rfft")
     if not on_gpu:      # the cuFFT step's code, with scipy.fft standing in for cuFFT
         import scipy.fft
-        real = cuda_memory.cupy_module, numba_cuda._cufft_module
-        cuda_memory.cupy_module = lambda: _NumpyAsCupy()
-        numba_cuda._cufft_module = lambda: _HostArgs(scipy.fft)
-        try:
-            closed = ft.make_jaxpr(lambda a: fnp.fft.irfft(fnp.fft.rfft(a * 2.0) * 1j, n=8))(x)
-            ex = numba_cuda._Executable(closed, "fft")
-        finally:
-            cuda_memory.cupy_module, numba_cuda._cufft_module = real
+        closed = ft.make_jaxpr(lambda a: fnp.fft.irfft(fnp.fft.rfft(a * 2.0) * 1j, n=8))(x)
+        ex = _built_with_stand_ins(closed, "fft", _NumpyAsCupy(), _HostArgs(scipy.fft))
         assert_same(ex([x])[0], np.fft.irfft(np.fft.rfft(x * 2) * 1j, n=8), rtol=1e-12,
                     atol=1e-12, what="cuFFT steps (scipy.fft standing in)")
         assert numba_cuda._stats["cufft_calls"] == calls + 2, numba_cuda._stats

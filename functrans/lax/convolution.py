@@ -433,6 +433,18 @@ def _as_dtype(x, dtype):
     return x if get_aval(x).dtype == dtype else convert_element_type(x, dtype)
 
 
+def _dilated_extents(lhs_shape, rhs_shape, out_shape, dimension_numbers, window_strides,
+                     padding, lhs_dilation, rhs_dilation):
+    """Per spatial dim: (dilated kernel, dilated lhs, output dilated by the strides, low pad),
+    the extents the two transposes pad the cotangent by."""
+    lhs_spec, rhs_spec, out_spec = dimension_numbers
+    for d, (s, (lo, _), ld, rd) in enumerate(zip(window_strides, padding, lhs_dilation,
+                                                  rhs_dilation)):
+        yield (_dilate((rhs_shape[rhs_spec[2 + d]],), (rd,))[0],
+               _dilate((lhs_shape[lhs_spec[2 + d]],), (ld,))[0],
+               _dilate((out_shape[out_spec[2 + d]],), (s,))[0], lo)
+
+
 def _conv_transpose_lhs(ct, lhs, rhs, *, window_strides, padding, lhs_dilation, rhs_dilation,
                         dimension_numbers, feature_group_count, batch_group_count, precision,
                         preferred_element_type):
@@ -443,15 +455,9 @@ def _conv_transpose_lhs(ct, lhs, rhs, *, window_strides, padding, lhs_dilation, 
     w = get_aval(rhs)
     if groups > 1:
         rhs = _regroup(rhs, rhs_spec[0], rhs_spec[1], groups)
-    k = tuple(w.shape[i] for i in rhs_spec[2:])
-    n_in = tuple(lhs.aval.shape[i] for i in lhs_spec[2:])
-    n_out = tuple(get_aval(ct).shape[i] for i in out_spec[2:])
-    pads = []
-    for n, kk, s, no, (lo, _), ld, rd in zip(n_in, k, window_strides, n_out, padding,
-                                             lhs_dilation, rhs_dilation):
-        kd, nd, od = _dilate((kk,), (rd,))[0], _dilate((n,), (ld,))[0], _dilate((no,), (s,))[0]
-        before = kd - 1 - lo
-        pads.append((before, nd + kd - 1 - od - before))
+    pads = [(kd - 1 - lo, nd + lo - od) for kd, nd, od, lo in _dilated_extents(
+        lhs.aval.shape, w.shape, get_aval(ct).shape, dimension_numbers, window_strides, padding,
+        lhs_dilation, rhs_dilation)]
     out = conv_general_dilated_p.bind(
         _as_dtype(ct, w.dtype), rev(rhs, tuple(rhs_spec[2:])), window_strides=lhs_dilation,
         padding=tuple(pads), lhs_dilation=window_strides, rhs_dilation=rhs_dilation,
@@ -470,14 +476,9 @@ def _conv_transpose_rhs(ct, lhs, rhs, *, window_strides, padding, lhs_dilation, 
     roles of batch and feature swapped (feature groups become batch groups and back)."""
     lhs_spec, rhs_spec, out_spec = dimension_numbers
     x = get_aval(lhs)
-    n_in = tuple(x.shape[i] for i in lhs_spec[2:])
-    k = tuple(rhs.aval.shape[i] for i in rhs_spec[2:])
-    n_out = tuple(get_aval(ct).shape[i] for i in out_spec[2:])
-    pads = []
-    for n, kk, s, no, (lo, _), ld, rd in zip(n_in, k, window_strides, n_out, padding,
-                                             lhs_dilation, rhs_dilation):
-        kd, nd, od = _dilate((kk,), (rd,))[0], _dilate((n,), (ld,))[0], _dilate((no,), (s,))[0]
-        pads.append((lo, od - nd + kd - lo - 1))
+    pads = [(lo, od - nd + kd - lo - 1) for kd, nd, od, lo in _dilated_extents(
+        x.shape, rhs.aval.shape, get_aval(ct).shape, dimension_numbers, window_strides, padding,
+        lhs_dilation, rhs_dilation)]
     out = conv_general_dilated_p.bind(
         lhs, _as_dtype(ct, x.dtype), window_strides=rhs_dilation, padding=tuple(pads),
         lhs_dilation=lhs_dilation, rhs_dilation=window_strides,
