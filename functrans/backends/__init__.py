@@ -73,7 +73,7 @@ def lower_for_backend(closed, flat_args=None, backend="cpu"):
     from . import narrow, numba_cpu, plan
     if not _supported(closed) and narrow.holds_narrow(closed):
         closed = (narrow.widen(closed) or (closed,))[0]     # what executable() compiles
-    kplan = plan.make_plan(closed, rewrites=True, eqn_cost=numba_cpu.eqn_cost,
+    kplan = plan.make_plan(closed, rewrites=True, cpu_blas=True, eqn_cost=numba_cpu.eqn_cost,
                            group_cap=numba_cpu.group_cap())
     _stats["traces_lowered"] += 1
     if numba_cpu.should_split(kplan):

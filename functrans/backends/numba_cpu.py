@@ -29,7 +29,8 @@ from functrans.backends.vmath import (exp_f32, log_f32, tanh_f32, logistic_f32, 
 
 # vmath helpers imported only by the kernels calling them (the source, and so the cache key, of
 # every other kernel stays as it was)
-_OPTIONAL_HELPERS = ("cabs_c64", "reduce_precision_f32", "reduce_precision_f64", "bitcast_as")
+_OPTIONAL_HELPERS = ("cabs_c64", "reduce_precision_f32", "reduce_precision_f64", "bitcast_as",
+                     "gemm_acc")
 
 SUPPORTED_KINDS = "biufc"
 
@@ -614,9 +615,23 @@ def _lower_reshape(em, eqn):
 
 
 def _lower_dot_general(em, eqn):
-    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
     x, y = eqn.inputs
+    _emit_dot(em, x, y, eqn.params["dimension_numbers"], eqn.out_binders[0],
+              em.alloc(eqn.out_binders[0]))
+
+
+def _lower_dot_accumulate(em, eqn):
+    """acc + x . y (plan.accumulate_dots) into acc's buffer: acc's only reader is this eqn."""
+    acc, x, y = eqn.inputs
     out = eqn.out_binders[0]
+    em.names[out] = em.names[acc]
+    _emit_dot(em, x, y, eqn.params["dimension_numbers"], out, em.names[out], "gemm_acc")
+
+
+def _emit_dot(em, x, y, dimension_numbers, out, o, call="np.dot"):
+    """The product of x and y into buffer o: a BLAS call (``call``: np.dot, or gemm_acc adding
+    into o) per batch element for floats, plain loops for integers."""
+    (lc, rc), (lb, rb) = dimension_numbers
     xa, ya = x.aval, y.aval
     lf = [i for i in range(xa.ndim) if i not in lc and i not in lb]
     rf = [i for i in range(ya.ndim) if i not in rc and i not in rb]
@@ -624,7 +639,6 @@ def _lower_dot_general(em, eqn):
     B, M, K, N = (em.dim(prod(xa.shape, lb)), em.dim(prod(xa.shape, lf)),
                   em.dim(prod(xa.shape, lc)), em.dim(prod(ya.shape, rf)))
     xn, yn = em.array(x), em.array(y)
-    o = em.alloc(out)
 
     def operand(name, perm, dims3, swap_ok):
         """name as a 3-D (B, rows, cols) array; a 2-D swap becomes a free .T view."""
@@ -650,8 +664,9 @@ def _lower_dot_general(em, eqn):
         em.line(f"for b in range({B}):")
         a_ = f"{xs}[b].T" if xT else f"{xs}[b]"
         b_ = f"{ys}[b].T" if yT else f"{ys}[b]"
-        em.line(f"    np.dot({a_}, {b_}, {o3}[b])")
+        em.line(f"    {call}({a_}, {b_}, {o3}[b])")
         return
+    assert call == "np.dot", "accumulated products are float or complex (plan.accumulate_dots)"
     # integer (or mixed-output) contraction: plain loops
     xi = (lambda b, m, k: f"{xs}[{b}, {k}, {m}]") if xT else (lambda b, m, k: f"{xs}[{b}, {m}, {k}]")
     yi = (lambda b, k, n: f"{ys}[{b}, {n}, {k}]") if yT else (lambda b, k, n: f"{ys}[{b}, {k}, {n}]")
@@ -766,6 +781,7 @@ lower_rules.update({
     "reshape": _lower_reshape,
     "bitcast_convert_type": _lower_bitcast,
     "dot_general": _lower_dot_general,
+    "dot_accumulate": _lower_dot_accumulate,
     "cumsum": _lower_cumulative(lambda a, b, dt: f"{a} + {b}"),
     "cumprod": _lower_cumulative(lambda a, b, dt: f"{a} * {b}"),
     "cummax": _lower_cumulative(lambda a, b, dt: f"fmax({a}, {b})" if dt != np.bool_ else f"{a} | {b}"),
@@ -912,7 +928,7 @@ def _lower_sort(em, eqn):
 
 def _emit_sub(em, closed, in_vars_or_names, in_shapes):
     """Emit a ClosedJaxpr's code at the current indentation; returns its output names."""
-    kplan = plan_mod.make_plan(closed, rewrites=True)
+    kplan = plan_mod.make_plan(closed, rewrites=True, cpu_blas=True)
     nc = len(kplan.consts)
     for v, c in zip(kplan.inputs[:nc], kplan.consts):
         em.names[v] = em.const_arg(c)
@@ -1217,10 +1233,11 @@ def check_lowerable(kplan):
 
 
 # Ops whose lowering (or numpy impl, for dot_general in split plans) writes the result into a
-# buffer of its own; every other Op's result may be its operand or a view of it
-_FRESH_OPS = {"dot_general", "pad", "concatenate", "cumsum", "cumprod", "cummax", "cummin",
-              "argmax", "argmin", "gather", "dynamic_slice", "dynamic_update_slice", "sort",
-              "conv_general_dilated"}
+# buffer of its own (dot_accumulate: its accumulator's, which nothing else reads); every other
+# Op's result may be its operand or a view of it
+_FRESH_OPS = {"dot_general", "dot_accumulate", "pad", "concatenate", "cumsum", "cumprod",
+              "cummax", "cummin", "argmax", "argmin", "gather", "dynamic_slice",
+              "dynamic_update_slice", "sort", "conv_general_dilated"}
 
 
 def owned_buffers(kplan):
@@ -1313,7 +1330,7 @@ def generate(kplan, name="kernel"):
 # Large plans: several small kernels run by a Python driver (numba's compile time grows
 # superlinearly with function size; small kernels are also cached, and shared, by content)
 
-NUMPY_OPS = {"dot_general"}   # run by their numpy impl between kernels: no compile
+NUMPY_OPS = {"dot_general", "dot_accumulate"}   # run by their numpy impl between kernels
 # sizes in compile-cost units (eqn_cost): most equations cost 1
 SPLIT_EQNS = 24        # plans costing more than this are split
 SEGMENT_EQNS = 16      # a kernel is closed once its steps cost this much

@@ -229,6 +229,18 @@ def _place(groups, eqn):
     groups.insert(0 if first is None else first + 1, group)
 
 
+def _groups_read(groups, eqn):
+    """The indices of the open groups eqn reads, and of those these read, transitively (a
+    group reads only groups before it)."""
+    need, todo = set(), [i for i, g in enumerate(groups) if _depends_on(eqn, g)]
+    while todo:
+        i = todo.pop()
+        if i not in need:
+            need.add(i)
+            todo += [j for j in range(i) if any(_depends_on(e, groups[j]) for e in groups[i].eqns)]
+    return need
+
+
 def _depends_on(eqn, group):
     return group is not None and any(type(v) is Var and (v in group.local or v in group.pending)
                                      for v in eqn.inputs)
@@ -275,7 +287,8 @@ def core_prims():
     """The lax primitives the rewrites emit (imported lazily)."""
     if not _PRIMS:
         from ..lax import lax
-        _PRIMS.update(broadcast_in_dim=lax.broadcast_in_dim_p, mul=lax.mul_p)
+        _PRIMS.update(broadcast_in_dim=lax.broadcast_in_dim_p, mul=lax.mul_p,
+                      reduce_sum=lax.reduce_sum_p)
     return _PRIMS
 
 
@@ -313,6 +326,103 @@ def fuse_outer_products(eqns, outvars):
         ey, yv = _read_as(e.inputs[1], ypos, out.aval)
         new += [ex, ey, core.JaxprEqn(core_prims()["mul"], [xv, yv], {}, [out], e.source_info)]
     return new
+
+
+def _flattened(v, defs):
+    """The array v is a flattening reshape of (v itself if it is not one)."""
+    e = defs.get(v) if type(v) is Var else None
+    if (e is not None and e.primitive.name == "reshape" and v.aval.ndim == 1
+            and e.params.get("dimensions") is None and type(e.inputs[0]) is Var):
+        return e.inputs[0]
+    return v
+
+
+def vdots_as_reductions(eqns):
+    """Rewrite every dot_general contracting all dims of two real float operands of one dtype
+    (vdot, a 1-D dot: a sum of x * y) as a mul and a reduce_sum. The loop fuses with the loops
+    computing x and y -- a CG step sums <p, Ap> in the loop that computes Ap and <r, r> in the one
+    that updates r, instead of reading both back in a BLAS call -- and accumulates in float64.
+    Flattening reshapes of two arrays of one shape are looked through."""
+    defs = {o: e for e in eqns for o in e.out_binders}
+    new = []
+    for e in eqns:
+        if e.primitive.name != "dot_general" or e.out_binders[0].aval.ndim:
+            new.append(e)
+            continue
+        (lc, rc), (lb, _) = e.params["dimension_numbers"]
+        x, y = e.inputs
+        out = e.out_binders[0]
+        dt = np.dtype(out.aval.dtype)
+        if (lb or tuple(lc) != tuple(range(x.aval.ndim)) or tuple(rc) != tuple(lc)
+                or dt.kind != "f" or dt.itemsize < 4
+                or x.aval.dtype != dt or y.aval.dtype != dt):
+            new.append(e)
+            continue
+        fx, fy = _flattened(x, defs), _flattened(y, defs)
+        if fx.aval.shape == fy.aval.shape:
+            x, y = fx, fy
+        prod = Var(core.ShapedArray(x.aval.shape, dt))
+        new += [core.JaxprEqn(core_prims()["mul"], [x, y], {}, [prod], e.source_info),
+                core.JaxprEqn(core_prims()["reduce_sum"], [prod],
+                              {"axes": tuple(range(x.aval.ndim))}, [out], e.source_info)]
+    return new
+
+
+def _dot_accumulate_impl(acc, x, y, *, dimension_numbers, **params):
+    """acc + dot_general(x, y), written into acc (the host step of split plans)."""
+    from ..lax import lax
+    prod = core.impl_rules[lax.dot_general_p](x, y, dimension_numbers=dimension_numbers,
+                                              **params)
+    return np.add(acc, prod, out=acc)
+
+
+# plan-internal (the CPU backend's rewrite below makes it; no user jaxpr holds it):
+# dot_accumulate(acc, x, y) = acc + dot_general(x, y), computed in acc's buffer
+dot_accumulate_p = core.Primitive("dot_accumulate")
+core.host_impl_rules[dot_accumulate_p] = _dot_accumulate_impl
+_BLAS_DTYPES = frozenset(map(np.dtype, ("float32", "float64", "complex64", "complex128")))
+
+
+def accumulate_dots(eqns, outvars):
+    """add(p, dot_general(x, y)) where p is another product (a dot_general or a
+    dot_accumulate) -> dot_accumulate(p, x, y): BLAS adds the second product into the first
+    one's buffer (gemm with beta = 1), as XLA fuses a dot with its addend. No second buffer, no
+    zeroing it, no pass adding the two. A weight gradient's tangent, x' g + x g', is such a sum
+    (each HVP has one per layer). Both products must be used by the add alone."""
+    uses = {}
+    for e in eqns:
+        for v in e.inputs:
+            if type(v) is Var:
+                uses[v] = uses.get(v, 0) + 1
+    outset = set(v for v in outvars if type(v) is Var)
+    defs = {o: (i, e) for i, e in enumerate(eqns) for o in e.out_binders}
+
+    def product(v, names, aval):
+        if type(v) is not Var or uses.get(v) != 1 or v in outset or v not in defs:
+            return None
+        i, e = defs[v]
+        dt = np.dtype(aval.dtype)
+        ok = (e.primitive.name in names and v.aval.shape == aval.shape and dt in _BLAS_DTYPES
+              and all(np.dtype(u.aval.dtype) == dt for u in [v, *e.inputs[-2:]]))
+        return (i, e) if ok else None
+
+    replaced, new = {}, list(eqns)
+    for k, e in enumerate(eqns):
+        if e.primitive.name != "add":
+            continue
+        out = e.out_binders[0]
+        cands = [(product(v, ("dot_general", "dot_accumulate"), out.aval),
+                  product(v, ("dot_general",), out.aval)) for v in e.inputs]
+        pairs = [(a, b) for a, b in ((cands[0][0], cands[1][1]), (cands[1][0], cands[0][1]))
+                 if a is not None and b is not None and a[1] is not b[1]]
+        if not pairs:
+            continue
+        acc, (j, dot) = min(pairs, key=lambda p: p[0][0])    # the earlier product accumulates
+        new[k] = core.JaxprEqn(dot_accumulate_p, [acc[1].out_binders[0], *dot.inputs],
+                               dict(dot.params), [out], e.source_info)
+        replaced[j] = True
+        defs[out] = (k, new[k])
+    return [e for i, e in enumerate(new) if i not in replaced]
 
 
 # index maps and reshapes of a splat are the same splat
@@ -675,19 +785,26 @@ def hoist_loop_invariants(eqns):
     return out
 
 
-def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None):
+def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None, cpu_blas=False):
     """The KernelPlan of a ClosedJaxpr. rewrites=True (the CPU backend) also moves loop
     invariants out of while/scan bodies (hoist_loop_invariants), folds splat
     constants into the loops that read them (fold_splats), lowers outer-product dot_generals
     as fused loops (fuse_outer_products) and feeds transposes to dot_general as BLAS flags
     (absorb_transposes_into_dots). With a group_cap, every Group whose equations cost more
-    than group_cap under eqn_cost (equation -> number) is cut into pieces (cut_groups)."""
+    than group_cap under eqn_cost (equation -> number) is cut into pieces (cut_groups).
+    cpu_blas=True (the CPU backend) also turns full contractions into fusible loops
+    (vdots_as_reductions) and a sum of two products into one accumulating into the other
+    (accumulate_dots)."""
     invars, const_pairs, eqns, outvars = inline_jit(closed)
     if rewrites:
         eqns = hoist_loop_invariants(eqns)
         eqns, outvars = share_svd_values(*fold_splats(eqns, outvars))
         eqns = fuse_outer_products(eqns, outvars)
+        if cpu_blas:
+            eqns = vdots_as_reductions(eqns)
         eqns = drop_unused(absorb_transposes_into_dots(eqns, outvars), outvars)
+        if cpu_blas:
+            eqns = accumulate_dots(eqns, outvars)
     steps, groups, hoisted = [], [], []      # groups: the open Groups, in run order
 
     def flush():
@@ -699,8 +816,12 @@ def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None):
     for eqn in eqns:
         if _fusible(eqn):
             _place(groups, eqn)
-        elif any(_depends_on(eqn, g) for g in groups):
-            flush()
+            continue
+        needed = _groups_read(groups, eqn)
+        if needed:      # run the groups it reads; the others stay open for later equations
+            steps.extend(hoisted)
+            steps.extend(g for i, g in enumerate(groups) if i in needed)
+            groups, hoisted = [g for i, g in enumerate(groups) if i not in needed], []
             steps.append(Op(eqn))
         else:
             hoisted.append(Op(eqn))   # independent of the open groups: run it before them

@@ -99,6 +99,50 @@ def hugepages(v):
     return v
 
 
+@intrinsic
+def _gemm_beta1(typingctx, a, b, c):
+    """c += a @ b by BLAS gemm with beta = 1 (numba's own np.dot calls the same helper with
+    beta = 0). a, b: C-contiguous or transposed (F) 2-D views; c: C-contiguous."""
+    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)) or \
+            a.layout not in "CF" or b.layout not in "CF" or c.layout != "C":
+        return None
+    sig = types.none(a, b, c)
+
+    def codegen(context, builder, signature, args):
+        from numba.np.linalg import check_blas_return, get_blas_kind, make_constant_slot
+        arrays = [context.make_array(t)(context, builder, v) for t, v in zip(signature.args, args)]
+        shapes = [cgutils.unpack_tuple(builder, x.shape, 2) for x in arrays]
+        (m, k), n = shapes[0], shapes[2][1]
+        i8, vp = ir.IntType(8), ir.IntType(8).as_pointer()
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.IntType(32), [i8, i8, i8, intp, intp, intp, vp, vp, intp,
+                                                 vp, intp, vp, vp, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        dtype = signature.args[2].dtype
+        one = builder.bitcast(make_constant_slot(context, builder, dtype, 1.0), vp)
+
+        def operand(t, x, shape):        # (trans flag, leading dimension, data) in BLAS terms
+            return (ir.Constant(i8, ord("n" if t.layout == "C" else "t")),
+                    shape[1] if t.layout == "C" else shape[0], builder.bitcast(x.data, vp))
+        # row-major c = a b is column-major c' = b' a'
+        ta, lda, pa = operand(signature.args[1], arrays[1], shapes[1])
+        tb, ldb, pb = operand(signature.args[0], arrays[0], shapes[0])
+        kind = ir.Constant(i8, ord(get_blas_kind(dtype)))
+        res = builder.call(fn, (kind, ta, tb, n, m, k, one, pa, lda, pb, ldb, one,
+                                builder.bitcast(arrays[2].data, vp), n))
+        check_blas_return(context, builder, res)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@numba.njit(cache=True)
+def gemm_acc(a, b, c):
+    """c += a @ b in place (2-D float or complex arrays of one dtype), by BLAS: the kernels'
+    lowering of dot_accumulate, a product summed into another product's buffer."""
+    if a.shape[0] and a.shape[1] and b.shape[1]:
+        _gemm_beta1(a, b, c)
+
+
 # ---------------------------------------------------------------------------------------------
 # Helpers that LLVM inlines and numba types once
 

@@ -1384,9 +1384,12 @@ def _ranges_like(*xs):
 
 def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, precision=None,
                        swap_ans=False):
-    dims, out_axes = _dot_transpose_dims(dimension_numbers, x.aval.ndim, get_aval(y).ndim,
-                                         swap_ans)
-    r = dot_general_p.bind(ct, y, dimension_numbers=dims,
+    dims, out_axes, swap = _dot_transpose_dims(dimension_numbers, x.aval.ndim,
+                                               get_aval(y).ndim, swap_ans)
+    a, b = (y, ct) if swap else (ct, y)
+    if swap and precision is not None:
+        precision = precision[::-1]
+    r = dot_general_p.bind(a, b, dimension_numbers=dims,
                            preferred_element_type=preferred_element_type,
                            **_precision_params(precision))
     return convert_element_type(transpose(r, out_axes), x.aval.dtype)
@@ -1394,17 +1397,21 @@ def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, p
 
 @functools.lru_cache(maxsize=1024)
 def _dot_transpose_dims(dimension_numbers, x_nd, y_nd, swap_ans):
-    """(dimension numbers of ct . y, permutation back to x's layout) for the lhs transpose."""
+    """(dimension numbers, permutation back to x's layout, swap) for the lhs transpose: the
+    cotangent of x is ct . y, or y . ct (swap) when that order lands in x's layout at once --
+    as the weight gradient of ``h @ w`` does -- so no transpose follows the product."""
     lc, rc, lb, rb = _dot_dims(dimension_numbers)
     x_kept, y_kept = _free(x_nd, lc, lb), _free(y_nd, rc, rb)
     if swap_ans:
         ans_batch, ans_y, _ = _ranges_like(lb, y_kept, x_kept)
     else:
         ans_batch, _, ans_y = _ranges_like(lb, x_kept, y_kept)
-    dims = ((tuple(ans_y), tuple(y_kept)), (tuple(ans_batch), tuple(rb)))
     x_contract_sorted_by_y = [lc[i] for i in np.argsort(rc)]
-    out_axes = np.argsort(list(lb) + x_kept + x_contract_sorted_by_y)
-    return dims, tuple(map(int, out_axes))
+    out_axes = tuple(map(int, np.argsort(list(lb) + x_kept + x_contract_sorted_by_y)))
+    swapped_axes = tuple(map(int, np.argsort(list(lb) + x_contract_sorted_by_y + x_kept)))
+    if out_axes != tuple(range(x_nd)) and swapped_axes == tuple(range(x_nd)):
+        return ((tuple(y_kept), tuple(ans_y)), (tuple(rb), tuple(ans_batch))), swapped_axes, True
+    return ((tuple(ans_y), tuple(y_kept)), (tuple(ans_batch), tuple(rb))), out_axes, False
 
 
 def _dot_transpose_rhs(ct, x, y, *, dimension_numbers, preferred_element_type, precision=None):
