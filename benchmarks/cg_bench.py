@@ -3,21 +3,28 @@ iteration against one jitted gradient, side by side with JAX's jax.scipy.sparse.
 jvp(grad) in the same run (target: functrans <= 1.0x JAX per iteration).
 
 The time per iteration is the slope between a run of N and one of 2N iterations (tol=0, so
-both run exactly maxiter iterations), which takes out the fixed cost of a call.
+both run exactly maxiter iterations), which takes out the fixed cost of a call. Every call is
+timed round-robin with all the others (functrans's and JAX's), best of --rounds, so a slow spell
+of the machine falls on both libraries alike.
 
 functrans is also timed with the HVP linearized once (``functrans.linearize`` of the gradient
-outside the loop, as optim.newton_cg does): XLA hoists the loop-invariant forward pass out of
-JAX's while loop by itself; functrans does not (docs/solvers.md).
+outside the loop, as optim.newton_cg does). Under jit the plan hoists the loop-invariant
+forward pass out of the while loop either way, as XLA does (docs/solvers.md).
 
-On a machine shared with other work, pin the BLAS threads (OPENBLAS_NUM_THREADS=1, and XLA's
+Both libraries run on one CPU core (--cpus 1, by process affinity): with XLA's single-thread
+flags, JAX still used a second core (process CPU time 1.7x wall time), so the old comparison
+set a two-core JAX against a one-core functrans. On a machine shared with other work, pin the
+BLAS threads (OPENBLAS_NUM_THREADS=1, and XLA's
 with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"): idle
 BLAS threads spinning against the load slow small matrix products 50x.
 
-Run:  python benchmarks/cg_bench.py [--iters N]   (default 20)
+Run:  python benchmarks/cg_bench.py [--iters N] [--rounds R] [--cpus C]   (defaults 10, 40, 1)
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import time
 
 import numpy as np
@@ -26,7 +33,7 @@ import functrans as ft
 import functrans.numpy as jnp
 from functrans import nn
 from functrans.scipy.sparse.linalg import cg
-from timing import best
+from timing import best_interleaved
 
 SIZES = [256, 256, 128, 10]
 BATCH = 256
@@ -55,14 +62,10 @@ def damped(hvp, tree_map=ft.tree_util.tree_map, damping=DAMPING):
     return lambda v: tree_map(lambda h, u: h + damping * u, hvp(v), v)
 
 
-def per_iteration(run, n):
-    """Seconds per CG iteration: the slope between n and 2n iterations."""
-    return (best(lambda: run(2 * n)) - best(lambda: run(n))) / n
-
-
-def functrans_times(params, x, onehot, n):
-    """(seconds per gradient, per CG iteration with hvp = jvp(grad), per CG iteration with the
-    HVP linearized once outside the loop)."""
+def functrans_calls(params, x, onehot, n):
+    """{name: zero-argument call} for functrans: one jitted gradient, and CG runs of n and 2n
+    iterations with hvp = jvp(grad) ("cg") and with the HVP linearized once outside the loop
+    ("lin")."""
     loss = make_loss(jnp, nn)
     grad = ft.jit(ft.grad(loss))
 
@@ -79,18 +82,18 @@ def functrans_times(params, x, onehot, n):
         return solve
 
     g = grad(params, x, onehot)
-    for operator in (jvp_of_grad, linearized):
+    calls = {"grad": lambda: ft.block_until_ready(grad(params, x, onehot))}
+    for name, operator in (("cg", jvp_of_grad), ("lin", linearized)):
         info = int(solver(operator, 2 * n)(params, g)[1])
         assert info == 2 * n, f"CG stopped early (info {info}): the timing would be wrong"
-    t_grad = best(lambda: ft.block_until_ready(grad(params, x, onehot)))
-    t_iters = []
-    for operator in (jvp_of_grad, linearized):
-        solvers = {m: solver(operator, m) for m in (n, 2 * n)}
-        t_iters.append(per_iteration(lambda m: ft.block_until_ready(solvers[m](params, g)), n))
-    return t_grad, *t_iters
+        for m in (n, 2 * n):
+            calls[f"{name}{m}"] = functools.partial(
+                lambda s: ft.block_until_ready(s(params, g)), solver(operator, m))
+    return calls
 
 
-def jax_times(params, x, onehot, n):
+def jax_calls(params, x, onehot, n):
+    """The same for JAX: its gradient and jax.scipy.sparse.linalg.cg on jvp(grad)."""
     import jax
     import jax.numpy as jjnp
     from jax.scipy.sparse.linalg import cg as jcg
@@ -105,11 +108,17 @@ def jax_times(params, x, onehot, n):
             return jcg(damped(hvp, jax.tree_util.tree_map), b, tol=0.0, maxiter=maxiter)[0]
         return solve
 
-    solvers = {m: solver(m) for m in (n, 2 * n)}
     g = grad(params, x, onehot)
-    t_grad = best(lambda: jax.block_until_ready(grad(params, x, onehot)))
-    t_iter = per_iteration(lambda m: jax.block_until_ready(solvers[m](params, g)), n)
-    return t_grad, t_iter
+    # JAX's cg stops once <r, r> is 0 and returns no count: a solution that still changes
+    # between 2n - 1 and 2n iterations shows that it ran all 2n (at 40 it stopped after ~31)
+    last, before = (np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(
+        solver(m)(params, g))]) for m in (2 * n, 2 * n - 1))
+    assert not np.array_equal(last, before), "JAX's CG stopped early: the timing would be wrong"
+    calls = {"jax_grad": lambda: jax.block_until_ready(grad(params, x, onehot))}
+    for m in (n, 2 * n):
+        calls[f"jax_cg{m}"] = functools.partial(
+            lambda s: jax.block_until_ready(s(params, g)), solver(m))
+    return calls
 
 
 def fmt(t):
@@ -118,22 +127,37 @@ def fmt(t):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=20,
-                    help="N: runs of N and 2N iterations (with 5 the slope was noise)")
+    ap.add_argument("--iters", type=int, default=10,
+                    help="N: runs of N and 2N iterations. Both libraries must run all 2N (it is "
+                         "checked): past ~30 float32 CG on this problem has converged, JAX's "
+                         "stops and ours reaches subnormal numbers")
+    ap.add_argument("--rounds", type=int, default=40,
+                    help="rounds of one call each, round-robin; the best of them counts")
+    ap.add_argument("--cpus", type=int, default=1,
+                    help="CPU cores the process may run on (0: all it is allowed now)")
     args = ap.parse_args()
+    if args.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cpus])
     rng = np.random.default_rng(0)
     params = init_mlp(rng, SIZES)
     x = rng.normal(size=(BATCH, SIZES[0])).astype(np.float32)
     onehot = np.eye(SIZES[-1], dtype=np.float32)[rng.integers(0, SIZES[-1], BATCH)]
+    n = args.iters
     t0 = time.perf_counter()
-    ft_grad, ft_iter, ft_lin_iter = functrans_times(params, x, onehot, args.iters)
+    calls = functrans_calls(params, x, onehot, n)
     ft_wall = time.perf_counter() - t0
-    try:     # JAX last: its thread pool would slow the BLAS of what runs after it
-        jax_grad, jax_iter = jax_times(params, x, onehot, args.iters)
+    try:
+        calls.update(jax_calls(params, x, onehot, n))
     except ImportError:
-        jax_grad = jax_iter = None
+        pass
+    t = best_interleaved(calls, rounds=args.rounds)
+    per_iter = (lambda name: (t[f"{name}{2 * n}"] - t[f"{name}{n}"]) / n)  # noqa: E731
+    ft_grad, ft_iter, ft_lin_iter = t["grad"], per_iter("cg"), per_iter("lin")
+    jax_grad = t.get("jax_grad")
+    jax_iter = per_iter("jax_cg") if jax_grad is not None else None
     print(f"CG on HVPs of an MLP {'-'.join(map(str, SIZES))} batch {BATCH} f32, jitted "
-          f"(functrans run incl. compiles: {ft_wall:.1f} s)")
+          f"on {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} "
+          f"CPU core(s) (functrans run incl. compiles: {ft_wall:.1f} s)")
     print(f"{'':34s} {'functrans':>12s} {'JAX':>12s} {'ratio':>7s} {'target':>8s}")
     jt = (lambda t: fmt(t) if t is not None else "n/a")
     ratio = f"{ft_iter / jax_iter:7.2f}" if jax_iter else "    n/a"

@@ -28,3 +28,18 @@ def best_adaptive(f, rounds=5, round_seconds=0.2):
     call()
     once = max(time.perf_counter() - t, 1e-6)
     return best(call, repeat=rounds, number=max(1, int(round_seconds / once)))
+
+
+def best_interleaved(fns, rounds=40, clock=time.perf_counter):
+    """{name: best seconds per call} of the callables in ``fns`` (a dict), timed round-robin --
+    one call of each per round, after one warm-up call each -- so that a slow spell of a shared
+    machine falls on all of them alike, not on whichever happened to run then."""
+    for f in fns.values():
+        f()
+    out = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, f in fns.items():
+            t = clock()
+            f()
+            out[name] = min(out[name], clock() - t)
+    return out
