@@ -11,7 +11,7 @@ functrans is also timed with the HVP linearized once (``functrans.linearize`` of
 outside the loop, as optim.newton_cg does). Under jit the plan hoists the loop-invariant
 forward pass out of the while loop either way, as XLA does (docs/solvers.md).
 
-Both libraries run on one CPU core (--cpus 1, by process affinity): with XLA's single-thread
+Both libraries run on one CPU core (--cpus 1: the affinity of every thread of the process): with XLA's single-thread
 flags, JAX still used a second core (process CPU time 1.7x wall time), so the old comparison
 set a two-core JAX against a one-core functrans. On a machine shared with other work, pin the
 BLAS threads (OPENBLAS_NUM_THREADS=1, and XLA's
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import time
 
 import numpy as np
@@ -33,7 +32,7 @@ import functrans as ft
 import functrans.numpy as jnp
 from functrans import nn
 from functrans.scipy.sparse.linalg import cg
-from timing import best_interleaved
+from timing import best_interleaved, pin_to_cpus
 
 SIZES = [256, 256, 128, 10]
 BATCH = 256
@@ -136,8 +135,7 @@ def main():
     ap.add_argument("--cpus", type=int, default=1,
                     help="CPU cores the process may run on (0: all it is allowed now)")
     args = ap.parse_args()
-    if args.cpus and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:args.cpus])
+    cores = pin_to_cpus(args.cpus)
     rng = np.random.default_rng(0)
     params = init_mlp(rng, SIZES)
     x = rng.normal(size=(BATCH, SIZES[0])).astype(np.float32)
@@ -156,8 +154,7 @@ def main():
     jax_grad = t.get("jax_grad")
     jax_iter = per_iter("jax_cg") if jax_grad is not None else None
     print(f"CG on HVPs of an MLP {'-'.join(map(str, SIZES))} batch {BATCH} f32, jitted "
-          f"on {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else '?'} "
-          f"CPU core(s) (functrans run incl. compiles: {ft_wall:.1f} s)")
+          f"on {cores or '?'} CPU core(s) (functrans run incl. compiles: {ft_wall:.1f} s)")
     print(f"{'':34s} {'functrans':>12s} {'JAX':>12s} {'ratio':>7s} {'target':>8s}")
     jt = (lambda t: fmt(t) if t is not None else "n/a")
     ratio = f"{ft_iter / jax_iter:7.2f}" if jax_iter else "    n/a"

@@ -43,3 +43,21 @@ def best_interleaved(fns, rounds=40, clock=time.perf_counter):
             f()
             out[name] = min(out[name], clock() - t)
     return out
+
+
+def pin_to_cpus(n):
+    """Restrict this process -- every thread it has now, BLAS workers included, and so every
+    thread it starts later -- to its first n allowed CPU cores (Linux; elsewhere nothing).
+    os.sched_setaffinity(0, ...) alone moves only the calling thread. Returns the core count
+    the process now runs on, or None where affinity is unsupported."""
+    import os
+    if not n or not hasattr(os, "sched_setaffinity"):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    cpus = sorted(os.sched_getaffinity(0))[:n]
+    tasks = os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]
+    for tid in tasks:
+        try:
+            os.sched_setaffinity(int(tid), cpus)
+        except ProcessLookupError:      # a thread that ended meanwhile
+            pass
+    return len(cpus)

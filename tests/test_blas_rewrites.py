@@ -77,6 +77,31 @@ def test_dot_general_transposes_for_any_dimension_numbers(problem):
     check_grads(lambda x, y: lax.dot_general(x, y, dn), (x, y), order=2, modes=("rev",))
 
 
+def test_transpose_with_a_wider_preferred_element_type():
+    """The cotangent then has the preferred dtype, the other operand its own: the rule computes
+    in the wider one and returns the operand's dtype."""
+    rng = np.random.default_rng(6)
+    x, w = _arrays(rng, np.float32, (3, 4), (4, 5))
+
+    def f(x, w):
+        return lax.dot_general(x, w, (((1,), (0,)), ((), ())), preferred_element_type=np.float64)
+    gx, gw = ft.grad(lambda x, w: fnp.sum(fnp.tanh(f(x, w))), argnums=(0, 1))(x, w)
+    assert gx.dtype == gw.dtype == np.float32
+    ct = 1 - np.tanh(x.astype(np.float64) @ w) ** 2
+    np.testing.assert_allclose(gw, x.T.astype(np.float64) @ ct, rtol=1e-6)
+    check_grads(f, (x.astype(np.float64), w.astype(np.float64)), order=2)
+
+
+def test_swapped_transpose_keeps_each_operands_precision():
+    rng = np.random.default_rng(7)
+    x, w = _arrays(rng, np.float32, (3, 4), (4, 5))
+    prec = (lax.Precision.HIGHEST, lax.Precision.DEFAULT)
+    jaxpr = ft.make_jaxpr(ft.grad(lambda w: fnp.sum(fnp.dot(x, w, precision=prec))))(w)
+    dot, = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "dot_general"]
+    assert dot.inputs[0].aval.shape == (3, 4)        # x . ct: x keeps its HIGHEST
+    assert tuple(dot.params["precision"]) == prec
+
+
 # ---------------------------------------------------------------------------------------------
 # accumulate_dots: gemm with beta = 1
 
@@ -125,6 +150,33 @@ def test_accumulated_products_equal_eager(dtype):
         np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=tol, atol=tol)
 
 
+def test_accumulated_products_at_empty_and_unit_sizes():
+    """gemm_acc's BLAS flags and leading dimensions at M, K, N of 0 and 1 (one shape-erased
+    kernel for all of them)."""
+    rng = np.random.default_rng(8)
+    jf = ft.jit(lambda x, g, h, w: x.T @ g + h @ w.T)
+    for m, k, n in [(0, 2, 3), (2, 0, 3), (2, 3, 0), (1, 1, 1), (1, 3, 2), (3, 1, 2), (2, 3, 1)]:
+        x, g, h, w = _arrays(rng, np.float32, (k, m), (k, n), (m, k), (n, k))
+        np.testing.assert_allclose(jf(x, g, h, w), x.T @ g + h @ w.T, rtol=1e-5, atol=1e-6)
+
+
+def test_accumulated_products_in_a_loop_body():
+    """Sums of products carried from one iteration to the next (the accumulator is a fresh
+    buffer each iteration, never the carry it came from)."""
+    rng = np.random.default_rng(9)
+    a, b = _arrays(rng, np.float64, (3, 3), (3, 3))
+
+    def f(a, b):
+        def body(i, c):
+            p, q = c
+            return p @ a + q @ b, p.T @ q + q @ p
+        return lax.fori_loop(0, 4, body, (a * 0.1, b * 0.1))
+    kplan_src = ft.jit(f).lower(a, b).as_text()
+    assert "gemm_acc(" in kplan_src
+    for g, w in zip(ft.jit(f)(a, b), f(a, b)):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
 def test_accumulated_products_in_a_split_plan(monkeypatch):
     """Split plans run products between kernels on the host: dot_accumulate too."""
     from functrans.backends import SplitLowered
@@ -169,6 +221,28 @@ def test_vdot_values_on_every_path(dtype):
         assert np.asarray(got).dtype == np.vdot(x, y).dtype
 
 
+def _assert_steps_in_dependency_order(kplan):
+    seen = set(kplan.inputs)
+    for step in kplan.steps:
+        assert all(v in seen for v in plan.step_reads(step)), step
+        seen.update(o for e in plan.step_eqns(step) for o in e.out_binders)
+
+
+def test_a_product_runs_the_groups_its_groups_read():
+    rng = np.random.default_rng(10)
+    x, w = _arrays(rng, np.float32, (4, 4), (4, 4))
+
+    def f(x, w):
+        a = x * 2.0                          # group 1, with a row-sum reduction
+        b = fnp.sum(a, axis=1) + 1.0         # group 2 reads group 1
+        c = lax.broadcast_in_dim(b, (4, 4), (0,)) * 3.0     # group 3 reads group 2
+        return c @ w                         # the product reads group 3 only
+    kplan = _plan(f, x, w)
+    assert [type(s).__name__ for s in kplan.steps] == ["Group"] * 3 + ["Op"]
+    _assert_steps_in_dependency_order(kplan)
+    np.testing.assert_allclose(ft.jit(f)(x, w), f(x, w), rtol=1e-5)
+
+
 def test_groups_stay_open_across_a_product_that_does_not_read_them():
     rng = np.random.default_rng(5)
     x, y, w = _arrays(rng, np.float32, (3, 4), (4, 4), (4, 4))
@@ -181,6 +255,7 @@ def test_groups_stay_open_across_a_product_that_does_not_read_them():
     kplan = _plan(f, x, y, w)
     loops = [s for s in kplan.steps if isinstance(s, Group) and s.shape_var.aval.shape == (3, 4)]
     assert len(loops) == 1
+    _assert_steps_in_dependency_order(kplan)
     got = ft.jit(f)(x, y, w)
     np.testing.assert_allclose(got[0], (y + 1) @ w, rtol=1e-5)
     np.testing.assert_allclose(got[1], x * 6 + 1, rtol=1e-6)

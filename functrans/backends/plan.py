@@ -216,7 +216,8 @@ def _place(groups, eqn):
     after the last of those (first of all when it reads none). Elementwise work on several
     shapes interleaved -- an optimizer's tree_maps compute the first moment of every leaf, then
     the second moment of every leaf, ... -- thus becomes one loop per shape instead of one per
-    tree_map and leaf, each intermediate staying in registers."""
+    tree_map and leaf, each intermediate staying in registers. A group thus reads only groups
+    before it in the list (_groups_read relies on it)."""
     first = next((i for i in range(len(groups) - 1, -1, -1) if _depends_on(eqn, groups[i])),
                  None)
     start = 0 if first is None else first
@@ -361,9 +362,9 @@ def vdots_as_reductions(eqns):
         fx, fy = _flattened(x, defs), _flattened(y, defs)
         if fx.aval.shape == fy.aval.shape:
             x, y = fx, fy
-        prod = Var(core.ShapedArray(x.aval.shape, dt))
-        new += [core.JaxprEqn(core_prims()["mul"], [x, y], {}, [prod], e.source_info),
-                core.JaxprEqn(core_prims()["reduce_sum"], [prod],
+        terms = Var(core.ShapedArray(x.aval.shape, dt))
+        new += [core.JaxprEqn(core_prims()["mul"], [x, y], {}, [terms], e.source_info),
+                core.JaxprEqn(core_prims()["reduce_sum"], [terms],
                               {"axes": tuple(range(x.aval.ndim))}, [out], e.source_info)]
     return new
 
@@ -376,8 +377,9 @@ def _dot_accumulate_impl(acc, x, y, *, dimension_numbers, **params):
     return np.add(acc, prod, out=acc)
 
 
-# plan-internal (the CPU backend's rewrite below makes it; no user jaxpr holds it):
-# dot_accumulate(acc, x, y) = acc + dot_general(x, y), computed in acc's buffer
+# plan-internal, CPU only (accumulate_dots below makes it; no user jaxpr holds it, so it has
+# no transform rules and no core impl): dot_accumulate(acc, x, y) = acc + dot_general(x, y),
+# computed in acc's buffer; numba_cpu lowers it, and split plans run this host step
 dot_accumulate_p = core.Primitive("dot_accumulate")
 core.host_impl_rules[dot_accumulate_p] = _dot_accumulate_impl
 _BLAS_DTYPES = frozenset(map(np.dtype, ("float32", "float64", "complex64", "complex128")))
@@ -388,7 +390,8 @@ def accumulate_dots(eqns, outvars):
     dot_accumulate) -> dot_accumulate(p, x, y): BLAS adds the second product into the first
     one's buffer (gemm with beta = 1), as XLA fuses a dot with its addend. No second buffer, no
     zeroing it, no pass adding the two. A weight gradient's tangent, x' g + x g', is such a sum
-    (each HVP has one per layer). Both products must be used by the add alone."""
+    (each HVP has one per layer). Both products must be read by the add alone and be no
+    output of the plan."""
     uses = {}
     for e in eqns:
         for v in e.inputs:
@@ -406,23 +409,24 @@ def accumulate_dots(eqns, outvars):
               and all(np.dtype(u.aval.dtype) == dt for u in [v, *e.inputs[-2:]]))
         return (i, e) if ok else None
 
-    replaced, new = {}, list(eqns)
+    moved, new = set(), list(eqns)
     for k, e in enumerate(eqns):
         if e.primitive.name != "add":
             continue
         out = e.out_binders[0]
-        cands = [(product(v, ("dot_general", "dot_accumulate"), out.aval),
+        # per operand: (its product as the accumulator, as the product added in)
+        roles = [(product(v, ("dot_general", "dot_accumulate"), out.aval),
                   product(v, ("dot_general",), out.aval)) for v in e.inputs]
-        pairs = [(a, b) for a, b in ((cands[0][0], cands[1][1]), (cands[1][0], cands[0][1]))
+        pairs = [(a, b) for a, b in ((roles[0][0], roles[1][1]), (roles[1][0], roles[0][1]))
                  if a is not None and b is not None and a[1] is not b[1]]
         if not pairs:
             continue
         acc, (j, dot) = min(pairs, key=lambda p: p[0][0])    # the earlier product accumulates
         new[k] = core.JaxprEqn(dot_accumulate_p, [acc[1].out_binders[0], *dot.inputs],
                                dict(dot.params), [out], e.source_info)
-        replaced[j] = True
+        moved.add(j)
         defs[out] = (k, new[k])
-    return [e for i, e in enumerate(new) if i not in replaced]
+    return [e for i, e in enumerate(new) if i not in moved]
 
 
 # index maps and reshapes of a splat are the same splat
@@ -807,11 +811,12 @@ def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None, cpu_blas=Fa
             eqns = accumulate_dots(eqns, outvars)
     steps, groups, hoisted = [], [], []      # groups: the open Groups, in run order
 
-    def flush():
+    def flush(which):
+        """Emit the hoisted Ops, then the open groups at the indices ``which``."""
         nonlocal groups, hoisted
         steps.extend(hoisted)
-        steps.extend(groups)
-        groups, hoisted = [], []
+        steps.extend(g for i, g in enumerate(groups) if i in which)
+        groups, hoisted = [g for i, g in enumerate(groups) if i not in which], []
 
     for eqn in eqns:
         if _fusible(eqn):
@@ -819,13 +824,11 @@ def make_plan(closed, rewrites=False, eqn_cost=None, group_cap=None, cpu_blas=Fa
             continue
         needed = _groups_read(groups, eqn)
         if needed:      # run the groups it reads; the others stay open for later equations
-            steps.extend(hoisted)
-            steps.extend(g for i, g in enumerate(groups) if i in needed)
-            groups, hoisted = [g for i, g in enumerate(groups) if i not in needed], []
+            flush(needed)
             steps.append(Op(eqn))
         else:
             hoisted.append(Op(eqn))   # independent of the open groups: run it before them
-    flush()
+    flush(range(len(groups)))
     if group_cap is not None:
         steps = cut_groups(steps, eqn_cost, group_cap)
     materialized = _materialized(steps, outvars)

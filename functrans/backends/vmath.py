@@ -103,8 +103,10 @@ def hugepages(v):
 def _gemm_beta1(typingctx, a, b, c):
     """c += a @ b by BLAS gemm with beta = 1 (numba's own np.dot calls the same helper with
     beta = 0). a, b: C-contiguous or transposed (F) 2-D views; c: C-contiguous."""
-    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)) or \
-            a.layout not in "CF" or b.layout not in "CF" or c.layout != "C":
+    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in (a, b, c)):
+        return None
+    if a.dtype != c.dtype or b.dtype != c.dtype or a.layout not in "CF" or \
+            b.layout not in "CF" or c.layout != "C":
         return None
     sig = types.none(a, b, c)
 
@@ -139,7 +141,7 @@ def _gemm_beta1(typingctx, a, b, c):
 def gemm_acc(a, b, c):
     """c += a @ b in place (2-D float or complex arrays of one dtype), by BLAS: the kernels'
     lowering of dot_accumulate, a product summed into another product's buffer."""
-    if a.shape[0] and a.shape[1] and b.shape[1]:
+    if a.shape[0] and a.shape[1] and b.shape[1]:    # BLAS rejects a leading dimension of 0
         _gemm_beta1(a, b, c)
 
 
