@@ -1386,8 +1386,8 @@ def _dot_transpose_lhs(ct, x, y, *, dimension_numbers, preferred_element_type, p
                        swap_ans=False):
     dims, out_axes, swap = _dot_transpose_dims(dimension_numbers, x.aval.ndim,
                                                get_aval(y).ndim, swap_ans)
-    dt = np.result_type(get_aval(ct).dtype, get_aval(y).dtype)
     if get_aval(ct).dtype != get_aval(y).dtype:    # ct of a wider preferred_element_type
+        dt = np.result_type(get_aval(ct).dtype, get_aval(y).dtype)
         ct, y = convert_element_type(ct, dt), convert_element_type(y, dt)
     a, b = (y, ct) if swap else (ct, y)
     if swap and precision is not None:
